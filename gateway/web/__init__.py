@@ -1,0 +1,1 @@
+"""The gateway's own web surface: middleware that applies decisions, pages and JSON API."""
