@@ -1,0 +1,75 @@
+"""The gateway's state store: the only code that speaks SQL, behind one repository per aggregate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+
+from gateway.store.audit import AuditRepository
+from gateway.store.database import Database
+from gateway.store.migrations import LATEST_VERSION, MIGRATIONS, Migration, migrate
+from gateway.store.organisations import OrganisationRepository
+from gateway.store.records import (
+    ROLES,
+    AuditEvent,
+    NewUser,
+    Organisation,
+    SessionRecord,
+    ThrottleState,
+    User,
+)
+from gateway.store.sessions import SessionRepository
+from gateway.store.throttle import ThrottleRepository
+from gateway.store.users import UserRepository
+
+__all__ = [
+    "LATEST_VERSION",
+    "MIGRATIONS",
+    "ROLES",
+    "AuditEvent",
+    "AuditRepository",
+    "Database",
+    "Migration",
+    "NewUser",
+    "Organisation",
+    "OrganisationRepository",
+    "SessionRecord",
+    "SessionRepository",
+    "Store",
+    "ThrottleRepository",
+    "ThrottleState",
+    "User",
+    "UserRepository",
+    "migrate",
+]
+
+
+class Store:
+    """The open database and a repository for each aggregate over it."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.organisations = OrganisationRepository(db)
+        self.users = UserRepository(db)
+        self.sessions = SessionRepository(db)
+        self.audit = AuditRepository(db)
+        self.throttle = ThrottleRepository(db)
+
+    @classmethod
+    async def open(cls, path: str | Path, busy_timeout_ms: int = 5000) -> Store:
+        """Open (creating and migrating if need be) the database file at ``path``."""
+        return cls(await Database.open(path, busy_timeout_ms=busy_timeout_ms))
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

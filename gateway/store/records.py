@@ -1,0 +1,79 @@
+"""The store's plain records: immutable snapshots of rows, handed to and from repositories."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+ROLES = ("principal", "member")
+
+
+def new_id(prefix: str) -> str:
+    """A fresh random identifier such as ``usr_1f2e3d4c5b6a7988``."""
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Organisation:
+    id: str
+    name: str
+    created_at: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class User:
+    id: str
+    org_id: str
+    email: str
+    display_name: str
+    role: str
+    password_hash: str
+    disabled: bool
+    created_at: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NewUser:
+    """A user not yet stored: one row of a bulk import."""
+
+    org_id: str
+    email: str
+    display_name: str
+    role: str
+    password_hash: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SessionRecord:
+    """A sign-in session; only the hash of its id is ever stored."""
+
+    id_hash: str
+    user_id: str
+    created_at: float
+    last_seen_at: float
+    expires_at: float
+    csrf_secret: str
+    client_addr: str | None
+    ended_at: float | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AuditEvent:
+    id: int
+    at: float
+    kind: str
+    actor: str | None
+    subject: str | None
+    org_id: str | None
+    client_addr: str | None
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ThrottleState:
+    """Failed attempts counted against one key (a user, an address...) and any lock-out."""
+
+    failures: int
+    window_started_at: float
+    locked_until: float

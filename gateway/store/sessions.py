@@ -1,0 +1,118 @@
+"""Sign-in sessions, stored by the hash of their id: create, look up, touch, end and purge."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+
+from gateway.errors import ConflictError, NotFoundError
+from gateway.store.database import Database, execute, query_all, query_one
+from gateway.store.records import SessionRecord
+
+_SELECT = (
+    "SELECT id_hash, user_id, created_at, last_seen_at, expires_at, csrf_secret, client_addr,"
+    " ended_at FROM sessions"
+)
+
+
+def _session(row: sqlite3.Row) -> SessionRecord:
+    return SessionRecord(
+        id_hash=row["id_hash"],
+        user_id=row["user_id"],
+        created_at=row["created_at"],
+        last_seen_at=row["last_seen_at"],
+        expires_at=row["expires_at"],
+        csrf_secret=row["csrf_secret"],
+        client_addr=row["client_addr"],
+        ended_at=row["ended_at"],
+    )
+
+
+class SessionRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(self, record: SessionRecord) -> None:
+        """Store a new session; NotFoundError for an unknown user, ConflictError for a reused id."""
+        async with self._db.transaction() as conn:
+            if not await query_one(conn, "SELECT 1 FROM users WHERE id = ?", (record.user_id,)):
+                raise NotFoundError(f"no user has id {record.user_id!r}")
+            if await query_one(conn, "SELECT 1 FROM sessions WHERE id_hash = ?", (record.id_hash,)):
+                raise ConflictError("a session with this id already exists")
+            await execute(
+                conn,
+                "INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at, expires_at,"
+                " csrf_secret, client_addr, ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.id_hash,
+                    record.user_id,
+                    record.created_at,
+                    record.last_seen_at,
+                    record.expires_at,
+                    record.csrf_secret,
+                    record.client_addr,
+                    record.ended_at,
+                ),
+            )
+
+    async def get(self, id_hash: str) -> SessionRecord | None:
+        """The session with this id hash, ended or not (the caller judges), or None."""
+        row = await self._db.fetch_one(f"{_SELECT} WHERE id_hash = ?", (id_hash,))
+        return _session(row) if row is not None else None
+
+    async def touch_many(self, last_seen: Mapping[str, float]) -> None:
+        """Record when sessions were last seen, in one transaction (for a write-behind flusher).
+
+        Times only move forward, and ended or unknown sessions are left alone.
+        """
+        if not last_seen:
+            return
+        async with self._db.transaction() as conn:
+            await conn.executemany(
+                "UPDATE sessions SET last_seen_at = max(last_seen_at, ?)"
+                " WHERE id_hash = ? AND ended_at IS NULL",
+                [(seen, id_hash) for id_hash, seen in last_seen.items()],
+            )
+
+    async def end(self, id_hash: str, now: float) -> bool:
+        """End a session; False if it was unknown or had already ended."""
+        async with self._db.transaction() as conn:
+            changed = await execute(
+                conn,
+                "UPDATE sessions SET ended_at = ? WHERE id_hash = ? AND ended_at IS NULL",
+                (now, id_hash),
+            )
+        return changed > 0
+
+    async def end_all_for_user(self, user_id: str, now: float) -> list[str]:
+        """End every open session of a user; return the id hashes that were ended."""
+        async with self._db.transaction() as conn:
+            rows = await query_all(
+                conn,
+                "SELECT id_hash FROM sessions WHERE user_id = ? AND ended_at IS NULL"
+                " ORDER BY created_at, id_hash",
+                (user_id,),
+            )
+            await execute(
+                conn,
+                "UPDATE sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL",
+                (now, user_id),
+            )
+        return [row["id_hash"] for row in rows]
+
+    async def purge(self, now: float, keep_seconds: float) -> int:
+        """Delete sessions that ended or expired more than keep_seconds ago; return how many."""
+        cutoff = now - keep_seconds
+        async with self._db.transaction() as conn:
+            return await execute(
+                conn,
+                "DELETE FROM sessions WHERE ended_at < ? OR expires_at < ?",
+                (cutoff, cutoff),
+            )
+
+    async def count_active(self, now: float) -> int:
+        """How many sessions are neither ended nor expired at ``now``."""
+        row = await self._db.fetch_one(
+            "SELECT count(*) FROM sessions WHERE ended_at IS NULL AND expires_at > ?", (now,)
+        )
+        return int(row[0]) if row is not None else 0

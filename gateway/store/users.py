@@ -1,0 +1,143 @@
+"""Users: who may sign in, to which organisation they belong, and with what role."""
+
+from __future__ import annotations
+
+import builtins
+import sqlite3
+from collections.abc import Sequence
+
+import aiosqlite
+
+from gateway.errors import ConflictError, NotFoundError, StoreError
+from gateway.store.database import Database, execute, query_one
+from gateway.store.records import ROLES, NewUser, User, new_id
+
+_SELECT = (
+    "SELECT id, org_id, email, display_name, role, password_hash, disabled, created_at FROM users"
+)
+_INSERT = (
+    "INSERT INTO users"
+    " (id, org_id, email, display_name, role, password_hash, disabled, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, 0, ?)"
+)
+
+
+def _user(row: sqlite3.Row) -> User:
+    return User(
+        id=row["id"],
+        org_id=row["org_id"],
+        email=row["email"],
+        display_name=row["display_name"],
+        role=row["role"],
+        password_hash=row["password_hash"],
+        disabled=bool(row["disabled"]),
+        created_at=row["created_at"],
+    )
+
+
+async def _insert(conn: aiosqlite.Connection, new: NewUser, user_id: str, now: float) -> User:
+    """Check and insert one user inside the caller's transaction."""
+    if new.role not in ROLES:
+        raise StoreError(f"role must be one of {', '.join(ROLES)}, not {new.role!r}")
+    if not await query_one(conn, "SELECT 1 FROM organisations WHERE id = ?", (new.org_id,)):
+        raise NotFoundError(f"no organisation has id {new.org_id!r}")
+    if await query_one(conn, "SELECT 1 FROM users WHERE email = ?", (new.email,)):
+        raise ConflictError(f"a user with email {new.email!r} already exists")
+    if await query_one(conn, "SELECT 1 FROM users WHERE id = ?", (user_id,)):
+        raise ConflictError(f"a user with id {user_id!r} already exists")
+    user = User(
+        id=user_id,
+        org_id=new.org_id,
+        email=new.email,
+        display_name=new.display_name,
+        role=new.role,
+        password_hash=new.password_hash,
+        disabled=False,
+        created_at=now,
+    )
+    await execute(
+        conn,
+        _INSERT,
+        (user.id, user.org_id, user.email, user.display_name, user.role, user.password_hash, now),
+    )
+    return user
+
+
+class UserRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add(
+        self,
+        *,
+        org_id: str,
+        email: str,
+        display_name: str,
+        role: str,
+        password_hash: str,
+        now: float,
+        user_id: str | None = None,
+    ) -> User:
+        """Store a new user.
+
+        ConflictError if the email is taken, whatever its case; NotFoundError if the
+        organisation does not exist; StoreError if the role is not one the gateway knows.
+        """
+        new = NewUser(
+            org_id=org_id,
+            email=email,
+            display_name=display_name,
+            role=role,
+            password_hash=password_hash,
+        )
+        async with self._db.transaction() as conn:
+            return await _insert(conn, new, user_id or new_id("usr"), now)
+
+    async def add_many(self, rows: Sequence[NewUser], now: float) -> builtins.list[User]:
+        """Store all the users or none: one bad row rolls the whole batch back."""
+        users: builtins.list[User] = []
+        async with self._db.transaction() as conn:
+            for number, new in enumerate(rows, start=1):
+                try:
+                    users.append(await _insert(conn, new, new_id("usr"), now))
+                except StoreError as exc:
+                    raise type(exc)(f"user {number} of {len(rows)}: {exc}") from exc
+        return users
+
+    async def get(self, user_id: str) -> User:
+        """The user with this id; NotFoundError if there is none."""
+        row = await self._db.fetch_one(f"{_SELECT} WHERE id = ?", (user_id,))
+        if row is None:
+            raise NotFoundError(f"no user has id {user_id!r}")
+        return _user(row)
+
+    async def find_by_email(self, email: str) -> User | None:
+        """The user with this email, compared without regard to (ASCII) case."""
+        row = await self._db.fetch_one(f"{_SELECT} WHERE email = ?", (email,))
+        return _user(row) if row is not None else None
+
+    async def list(self, org_id: str | None = None) -> builtins.list[User]:
+        """Every user (or every user of one organisation), in the order they were added."""
+        if org_id is None:
+            rows = await self._db.fetch_all(f"{_SELECT} ORDER BY rowid")
+        else:
+            rows = await self._db.fetch_all(f"{_SELECT} WHERE org_id = ? ORDER BY rowid", (org_id,))
+        return [_user(row) for row in rows]
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
+        """Replace a user's password hash; NotFoundError if there is no such user."""
+        async with self._db.transaction() as conn:
+            changed = await execute(
+                conn, "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
+            )
+            if not changed:
+                raise NotFoundError(f"no user has id {user_id!r}")
+
+    async def set_disabled(self, user_id: str, disabled: bool) -> None:
+        """Disable or re-enable a user; NotFoundError if there is no such user."""
+        async with self._db.transaction() as conn:
+            changed = await execute(
+                conn, "UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user_id)
+            )
+            if not changed:
+                raise NotFoundError(f"no user has id {user_id!r}")
