@@ -1,0 +1,188 @@
+"""Tests for the user repository."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import ConflictError, NotFoundError, StoreError
+from gateway.store import NewUser, Organisation, Store, User
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await Store.open(tmp_path / "gateway.sqlite3")
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def org(store: Store) -> Organisation:
+    return await store.organisations.add(name="Acme", now=1.0)
+
+
+async def _add(store: Store, org: Organisation, email: str, role: str = "member") -> User:
+    return await store.users.add(
+        org_id=org.id,
+        email=email,
+        display_name=email.split("@")[0],
+        role=role,
+        password_hash="$argon2id$hash",
+        now=10.0,
+    )
+
+
+def _new(org: Organisation, email: str, role: str = "member") -> NewUser:
+    return NewUser(
+        org_id=org.id, email=email, display_name=email, role=role, password_hash="$argon2id$h"
+    )
+
+
+async def test_an_added_user_can_be_read_back(store: Store, org: Organisation) -> None:
+    user = await store.users.add(
+        org_id=org.id,
+        email="Alice@Example.com",
+        display_name="Alice",
+        role="principal",
+        password_hash="$argon2id$abc",
+        now=42.0,
+    )
+    assert user == User(
+        id=user.id,
+        org_id=org.id,
+        email="Alice@Example.com",
+        display_name="Alice",
+        role="principal",
+        password_hash="$argon2id$abc",
+        disabled=False,
+        created_at=42.0,
+    )
+    assert user.id.startswith("usr_")
+    assert await store.users.get(user.id) == user
+
+
+async def test_a_given_user_id_is_used(store: Store, org: Organisation) -> None:
+    user = await store.users.add(
+        org_id=org.id,
+        email="a@example.com",
+        display_name="A",
+        role="member",
+        password_hash="h",
+        now=1.0,
+        user_id="usr_fixed",
+    )
+    assert (await store.users.get("usr_fixed")) == user
+
+
+async def test_duplicate_email_is_rejected_whatever_its_case(
+    store: Store, org: Organisation
+) -> None:
+    await _add(store, org, "alice@example.com")
+    with pytest.raises(ConflictError, match=r"ALICE@EXAMPLE\.COM"):
+        await _add(store, org, "ALICE@EXAMPLE.COM")
+    assert len(await store.users.list()) == 1
+
+
+async def test_a_user_for_an_unknown_organisation_is_rejected(store: Store) -> None:
+    ghost = Organisation(id="org_ghost", name="Ghost", created_at=0.0)
+    with pytest.raises(NotFoundError, match="org_ghost"):
+        await _add(store, ghost, "a@example.com")
+
+
+async def test_an_unknown_role_is_rejected(store: Store, org: Organisation) -> None:
+    with pytest.raises(StoreError, match="role"):
+        await _add(store, org, "a@example.com", role="admin")
+    assert await store.users.list() == []
+
+
+async def test_getting_an_unknown_user_raises_not_found(store: Store) -> None:
+    with pytest.raises(NotFoundError, match="usr_nope"):
+        await store.users.get("usr_nope")
+
+
+async def test_users_are_found_by_email_whatever_its_case(store: Store, org: Organisation) -> None:
+    user = await _add(store, org, "Bob@Example.com")
+    assert await store.users.find_by_email("bob@example.com") == user
+    assert await store.users.find_by_email("BOB@EXAMPLE.COM") == user
+    assert await store.users.find_by_email("carol@example.com") is None
+
+
+async def test_users_are_listed_all_or_by_organisation(store: Store, org: Organisation) -> None:
+    other = await store.organisations.add(name="Other", now=1.0)
+    a = await _add(store, org, "a@example.com")
+    b = await _add(store, other, "b@example.com")
+    c = await _add(store, org, "c@example.com")
+    assert await store.users.list() == [a, b, c]
+    assert await store.users.list(org.id) == [a, c]
+    assert await store.users.list(other.id) == [b]
+    assert await store.users.list("org_none") == []
+
+
+async def test_add_many_stores_every_row(store: Store, org: Organisation) -> None:
+    rows = [_new(org, f"user{n}@example.com") for n in range(5)]
+    users = await store.users.add_many(rows, now=7.0)
+    assert [user.email for user in users] == [row.email for row in rows]
+    assert all(user.created_at == 7.0 and not user.disabled for user in users)
+    assert len({user.id for user in users}) == 5
+    assert await store.users.list() == users
+
+
+async def test_add_many_of_nothing_stores_nothing(store: Store) -> None:
+    assert await store.users.add_many([], now=1.0) == []
+
+
+async def test_add_many_is_all_or_nothing_when_a_row_clashes_with_a_stored_user(
+    store: Store, org: Organisation
+) -> None:
+    existing = await _add(store, org, "taken@example.com")
+    rows = [_new(org, "new1@example.com"), _new(org, "TAKEN@example.com"), _new(org, "n@x.com")]
+    with pytest.raises(ConflictError, match="user 2 of 3"):
+        await store.users.add_many(rows, now=1.0)
+    assert await store.users.list() == [existing]
+
+
+async def test_add_many_is_all_or_nothing_when_two_rows_clash(
+    store: Store, org: Organisation
+) -> None:
+    rows = [
+        _new(org, "same@example.com"),
+        _new(org, "other@example.com"),
+        _new(org, "SAME@example.com"),
+    ]
+    with pytest.raises(ConflictError, match="user 3 of 3"):
+        await store.users.add_many(rows, now=1.0)
+    assert await store.users.list() == []
+
+
+async def test_add_many_is_all_or_nothing_when_a_row_is_invalid(
+    store: Store, org: Organisation
+) -> None:
+    ghost = Organisation(id="org_ghost", name="Ghost", created_at=0.0)
+    with pytest.raises(NotFoundError, match="user 2 of 2"):
+        await store.users.add_many([_new(org, "a@x.com"), _new(ghost, "b@x.com")], now=1.0)
+    with pytest.raises(StoreError, match="user 1 of 1: role"):
+        await store.users.add_many([_new(org, "c@x.com", role="owner")], now=1.0)
+    assert await store.users.list() == []
+
+
+async def test_a_password_hash_can_be_replaced(store: Store, org: Organisation) -> None:
+    user = await _add(store, org, "a@example.com")
+    await store.users.set_password_hash(user.id, "$argon2id$new")
+    assert (await store.users.get(user.id)).password_hash == "$argon2id$new"
+
+
+async def test_a_user_can_be_disabled_and_enabled_again(store: Store, org: Organisation) -> None:
+    user = await _add(store, org, "a@example.com")
+    await store.users.set_disabled(user.id, True)
+    assert (await store.users.get(user.id)).disabled is True
+    await store.users.set_disabled(user.id, False)
+    assert (await store.users.get(user.id)).disabled is False
+
+
+async def test_changing_an_unknown_user_raises_not_found(store: Store) -> None:
+    with pytest.raises(NotFoundError):
+        await store.users.set_password_hash("usr_nope", "h")
+    with pytest.raises(NotFoundError):
+        await store.users.set_disabled("usr_nope", True)
