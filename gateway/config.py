@@ -1,0 +1,393 @@
+"""The gateway's configuration: TOML in, frozen dataclasses out, every problem reported at once."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.errors import ConfigError
+
+Check = Callable[[Any], str | None]
+
+
+def setting(default: Any, *, doc: str, check: Check | None = None, env: str | None = None) -> Any:
+    """Declare one setting: its default, the line that documents it, and how to check it.
+
+    A setting with ``env`` is a secret: it may also come from ``<key>_file`` (a path whose
+    contents are the value) or from the named environment variable.
+    """
+    return field(default=default, metadata={"doc": doc, "check": check, "env": env})
+
+
+def _port(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else "must be a port number from 0 to 65535"
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than zero"
+
+
+def _http_url(value: str) -> str | None:
+    if value == "":
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "must be an http:// or https:// URL"
+    return None
+
+
+def _required_http_url(value: str) -> str | None:
+    return "is required" if value == "" else _http_url(value)
+
+
+def _networks(value: tuple[str, ...]) -> str | None:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            return f"{item!r} is not an IP address or network"
+    return None
+
+
+def _paths(value: tuple[str, ...]) -> str | None:
+    for item in value:
+        if not item.startswith("/") or item.startswith("/_gateway/"):
+            return f"{item!r} must start with '/' and lie outside /_gateway/"
+    return None
+
+
+def _secret_key(value: str) -> str | None:
+    if value == "":
+        return "is required (set it, or secret_key_file, or env XERO_GATEWAY_SECRET_KEY)"
+    if len(value) < 32:
+        return "must be at least 32 characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+    return None
+
+
+def _one_of(*choices: str) -> Check:
+    def check(value: str) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    host: str = setting("127.0.0.1", doc="Address the front listener (browsers) binds to.")
+    port: int = setting(8080, doc="Port of the front listener; 0 picks a free one.", check=_port)
+    max_line_size: int = setting(
+        8190, doc="Longest request line accepted, in bytes; longer gets 431.", check=_positive
+    )
+    max_field_size: int = setting(
+        8190, doc="Longest header field accepted, in bytes; longer gets 431.", check=_positive
+    )
+    max_body_size: int = setting(
+        50 * 1024 * 1024,
+        doc="Largest request body passed to the app, in bytes; larger gets 413.",
+        check=_positive,
+    )
+    metrics_allow: tuple[str, ...] = setting(
+        ("127.0.0.1/32", "::1/128"),
+        doc="Client networks allowed to read /_gateway/metrics.",
+        check=_networks,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class XeroProxyConfig:
+    host: str = setting("127.0.0.1", doc="Address the Xero listener (the app's backend) binds to.")
+    port: int = setting(8081, doc="Port of the Xero listener; 0 picks a free one.", check=_port)
+
+
+@dataclass(frozen=True, kw_only=True)
+class UpstreamConfig:
+    url: str = setting(
+        "", doc="Base URL of the app behind the gateway (required).", check=_required_http_url
+    )
+    connect_timeout: float = setting(
+        5.0, doc="Seconds to wait for a connection to the app; then 502.", check=_positive
+    )
+    read_timeout: float = setting(
+        60.0, doc="Seconds to wait for the app to answer; then 504.", check=_positive
+    )
+    public_paths: tuple[str, ...] = setting(
+        (),
+        doc="Paths served without sign-in: '/x/' covers a subtree, '/x*' a prefix, else exact.",
+        check=_paths,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreConfig:
+    path: str = setting("var/gateway.sqlite3", doc="SQLite database file (created if missing).")
+    busy_timeout_ms: int = setting(
+        5000, doc="How long a write waits for a locked database, in ms.", check=_positive
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecurityConfig:
+    secret_key: str = setting(
+        "",
+        doc="Key for CSRF tokens and encryption at rest (>= 32 chars). Keep it out of the repo.",
+        check=_secret_key,
+        env="XERO_GATEWAY_SECRET_KEY",
+    )
+    cookie_secure: bool = setting(
+        True,
+        doc="Send cookies with Secure and the __Host- prefix; false only for plain-http development.",
+    )
+    trusted_proxies: tuple[str, ...] = setting(
+        (),
+        doc="Addresses/networks of proxies in front of the gateway whose X-Forwarded-* is trusted.",
+        check=_networks,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionConfig:
+    idle_timeout_minutes: float = setting(
+        30, doc="A session unused this long ends (server-side).", check=_positive
+    )
+    absolute_timeout_hours: float = setting(
+        12, doc="A session ends this long after sign-in, however active.", check=_positive
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThrottleConfig:
+    account_failures: int = setting(
+        5, doc="Failed sign-ins per account within the window before it is locked.", check=_positive
+    )
+    address_failures: int = setting(
+        20,
+        doc="Failed sign-ins per client address within the window before it is locked.",
+        check=_positive,
+    )
+    window_minutes: float = setting(
+        15, doc="Window over which failures are counted.", check=_positive
+    )
+    lockout_minutes: float = setting(
+        15, doc="How long a locked account or address must wait.", check=_positive
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class XeroConfig:
+    client_id: str = setting("", doc="OAuth client id of the gateway's Xero app.")
+    client_secret: str = setting(
+        "", doc="OAuth client secret of the Xero app.", env="XERO_GATEWAY_XERO_CLIENT_SECRET"
+    )
+    redirect_uri: str = setting(
+        "", doc="Callback URL registered with Xero (…/_gateway/xero/callback).", check=_http_url
+    )
+    scopes: tuple[str, ...] = setting(
+        ("openid", "profile", "email", "offline_access", "accounting.settings.read"),
+        doc="OAuth scopes asked for when connecting Xero.",
+    )
+    authorize_url: str = setting(
+        "https://login.xero.com/identity/connect/authorize",
+        doc="Xero's authorize endpoint (change only for an emulator).",
+        check=_http_url,
+    )
+    token_url: str = setting(
+        "https://identity.xero.com/connect/token", doc="Xero's token endpoint.", check=_http_url
+    )
+    revoke_url: str = setting(
+        "https://identity.xero.com/connect/revocation",
+        doc="Xero's revocation endpoint.",
+        check=_http_url,
+    )
+    api_url: str = setting("https://api.xero.com", doc="Xero's API base URL.", check=_http_url)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmsConfig:
+    provider_url: str = setting("", doc="HTTP endpoint of the SMS provider.", check=_http_url)
+    api_key: str = setting("", doc="API key for the SMS provider.", env="XERO_GATEWAY_SMS_API_KEY")
+    sender: str = setting("", doc="Sender id or number shown on the phone.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmailConfig:
+    host: str = setting("", doc="SMTP server host; empty disables email delivery.")
+    port: int = setting(587, doc="SMTP server port.", check=_port)
+    starttls: bool = setting(True, doc="Upgrade the SMTP connection with STARTTLS.")
+    username: str = setting("", doc="SMTP user name, if the server asks for one.")
+    password: str = setting("", doc="SMTP password.", env="XERO_GATEWAY_EMAIL_PASSWORD")
+    sender: str = setting("", doc="From address of the gateway's mail.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoggingConfig:
+    level: str = setting(
+        "INFO", doc="Log level.", check=_one_of("DEBUG", "INFO", "WARNING", "ERROR")
+    )
+    format: str = setting(
+        "json", doc="'json' (one object per line) or 'text'.", check=_one_of("json", "text")
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    xero_proxy: XeroProxyConfig = field(default_factory=XeroProxyConfig)
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    session: SessionConfig = field(default_factory=SessionConfig)
+    throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
+    xero: XeroConfig = field(default_factory=XeroConfig)
+    sms: SmsConfig = field(default_factory=SmsConfig)
+    email: EmailConfig = field(default_factory=EmailConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+SECTIONS: dict[str, type[Any]] = {
+    f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)
+}
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """Every setting as (section.key, default, doc): the source for docs and their test."""
+    rows = []
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            rows.append((f"{section}.{f.name}", repr(f.default), str(f.metadata["doc"])))
+    return rows
+
+
+def _coerce(kind: Any, value: Any) -> tuple[Any, str | None]:
+    """Check a TOML value against a field's type; return the value to store, or a problem."""
+    if kind is bool:
+        return value, None if isinstance(value, bool) else "must be true or false"
+    if kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return value, None if ok else "must be a whole number"
+    if kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value), None
+        return value, "must be a number"
+    if kind is str:
+        return value, None if isinstance(value, str) else "must be a string"
+    if typing.get_origin(kind) is tuple:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value), None
+        return value, "must be a list of strings"
+    raise TypeError(f"unsupported setting type {kind!r}")  # a programming error, not user input
+
+
+def _read_secret_file(path: str, base: Path) -> tuple[str, str | None]:
+    full = (base / path).expanduser()
+    try:
+        return full.read_text(encoding="utf-8").strip(), None
+    except OSError as exc:
+        return "", f"cannot read {full}: {exc.strerror or exc}"
+
+
+def _build_section(
+    name: str, cls: type[Any], raw: Mapping[str, Any], env: Mapping[str, str], base: Path
+) -> tuple[Any, list[str]]:
+    problems: list[str] = []
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    secret_files = {
+        f"{f.name}_file" for f in dataclasses.fields(cls) if f.metadata.get("env") is not None
+    }
+    for key in raw:
+        if key not in known and key not in secret_files:
+            problems.append(f"{name}.{key}: unknown key")
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        key = f"{name}.{f.name}"
+        env_name: str | None = f.metadata.get("env")
+        given = f.name in raw
+        if env_name is not None:
+            file_key = f"{f.name}_file"
+            sources = [s for s in (given, file_key in raw, env_name in env) if s]
+            if len(sources) > 1:
+                problems.append(
+                    f"{key}: set in more than one place ({f.name}, {file_key}, env {env_name});"
+                    " keep one"
+                )
+                continue
+            if file_key in raw:
+                if not isinstance(raw[file_key], str):
+                    problems.append(f"{name}.{file_key}: must be a string path")
+                    continue
+                secret, problem = _read_secret_file(raw[file_key], base)
+                if problem:
+                    problems.append(f"{name}.{file_key}: {problem}")
+                    continue
+                raw = {**raw, f.name: secret}
+                given = True
+            elif env_name in env:
+                raw = {**raw, f.name: env[env_name]}
+                given = True
+        value = raw[f.name] if given else f.default
+        if given:
+            value, problem = _coerce(hints[f.name], value)
+            if problem:
+                problems.append(f"{key}: {problem}")
+                continue
+        check: Check | None = f.metadata.get("check")
+        problem = check(value) if check else None
+        if problem:
+            problems.append(f"{key}: {problem}")
+            continue
+        values[f.name] = value
+    if problems:
+        return None, problems
+    return cls(**values), []
+
+
+def build_config(
+    raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None, base: Path | None = None
+) -> Config:
+    """Turn parsed TOML into a Config, or raise ConfigError listing every bad key."""
+    env = os.environ if env is None else env
+    base = Path.cwd() if base is None else base
+    problems: list[str] = []
+    sections: dict[str, Any] = {}
+    for name in raw:
+        if name not in SECTIONS:
+            problems.append(f"{name}: unknown section")
+    for name, cls in SECTIONS.items():
+        section_raw = raw.get(name, {})
+        if not isinstance(section_raw, dict):
+            problems.append(f"{name}: must be a table ([{name}])")
+            continue
+        built, section_problems = _build_section(name, cls, section_raw, env, base)
+        problems.extend(section_problems)
+        if built is not None:
+            sections[name] = built
+    if problems:
+        raise ConfigError(problems)
+    return Config(**sections)
+
+
+def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read and check a TOML config file; relative paths inside it are taken from its folder."""
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the file: {exc.strerror or exc}"]) from exc
+    try:
+        raw = tomllib.loads(text.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
+    config = build_config(raw, env=env, base=path.parent)
+    store_path = Path(config.store.path)
+    if not store_path.is_absolute():
+        store = dataclasses.replace(config.store, path=str(path.parent / store_path))
+        config = dataclasses.replace(config, store=store)
+    return config
