@@ -1,0 +1,39 @@
+"""Judging repeated failures: pure rules over a failure count, with the time passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.store.records import ThrottleState
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThrottleRule:
+    """``max_failures`` within ``window`` seconds lock the key for ``lockout`` seconds."""
+
+    max_failures: int
+    window: float
+    lockout: float
+
+    def __post_init__(self) -> None:
+        if self.max_failures < 1 or self.window <= 0 or self.lockout <= 0:
+            raise ValueError(f"invalid throttle rule: {self!r}")
+
+
+def retry_after(state: ThrottleState | None, now: float) -> float:
+    """Seconds until the key may try again; 0 when it may try now."""
+    if state is None or state.locked_until <= now:
+        return 0.0
+    return state.locked_until - now
+
+
+def after_failure(state: ThrottleState | None, rule: ThrottleRule, now: float) -> ThrottleState:
+    """The state after one more failure: a new window once the old one has passed."""
+    if state is None or now - state.window_started_at >= rule.window or (
+        0 < state.locked_until <= now
+    ):
+        failures, started = 1, now
+    else:
+        failures, started = state.failures + 1, state.window_started_at
+    locked_until = now + rule.lockout if failures >= rule.max_failures else 0.0
+    return ThrottleState(failures=failures, window_started_at=started, locked_until=locked_until)

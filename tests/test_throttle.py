@@ -1,0 +1,44 @@
+"""Throttle judgement: pure, table-driven, time passed in."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.store.records import ThrottleState
+from gateway.throttle import ThrottleRule, after_failure, retry_after
+
+RULE = ThrottleRule(max_failures=3, window=60.0, lockout=300.0)
+
+
+def fail_at(*times: float) -> ThrottleState | None:
+    state: ThrottleState | None = None
+    for t in times:
+        state = after_failure(state, RULE, t)
+    return state
+
+
+@pytest.mark.parametrize(
+    ("times", "now", "wait"),
+    [
+        ((), 0.0, 0.0),
+        ((0.0,), 1.0, 0.0),
+        ((0.0, 1.0), 2.0, 0.0),
+        ((0.0, 1.0, 2.0), 2.0, 300.0),
+        ((0.0, 1.0, 2.0), 152.0, 150.0),
+        ((0.0, 1.0, 2.0), 302.0, 0.0),
+        ((0.0, 1.0, 61.0), 61.0, 0.0),  # the window restarted at 61
+        ((0.0, 1.0, 2.0, 302.0), 302.0, 0.0),  # after a lockout, counting starts over
+    ],
+)
+def test_retry_after(times: tuple[float, ...], now: float, wait: float) -> None:
+    assert retry_after(fail_at(*times), now) == wait
+
+
+def test_failures_in_a_new_window_start_from_one() -> None:
+    state = fail_at(0.0, 10.0, 70.0)
+    assert state == ThrottleState(failures=1, window_started_at=70.0, locked_until=0.0)
+
+
+def test_invalid_rules_are_refused() -> None:
+    with pytest.raises(ValueError, match="invalid throttle rule"):
+        ThrottleRule(max_failures=0, window=1, lockout=1)
