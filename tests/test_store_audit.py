@@ -1,0 +1,126 @@
+"""Tests for the audit repository."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import StoreError
+from gateway.store import AuditEvent, Store
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await Store.open(tmp_path / "gateway.sqlite3")
+    yield opened
+    await opened.close()
+
+
+async def _record_many(store: Store, count: int, *, start: float = 0.0) -> list[int]:
+    return [
+        await store.audit.record(kind="login.ok" if n % 2 else "login.fail", at=start + n)
+        for n in range(count)
+    ]
+
+
+async def test_a_recorded_event_can_be_read_back_with_all_its_fields(store: Store) -> None:
+    event_id = await store.audit.record(
+        kind="login.ok",
+        at=1234.5,
+        actor="usr_1",
+        subject="usr_2",
+        org_id="org_1",
+        client_addr="203.0.113.7",
+        detail={"method": "totp", "attempt": 2, "nested": {"ok": True}},
+    )
+    assert await store.audit.list() == [
+        AuditEvent(
+            id=event_id,
+            at=1234.5,
+            kind="login.ok",
+            actor="usr_1",
+            subject="usr_2",
+            org_id="org_1",
+            client_addr="203.0.113.7",
+            detail={"method": "totp", "attempt": 2, "nested": {"ok": True}},
+        )
+    ]
+
+
+async def test_an_event_without_optional_fields_has_empty_detail(store: Store) -> None:
+    await store.audit.record(kind="startup", at=1.0)
+    [event] = await store.audit.list()
+    assert (event.actor, event.subject, event.org_id, event.client_addr) == (None,) * 4
+    assert event.detail == {}
+
+
+async def test_event_ids_increase(store: Store) -> None:
+    ids = await _record_many(store, 5)
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 5
+
+
+async def test_a_detail_that_is_not_json_is_refused_and_nothing_is_recorded(
+    store: Store,
+) -> None:
+    with pytest.raises(StoreError, match="JSON"):
+        await store.audit.record(kind="x", at=1.0, detail={"when": object()})
+    assert await store.audit.list() == []
+
+
+async def test_events_are_listed_in_id_order_filtered_by_time_and_kind(store: Store) -> None:
+    ids = await _record_many(store, 10)  # at = 0..9, odd ones are login.ok
+    assert [e.id for e in await store.audit.list()] == ids
+    assert [e.at for e in await store.audit.list(since=3.0)] == [3, 4, 5, 6, 7, 8, 9]
+    assert [e.at for e in await store.audit.list(until=3.0)] == [0, 1, 2]
+    assert [e.at for e in await store.audit.list(since=2.0, until=6.0)] == [2, 3, 4, 5]
+    assert [e.at for e in await store.audit.list(kind="login.ok")] == [1, 3, 5, 7, 9]
+    assert [e.at for e in await store.audit.list(kind="login.ok", since=4.0, until=8.0)] == [5, 7]
+    assert await store.audit.list(kind="never") == []
+
+
+async def test_listing_stops_at_the_limit(store: Store) -> None:
+    await _record_many(store, 10)
+    assert [e.at for e in await store.audit.list(limit=3)] == [0, 1, 2]
+    with pytest.raises(ValueError, match="limit"):
+        await store.audit.list(limit=0)
+
+
+async def test_iterate_yields_every_event_across_pages(store: Store) -> None:
+    ids = await _record_many(store, 23)
+    seen = [event.id async for event in store.audit.iterate(page_size=5)]
+    assert seen == ids
+
+
+async def test_iterate_with_an_exact_multiple_of_the_page_size(store: Store) -> None:
+    ids = await _record_many(store, 10)
+    assert [event.id async for event in store.audit.iterate(page_size=5)] == ids
+
+
+async def test_iterate_of_an_empty_trail_yields_nothing(store: Store) -> None:
+    assert [event async for event in store.audit.iterate()] == []
+
+
+async def test_iterate_honours_the_time_window(store: Store) -> None:
+    await _record_many(store, 20)
+    window = [event.at async for event in store.audit.iterate(since=5.0, until=15.0, page_size=3)]
+    assert window == [float(n) for n in range(5, 15)]
+
+
+async def test_the_store_stays_writable_while_an_export_is_paused(store: Store) -> None:
+    await _record_many(store, 6)
+    exported: list[str] = []
+    async for event in store.audit.iterate(page_size=2):
+        exported.append(event.kind)
+        if len(exported) == 1:
+            # Would deadlock if iterate held the lock between pages.
+            await store.audit.record(kind="during-export", at=100.0)
+    assert exported[-1] == "during-export"
+    assert len(exported) == 7
+
+
+async def test_iterate_refuses_an_empty_page(store: Store) -> None:
+    with pytest.raises(ValueError, match="page_size"):
+        [event async for event in store.audit.iterate(page_size=0)]

@@ -1,0 +1,186 @@
+"""Tests for the session repository."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import ConflictError, NotFoundError
+from gateway.store import SessionRecord, Store, User
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await Store.open(tmp_path / "gateway.sqlite3")
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def user(store: Store) -> User:
+    org = await store.organisations.add(name="Acme", now=0.0)
+    return await store.users.add(
+        org_id=org.id,
+        email="alice@example.com",
+        display_name="Alice",
+        role="member",
+        password_hash="h",
+        now=0.0,
+    )
+
+
+def _session(user: User, id_hash: str, *, at: float = 100.0, ttl: float = 3600.0) -> SessionRecord:
+    return SessionRecord(
+        id_hash=id_hash,
+        user_id=user.id,
+        created_at=at,
+        last_seen_at=at,
+        expires_at=at + ttl,
+        csrf_secret=f"csrf-{id_hash}",
+        client_addr="203.0.113.7",
+        ended_at=None,
+    )
+
+
+async def test_an_added_session_can_be_read_back(store: Store, user: User) -> None:
+    record = _session(user, "hash-1")
+    await store.sessions.add(record)
+    assert await store.sessions.get("hash-1") == record
+
+
+async def test_a_session_without_client_address_is_stored(store: Store, user: User) -> None:
+    record = dataclasses.replace(_session(user, "hash-1"), client_addr=None)
+    await store.sessions.add(record)
+    assert await store.sessions.get("hash-1") == record
+
+
+async def test_an_unknown_session_is_none(store: Store) -> None:
+    assert await store.sessions.get("nope") is None
+
+
+async def test_a_session_for_an_unknown_user_is_rejected(store: Store, user: User) -> None:
+    ghost = dataclasses.replace(user, id="usr_ghost")
+    with pytest.raises(NotFoundError, match="usr_ghost"):
+        await store.sessions.add(_session(ghost, "hash-1"))
+
+
+async def test_a_reused_session_id_is_rejected(store: Store, user: User) -> None:
+    await store.sessions.add(_session(user, "hash-1"))
+    with pytest.raises(ConflictError):
+        await store.sessions.add(_session(user, "hash-1", at=200.0))
+
+
+async def test_touch_many_records_last_seen_times_in_one_go(store: Store, user: User) -> None:
+    for n in range(3):
+        await store.sessions.add(_session(user, f"hash-{n}"))
+    await store.sessions.touch_many({"hash-0": 150.0, "hash-2": 170.0, "unknown": 999.0})
+    seen = [(await store.sessions.get(f"hash-{n}")) for n in range(3)]
+    assert [record.last_seen_at if record else None for record in seen] == [150.0, 100.0, 170.0]
+
+
+async def test_touch_many_never_moves_last_seen_backwards(store: Store, user: User) -> None:
+    await store.sessions.add(_session(user, "hash-1"))
+    await store.sessions.touch_many({"hash-1": 300.0})
+    await store.sessions.touch_many({"hash-1": 200.0})
+    record = await store.sessions.get("hash-1")
+    assert record is not None
+    assert record.last_seen_at == 300.0
+
+
+async def test_touch_many_leaves_ended_sessions_alone(store: Store, user: User) -> None:
+    await store.sessions.add(_session(user, "hash-1"))
+    await store.sessions.end("hash-1", now=120.0)
+    await store.sessions.touch_many({"hash-1": 300.0})
+    record = await store.sessions.get("hash-1")
+    assert record is not None
+    assert record.last_seen_at == 100.0
+
+
+async def test_touching_nothing_runs_no_sql(store: Store) -> None:
+    before = store.db.statement_count
+    await store.sessions.touch_many({})
+    assert store.db.statement_count == before
+
+
+async def test_ending_a_session_marks_it_once(store: Store, user: User) -> None:
+    await store.sessions.add(_session(user, "hash-1"))
+    assert await store.sessions.end("hash-1", now=500.0) is True
+    assert await store.sessions.end("hash-1", now=600.0) is False
+    record = await store.sessions.get("hash-1")
+    assert record is not None
+    assert record.ended_at == 500.0
+
+
+async def test_ending_an_unknown_session_reports_false(store: Store) -> None:
+    assert await store.sessions.end("nope", now=1.0) is False
+
+
+async def test_ending_all_of_a_users_sessions_returns_those_that_were_open(
+    store: Store, user: User
+) -> None:
+    other = await store.users.add(
+        org_id=user.org_id,
+        email="bob@example.com",
+        display_name="Bob",
+        role="member",
+        password_hash="h",
+        now=0.0,
+    )
+    await store.sessions.add(_session(user, "a-1", at=100.0))
+    await store.sessions.add(_session(user, "a-2", at=110.0))
+    await store.sessions.add(_session(user, "a-3", at=120.0))
+    await store.sessions.add(_session(other, "b-1"))
+    await store.sessions.end("a-2", now=130.0)
+
+    assert await store.sessions.end_all_for_user(user.id, now=200.0) == ["a-1", "a-3"]
+    assert await store.sessions.end_all_for_user(user.id, now=300.0) == []
+    ended = [await store.sessions.get(h) for h in ("a-1", "a-2", "a-3", "b-1")]
+    assert [record.ended_at if record else "gone" for record in ended] == [
+        200.0,
+        130.0,
+        200.0,
+        None,
+    ]
+
+
+async def test_purge_deletes_only_sessions_ended_or_expired_long_enough_ago(
+    store: Store, user: User
+) -> None:
+    await store.sessions.add(_session(user, "active", at=1000.0, ttl=3600.0))
+    await store.sessions.add(_session(user, "ended-long-ago", at=100.0, ttl=1e6))
+    await store.sessions.end("ended-long-ago", now=200.0)
+    await store.sessions.add(_session(user, "ended-recently", at=100.0, ttl=1e6))
+    await store.sessions.end("ended-recently", now=1500.0)
+    await store.sessions.add(_session(user, "expired-long-ago", at=0.0, ttl=100.0))
+    await store.sessions.add(_session(user, "expired-recently", at=0.0, ttl=1500.0))
+
+    assert await store.sessions.purge(now=2000.0, keep_seconds=1000.0) == 2
+    kept = {
+        h for h in ("active", "ended-recently", "expired-recently") if await store.sessions.get(h)
+    }
+    assert kept == {"active", "ended-recently", "expired-recently"}
+    assert await store.sessions.get("ended-long-ago") is None
+    assert await store.sessions.get("expired-long-ago") is None
+
+
+async def test_active_sessions_are_counted_excluding_ended_and_expired(
+    store: Store, user: User
+) -> None:
+    assert await store.sessions.count_active(now=0.0) == 0
+    await store.sessions.add(_session(user, "live-1", at=100.0, ttl=1000.0))
+    await store.sessions.add(_session(user, "live-2", at=100.0, ttl=1000.0))
+    await store.sessions.add(_session(user, "ended", at=100.0, ttl=1000.0))
+    await store.sessions.add(_session(user, "expired", at=100.0, ttl=10.0))
+    await store.sessions.end("ended", now=150.0)
+    assert await store.sessions.count_active(now=200.0) == 2
+    assert await store.sessions.count_active(now=1100.0) == 0
+
+
+async def test_a_users_sessions_go_when_the_user_goes(store: Store, user: User) -> None:
+    await store.sessions.add(_session(user, "hash-1"))
+    async with store.db.transaction() as conn:
+        await conn.execute("DELETE FROM users WHERE id = ?", (user.id,))
+    assert await store.sessions.get("hash-1") is None

@@ -1,0 +1,110 @@
+"""Tests for the throttle repository, including atomic read-modify-write under concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.store import Store, ThrottleState
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await Store.open(tmp_path / "gateway.sqlite3")
+    yield opened
+    await opened.close()
+
+
+def _increment(state: ThrottleState | None) -> ThrottleState:
+    if state is None:
+        return ThrottleState(failures=1, window_started_at=100.0, locked_until=0.0)
+    return ThrottleState(
+        failures=state.failures + 1,
+        window_started_at=state.window_started_at,
+        locked_until=state.locked_until,
+    )
+
+
+async def test_an_unknown_key_has_no_state(store: Store) -> None:
+    assert await store.throttle.get("user:alice") is None
+
+
+async def test_update_creates_then_changes_the_state(store: Store) -> None:
+    first = await store.throttle.update("user:alice", _increment)
+    assert first == ThrottleState(failures=1, window_started_at=100.0, locked_until=0.0)
+    locked = ThrottleState(failures=5, window_started_at=100.0, locked_until=900.0)
+    assert await store.throttle.update("user:alice", lambda _: locked) == locked
+    assert await store.throttle.get("user:alice") == locked
+
+
+async def test_update_passes_the_current_state_to_the_function(store: Store) -> None:
+    seen: list[ThrottleState | None] = []
+
+    def spy(state: ThrottleState | None) -> ThrottleState:
+        seen.append(state)
+        return _increment(state)
+
+    await store.throttle.update("k", spy)
+    await store.throttle.update("k", spy)
+    assert seen == [None, ThrottleState(failures=1, window_started_at=100.0, locked_until=0.0)]
+
+
+async def test_update_returning_none_deletes_the_state(store: Store) -> None:
+    await store.throttle.update("k", _increment)
+    assert await store.throttle.update("k", lambda _: None) is None
+    assert await store.throttle.get("k") is None
+    assert await store.throttle.update("never-seen", lambda _: None) is None
+
+
+async def test_an_update_function_that_raises_changes_nothing(store: Store) -> None:
+    await store.throttle.update("k", _increment)
+
+    def explode(_: ThrottleState | None) -> ThrottleState:
+        raise RuntimeError("policy bug")
+
+    with pytest.raises(RuntimeError, match="policy bug"):
+        await store.throttle.update("k", explode)
+    state = await store.throttle.get("k")
+    assert state is not None
+    assert state.failures == 1
+
+
+async def test_keys_are_independent(store: Store) -> None:
+    await store.throttle.update("a", _increment)
+    await store.throttle.update("a", _increment)
+    await store.throttle.update("b", _increment)
+    a, b = await store.throttle.get("a"), await store.throttle.get("b")
+    assert (a.failures if a else 0, b.failures if b else 0) == (2, 1)
+
+
+async def test_clear_forgets_a_key(store: Store) -> None:
+    await store.throttle.update("a", _increment)
+    await store.throttle.update("b", _increment)
+    await store.throttle.clear("a")
+    await store.throttle.clear("never-seen")
+    assert await store.throttle.get("a") is None
+    assert await store.throttle.get("b") is not None
+
+
+async def test_fifty_concurrent_increments_count_fifty(store: Store) -> None:
+    results = await asyncio.gather(*(store.throttle.update("k", _increment) for _ in range(50)))
+    state = await store.throttle.get("k")
+    assert state is not None
+    assert state.failures == 50
+    assert sorted(r.failures for r in results if r) == list(range(1, 51))
+
+
+async def test_concurrent_increments_through_two_connections_count_every_one(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "gateway.sqlite3"
+    async with await Store.open(path) as first, await Store.open(path) as second:
+        await asyncio.gather(
+            *((first if n % 2 else second).throttle.update("shared", _increment) for n in range(50))
+        )
+        state = await first.throttle.get("shared")
+    assert state is not None
+    assert state.failures == 50
