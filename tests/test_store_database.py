@@ -59,6 +59,17 @@ async def test_durability_and_integrity_pragmas_are_in_force(db: Database) -> No
     assert await pragma("busy_timeout") == 5000
 
 
+async def test_an_in_memory_database_works_for_throwaway_use() -> None:
+    database = await Database.open(":memory:")
+    try:
+        assert await database.schema_version() == LATEST_VERSION
+        async with database.transaction() as conn:
+            await _insert_org(conn, "org_1", "One")
+        assert await _org_count(database) == 1
+    finally:
+        await database.close()
+
+
 async def test_busy_timeout_is_configurable(tmp_path: Path) -> None:
     database = await Database.open(tmp_path / "g.sqlite3", busy_timeout_ms=1234)
     try:
