@@ -1,0 +1,240 @@
+"""Which headers cross the gateway in each direction, and who the client really is."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TypeAlias
+
+from multidict import CIMultiDict
+
+IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# RFC 9110 §7.6.1 plus the de-facto ones (Keep-Alive, Proxy-Connection): they describe one
+# connection, never the message, so they must not be relayed to the next hop.
+HOP_BY_HOP: frozenset[str] = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "transfer-encoding",
+        "upgrade",
+        "trailer",
+        "proxy-authenticate",
+        "proxy-authorization",
+    }
+)
+
+GATEWAY_PREFIX = "x-gateway-"
+
+# Headers that claim to say who the client is or how it reached us. From an untrusted peer
+# they are lies by default: an app that believes a client-sent X-Real-IP can be fooled.
+_FORWARDING_EXACT: frozenset[str] = frozenset(
+    {
+        "forwarded",
+        "x-real-ip",
+        "x-client-ip",
+        "true-client-ip",
+        "x-cluster-client-ip",
+        "cf-connecting-ip",
+        "fastly-client-ip",
+        "x-original-forwarded-for",
+    }
+)
+_FORWARDING_PREFIX = "x-forwarded-"
+
+# Handled by this hop: the gateway's own server answers ``Expect: 100-continue`` to the
+# client, and passing it on would make the upstream send an interim 100 that nobody wants.
+_HANDLED_HERE: frozenset[str] = frozenset({"host", "expect"})
+
+
+def _canonical(name: str) -> str:
+    """The spelling a CGI/WSGI-style app would collapse ``name`` to (``_`` and ``-`` alike)."""
+    return name.strip().lower().replace("_", "-")
+
+
+def is_gateway_header(name: str) -> bool:
+    """True for any header in the gateway's own namespace, whatever its case or underscores."""
+    return _canonical(name).startswith(GATEWAY_PREFIX)
+
+
+def _is_forwarding(canonical: str) -> bool:
+    return canonical in _FORWARDING_EXACT or canonical.startswith(_FORWARDING_PREFIX)
+
+
+def _connection_tokens(headers: Mapping[str, str]) -> set[str]:
+    """Every header name listed in any Connection header (RFC 9110 §7.6.1), lower-cased."""
+    tokens: set[str] = set()
+    for name, value in headers.items():
+        if name.lower() == "connection":
+            tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return tokens
+
+
+def _values(headers: Mapping[str, str], lower_name: str) -> list[str]:
+    # items() rather than getall(): works for plain mappings and keeps multi-valued order.
+    return [v for k, v in headers.items() if k.lower() == lower_name]
+
+
+def _check_value(name: str, value: str) -> None:
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError(f"header {name!r} has a control character in its value")
+
+
+def request_headers_for_upstream(
+    headers: Mapping[str, str],
+    *,
+    client_addr: str,
+    scheme: str,
+    host: str,
+    trusted_proxy: bool,
+    identity: Mapping[str, str],
+    request_id: str,
+    real_ip: str | None = None,
+) -> CIMultiDict[str]:
+    """The headers to send upstream for a client request that arrived with ``headers``.
+
+    ``client_addr`` is the address of the peer that connected to the gateway (appended to
+    X-Forwarded-For, as every proxy hop does); ``real_ip`` is the end client found by
+    :func:`client_address` (sent as X-Real-IP; defaults to ``client_addr``). ``host`` and
+    ``scheme`` are what the client used to reach the gateway.
+
+    Host is not forwarded: the HTTP client sends the upstream's own host, and the original
+    one travels in X-Forwarded-Host, as nginx's and oauth2-proxy's defaults do.
+    """
+    connection_named = _connection_tokens(headers)
+    # A client could otherwise get the gateway's identity headers trusted by naming them
+    # anything the app folds to the same key; strip every spelling of those names too.
+    identity_names = {_canonical(n) for n in identity}
+    out: CIMultiDict[str] = CIMultiDict()
+    incoming_xff: list[str] = []
+    kept_forwarding: list[tuple[str, str]] = []
+    for name, value in headers.items():
+        lower = name.lower()
+        canonical = _canonical(name)
+        if lower in HOP_BY_HOP or lower in connection_named or lower in _HANDLED_HERE:
+            continue
+        if canonical.startswith(GATEWAY_PREFIX) or canonical in identity_names:
+            continue
+        if canonical == "x-request-id":
+            continue
+        if _is_forwarding(canonical):
+            # Underscore spellings come from no real proxy, only from someone hoping the app
+            # folds them onto the real header: never pass them, even from a trusted peer.
+            if trusted_proxy and lower == canonical:
+                if lower == "x-forwarded-for":
+                    incoming_xff.append(value)
+                else:
+                    kept_forwarding.append((name, value))
+            continue
+        out.add(name, value)
+
+    for name, value in kept_forwarding:
+        out.add(name, value)
+    # Each hop appends the peer it heard from, so the chain stays walkable by client_address.
+    chain = [part.strip() for v in incoming_xff for part in v.split(",") if part.strip()]
+    if client_addr:
+        chain.append(client_addr)
+    if chain:
+        out["X-Forwarded-For"] = ", ".join(chain)
+    own_element = _forwarded_element(client_addr, scheme, host)
+    forwarded = out.popall("Forwarded", [])
+    out["Forwarded"] = ", ".join([*forwarded, own_element])
+    if "X-Forwarded-Proto" not in out:
+        out["X-Forwarded-Proto"] = scheme
+    if "X-Forwarded-Host" not in out:
+        out["X-Forwarded-Host"] = host
+    # Always the gateway's own verdict, so the app logs the address the throttles keyed on.
+    out.popall("X-Real-IP", None)
+    real = real_ip if real_ip is not None else client_addr
+    if real:
+        out["X-Real-IP"] = real
+    out["X-Request-Id"] = request_id
+    for name, value in identity.items():
+        _check_value(name, value)
+        out[name] = value
+    return out
+
+
+def _quoted(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _forwarded_element(client_addr: str, scheme: str, host: str) -> str:
+    """This hop's RFC 7239 element; IPv6 nodes go in brackets, every value quoted."""
+    node = "unknown"
+    if client_addr:
+        node = f"[{client_addr}]" if ":" in client_addr else client_addr
+    return f"for={_quoted(node)};proto={scheme};host={_quoted(host)}"
+
+
+def response_headers_for_client(headers: Mapping[str, str]) -> CIMultiDict[str]:
+    """The upstream response's headers as relayed to the client.
+
+    Content-Length and Content-Encoding stay: the body is relayed byte for byte (the client
+    session does not decompress), so they still describe it. Multiple Set-Cookie stay apart.
+    """
+    connection_named = _connection_tokens(headers)
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower in connection_named:
+            continue
+        out.add(name, value)
+    return out
+
+
+def _parse_ip(text: str) -> IPAddress | None:
+    """An address from a peer name or an X-Forwarded-For entry, with any port dropped."""
+    text = text.strip().strip('"')
+    if text.startswith("["):  # "[v6]" or "[v6]:port"
+        end = text.find("]")
+        if end == -1:
+            return None
+        text = text[1:end]
+    elif text.count(":") == 1:  # "v4:port"
+        text = text.split(":", 1)[0]
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        # The same client on a dual-stack socket must get the same throttle key.
+        return addr.ipv4_mapped
+    return addr
+
+
+def _trusted(addr: IPAddress, networks: Iterable[IPNetwork]) -> bool:
+    return any(addr.version == net.version and addr in net for net in networks)
+
+
+def client_address(
+    peer: str | None, headers: Mapping[str, str], trusted_proxies: Sequence[IPNetwork]
+) -> tuple[str, bool]:
+    """``(the real client's address, whether the peer is a trusted proxy)``.
+
+    From a trusted peer, X-Forwarded-For is walked right to left past trusted hops; the
+    first untrusted entry is the client (entries left of it are the client's own claims,
+    so they are never believed). An unparsable entry stops the walk at the last genuine
+    hop. From an untrusted peer the header is ignored. No peer (a Unix socket) gives "".
+    """
+    if not peer:
+        return "", False
+    peer_addr = _parse_ip(peer)
+    if peer_addr is None:
+        return peer, False
+    if not _trusted(peer_addr, trusted_proxies):
+        return str(peer_addr), False
+    entries = [p for v in _values(headers, "x-forwarded-for") for p in v.split(",")]
+    candidate = peer_addr
+    for entry in reversed(entries):
+        addr = _parse_ip(entry)
+        if addr is None:
+            break
+        candidate = addr
+        if not _trusted(addr, trusted_proxies):
+            break
+    return str(candidate), True

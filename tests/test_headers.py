@@ -1,0 +1,294 @@
+"""Header filtering both ways, forwarding headers, and finding the real client address."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+
+import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from gateway.headers import (
+    HOP_BY_HOP,
+    IPNetwork,
+    client_address,
+    is_gateway_header,
+    request_headers_for_upstream,
+    response_headers_for_client,
+)
+
+IDENTITY = {"X-Gateway-User-Id": "u-1", "X-Gateway-Role": "admin"}
+
+
+def upstream(
+    headers: Mapping[str, str],
+    *,
+    trusted: bool = False,
+    identity: Mapping[str, str] = IDENTITY,
+    real_ip: str | None = None,
+) -> CIMultiDict[str]:
+    return request_headers_for_upstream(
+        headers,
+        client_addr="203.0.113.9",
+        scheme="https",
+        host="gw.example.com",
+        trusted_proxy=trusted,
+        identity=identity,
+        request_id="req-1",
+        real_ip=real_ip,
+    )
+
+
+def multi(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
+    return CIMultiDictProxy(CIMultiDict(pairs))
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("X-Gateway-User-Id", True),
+        ("X-GATEWAY-USER-ID", True),
+        ("x_gateway_user_id", True),
+        ("X-Gateway_Role", True),
+        ("x-gateway-", True),
+        ("X-Gateway", False),
+        ("X-Gatewayed", False),
+        ("X-Forwarded-For", False),
+    ],
+)
+def test_is_gateway_header(name: str, expected: bool) -> None:
+    assert is_gateway_header(name) is expected
+
+
+def test_hop_by_hop_set_is_the_documented_one() -> None:
+    assert {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "transfer-encoding",
+        "upgrade",
+        "trailer",
+        "proxy-authenticate",
+        "proxy-authorization",
+    } == HOP_BY_HOP
+
+
+def test_hop_by_hop_and_connection_named_headers_are_removed() -> None:
+    out = upstream(
+        multi(
+            ("Connection", "close, X-Foo"),
+            ("Connection", "x-bar"),
+            ("X-Foo", "1"),
+            ("X-Bar", "2"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("Upgrade", "h2c"),
+            ("Proxy-Authorization", "Basic eA=="),
+            ("Proxy-Connection", "keep-alive"),
+            ("Trailer", "X-Sum"),
+            ("Expect", "100-continue"),
+            ("Host", "gw.example.com"),
+            ("X-Kept", "yes"),
+        )
+    )
+    for gone in (
+        "Connection",
+        "X-Foo",
+        "X-Bar",
+        "Keep-Alive",
+        "TE",
+        "Upgrade",
+        "Proxy-Authorization",
+        "Proxy-Connection",
+        "Trailer",
+        "Expect",
+        "Host",
+    ):
+        assert gone not in out, gone
+    assert out["X-Kept"] == "yes"
+
+
+def test_client_gateway_headers_are_stripped_in_every_spelling() -> None:
+    out = upstream(
+        multi(
+            ("X-Gateway-User-Id", "forged"),
+            ("x-gateway-user-id", "forged"),
+            ("X_Gateway_User_Id", "forged"),
+            ("X-GATEWAY-ROLE", "forged"),
+            ("X-Gateway_Role", "forged"),
+            ("X-Gateway-Org-Id", "forged"),
+        )
+    )
+    assert out.getall("X-Gateway-User-Id") == ["u-1"]
+    assert out.getall("X-Gateway-Role") == ["admin"]
+    assert not [k for k in out if k.lower().replace("_", "-") == "x-gateway-org-id"]
+    assert not [v for v in out.values() if v == "forged"]
+
+
+def test_identity_names_outside_the_namespace_are_protected_too() -> None:
+    out = upstream(
+        multi(("Remote-User", "forged"), ("Remote_User", "forged")),
+        identity={"Remote-User": "alice"},
+    )
+    assert out.getall("Remote-User") == ["alice"]
+    assert "Remote_User" not in out
+
+
+def test_identity_values_with_line_breaks_are_refused() -> None:
+    with pytest.raises(ValueError, match="control character"):
+        upstream({}, identity={"X-Gateway-User-Id": "a\r\nX-Evil: 1"})
+
+
+def test_request_id_replaces_the_clients() -> None:
+    out = upstream(multi(("X-Request-Id", "client"), ("X_Request_Id", "client")))
+    assert out.getall("X-Request-Id") == ["req-1"]
+    assert "X_Request_Id" not in out
+
+
+def test_multi_valued_headers_keep_every_value_in_order() -> None:
+    out = upstream(multi(("Cookie", "a=1"), ("Accept", "text/html"), ("Cookie", "b=2")))
+    assert out.getall("Cookie") == ["a=1", "b=2"]
+    assert out.getall("Accept") == ["text/html"]
+
+
+def test_plain_mapping_input_is_accepted() -> None:
+    out = upstream({"accept": "*/*", "connection": "x-y", "x-y": "1", "host": "h"})
+    assert out["Accept"] == "*/*"
+    assert "x-y" not in out
+    assert "Host" not in out
+
+
+UNTRUSTED_CLAIMS = (
+    ("X-Forwarded-For", "1.2.3.4"),
+    ("X_Forwarded_For", "1.2.3.4"),
+    ("X-Forwarded-Proto", "http"),
+    ("X-Forwarded-Host", "evil.example"),
+    ("X-Forwarded-Uri", "/admin"),
+    ("X-Forwarded-Port", "1"),
+    ("Forwarded", "for=1.2.3.4;host=evil.example"),
+    ("X-Real-IP", "1.2.3.4"),
+    ("X-Client-IP", "1.2.3.4"),
+    ("True-Client-IP", "1.2.3.4"),
+)
+
+
+def test_untrusted_peer_forwarding_claims_are_replaced_by_this_hop() -> None:
+    out = upstream(multi(*UNTRUSTED_CLAIMS))
+    assert out.getall("X-Forwarded-For") == ["203.0.113.9"]
+    assert out.getall("X-Forwarded-Proto") == ["https"]
+    assert out.getall("X-Forwarded-Host") == ["gw.example.com"]
+    assert out.getall("X-Real-IP") == ["203.0.113.9"]
+    assert out.getall("Forwarded") == ['for="203.0.113.9";proto=https;host="gw.example.com"']
+    for gone in ("X_Forwarded_For", "X-Forwarded-Uri", "X-Forwarded-Port", "X-Client-IP"):
+        assert gone not in out
+    assert "True-Client-IP" not in out
+    assert "1.2.3.4" not in " ".join(out.values())
+
+
+def test_trusted_peer_chain_is_kept_and_extended() -> None:
+    out = upstream(
+        multi(
+            ("X-Forwarded-For", "198.51.100.7, 10.0.0.2"),
+            ("X-Forwarded-For", "10.0.0.3"),
+            ("X_Forwarded_For", "6.6.6.6"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "app.example.com"),
+            ("Forwarded", 'for="198.51.100.7"'),
+            ("X-Real-IP", "6.6.6.6"),
+        ),
+        trusted=True,
+        real_ip="198.51.100.7",
+    )
+    assert out.getall("X-Forwarded-For") == ["198.51.100.7, 10.0.0.2, 10.0.0.3, 203.0.113.9"]
+    assert out.getall("X-Forwarded-Proto") == ["https"]
+    assert out.getall("X-Forwarded-Host") == ["app.example.com"]
+    assert out.getall("X-Real-IP") == ["198.51.100.7"]
+    assert out.getall("Forwarded") == [
+        'for="198.51.100.7", for="203.0.113.9";proto=https;host="gw.example.com"'
+    ]
+    assert "6.6.6.6" not in " ".join(out.values())
+
+
+def test_trusted_peer_without_forwarding_headers_gets_this_hops() -> None:
+    out = upstream({}, trusted=True)
+    assert out["X-Forwarded-For"] == "203.0.113.9"
+    assert out["X-Forwarded-Proto"] == "https"
+    assert out["X-Forwarded-Host"] == "gw.example.com"
+
+
+def test_ipv6_client_is_bracketed_in_forwarded() -> None:
+    out = request_headers_for_upstream(
+        {},
+        client_addr="2001:db8::1",
+        scheme="http",
+        host='a"b',
+        trusted_proxy=False,
+        identity={},
+        request_id="r",
+    )
+    assert out["Forwarded"] == 'for="[2001:db8::1]";proto=http;host="a\\"b"'
+
+
+def test_response_headers_drop_hop_by_hop_and_keep_the_rest() -> None:
+    out = response_headers_for_client(
+        multi(
+            ("Connection", "keep-alive, X-Internal"),
+            ("X-Internal", "secret"),
+            ("Keep-Alive", "timeout=5"),
+            ("Transfer-Encoding", "chunked"),
+            ("Proxy-Authenticate", "Basic"),
+            ("Upgrade", "h2c"),
+            ("Set-Cookie", "a=1; Path=/"),
+            ("Set-Cookie", "b=2; Path=/"),
+            ("Content-Length", "42"),
+            ("Content-Encoding", "gzip"),
+            ("Content-Type", "text/plain"),
+        )
+    )
+    assert out.getall("Set-Cookie") == ["a=1; Path=/", "b=2; Path=/"]
+    assert out["Content-Length"] == "42"
+    assert out["Content-Encoding"] == "gzip"
+    for gone in (
+        "Connection",
+        "X-Internal",
+        "Keep-Alive",
+        "Transfer-Encoding",
+        "Proxy-Authenticate",
+        "Upgrade",
+    ):
+        assert gone not in out
+
+
+NETS: list[IPNetwork] = [
+    ipaddress.ip_network("10.0.0.0/8"),
+    ipaddress.ip_network("127.0.0.1/32"),
+    ipaddress.ip_network("fd00::/8"),
+]
+
+
+@pytest.mark.parametrize(
+    ("peer", "xff", "expected"),
+    [
+        ("203.0.113.9", ["1.2.3.4"], ("203.0.113.9", False)),  # untrusted peer: header ignored
+        ("10.0.0.1", [], ("10.0.0.1", True)),
+        ("10.0.0.1", ["198.51.100.7"], ("198.51.100.7", True)),
+        ("10.0.0.1", ["6.6.6.6, 198.51.100.7"], ("198.51.100.7", True)),  # left is a claim
+        ("10.0.0.1", ["6.6.6.6, 198.51.100.7, 10.0.0.2"], ("198.51.100.7", True)),
+        ("10.0.0.1", ["6.6.6.6, 198.51.100.7", "10.0.0.2"], ("198.51.100.7", True)),
+        ("10.0.0.1", ["10.0.0.3, 10.0.0.2"], ("10.0.0.3", True)),  # all trusted: leftmost
+        ("10.0.0.1", ["6.6.6.6, garbage"], ("10.0.0.1", True)),  # bad entry: stop at peer
+        ("10.0.0.1", ["6.6.6.6, garbage, 10.0.0.2"], ("10.0.0.2", True)),
+        ("10.0.0.1", ["198.51.100.7:4711"], ("198.51.100.7", True)),
+        ("10.0.0.1", ["[2001:db8::5]:443"], ("2001:db8::5", True)),
+        ("10.0.0.1", ["2001:db8::5"], ("2001:db8::5", True)),
+        ("::ffff:10.0.0.1", ["198.51.100.7"], ("198.51.100.7", True)),
+        ("::ffff:203.0.113.9", [], ("203.0.113.9", False)),
+        ("fd00::1", ["198.51.100.7"], ("198.51.100.7", True)),
+        (None, ["1.2.3.4"], ("", False)),
+        ("not-an-ip", ["1.2.3.4"], ("not-an-ip", False)),
+    ],
+)
+def test_client_address(peer: str | None, xff: list[str], expected: tuple[str, bool]) -> None:
+    headers = multi(*(("X-Forwarded-For", v) for v in xff))
+    assert client_address(peer, headers, NETS) == expected
