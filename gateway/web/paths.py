@@ -1,0 +1,121 @@
+"""One safe reading of a request path, and the public-path rules matched against it."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+
+_PERCENT = re.compile(rb"%([0-9A-Fa-f]{2})")
+
+# Characters that, once decoded, mean different things to different upstreams: "/" and
+# "\" as separators (Tomcat, IIS, Go and Node disagree), "%" as a second round of decoding,
+# "?" and "#" re-parsed as query or fragment, ";" as a matrix parameter, NUL as a string
+# end. A path carrying any of them encoded cannot be given one meaning, so it is refused;
+# Traefik v3 rejects the same set by default.
+_REFUSED_DECODED = frozenset("/\\%?#;\0")
+
+
+def _decode_once(raw: str) -> str | None:
+    """Percent-decode ``raw`` exactly once into text; None when malformed or ambiguous."""
+    try:
+        data = raw.encode("ascii")
+    except UnicodeEncodeError:
+        return None  # a request target is ASCII on the wire; anything else was not sent so
+    if b"%" in _PERCENT.sub(b"", data):
+        return None  # a stray "%" that is not an escape
+    for match in _PERCENT.finditer(data):
+        if chr(int(match.group(1), 16)) in _REFUSED_DECODED:
+            return None
+    try:
+        return _PERCENT.sub(lambda m: bytes([int(m.group(1), 16)]), data).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def normalise_path(raw_path: str) -> str | None:
+    """The path part of a request target as the gateway reasons about it, or None.
+
+    Steps: drop the query; percent-decode once; drop ``;params`` from each segment (as
+    Tomcat and Jetty do before routing); collapse empty segments; resolve ``.`` and ``..``.
+    None when the path cannot be given one safe meaning: not starting with ``/``; a raw
+    ``#`` or backslash; whitespace or control characters; a malformed escape; encoded
+    ``/ \\ % ? # ;`` or NUL; bytes that are not UTF-8; text that Unicode compatibility
+    folding would change (fullwidth solidus and friends); ``..`` climbing above the root.
+
+    The result is for matching only. The proxy forwards the raw bytes untouched, so the
+    gateway and the app may disagree about anything this function lets through only in
+    ways that do not cross a public-path boundary.
+    """
+    path = raw_path.split("?", 1)[0]
+    if not path.startswith("/") or "#" in path or "\\" in path:
+        return None
+    decoded = _decode_once(path)
+    if decoded is None:
+        return None
+    if any(c.isspace() or unicodedata.category(c) == "Cc" for c in decoded):
+        return None
+    if not decoded.isascii() and unicodedata.normalize("NFKC", decoded) != decoded:
+        return None
+    if "\\" in decoded:
+        return None
+
+    segments: list[str] = []
+    parts = decoded.split("/")[1:]
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        segment = part.split(";", 1)[0]
+        if segment == "..":
+            if not segments:
+                return None
+            segments.pop()
+            if last:
+                segments.append("")  # "/a/b/.." names the directory "/a/"
+        elif segment == ".":
+            if last:
+                segments.append("")
+        elif segment == "":
+            if last:
+                segments.append("")  # keep a trailing slash; drop interior empties
+        else:
+            segments.append(segment)
+    return "/" + "/".join(segments)
+
+
+class PathRules:
+    """Public-path patterns: ``/x/`` is the subtree under /x/, ``/x*`` any path starting with
+    ``/x``, anything else one exact path. Matching is case-sensitive, on the normalised
+    path only, never on the query."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        exact: set[str] = set()
+        prefixes: list[str] = []
+        for pattern in patterns:
+            body = pattern[:-1] if pattern.endswith("*") else pattern
+            if "*" in body:
+                raise ValueError(f"public path {pattern!r}: '*' is allowed only at the end")
+            if normalise_path(body) != body:
+                raise ValueError(
+                    f"public path {pattern!r} must be a plain normalised path "
+                    "(starting with '/', no '..', '//', ';', '%' or query)"
+                )
+            if pattern.endswith("*") or pattern.endswith("/"):
+                prefixes.append(body)
+            else:
+                exact.add(body)
+        self._exact = frozenset(exact)
+        self._prefixes = tuple(prefixes)
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        return self._prefixes
+
+    @property
+    def exact(self) -> frozenset[str]:
+        return self._exact
+
+    def is_public(self, raw_path: str) -> bool:
+        path = normalise_path(raw_path)
+        if path is None:
+            return False
+        return path in self._exact or any(path.startswith(p) for p in self._prefixes)
