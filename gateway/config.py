@@ -68,7 +68,10 @@ def _secret_key(value: str) -> str | None:
     if value == "":
         return "is required (set it, or secret_key_file, or env XERO_GATEWAY_SECRET_KEY)"
     if len(value) < 32:
-        return "must be at least 32 characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+        return (
+            "must be at least 32 characters"
+            " (e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+        )
     return None
 
 
@@ -143,7 +146,7 @@ class SecurityConfig:
     )
     cookie_secure: bool = setting(
         True,
-        doc="Send cookies with Secure and the __Host- prefix; false only for plain-http development.",
+        doc="Send cookies with Secure and the __Host- prefix; false only for plain-http dev.",
     )
     trusted_proxies: tuple[str, ...] = setting(
         (),

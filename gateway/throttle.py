@@ -29,8 +29,10 @@ def retry_after(state: ThrottleState | None, now: float) -> float:
 
 def after_failure(state: ThrottleState | None, rule: ThrottleRule, now: float) -> ThrottleState:
     """The state after one more failure: a new window once the old one has passed."""
-    if state is None or now - state.window_started_at >= rule.window or (
-        0 < state.locked_until <= now
+    if (
+        state is None
+        or now - state.window_started_at >= rule.window
+        or (0 < state.locked_until <= now)
     ):
         failures, started = 1, now
     else:

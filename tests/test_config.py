@@ -6,6 +6,7 @@ import dataclasses
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ SECRET = "s" * 40
 MINIMAL = {"upstream": {"url": "http://127.0.0.1:5000"}, "security": {"secret_key": SECRET}}
 
 
-def problems_of(raw: dict[str, object], env: dict[str, str] | None = None) -> list[str]:
+def problems_of(raw: Mapping[str, object], env: dict[str, str] | None = None) -> list[str]:
     with pytest.raises(ConfigError) as info:
         build_config(raw, env=env or {})
     return info.value.problems

@@ -21,7 +21,9 @@ def csrf_token(key: bytes, binding: str, purpose: str = "form") -> str:
     return mac.hexdigest()
 
 
-def csrf_valid(key: bytes, binding: str | None, presented: str | None, purpose: str = "form") -> bool:
+def csrf_valid(
+    key: bytes, binding: str | None, presented: str | None, purpose: str = "form"
+) -> bool:
     """Constant-time check of a presented token against the one for ``binding``."""
     if not binding or not presented:
         return False
