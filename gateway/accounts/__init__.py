@@ -1,0 +1,1 @@
+"""Local accounts: organisations, users and their passwords."""

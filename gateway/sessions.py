@@ -1,0 +1,167 @@
+"""Signed-in sessions: opaque ids stored hashed, server-side timeouts, cached for the hot path."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass, replace
+
+from cachetools import LRUCache
+
+from gateway.clock import Clock
+from gateway.errors import NotFoundError
+from gateway.store import Store
+from gateway.store.records import SessionRecord, User
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionLimits:
+    """Idle and absolute lifetimes in seconds."""
+
+    idle: float
+    absolute: float
+
+
+def end_reason(
+    record: SessionRecord, last_seen: float, limits: SessionLimits, now: float
+) -> str | None:
+    """Why a session is over at ``now`` ('ended', 'expired', 'idle'), or None while it lives."""
+    if record.ended_at is not None:
+        return "ended"
+    if now >= record.expires_at:
+        return "expired"
+    if now - last_seen >= limits.idle:
+        return "idle"
+    return None
+
+
+def hash_session_id(raw_id: str) -> str:
+    return hashlib.sha256(raw_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(kw_only=True)
+class LiveSession:
+    """A session as the hot path needs it: the record, its user, and the last use."""
+
+    record: SessionRecord
+    user: User
+    last_seen: float
+
+    @property
+    def id_hash(self) -> str:
+        return self.record.id_hash
+
+
+class SessionManager:
+    """Creates, finds and ends sessions. A warm lookup is a cache hit and runs no SQL:
+    last use is kept in memory and written behind by ``flush``."""
+
+    def __init__(
+        self, store: Store, limits: SessionLimits, clock: Clock, *, cache_size: int = 100_000
+    ) -> None:
+        self._store = store
+        self._limits = limits
+        self._clock = clock
+        self._cache: LRUCache[str, LiveSession] = LRUCache(maxsize=cache_size)
+        self._dirty: dict[str, float] = {}
+
+    @property
+    def limits(self) -> SessionLimits:
+        return self._limits
+
+    async def create(self, user: User, *, client_addr: str | None) -> tuple[str, LiveSession]:
+        """Start a session; returns the raw id (for the cookie only) and the session."""
+        now = self._clock()
+        raw_id = secrets.token_urlsafe(32)
+        record = SessionRecord(
+            id_hash=hash_session_id(raw_id),
+            user_id=user.id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + self._limits.absolute,
+            csrf_secret=secrets.token_urlsafe(32),
+            client_addr=client_addr,
+            ended_at=None,
+        )
+        await self._store.sessions.add(record)
+        live = LiveSession(record=record, user=user, last_seen=now)
+        self._cache[record.id_hash] = live
+        return raw_id, live
+
+    async def lookup(self, raw_id: str) -> LiveSession | None:
+        """The live session behind a cookie value, touched as used now; None if over or unknown."""
+        now = self._clock()
+        id_hash = hash_session_id(raw_id)
+        live = self._cache.get(id_hash)
+        if live is None:
+            live = await self._load(id_hash)
+            if live is None:
+                return None
+        reason = end_reason(live.record, live.last_seen, self._limits, now)
+        if reason is not None:
+            self._cache.pop(id_hash, None)
+            self._dirty.pop(id_hash, None)
+            if reason != "ended":
+                await self._store.sessions.end(id_hash, now)
+            return None
+        live.last_seen = now
+        self._dirty[id_hash] = now
+        return live
+
+    async def _load(self, id_hash: str) -> LiveSession | None:
+        record = await self._store.sessions.get(id_hash)
+        if record is None or record.ended_at is not None:
+            return None
+        try:
+            user = await self._store.users.get(record.user_id)
+        except NotFoundError:
+            return None
+        if user.disabled:
+            return None
+        live = LiveSession(record=record, user=user, last_seen=record.last_seen_at)
+        self._cache[id_hash] = live
+        return live
+
+    async def end(self, id_hash: str) -> None:
+        self._cache.pop(id_hash, None)
+        self._dirty.pop(id_hash, None)
+        await self._store.sessions.end(id_hash, self._clock())
+
+    async def end_all_for_user(self, user_id: str) -> int:
+        ended = await self._store.sessions.end_all_for_user(user_id, self._clock())
+        for id_hash in ended:
+            self._cache.pop(id_hash, None)
+            self._dirty.pop(id_hash, None)
+        return len(ended)
+
+    def refresh_user(self, user: User) -> None:
+        """Point cached sessions of ``user`` at its new state (after an edit elsewhere)."""
+        for live in list(self._cache.values()):
+            if live.user.id == user.id:
+                live.user = replace(user)
+
+    def cached_count(self) -> int:
+        return len(self._cache)
+
+    async def flush(self) -> None:
+        """Write the last-use times gathered since the previous flush."""
+        if not self._dirty:
+            return
+        batch, self._dirty = self._dirty, {}
+        await self._store.sessions.touch_many(batch)
+
+    async def run_flusher(self, interval: float) -> None:
+        """Flush every ``interval`` seconds until cancelled; a final flush on the way out."""
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await self.flush()
+                except Exception:  # the flusher must survive a transient store error
+                    log.exception("could not write session last-use times; will retry")
+        finally:
+            await self.flush()
