@@ -1,0 +1,115 @@
+"""Wiring only: build the gateway's parts from a Config and route requests to them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from gateway.accounts.local import LocalAccounts
+from gateway.accounts.passwords import Passwords
+from gateway.clock import Clock, system_clock
+from gateway.config import Config
+from gateway.ops.metrics import Metrics
+from gateway.proxy import UpstreamProxy
+from gateway.services import SERVICES, CookieNames, Services
+from gateway.sessions import SessionLimits, SessionManager
+from gateway.store import Store
+from gateway.throttle import ThrottleRule
+from gateway.web import gate, operations, pages
+from gateway.web.middleware import request_context
+from gateway.web.paths import PathRules
+from gateway.web.templating import setup_templates
+
+SESSION_FLUSH_SECONDS = 15.0
+
+
+async def open_services(
+    config: Config, *, clock: Clock = system_clock, passwords: Passwords | None = None
+) -> Services:
+    """Open the store and the upstream client; the caller closes them with ``close_services``."""
+    store = await Store.open(config.store.path, busy_timeout_ms=config.store.busy_timeout_ms)
+    trusted = tuple(ipaddress.ip_network(n, strict=False) for n in config.security.trusted_proxies)
+    sessions = SessionManager(
+        store,
+        SessionLimits(
+            idle=config.session.idle_timeout_minutes * 60,
+            absolute=config.session.absolute_timeout_hours * 3600,
+        ),
+        clock,
+    )
+    metrics = Metrics(
+        sessions=lambda: float(sessions.cached_count()),
+        statements=lambda: float(store.db.statement_count),
+    )
+    proxy = UpstreamProxy(
+        config.upstream.url,
+        connect_timeout=config.upstream.connect_timeout,
+        read_timeout=config.upstream.read_timeout,
+        max_body_size=config.server.max_body_size,
+        trusted_proxies=trusted,
+        on_upstream=metrics.observe_upstream,
+    )
+    await proxy.start()
+    passwords = passwords or Passwords()
+    throttle = config.throttle
+    return Services(
+        config=config,
+        store=store,
+        clock=clock,
+        sessions=sessions,
+        identity=LocalAccounts(store.users, passwords),
+        passwords=passwords,
+        proxy=proxy,
+        metrics=metrics,
+        secret=config.security.secret_key.encode(),
+        cookies=CookieNames.for_config(config.security.cookie_secure),
+        public_paths=PathRules(config.upstream.public_paths),
+        trusted_proxies=trusted,
+        account_throttle=ThrottleRule(
+            max_failures=throttle.account_failures,
+            window=throttle.window_minutes * 60,
+            lockout=throttle.lockout_minutes * 60,
+        ),
+        address_throttle=ThrottleRule(
+            max_failures=throttle.address_failures,
+            window=throttle.window_minutes * 60,
+            lockout=throttle.lockout_minutes * 60,
+        ),
+    )
+
+
+async def close_services(services: Services) -> None:
+    await services.sessions.flush()
+    await services.proxy.close()
+    await services.store.close()
+
+
+def create_app(services: Services) -> web.Application:
+    """The front listener's application; closing it closes ``services``."""
+    app = web.Application(middlewares=[request_context], client_max_size=64 * 1024)
+    app[SERVICES] = services
+    setup_templates(app)
+    app.router.add_get("/_gateway/login", pages.login_page)
+    app.router.add_post("/_gateway/login", pages.login_submit)
+    app.router.add_get("/_gateway/logout", pages.logout_page)
+    app.router.add_post("/_gateway/logout", pages.logout_submit)
+    app.router.add_get("/_gateway/health", operations.health)
+    app.router.add_get("/_gateway/metrics", operations.metrics)
+    app.router.add_route("*", "/_gateway/{tail:.*}", operations.not_found)
+    app.router.add_route("*", "/{tail:.*}", gate.gate)
+    app.cleanup_ctx.append(_lifecycle)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    services = app[SERVICES]
+    flusher = asyncio.create_task(services.sessions.run_flusher(SESSION_FLUSH_SECONDS))
+    yield
+    flusher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await flusher
+    await close_services(services)

@@ -1,0 +1,56 @@
+"""The running gateway's parts, bundled at start-up and reached by handlers through app state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
+
+from aiohttp import web
+
+from gateway.accounts.local import IdentitySource
+from gateway.accounts.passwords import Passwords
+from gateway.clock import Clock
+from gateway.config import Config
+from gateway.ops.metrics import Metrics
+from gateway.proxy import UpstreamProxy
+from gateway.sessions import LiveSession, SessionManager
+from gateway.store import Store
+from gateway.throttle import ThrottleRule
+from gateway.web.paths import PathRules
+
+
+@dataclass(frozen=True, kw_only=True)
+class CookieNames:
+    session: str
+    login_nonce: str
+
+    @classmethod
+    def for_config(cls, secure: bool) -> CookieNames:
+        # With the __Host- prefix a browser refuses the cookie unless Secure, Path=/, no Domain.
+        prefix = "__Host-" if secure else ""
+        return cls(session=f"{prefix}gw-session", login_nonce=f"{prefix}gw-login")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Services:
+    config: Config
+    store: Store
+    clock: Clock
+    sessions: SessionManager
+    identity: IdentitySource
+    passwords: Passwords
+    proxy: UpstreamProxy
+    metrics: Metrics
+    secret: bytes
+    cookies: CookieNames
+    public_paths: PathRules
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...]
+    account_throttle: ThrottleRule
+    address_throttle: ThrottleRule
+
+
+SERVICES = web.AppKey("services", Services)
+CLIENT_ADDR = web.RequestKey("client_addr", str)
+REQUEST_ID = web.RequestKey("request_id", str)
+SESSION = web.RequestKey("session", LiveSession)
+OUTCOME = web.RequestKey("outcome", str)

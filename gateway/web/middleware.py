@@ -1,0 +1,76 @@
+"""Per-request context: request id, real client address, session lookup, access log, metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.headers import client_address
+from gateway.services import CLIENT_ADDR, OUTCOME, REQUEST_ID, SERVICES, SESSION
+from gateway.web.problems import problem_response
+
+log = logging.getLogger("gateway.access")
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    started = time.perf_counter()
+    addr, trusted = client_address(request.remote, request.headers, services.trusted_proxies)
+    request[CLIENT_ADDR] = addr
+    incoming_id = request.headers.get("X-Request-Id", "") if trusted else ""
+    request_id = (
+        incoming_id
+        if 0 < len(incoming_id) <= 128 and incoming_id.isprintable()
+        else (uuid.uuid4().hex)
+    )
+    request[REQUEST_ID] = request_id
+    status = 500
+    try:
+        raw_id = request.cookies.get(services.cookies.session)
+        if raw_id:
+            live = await services.sessions.lookup(raw_id)
+            if live is not None:
+                request[SESSION] = live
+        response = await handler(request)
+        status = response.status
+        if not response.prepared:
+            response.headers["X-Request-Id"] = request_id
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        exc.headers["X-Request-Id"] = request_id
+        raise
+    except Exception:
+        # No traceback ever reaches the client: log it with the request id and answer 500.
+        log.exception("unhandled error", extra={"request_id": request_id, "path": request.path})
+        request[OUTCOME] = "error"
+        return problem_response(
+            request,
+            status=500,
+            slug="internal-error",
+            title="Something went wrong",
+            detail=f"The gateway could not complete this request (request id {request_id}).",
+        )
+    finally:
+        outcome = request.get(OUTCOME, "gateway")
+        services.metrics.count(outcome)
+        if log.isEnabledFor(logging.INFO):
+            live = request.get(SESSION)
+            log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "method": request.method,
+                    "path": request.path,
+                    "status": status,
+                    "outcome": outcome,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    "client": addr,
+                    "user_id": live.user.id if live is not None else None,
+                },
+            )

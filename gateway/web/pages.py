@@ -1,0 +1,224 @@
+"""Sign-in and sign-out pages: the first factor, CSRF, throttling, session rotation."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+import aiohttp_jinja2
+from aiohttp import web
+
+from gateway.services import CLIENT_ADDR, OUTCOME, SERVICES, SESSION, Services
+from gateway.throttle import after_failure, retry_after
+from gateway.web.csrf import csrf_token, csrf_valid, new_nonce
+from gateway.web.redirects import safe_next
+
+log = logging.getLogger(__name__)
+
+GENERIC_FAILURE = "That email and password do not match an account."
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+}
+MAX_EMAIL = 320
+MAX_PASSWORD = 1024
+
+
+def render_page(
+    request: web.Request, template: str, context: Mapping[str, Any], *, status: int = 200
+) -> web.Response:
+    """A gateway page: never cached, never framed, no scripts."""
+    response = aiohttp_jinja2.render_template(template, request, dict(context), status=status)
+    response.headers.update(PAGE_HEADERS)
+    return response
+
+
+def set_cookie(services: Services, response: web.StreamResponse, name: str, value: str) -> None:
+    response.set_cookie(
+        name,
+        value,
+        path="/",
+        secure=services.config.security.cookie_secure,
+        httponly=True,
+        samesite="Lax",
+    )
+
+
+def clear_cookie(services: Services, response: web.StreamResponse, name: str) -> None:
+    # A __Host- cookie is only replaced by one with the same Secure attribute and path.
+    response.del_cookie(
+        name, path="/", secure=services.config.security.cookie_secure, httponly=True, samesite="Lax"
+    )
+
+
+def _login_form(
+    request: web.Request,
+    *,
+    next_target: str,
+    email: str = "",
+    error: str | None = None,
+    notice: str | None = None,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    services = request.app[SERVICES]
+    nonce = new_nonce()
+    context = {
+        "csrf": csrf_token(services.secret, nonce, "login"),
+        "next": next_target,
+        "email": email,
+        "error": error,
+        "notice": notice,
+    }
+    response = render_page(request, "login.html", context, status=status)
+    if headers:
+        response.headers.update(headers)
+    # A fresh nonce per form shown: the token on the page and the cookie go together.
+    set_cookie(services, response, services.cookies.login_nonce, nonce)
+    return response
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    next_target = safe_next(request.query.get("next"))
+    if SESSION in request:
+        raise web.HTTPSeeOther(next_target)
+    notice = "You have signed out." if request.query.get("signed_out") == "1" else None
+    return _login_form(request, next_target=next_target, notice=notice)
+
+
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    form = await request.post()
+    next_target = safe_next(_field(form, "next", 2048))
+    email = _field(form, "email", MAX_EMAIL).strip().lower()
+    password = _field(form, "password", MAX_PASSWORD)
+    client = request[CLIENT_ADDR]
+    nonce = request.cookies.get(services.cookies.login_nonce)
+    if not csrf_valid(services.secret, nonce, _field(form, "csrf", 128), "login"):
+        request[OUTCOME] = "rejected"
+        return _login_form(
+            request,
+            next_target=next_target,
+            email=email,
+            error="This form had expired. Please sign in again.",
+            status=403,
+        )
+
+    now = services.clock()
+    throttles = (
+        (f"login:account:{email}", services.account_throttle),
+        (f"login:address:{client}", services.address_throttle),
+    )
+    wait = 0.0
+    for key, _rule in throttles:
+        wait = max(wait, retry_after(await services.store.throttle.get(key), now))
+    if wait > 0:
+        await services.store.audit.record(
+            kind="login.throttled", at=now, subject=email, client_addr=client
+        )
+        services.metrics.logins.labels(result="throttled").inc()
+        minutes = max(1, math.ceil(wait / 60))
+        return _login_form(
+            request,
+            next_target=next_target,
+            email=email,
+            error=f"Too many attempts. Try again in {minutes} minute{'s' if minutes > 1 else ''}.",
+            status=429,
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
+
+    result = await services.identity.authenticate(email, password)
+    if result.user is None:
+        for key, rule in throttles:
+            await services.store.throttle.update(key, partial(after_failure, rule=rule, now=now))
+        await services.store.audit.record(
+            kind="login.failed",
+            at=now,
+            subject=email,
+            client_addr=client,
+            detail={"reason": result.reason},
+        )
+        services.metrics.logins.labels(result="failed").inc()
+        log.info("sign-in failed", extra={"reason": result.reason, "client": client})
+        return _login_form(
+            request, next_target=next_target, email=email, error=GENERIC_FAILURE, status=401
+        )
+
+    user = result.user
+    await services.store.throttle.clear(throttles[0][0])
+    previous = request.get(SESSION)
+    if previous is not None:
+        await services.sessions.end(previous.id_hash)
+    # A new id at every sign-in: a session id planted before sign-in is worth nothing after it.
+    raw_id, _live = await services.sessions.create(user, client_addr=client)
+    await services.store.audit.record(
+        kind="login.succeeded",
+        at=now,
+        actor=user.id,
+        subject=user.id,
+        org_id=user.org_id,
+        client_addr=client,
+    )
+    services.metrics.logins.labels(result="succeeded").inc()
+    response = web.HTTPSeeOther(next_target, headers={"Cache-Control": "no-store"})
+    set_cookie(services, response, services.cookies.session, raw_id)
+    clear_cookie(services, response, services.cookies.login_nonce)
+    raise response
+
+
+async def logout_page(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    live = request.get(SESSION)
+    if live is None:
+        raise web.HTTPSeeOther("/_gateway/login")
+    context = {
+        "email": live.user.email,
+        "csrf": csrf_token(services.secret, live.record.csrf_secret),
+    }
+    return render_page(request, "logout.html", context)
+
+
+async def logout_submit(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    live = request.get(SESSION)
+    form = await request.post()
+    if live is not None:
+        if not csrf_valid(services.secret, live.record.csrf_secret, _field(form, "csrf", 128)):
+            request[OUTCOME] = "rejected"
+            return render_page(
+                request,
+                "logout.html",
+                {
+                    "email": live.user.email,
+                    "csrf": csrf_token(services.secret, live.record.csrf_secret),
+                },
+                status=403,
+            )
+        await services.sessions.end(live.id_hash)
+        await services.store.audit.record(
+            kind="logout",
+            at=services.clock(),
+            actor=live.user.id,
+            subject=live.user.id,
+            org_id=live.user.org_id,
+            client_addr=request[CLIENT_ADDR],
+        )
+    response = web.HTTPSeeOther(
+        "/_gateway/login?signed_out=1", headers={"Cache-Control": "no-store"}
+    )
+    clear_cookie(services, response, services.cookies.session)
+    raise response
+
+
+def _field(form: Mapping[str, Any], name: str, limit: int) -> str:
+    value = form.get(name, "")
+    return value[:limit] if isinstance(value, str) else ""

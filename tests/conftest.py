@@ -1,0 +1,125 @@
+"""Shared fixtures: a real gateway on loopback before the real sample app, on a real SQLite file."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from argon2 import PasswordHasher
+from yarl import URL
+
+from gateway.accounts.passwords import Passwords
+from gateway.app import create_app, open_services
+from gateway.clock import ManualClock
+from gateway.config import Config, build_config
+from gateway.sandbox.demo import DEMO_PASSWORD, seed_demo
+from gateway.sandbox.sample_app import create_sample_app
+from gateway.server import start_site
+from gateway.services import Services
+
+SECRET = "test-secret-key-that-is-long-enough-0123456789"
+START = 1_798_000_000.0  # a fixed instant in December 2026
+
+
+def fast_passwords() -> Passwords:
+    # Real Argon2id, with the cost turned down so the suite stays quick.
+    return Passwords(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+async def upstream_url() -> AsyncIterator[str]:
+    runner, port = await start_site(
+        create_sample_app(), "127.0.0.1", 0, max_line_size=8190, max_field_size=8190
+    )
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+@dataclass
+class RunningGateway:
+    url: URL
+    services: Services
+    clock: ManualClock
+
+    def client(self, **kwargs: Any) -> aiohttp.ClientSession:
+        """A browser-like client: keeps cookies (also for an IP host), never follows redirects."""
+        return aiohttp.ClientSession(
+            base_url=self.url, cookie_jar=aiohttp.CookieJar(unsafe=True), **kwargs
+        )
+
+
+GatewayFactory = Callable[..., Any]
+
+
+def gateway_config(tmp_path: Path, upstream: str, **sections: dict[str, Any]) -> Config:
+    raw: dict[str, dict[str, Any]] = {
+        "server": {"host": "127.0.0.1", "port": 0},
+        "upstream": {"url": upstream, "public_paths": ["/public/"], "read_timeout": 5.0},
+        "store": {"path": str(tmp_path / "gateway.sqlite3")},
+        "security": {"secret_key": SECRET, "cookie_secure": False},
+        "logging": {"level": "WARNING", "format": "text"},
+    }
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return build_config(raw, env={})
+
+
+@pytest.fixture
+async def make_gateway(
+    tmp_path: Path, upstream_url: str, clock: ManualClock
+) -> AsyncIterator[GatewayFactory]:
+    runners = []
+
+    async def start(upstream: str | None = None, **sections: dict[str, Any]) -> RunningGateway:
+        config = gateway_config(tmp_path, upstream or upstream_url, **sections)
+        services = await open_services(config, clock=clock, passwords=fast_passwords())
+        await seed_demo(services.store, services.passwords, clock())
+        runner, port = await start_site(
+            create_app(services),
+            "127.0.0.1",
+            0,
+            max_line_size=config.server.max_line_size,
+            max_field_size=config.server.max_field_size,
+        )
+        runners.append(runner)
+        return RunningGateway(url=URL(f"http://127.0.0.1:{port}"), services=services, clock=clock)
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def gateway(make_gateway: GatewayFactory) -> RunningGateway:
+    running: RunningGateway = await make_gateway()
+    return running
+
+
+CSRF_FIELD = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+async def sign_in(
+    client: aiohttp.ClientSession,
+    email: str = "ava@harbour.example",
+    password: str = DEMO_PASSWORD,
+    next_target: str = "/",
+) -> aiohttp.ClientResponse:
+    """Fill in the sign-in form as a browser would; returns the response to the POST."""
+    page = await client.get("/_gateway/login", params={"next": next_target})
+    match = CSRF_FIELD.search(await page.text())
+    assert match, "the sign-in page has no CSRF field"
+    return await client.post(
+        "/_gateway/login",
+        data={"email": email, "password": password, "csrf": match.group(1), "next": next_target},
+        allow_redirects=False,
+    )

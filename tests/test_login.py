@@ -1,0 +1,233 @@
+"""Signing in and out through the real gateway, in front of the real sample app."""
+
+from __future__ import annotations
+
+import re
+
+from yarl import URL
+
+from gateway.sandbox.demo import DEMO_PASSWORD
+from tests.conftest import CSRF_FIELD, GatewayFactory, RunningGateway, sign_in
+
+HTML = {"Accept": "text/html,application/xhtml+xml"}
+GENERIC = "That email and password do not match an account."
+
+
+async def test_browser_without_session_is_sent_to_sign_in_with_its_target(
+    gateway: RunningGateway,
+) -> None:
+    async with gateway.client() as client:
+        response = await client.get("/reports?q=1", headers=HTML, allow_redirects=False)
+    assert response.status == 302
+    location = URL(response.headers["Location"])
+    assert location.path == "/_gateway/login"
+    assert location.query["next"] == "/reports?q=1"
+
+
+async def test_api_caller_without_session_gets_401_problem(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        response = await client.get("/api/whoami", headers={"Accept": "application/json"})
+        body = await response.json(content_type=None)
+    assert response.status == 401
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    assert body["type"].endswith("/unauthenticated")
+    assert body["login_url"] == "/_gateway/login"
+
+
+async def test_sign_in_lands_on_the_page_first_asked_for_and_app_sees_identity(
+    gateway: RunningGateway,
+) -> None:
+    async with gateway.client() as client:
+        response = await sign_in(client, next_target="/api/whoami")
+        assert response.status == 303
+        assert response.headers["Location"] == "/api/whoami"
+        cookie = response.cookies["gw-session"]
+        assert cookie["httponly"] is True
+        assert cookie["samesite"] == "Lax"
+        assert cookie["path"] == "/"
+        whoami = await (await client.get("/api/whoami")).json()
+    user = await gateway.services.store.users.find_by_email("ava@harbour.example")
+    assert user is not None
+    assert whoami["headers"] == {
+        "X-Gateway-User-Id": user.id,
+        "X-Gateway-User-Email": "ava@harbour.example",
+        "X-Gateway-Org-Id": user.org_id,
+        "X-Gateway-Role": "principal",
+        "X-Gateway-Mfa": "not-required",
+        "X-Gateway-Token": "",
+    }
+
+
+async def test_wrong_password_and_unknown_user_get_the_same_message(
+    gateway: RunningGateway,
+) -> None:
+    async with gateway.client() as client:
+        wrong = await sign_in(client, password="not-the-password")
+        unknown = await sign_in(client, email="nobody@harbour.example")
+        wrong_text, unknown_text = await wrong.text(), await unknown.text()
+    assert wrong.status == unknown.status == 401
+    assert GENERIC in wrong_text
+    assert GENERIC in unknown_text
+    assert "gw-session" not in wrong.cookies
+    events = await gateway.services.store.audit.list(kind="login.failed")
+    assert [e.detail["reason"] for e in events] == ["wrong-password", "unknown-user"]
+
+
+async def test_sign_in_without_a_valid_csrf_token_is_refused(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        await client.get("/_gateway/login")
+        response = await client.post(
+            "/_gateway/login",
+            data={"email": "ava@harbour.example", "password": DEMO_PASSWORD, "csrf": "forged"},
+            allow_redirects=False,
+        )
+    assert response.status == 403
+    assert "gw-session" not in response.cookies
+
+
+async def test_session_id_is_new_at_every_sign_in(gateway: RunningGateway) -> None:
+    async with gateway.client() as attacker:
+        planted = (await sign_in(attacker)).cookies["gw-session"].value
+    async with gateway.client() as victim:
+        page = await victim.get("/_gateway/login")
+        match = CSRF_FIELD.search(await page.text())
+        assert match
+        victim.cookie_jar.update_cookies({"gw-session": planted}, gateway.url)
+        response = await victim.post(
+            "/_gateway/login",
+            data={"email": "max@harbour.example", "password": DEMO_PASSWORD, "csrf": match[1]},
+            allow_redirects=False,
+        )
+        fresh = response.cookies["gw-session"].value
+        whoami = await (await victim.get("/api/whoami")).json()
+    assert fresh != planted
+    assert whoami["headers"]["X-Gateway-User-Email"] == "max@harbour.example"
+    async with gateway.client(cookies={"gw-session": planted}) as replay:
+        assert (await replay.get("/api/whoami")).status == 401
+
+
+async def test_session_id_is_stored_only_as_a_hash(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        raw = (await sign_in(client)).cookies["gw-session"].value
+    rows = await gateway.services.store.db.fetch_all("SELECT id_hash FROM sessions")
+    assert len(raw) >= 43  # 256 bits, URL-safe base64
+    assert [r["id_hash"] for r in rows] != [raw]
+    assert all(raw not in r["id_hash"] for r in rows)
+
+
+async def test_account_is_locked_after_repeated_failures_and_told_when_to_retry(
+    gateway: RunningGateway,
+) -> None:
+    async with gateway.client() as client:
+        for _ in range(5):
+            assert (await sign_in(client, password="wrong-password!")).status == 401
+        locked = await sign_in(client)  # the right password, but too soon
+        text = await locked.text()
+        assert locked.status == 429
+        assert locked.headers["Retry-After"] == "900"
+        assert "Too many attempts. Try again in 15 minutes." in text
+        gateway.clock.advance(15 * 60)
+        assert (await sign_in(client)).status == 303
+
+
+async def test_client_address_is_locked_after_failures_across_accounts(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway: RunningGateway = await make_gateway(throttle={"address_failures": 3})
+    async with gateway.client() as client:
+        for n in range(3):
+            await sign_in(client, email=f"guess{n}@harbour.example", password="whatever-pass")
+        response = await sign_in(client, email="max@harbour.example")
+    assert response.status == 429
+
+
+async def test_session_ends_after_thirty_idle_minutes(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        await sign_in(client)
+        gateway.clock.advance(29 * 60)
+        assert (await client.get("/api/whoami")).status == 200
+        gateway.clock.advance(30 * 60)
+        assert (await client.get("/api/whoami")).status == 401
+
+
+async def test_session_ends_twelve_hours_after_sign_in_however_active(
+    gateway: RunningGateway,
+) -> None:
+    async with gateway.client() as client:
+        await sign_in(client)
+        for _ in range(35):  # every 20 minutes for 11h40m
+            gateway.clock.advance(20 * 60)
+            assert (await client.get("/api/whoami")).status == 200
+        gateway.clock.advance(20 * 60)
+        assert (await client.get("/api/whoami")).status == 401
+
+
+async def test_sign_out_ends_the_session_on_the_server(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        raw = (await sign_in(client)).cookies["gw-session"].value
+        page = await client.get("/_gateway/logout")
+        match = CSRF_FIELD.search(await page.text())
+        assert match
+        response = await client.post(
+            "/_gateway/logout", data={"csrf": match.group(1)}, allow_redirects=False
+        )
+        assert response.status == 303
+        assert response.headers["Location"] == "/_gateway/login?signed_out=1"
+    async with gateway.client(cookies={"gw-session": raw}) as replay:
+        assert (await replay.get("/api/whoami")).status == 401
+    assert [e.kind for e in await gateway.services.store.audit.list(kind="logout")] == ["logout"]
+
+
+async def test_sign_out_without_csrf_token_is_refused(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        await sign_in(client)
+        response = await client.post("/_gateway/logout", data={}, allow_redirects=False)
+        assert response.status == 403
+        assert (await client.get("/api/whoami")).status == 200
+
+
+async def test_unsafe_next_falls_back_to_the_root(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        response = await sign_in(client, next_target="//evil.example/")
+    assert response.headers["Location"] == "/"
+
+
+async def test_secure_cookies_use_the_host_prefix(make_gateway: GatewayFactory) -> None:
+    gateway: RunningGateway = await make_gateway(security={"cookie_secure": True})
+    async with gateway.client() as client:
+        page = await client.get("/_gateway/login")
+        await page.text()
+        set_cookie = page.headers.getall("Set-Cookie")
+    assert any(re.match(r"__Host-gw-login=[^;]+;", c) for c in set_cookie)
+    assert all("Secure" in c and "Path=/" in c and "HttpOnly" in c for c in set_cookie)
+
+
+async def test_pages_are_never_cached_or_framed(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        page = await client.get("/_gateway/login")
+    assert page.headers["Cache-Control"] == "no-store"
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+
+
+async def test_warm_signed_in_request_runs_no_sql(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        await sign_in(client)
+        assert (await client.get("/api/whoami")).status == 200
+        before = gateway.services.store.db.statement_count
+        for _ in range(20):
+            assert (await client.get("/api/whoami")).status == 200
+        assert gateway.services.store.db.statement_count == before
+
+
+async def test_last_use_is_written_behind_for_the_idle_timeout(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        raw = (await sign_in(client)).cookies["gw-session"].value
+        gateway.clock.advance(600)
+        await client.get("/api/whoami")
+    await gateway.services.sessions.flush()
+    from gateway.sessions import hash_session_id
+
+    record = await gateway.services.store.sessions.get(hash_session_id(raw))
+    assert record is not None
+    assert record.last_seen_at == gateway.clock()
