@@ -1,0 +1,350 @@
+"""The `xero-gateway` command: serve, demo, check the config, and administer accounts."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import datetime as dt
+import getpass
+import json
+import os
+import secrets
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from gateway.accounts.onboarding import import_users
+from gateway.accounts.passwords import Passwords, password_problem
+from gateway.clock import system_clock
+from gateway.config import Config, load_config
+from gateway.errors import ConfigError, GatewayError
+from gateway.store import Store
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_CONFIG = "config.toml"
+
+
+class UsageError(GatewayError):
+    """The command line asked for something that cannot be done as asked."""
+
+
+def _config_path(args: argparse.Namespace) -> str:
+    return str(args.config or os.environ.get("XERO_GATEWAY_CONFIG") or DEFAULT_CONFIG)
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(_config_path(args))
+
+
+async def _with_store(config: Config, action: Callable[[Store], Awaitable[int]]) -> int:
+    store = await Store.open(config.store.path, busy_timeout_ms=config.store.busy_timeout_ms)
+    try:
+        return await action(store)
+    finally:
+        await store.close()
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    print(f"{args.file}: ok")
+    print(f"  front listener  http://{config.server.host}:{config.server.port}")
+    print(f"  app (upstream)  {config.upstream.url}")
+    print(f"  store           {config.store.path}")
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.runner import serve
+
+    config = load_config(args.serve_config or _config_path(args))
+    return asyncio.run(serve(config))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.sandbox.demo import run_demo
+
+    return asyncio.run(run_demo(host=args.host, port=args.port, workdir=args.workdir))
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    config = _load(args)
+
+    async def action(store: Store) -> int:
+        print(f"{config.store.path}: schema version {await store.db.schema_version()}")
+        return EXIT_OK
+
+    return asyncio.run(_with_store(config, action))
+
+
+def cmd_org_add(args: argparse.Namespace) -> int:
+    config = _load(args)
+
+    async def action(store: Store) -> int:
+        org = await store.organisations.add(name=args.name, now=system_clock())
+        await store.audit.record(
+            kind="org.added",
+            at=system_clock(),
+            actor="cli",
+            subject=org.id,
+            org_id=org.id,
+            detail={"name": org.name},
+        )
+        print(org.id)
+        return EXIT_OK
+
+    return asyncio.run(_with_store(config, action))
+
+
+def cmd_org_list(args: argparse.Namespace) -> int:
+    config = _load(args)
+
+    async def action(store: Store) -> int:
+        rows = [(o.id, o.name, _when(o.created_at)) for o in await store.organisations.list()]
+        _table(sys.stdout, ("id", "name", "created"), rows)
+        return EXIT_OK
+
+    return asyncio.run(_with_store(config, action))
+
+
+def _read_password(args: argparse.Namespace) -> tuple[str, bool]:
+    """The new user's password and whether it was generated (and so must be shown once)."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n"), False
+    if args.generate_password or not sys.stdin.isatty():
+        return secrets.token_urlsafe(15), True
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        raise UsageError("the two passwords differ")
+    return first, False
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    config = _load(args)
+    password, generated = _read_password(args)
+    problem = password_problem(password)
+    if problem:
+        raise UsageError(f"password {problem}")
+
+    async def action(store: Store) -> int:
+        org = await _find_org(store, args.org)
+        now = system_clock()
+        user = await store.users.add(
+            org_id=org.id,
+            email=args.email.strip().lower(),
+            display_name=args.name,
+            role=args.role,
+            password_hash=Passwords().hash(password),
+            now=now,
+        )
+        await store.audit.record(
+            kind="user.added",
+            at=now,
+            actor="cli",
+            subject=user.id,
+            org_id=org.id,
+            detail={"email": user.email, "role": user.role},
+        )
+        print(user.id)
+        if generated:
+            print(f"password: {password}", file=sys.stderr)
+        return EXIT_OK
+
+    return asyncio.run(_with_store(config, action))
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    config = _load(args)
+
+    async def action(store: Store) -> int:
+        org_id = (await _find_org(store, args.org)).id if args.org else None
+        users = await store.users.list(org_id)
+        orgs = {o.id: o.name for o in await store.organisations.list()}
+        rows = [
+            (
+                u.id,
+                u.email,
+                u.display_name,
+                u.role,
+                orgs.get(u.org_id, u.org_id),
+                "disabled" if u.disabled else "active",
+            )
+            for u in users
+        ]
+        _table(sys.stdout, ("id", "email", "name", "role", "organisation", "status"), rows)
+        return EXIT_OK
+
+    return asyncio.run(_with_store(config, action))
+
+
+def cmd_user_import(args: argparse.Namespace) -> int:
+    config = _load(args)
+    with open(args.file, newline="", encoding="utf-8-sig") as handle:
+        text = handle.read()
+
+    async def action(store: Store) -> int:
+        result = await import_users(
+            store, text, passwords=Passwords(), now=system_clock(), create_orgs=args.create_orgs
+        )
+        print(f"imported {len(result.users)} users", file=sys.stderr)
+        if result.generated:
+            # New passwords are shown once, as CSV on stdout, for the admin to hand out.
+            writer = csv.writer(sys.stdout)
+            writer.writerow(("email", "password"))
+            writer.writerows(result.generated)
+        return EXIT_OK
+
+    return asyncio.run(_with_store(config, action))
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    config = _load(args)
+    since = _parse_instant(args.since) if args.since else None
+    until = _parse_instant(args.until) if args.until else None
+
+    async def action(store: Store) -> int:
+        writer = csv.writer(sys.stdout) if args.format == "csv" else None
+        if writer:
+            writer.writerow(
+                ("id", "at", "kind", "actor", "subject", "org_id", "client_addr", "detail")
+            )
+        async for event in store.audit.iterate(since=since, until=until):
+            row: dict[str, Any] = {
+                "id": event.id,
+                "at": _when(event.at),
+                "kind": event.kind,
+                "actor": event.actor,
+                "subject": event.subject,
+                "org_id": event.org_id,
+                "client_addr": event.client_addr,
+                "detail": event.detail,
+            }
+            if writer:
+                writer.writerow([*list(row.values())[:-1], json.dumps(event.detail)])
+            else:
+                print(json.dumps(row, separators=(",", ":")))
+        return EXIT_OK
+
+    return asyncio.run(_with_store(config, action))
+
+
+async def _find_org(store: Store, name_or_id: str) -> Any:
+    org = await store.organisations.find_by_name(name_or_id)
+    if org is None:
+        org = await store.organisations.get(name_or_id)
+    return org
+
+
+def _parse_instant(text: str) -> float:
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise UsageError(f"{text!r} is not an ISO date or date-time") from exc
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.timestamp()
+
+
+def _when(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
+
+
+def _table(out: TextIO, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [list(map(str, header))] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xero-gateway",
+        description="Sign-in and two-factor rules in front of any Xero-connected web app.",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"config file (default: $XERO_GATEWAY_CONFIG or {DEFAULT_CONFIG})",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the gateway")
+    p.add_argument("--config", dest="serve_config", metavar="FILE", help="config file")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("demo", help="run the gateway in front of a sample app, with demo accounts")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="gateway port (default 8080; 0 = any)")
+    p.add_argument("--workdir", type=Path, help="where the demo keeps its database (default: temp)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("check-config", help="check a config file and report every problem")
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("migrate", help="create or upgrade the database schema")
+    p.set_defaults(func=cmd_migrate)
+
+    org = sub.add_parser("org", help="organisations (the app's customers)")
+    org_sub = org.add_subparsers(dest="org_command", required=True, metavar="ACTION")
+    p = org_sub.add_parser("add", help="add an organisation; prints its id")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_org_add)
+    p = org_sub.add_parser("list", help="list organisations")
+    p.set_defaults(func=cmd_org_list)
+
+    user = sub.add_parser("user", help="user accounts")
+    user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    p = user_sub.add_parser("add", help="add a user; prints its id")
+    p.add_argument("--org", required=True, help="organisation name or id")
+    p.add_argument("--email", required=True)
+    p.add_argument("--name", required=True, help="display name")
+    p.add_argument("--role", choices=("principal", "member"), default="member")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    group.add_argument(
+        "--generate-password", action="store_true", help="generate one and print it to stderr"
+    )
+    p.set_defaults(func=cmd_user_add)
+    p = user_sub.add_parser("list", help="list users")
+    p.add_argument("--org", help="only this organisation (name or id)")
+    p.set_defaults(func=cmd_user_list)
+    p = user_sub.add_parser(
+        "import", help="add users from a CSV file (columns: org,email,name,role[,password])"
+    )
+    p.add_argument("file", metavar="CSV")
+    p.add_argument("--create-orgs", action="store_true", help="add organisations not yet known")
+    p.set_defaults(func=cmd_user_import)
+
+    audit = sub.add_parser("audit", help="the audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    p = audit_sub.add_parser("export", help="write audit events to stdout")
+    p.add_argument("--since", help="ISO date or date-time (UTC unless a zone is given)")
+    p.add_argument("--until", help="ISO date or date-time (UTC unless a zone is given)")
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    p.set_defaults(func=cmd_audit_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"config: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"xero-gateway: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except GatewayError as exc:
+        print(f"xero-gateway: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

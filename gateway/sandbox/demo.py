@@ -1,0 +1,128 @@
+"""`xero-gateway demo`: the sample app and the gateway on loopback, seeded with demo accounts."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.accounts.passwords import Passwords
+from gateway.clock import system_clock
+from gateway.config import Config, build_config
+from gateway.ops.logs import configure_logging
+from gateway.runner import start_gateway, wait_for_stop_signal
+from gateway.sandbox.sample_app import create_sample_app
+from gateway.server import start_site
+from gateway.store import Store
+
+DEMO_PASSWORD = "demo-password-2026"  # noqa: S105 - printed for the demo accounts on purpose
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoAccount:
+    org: str
+    email: str
+    name: str
+    role: str
+
+
+DEMO_ORGS = ("Harbour Accounting (AU)", "Kauri Design Studio (NZ)")
+DEMO_ACCOUNTS = (
+    DemoAccount(org=DEMO_ORGS[0], email="ava@harbour.example", name="Ava Nguyen", role="principal"),
+    DemoAccount(org=DEMO_ORGS[0], email="max@harbour.example", name="Max Taylor", role="member"),
+    DemoAccount(org=DEMO_ORGS[1], email="nia@kauri.example", name="Nia Parata", role="principal"),
+    DemoAccount(org=DEMO_ORGS[1], email="leo@kauri.example", name="Leo Smith", role="member"),
+)
+
+
+async def seed_demo(store: Store, passwords: Passwords, now: float) -> None:
+    """Add the demo organisations and accounts unless they are there already."""
+    org_ids = {}
+    for name in DEMO_ORGS:
+        org = await store.organisations.find_by_name(name)
+        org_ids[name] = (org or await store.organisations.add(name=name, now=now)).id
+    password_hash = passwords.hash(DEMO_PASSWORD)
+    for account in DEMO_ACCOUNTS:
+        if await store.users.find_by_email(account.email) is None:
+            await store.users.add(
+                org_id=org_ids[account.org],
+                email=account.email,
+                display_name=account.name,
+                role=account.role,
+                password_hash=password_hash,
+                now=now,
+            )
+
+
+def demo_config(*, host: str, port: int, upstream_url: str, workdir: Path) -> Config:
+    """The embedded defaults: plain http on loopback, a fresh key, the sample app upstream."""
+    return build_config(
+        {
+            "server": {"host": host, "port": port},
+            "upstream": {"url": upstream_url, "public_paths": ["/public/"]},
+            "store": {"path": str(workdir / "gateway.sqlite3")},
+            "security": {"secret_key": secrets.token_urlsafe(48), "cookie_secure": False},
+            "logging": {"level": "WARNING", "format": "text"},
+        },
+        env={},
+    )
+
+
+async def run_demo(*, host: str, port: int, workdir: Path | None) -> int:
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="xero-gateway-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    sample_runner, sample_port = await start_site(
+        create_sample_app(), "127.0.0.1", 0, max_line_size=8190, max_field_size=8190
+    )
+    config = demo_config(
+        host=host, port=port, upstream_url=f"http://127.0.0.1:{sample_port}", workdir=workdir
+    )
+    configure_logging(config.logging.level, config.logging.format)
+    store = await Store.open(config.store.path)
+    try:
+        await seed_demo(store, Passwords(), system_clock())
+    finally:
+        await store.close()
+    try:
+        gateway_runner, gateway_port = await start_gateway(config)
+    except OSError as exc:
+        await sample_runner.cleanup()
+        print(f"xero-gateway demo: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        print("Try another port: xero-gateway demo --port 8090", file=sys.stderr)
+        return 1
+    _print_welcome(f"http://{host}:{gateway_port}", workdir)
+    try:
+        await wait_for_stop_signal()
+    finally:
+        print("\nStopping the demo…", flush=True)
+        await gateway_runner.cleanup()
+        await sample_runner.cleanup()
+    return 0
+
+
+def _print_welcome(url: str, workdir: Path) -> None:
+    lines = [
+        "",
+        "Xero MFA gateway demo",
+        "",
+        f"  Open {url}/ and sign in with one of these accounts",
+        f"  (password for all: {DEMO_PASSWORD}):",
+        "",
+    ]
+    for account in DEMO_ACCOUNTS:
+        lines.append(f"    {account.email:<22} {account.role:<10} {account.org}")
+    lines += [
+        "",
+        f"  Public page without sign-in: {url}/public/hello",
+        f"  Health: {url}/_gateway/health   Metrics: {url}/_gateway/metrics",
+        f"  Database: {workdir / 'gateway.sqlite3'}",
+        "",
+        "  Press Ctrl-C to stop.",
+        "",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+__all__ = ["DEMO_ACCOUNTS", "DEMO_PASSWORD", "demo_config", "run_demo", "seed_demo"]

@@ -1,0 +1,87 @@
+"""The sign-in pages in a real headless Chromium (Debian's package, driven by Playwright)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+
+import pytest
+from playwright.async_api import Browser, async_playwright
+
+from gateway.sandbox.demo import DEMO_PASSWORD
+from tests.conftest import RunningGateway
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Chromium's own background traffic is pointless on a closed network and slows start-up.
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs it with apt-get")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
+
+
+async def test_user_signs_in_sees_the_app_and_signs_out(
+    gateway: RunningGateway, browser: Browser
+) -> None:
+    page = await browser.new_page()
+    await page.goto(f"{gateway.url}/?from=bookmark")
+    assert page.url.startswith(str(gateway.url / "_gateway/login"))
+    await page.fill("#email", "max@harbour.example")
+    await page.fill("#password", DEMO_PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_selector("#identity")
+    assert page.url == f"{gateway.url}/?from=bookmark"
+    assert await page.text_content("h1") == "Hello, max@harbour.example"
+    assert await page.text_content('[data-header="x-gateway-role"]') == "member"
+
+    await page.click("text=Sign out")
+    await page.click("button[type=submit]")
+    await page.wait_for_selector("text=You have signed out.")
+    await page.goto(str(gateway.url / "api/whoami"))
+    assert page.url.startswith(str(gateway.url / "_gateway/login"))
+
+
+async def test_wrong_password_shows_one_generic_message(
+    gateway: RunningGateway, browser: Browser
+) -> None:
+    page = await browser.new_page()
+    await page.goto(str(gateway.url / "_gateway/login"))
+    await page.fill("#email", "max@harbour.example")
+    await page.fill("#password", "not the password at all")
+    await page.click("button[type=submit]")
+    alert = await page.wait_for_selector("[role=alert]")
+    assert alert is not None
+    assert await alert.text_content() == "That email and password do not match an account."
+    assert await page.input_value("#email") == "max@harbour.example"
+
+
+async def test_sign_in_page_fits_a_phone_screen(gateway: RunningGateway, browser: Browser) -> None:
+    context = await browser.new_context(viewport={"width": 360, "height": 740})
+    page = await context.new_page()
+    await page.goto(str(gateway.url / "_gateway/login"))
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 360
+    box = await page.locator("button[type=submit]").bounding_box()
+    assert box is not None
+    assert box["width"] > 250
+    await context.close()
