@@ -20,7 +20,7 @@ from gateway.sessions import SessionLimits, SessionManager
 from gateway.store import Store
 from gateway.throttle import ThrottleRule
 from gateway.web import gate, operations, pages
-from gateway.web.middleware import request_context
+from gateway.web.middleware import request_context, stamp_request_id
 from gateway.web.paths import PathRules
 from gateway.web.templating import setup_templates
 
@@ -101,6 +101,7 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/_gateway/metrics", operations.metrics)
     app.router.add_route("*", "/_gateway/{tail:.*}", operations.not_found)
     app.router.add_route("*", "/{tail:.*}", gate.gate)
+    app.on_response_prepare.append(stamp_request_id)
     app.cleanup_ctx.append(_lifecycle)
     return app
 

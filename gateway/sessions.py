@@ -152,7 +152,13 @@ class SessionManager:
         if not self._dirty:
             return
         batch, self._dirty = self._dirty, {}
-        await self._store.sessions.touch_many(batch)
+        try:
+            await self._store.sessions.touch_many(batch)
+        except BaseException:
+            # Keep what was not written (newer uses win) so the next flush tries again.
+            for id_hash, seen in batch.items():
+                self._dirty[id_hash] = max(seen, self._dirty.get(id_hash, seen))
+            raise
 
     async def run_flusher(self, interval: float) -> None:
         """Flush every ``interval`` seconds until cancelled; a final flush on the way out."""

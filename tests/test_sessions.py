@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from gateway.sessions import SessionLimits, end_reason, hash_session_id
+from gateway.clock import ManualClock
+from gateway.errors import StoreError
+from gateway.sessions import SessionLimits, SessionManager, end_reason, hash_session_id
+from gateway.store import Store
 from gateway.store.records import SessionRecord
 
 LIMITS = SessionLimits(idle=1800.0, absolute=43200.0)
@@ -44,3 +49,31 @@ def test_session_hash_is_stable_and_not_the_id() -> None:
     assert hash_session_id("abc") == hash_session_id("abc")
     assert hash_session_id("abc") != "abc"
     assert len(hash_session_id("abc")) == 64
+
+
+async def test_failed_flush_keeps_last_use_for_the_next_one(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "s.sqlite3")
+    clock = ManualClock(1000.0)
+    manager = SessionManager(store, LIMITS, clock)
+    org = await store.organisations.add(name="Org", now=clock())
+    user = await store.users.add(
+        org_id=org.id,
+        email="a@b.example",
+        display_name="A",
+        role="member",
+        password_hash="x",
+        now=clock(),
+    )
+    raw, live = await manager.create(user, client_addr=None)
+    clock.advance(60)
+    assert await manager.lookup(raw) is not None
+    await store.close()
+    with pytest.raises(StoreError):
+        await manager.flush()
+    store = await Store.open(tmp_path / "s.sqlite3")
+    manager._store = store  # the same manager, its store back
+    await manager.flush()
+    record = await store.sessions.get(live.id_hash)
+    assert record is not None
+    assert record.last_seen_at == 1060.0
+    await store.close()

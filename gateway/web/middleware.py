@@ -16,6 +16,13 @@ from gateway.web.problems import problem_response
 log = logging.getLogger("gateway.access")
 
 
+async def stamp_request_id(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """Every response, streamed ones too, names the request id the logs and the app saw."""
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None:
+        response.headers["X-Request-Id"] = request_id
+
+
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     services = request.app[SERVICES]
@@ -38,12 +45,9 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                 request[SESSION] = live
         response = await handler(request)
         status = response.status
-        if not response.prepared:
-            response.headers["X-Request-Id"] = request_id
         return response
     except web.HTTPException as exc:
         status = exc.status
-        exc.headers["X-Request-Id"] = request_id
         raise
     except Exception:
         # No traceback ever reaches the client: log it with the request id and answer 500.

@@ -1,0 +1,144 @@
+"""What reaches the app through the whole gateway: path tricks, spoofed identity, own paths."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.conftest import GatewayFactory, RunningGateway, sign_in
+
+
+async def raw_get(gateway: RunningGateway, target: str, headers: str = "") -> tuple[int, str]:
+    """Send a request line exactly as written (HTTP clients would tidy the path first)."""
+    reader, writer = await asyncio.open_connection(gateway.url.host, gateway.url.port)
+    request = (
+        f"GET {target} HTTP/1.1\r\nHost: {gateway.url.host}:{gateway.url.port}\r\n"
+        f"Accept: application/json\r\n{headers}Connection: close\r\n\r\n"
+    )
+    writer.write(request.encode())
+    await writer.drain()
+    response = (await reader.read()).decode("latin-1")
+    writer.close()
+    await writer.wait_closed()
+    status = int(response.split(" ", 2)[1])
+    return status, response
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/api/whoami?x=/public/hello",
+        "/public/../api/whoami",
+        "/public/%2e%2e/api/whoami",
+        "/public/%2E%2E/api/whoami",
+        "/PUBLIC/hello",
+        "//api/whoami",
+        "/api/whoami;x",
+        "/public;x/../api/whoami",
+        "/public%2f..%2fapi/whoami",
+    ],
+)
+async def test_tricky_paths_still_need_sign_in(gateway: RunningGateway, target: str) -> None:
+    status, response = await raw_get(gateway, target)
+    assert status in (400, 401), response
+    assert "X-Gateway-User-Id" not in response
+
+
+async def test_public_path_is_served_without_sign_in(gateway: RunningGateway) -> None:
+    status, response = await raw_get(gateway, "/public/hello")
+    assert status == 200
+    assert "This page is public" in response
+
+
+@pytest.mark.parametrize(
+    "spoof",
+    [
+        "X-Gateway-User-Id: usr_attacker\r\n",
+        "x-gateway-user-id: usr_attacker\r\n",
+        "X_Gateway_User_Id: usr_attacker\r\n",
+        "X-GATEWAY-ROLE: principal\r\n",
+        "X-Gateway-Mfa: verified\r\n",
+        "X-Gateway-Token: stolen\r\n",
+        "x-gateway-anything-else: 1\r\n",
+    ],
+)
+async def test_client_identity_headers_never_reach_the_app(
+    gateway: RunningGateway, spoof: str
+) -> None:
+    async with gateway.client() as client:
+        await sign_in(client, email="max@harbour.example")
+        name, value = spoof.rstrip("\r\n").split(": ", 1)
+        response = await client.get("/api/whoami", headers={name: value})
+        seen = (await response.json())["headers"]
+    user = await gateway.services.store.users.find_by_email("max@harbour.example")
+    assert user is not None
+    assert seen["X-Gateway-User-Id"] == user.id
+    assert seen["X-Gateway-Role"] == "member"
+    assert seen["X-Gateway-Mfa"] == "not-required"
+    assert seen["X-Gateway-Token"] == ""
+    assert set(seen) == {
+        "X-Gateway-User-Id",
+        "X-Gateway-User-Email",
+        "X-Gateway-Org-Id",
+        "X-Gateway-Role",
+        "X-Gateway-Mfa",
+        "X-Gateway-Token",
+    }
+
+
+async def test_spoofed_identity_without_session_gets_nothing(gateway: RunningGateway) -> None:
+    status, _ = await raw_get(gateway, "/api/whoami", headers="X-Gateway-User-Id: usr_attacker\r\n")
+    assert status == 401
+
+
+async def test_unknown_gateway_paths_are_never_proxied(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        await sign_in(client)
+        response = await client.get("/_gateway/nothing-here")
+        body = await response.json(content_type=None)
+    assert response.status == 404
+    assert body["type"].endswith("/not-found")
+
+
+async def test_app_receives_the_request_id_the_gateway_logged(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        await sign_in(client)
+        response = await client.get("/api/whoami", headers={"X-Request-Id": "client-chosen"})
+        body = await response.json()
+    assert body["request_id"] == response.headers["X-Request-Id"]
+    assert body["request_id"] != "client-chosen"
+
+
+async def test_app_down_gives_502_and_the_gateway_keeps_serving(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway: RunningGateway = await make_gateway(upstream="http://127.0.0.1:9")
+    async with gateway.client() as client:
+        await sign_in(client)
+        response = await client.get("/api/whoami", headers={"Accept": "application/json"})
+        body = await response.json(content_type=None)
+        assert response.status == 502
+        assert body["type"].endswith("/upstream-unavailable")
+        health = await client.get("/_gateway/health")
+        assert health.status == 200
+
+
+async def test_health_and_metrics(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        await sign_in(client)
+        await client.get("/api/whoami")
+        health = await (await client.get("/_gateway/health")).json()
+        metrics = await (await client.get("/_gateway/metrics")).text()
+    assert health == {"status": "ok", "checks": {"store": "ok"}}
+    assert 'gateway_requests_total{outcome="proxied"} 1.0' in metrics
+    assert 'gateway_logins_total{result="succeeded"} 1.0' in metrics
+    assert "gateway_upstream_latency_seconds_bucket" in metrics
+    assert "gateway_sessions_active 1.0" in metrics
+
+
+async def test_metrics_are_refused_to_other_networks(make_gateway: GatewayFactory) -> None:
+    gateway: RunningGateway = await make_gateway(server={"metrics_allow": ["10.0.0.0/8"]})
+    async with gateway.client() as client:
+        response = await client.get("/_gateway/metrics")
+    assert response.status == 404
