@@ -186,6 +186,19 @@ class UpstreamProxy:
 
     def _refuse(self, request: web.Request, request_id: str) -> web.StreamResponse | None:
         """A response for requests that must not reach the upstream at all, else None."""
+        if request.method in ("TRACE", "TRACK"):
+            # TRACE echoes the request back, identity headers and cookies included, to
+            # whoever can make the browser send it (cross-site tracing); nginx refuses it too.
+            return _closing(
+                problem_response(
+                    request,
+                    status=405,
+                    slug="method-not-allowed",
+                    title="Method not allowed",
+                    detail=f"{request.method} is not passed to the app.",
+                    request_id=request_id,
+                )
+            )
         target = request.raw_path
         # Absolute-form or asterisk-form targets, and a raw "#" (which the client library
         # would silently drop), cannot be forwarded byte for byte.

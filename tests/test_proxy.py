@@ -530,6 +530,16 @@ async def test_an_empty_query_is_the_one_thing_not_kept(stack: Stack) -> None:
     assert json.loads(body_of(raw))["raw_path"] == "/x"
 
 
+# The parser itself already refuses the non-standard TRACK.
+@pytest.mark.parametrize(("method", "status"), [("TRACE", 405), ("TRACK", 400)])
+async def test_trace_is_refused_before_the_upstream(stack: Stack, method: str, status: int) -> None:
+    raw = await raw_exchange(
+        stack.front_port, f"{method} /echo HTTP/1.1\r\nHost: gw\r\n\r\n".encode()
+    )
+    assert status_of(raw) == status
+    assert stack.state.requests == 0
+
+
 async def test_redirects_are_relayed_not_followed(
     stack: Stack, client: aiohttp.ClientSession
 ) -> None:
