@@ -102,7 +102,8 @@ def request_headers_for_upstream(
     ``scheme`` are what the client used to reach the gateway.
 
     Host is not forwarded: the HTTP client sends the upstream's own host, and the original
-    one travels in X-Forwarded-Host, as nginx's and oauth2-proxy's defaults do.
+    one travels in X-Forwarded-Host (nginx's default, ``Host $proxy_host``). The app then
+    sees one stable host whatever name the client used, and builds links from the header.
     """
     connection_named = _connection_tokens(headers)
     # A client could otherwise get the gateway's identity headers trusted by naming them
@@ -144,7 +145,7 @@ def request_headers_for_upstream(
     out["Forwarded"] = ", ".join([*forwarded, own_element])
     if "X-Forwarded-Proto" not in out:
         out["X-Forwarded-Proto"] = scheme
-    if "X-Forwarded-Host" not in out:
+    if "X-Forwarded-Host" not in out and host:
         out["X-Forwarded-Host"] = host
     # Always the gateway's own verdict, so the app logs the address the throttles keyed on.
     out.popall("X-Real-IP", None)

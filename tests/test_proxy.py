@@ -530,13 +530,16 @@ async def test_an_empty_query_is_the_one_thing_not_kept(stack: Stack) -> None:
     assert json.loads(body_of(raw))["raw_path"] == "/x"
 
 
-# The parser itself already refuses the non-standard TRACK.
-@pytest.mark.parametrize(("method", "status"), [("TRACE", 405), ("TRACK", 400)])
-async def test_trace_is_refused_before_the_upstream(stack: Stack, method: str, status: int) -> None:
+# The C parser already refuses the non-standard TRACK (400); the pure-Python one lets the
+# proxy answer it (405). Either way it never reaches the app.
+@pytest.mark.parametrize(("method", "statuses"), [("TRACE", {405}), ("TRACK", {400, 405})])
+async def test_trace_is_refused_before_the_upstream(
+    stack: Stack, method: str, statuses: set[int]
+) -> None:
     raw = await raw_exchange(
         stack.front_port, f"{method} /echo HTTP/1.1\r\nHost: gw\r\n\r\n".encode()
     )
-    assert status_of(raw) == status
+    assert status_of(raw) in statuses
     assert stack.state.requests == 0
 
 
