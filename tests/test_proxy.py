@@ -662,10 +662,12 @@ async def test_oversize_upload_after_the_response_started_cuts_the_connection(
     client: aiohttp.ClientSession,
 ) -> None:
     async with make_stack(max_body_size=256 * 1024) as small:
+        headers_seen = asyncio.Event()
 
         async def body() -> AsyncIterator[bytes]:
             yield BLOCK
-            await asyncio.sleep(0.05)  # let the upstream's early answer come back first
+            # Go past the limit only once the app's early 200 has reached the client.
+            await asyncio.wait_for(headers_seen.wait(), 2)
             for _ in range(7):
                 yield BLOCK
 
@@ -674,6 +676,7 @@ async def test_oversize_upload_after_the_response_started_cuts_the_connection(
         async def post_and_read() -> bytes:
             async with client.post(small.url + "/_t/early", data=body()) as resp:
                 statuses.append(resp.status)
+                headers_seen.set()
                 return await resp.read()
 
         # The 200 was already on its way: only a cut connection can say "incomplete".
