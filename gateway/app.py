@@ -45,6 +45,7 @@ async def open_services(
         sessions=lambda: float(sessions.cached_count()),
         statements=lambda: float(store.db.statement_count),
     )
+    cookies = CookieNames.for_config(config.security.cookie_secure)
     proxy = UpstreamProxy(
         config.upstream.url,
         connect_timeout=config.upstream.connect_timeout,
@@ -52,6 +53,7 @@ async def open_services(
         max_body_size=config.server.max_body_size,
         trusted_proxies=trusted,
         on_upstream=metrics.observe_upstream,
+        private_cookies=(cookies.session, cookies.login_nonce),
     )
     await proxy.start()
     passwords = passwords or Passwords()
@@ -66,7 +68,7 @@ async def open_services(
         proxy=proxy,
         metrics=metrics,
         secret=config.security.secret_key.encode(),
-        cookies=CookieNames.for_config(config.security.cookie_secure),
+        cookies=cookies,
         public_paths=PathRules(config.upstream.public_paths),
         trusted_proxies=trusted,
         account_throttle=ThrottleRule(

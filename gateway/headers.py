@@ -93,13 +93,15 @@ def request_headers_for_upstream(
     identity: Mapping[str, str],
     request_id: str,
     real_ip: str | None = None,
+    private_cookies: frozenset[str] = frozenset(),
 ) -> CIMultiDict[str]:
     """The headers to send upstream for a client request that arrived with ``headers``.
 
     ``client_addr`` is the address of the peer that connected to the gateway (appended to
     X-Forwarded-For, as every proxy hop does); ``real_ip`` is the end client found by
     :func:`client_address` (sent as X-Real-IP; defaults to ``client_addr``). ``host`` and
-    ``scheme`` are what the client used to reach the gateway.
+    ``scheme`` are what the client used to reach the gateway. Cookies named in
+    ``private_cookies`` (the gateway's own session) are taken out of Cookie headers.
 
     Host is not forwarded: the HTTP client sends the upstream's own host, and the original
     one travels in X-Forwarded-Host (nginx's default, ``Host $proxy_host``). The app then
@@ -120,6 +122,11 @@ def request_headers_for_upstream(
         if canonical.startswith(GATEWAY_PREFIX) or canonical in identity_names:
             continue
         if canonical == "x-request-id":
+            continue
+        if lower == "cookie" and private_cookies:
+            kept = _without_cookies(value, private_cookies)
+            if kept:
+                out.add(name, kept)
             continue
         if _is_forwarding(canonical):
             # Underscore spellings come from no real proxy, only from someone hoping the app
@@ -172,11 +179,14 @@ def _forwarded_element(client_addr: str, scheme: str, host: str) -> str:
     return f"for={_quoted(node)};proto={scheme};host={_quoted(host)}"
 
 
-def response_headers_for_client(headers: Mapping[str, str]) -> CIMultiDict[str]:
+def response_headers_for_client(
+    headers: Mapping[str, str], private_cookies: frozenset[str] = frozenset()
+) -> CIMultiDict[str]:
     """The upstream response's headers as relayed to the client.
 
     Content-Length and Content-Encoding stay: the body is relayed byte for byte (the client
-    session does not decompress), so they still describe it. Multiple Set-Cookie stay apart.
+    session does not decompress), so they still describe it. Multiple Set-Cookie stay apart,
+    except those naming one of ``private_cookies``: the app may not set the gateway's own.
     """
     connection_named = _connection_tokens(headers)
     out: CIMultiDict[str] = CIMultiDict()
@@ -184,8 +194,23 @@ def response_headers_for_client(headers: Mapping[str, str]) -> CIMultiDict[str]:
         lower = name.lower()
         if lower in HOP_BY_HOP or lower in connection_named:
             continue
+        if lower == "set-cookie" and _cookie_name(value) in private_cookies:
+            continue
         out.add(name, value)
     return out
+
+
+def _cookie_name(pair: str) -> str:
+    return pair.split("=", 1)[0].strip()
+
+
+def _without_cookies(value: str, names: frozenset[str]) -> str:
+    """A Cookie header value with the named cookies taken out."""
+    return "; ".join(
+        part.strip()
+        for part in value.split(";")
+        if part.strip() and _cookie_name(part) not in names
+    )
 
 
 def _parse_ip(text: str) -> IPAddress | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -94,6 +94,7 @@ class UpstreamProxy:
         max_body_size: int,
         trusted_proxies: Sequence[IPNetwork],
         on_upstream: UpstreamObserver | None = None,
+        private_cookies: Iterable[str] = (),
         pool_size: int = 1024,
         dns_cache_seconds: int = 10,
     ) -> None:
@@ -114,6 +115,7 @@ class UpstreamProxy:
         self._read_timeout = read_timeout
         self._trusted_proxies = tuple(trusted_proxies)
         self._on_upstream = on_upstream
+        self._private_cookies = frozenset(private_cookies)
         self._pool_size = pool_size
         self._dns_cache_seconds = dns_cache_seconds
         # sock_read counts from the end of the upload, so slow uploads are not cut short;
@@ -177,6 +179,7 @@ class UpstreamProxy:
             identity=identity,
             request_id=request_id,
             real_ip=real_ip,
+            private_cookies=self._private_cookies,
         )
         # encoded=True: the path and query go upstream byte for byte, never re-normalised.
         url = URL(self._origin + request.raw_path, encoded=True)
@@ -308,7 +311,7 @@ class UpstreamProxy:
             response = web.StreamResponse(
                 status=upstream.status,
                 reason=upstream.reason,
-                headers=response_headers_for_client(upstream.headers),
+                headers=response_headers_for_client(upstream.headers, self._private_cookies),
             )
             try:
                 await response.prepare(request)

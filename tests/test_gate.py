@@ -142,3 +142,16 @@ async def test_metrics_are_refused_to_other_networks(make_gateway: GatewayFactor
     async with gateway.client() as client:
         response = await client.get("/_gateway/metrics")
     assert response.status == 404
+
+
+async def test_gateway_session_cookie_never_reaches_the_app(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        await sign_in(client)
+        client.cookie_jar.update_cookies({"theme": "dark"}, gateway.url)
+        status, response = await raw_get(
+            gateway,
+            "/api/echo-cookies",
+            headers="".join(f"Cookie: {c.key}={c.value}\r\n" for c in client.cookie_jar),
+        )
+    assert status == 200, response
+    assert response.rstrip().endswith('"theme=dark"')

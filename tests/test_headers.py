@@ -292,3 +292,25 @@ NETS: list[IPNetwork] = [
 def test_client_address(peer: str | None, xff: list[str], expected: tuple[str, bool]) -> None:
     headers = multi(*(("X-Forwarded-For", v) for v in xff))
     assert client_address(peer, headers, NETS) == expected
+
+
+def test_private_cookies_are_taken_out_of_the_request_and_the_rest_kept() -> None:
+    out = request_headers_for_upstream(
+        CIMultiDict([("Cookie", "gw-session=secret; theme=dark"), ("Cookie", "gw-login=n")]),
+        client_addr="127.0.0.1",
+        scheme="http",
+        host="gw",
+        trusted_proxy=False,
+        identity={},
+        request_id="r",
+        private_cookies=frozenset({"gw-session", "gw-login"}),
+    )
+    assert out.getall("Cookie") == ["theme=dark"]
+
+
+def test_app_cannot_set_the_gateways_own_cookies() -> None:
+    out = response_headers_for_client(
+        CIMultiDict([("Set-Cookie", "gw-session=forged; Path=/"), ("Set-Cookie", "app=1; Path=/")]),
+        frozenset({"gw-session"}),
+    )
+    assert out.getall("Set-Cookie") == ["app=1; Path=/"]

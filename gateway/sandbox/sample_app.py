@@ -48,6 +48,10 @@ async def whoami(request: web.Request) -> web.Response:
     )
 
 
+async def echo_cookies(request: web.Request) -> web.Response:
+    return web.json_response(request.headers.get("Cookie", ""))
+
+
 async def public(request: web.Request) -> web.Response:
     return web.Response(text="This page is public: no sign-in needed.\n")
 
@@ -68,6 +72,7 @@ def create_sample_app() -> web.Application:
     app = web.Application()
     app.router.add_get("/", home)
     app.router.add_get("/api/whoami", whoami)
+    app.router.add_get("/api/echo-cookies", echo_cookies)
     app.router.add_get("/public/hello", public)
     app.router.add_get("/ws", echo_socket)
     return app
