@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -13,6 +14,7 @@ from gateway.accounts.local import LocalAccounts
 from gateway.accounts.passwords import Passwords
 from gateway.clock import Clock, system_clock
 from gateway.config import Config
+from gateway.errors import StoreError
 from gateway.ops.metrics import Metrics
 from gateway.proxy import UpstreamProxy
 from gateway.services import SERVICES, CookieNames, Services
@@ -25,6 +27,11 @@ from gateway.web.paths import PathRules
 from gateway.web.templating import setup_templates
 
 SESSION_FLUSH_SECONDS = 15.0
+HOUSEKEEPING_SECONDS = 3600.0
+# Ended sessions stay a week for investigations; the audit trail keeps the sign-ins for good.
+ENDED_SESSION_KEEP_SECONDS = 7 * 24 * 3600.0
+
+log = logging.getLogger(__name__)
 
 
 async def open_services(
@@ -110,9 +117,25 @@ def create_app(services: Services) -> web.Application:
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     services = app[SERVICES]
-    flusher = asyncio.create_task(services.sessions.run_flusher(SESSION_FLUSH_SECONDS))
+    tasks = [
+        asyncio.create_task(services.sessions.run_flusher(SESSION_FLUSH_SECONDS)),
+        asyncio.create_task(_housekeeping(services)),
+    ]
     yield
-    flusher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await flusher
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await close_services(services)
+
+
+async def _housekeeping(services: Services) -> None:
+    while True:
+        try:
+            purged = await services.sessions.purge(ENDED_SESSION_KEEP_SECONDS)
+            if purged:
+                log.info("purged old sessions", extra={"count": purged})
+        except StoreError:
+            log.exception("could not purge old sessions; will retry")
+        await asyncio.sleep(HOUSEKEEPING_SECONDS)

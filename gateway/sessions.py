@@ -144,6 +144,10 @@ class SessionManager:
             if live.user.id == user.id:
                 live.user = replace(user)
 
+    async def purge(self, keep_seconds: float) -> int:
+        """Delete sessions that ended or expired more than ``keep_seconds`` ago."""
+        return await self._store.sessions.purge(self._clock(), keep_seconds)
+
     def cached_count(self) -> int:
         return len(self._cache)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 
 from tests.conftest import GatewayFactory, RunningGateway, sign_in
@@ -155,3 +156,19 @@ async def test_gateway_session_cookie_never_reaches_the_app(gateway: RunningGate
         )
     assert status == 200, response
     assert response.rstrip().endswith('"theme=dark"')
+
+
+async def test_websocket_reaches_the_app_for_a_signed_in_user(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        await sign_in(client, email="max@harbour.example")
+        async with client.ws_connect("/ws") as ws:
+            assert await ws.receive_str() == "hello max@harbour.example"
+            await ws.send_str("ping")
+            assert await ws.receive_str() == "ping"
+
+
+async def test_websocket_without_session_is_refused(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await client.ws_connect("/ws")
+    assert info.value.status == 401

@@ -77,3 +77,26 @@ async def test_failed_flush_keeps_last_use_for_the_next_one(tmp_path: Path) -> N
     assert record is not None
     assert record.last_seen_at == 1060.0
     await store.close()
+
+
+async def test_sessions_over_for_a_week_are_purged(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "s.sqlite3")
+    clock = ManualClock(1000.0)
+    manager = SessionManager(store, LIMITS, clock)
+    org = await store.organisations.add(name="Org", now=clock())
+    user = await store.users.add(
+        org_id=org.id,
+        email="a@b.example",
+        display_name="A",
+        role="member",
+        password_hash="x",
+        now=clock(),
+    )
+    _, old = await manager.create(user, client_addr=None)
+    await manager.end(old.id_hash)
+    clock.advance(8 * 86400)
+    _, fresh = await manager.create(user, client_addr=None)
+    assert await manager.purge(7 * 86400) == 1
+    assert await store.sessions.get(old.id_hash) is None
+    assert await store.sessions.get(fresh.id_hash) is not None
+    await store.close()
