@@ -10,11 +10,17 @@ from gateway.store.database import Database
 from gateway.store.migrations import LATEST_VERSION, MIGRATIONS, Migration, migrate
 from gateway.store.organisations import OrganisationRepository
 from gateway.store.records import (
+    POLICY_CHANGES,
     ROLES,
+    TENANT_SOURCES,
+    AdminToken,
     AuditEvent,
     NewUser,
     Organisation,
+    PolicyVersion,
     SessionRecord,
+    StoredPolicy,
+    Tenant,
     ThrottleState,
     User,
 )
@@ -25,7 +31,10 @@ from gateway.store.users import UserRepository
 __all__ = [
     "LATEST_VERSION",
     "MIGRATIONS",
+    "POLICY_CHANGES",
     "ROLES",
+    "TENANT_SOURCES",
+    "AdminToken",
     "AuditEvent",
     "AuditRepository",
     "Database",
@@ -33,9 +42,12 @@ __all__ = [
     "NewUser",
     "Organisation",
     "OrganisationRepository",
+    "PolicyVersion",
     "SessionRecord",
     "SessionRepository",
     "Store",
+    "StoredPolicy",
+    "Tenant",
     "ThrottleRepository",
     "ThrottleState",
     "User",

@@ -73,6 +73,70 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        2,
+        "policies with history, tenants, dismissals and admin tokens",
+        """
+        CREATE TABLE policies (
+            id TEXT PRIMARY KEY,
+            version INTEGER NOT NULL,
+            enabled INTEGER NOT NULL,
+            document TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            updated_by TEXT NOT NULL
+        );
+        CREATE TABLE policy_versions (
+            policy_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            change TEXT NOT NULL
+                CHECK (change IN ('create', 'replace', 'enable', 'disable', 'delete')),
+            document TEXT NOT NULL,
+            enabled INTEGER NOT NULL,
+            at REAL NOT NULL,
+            by TEXT NOT NULL,
+            PRIMARY KEY (policy_id, version)
+        );
+        CREATE TABLE policy_set (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            version INTEGER NOT NULL
+        );
+        INSERT INTO policy_set (id, version) VALUES (1, 0);
+        CREATE TABLE tenants (
+            org_id TEXT NOT NULL REFERENCES organisations(id),
+            tenant_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            country_code TEXT NOT NULL,
+            active INTEGER NOT NULL,
+            linked_at REAL NOT NULL,
+            checked_at REAL NOT NULL,
+            source TEXT NOT NULL CHECK (source IN ('manual', 'xero')),
+            PRIMARY KEY (org_id, tenant_id)
+        );
+        CREATE TABLE facts_version (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            version INTEGER NOT NULL
+        );
+        INSERT INTO facts_version (id, version) VALUES (1, 0);
+        CREATE TABLE dismissals (
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            policy_key TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            last_at REAL NOT NULL,
+            PRIMARY KEY (user_id, policy_key)
+        );
+        CREATE TABLE admin_tokens (
+            id TEXT PRIMARY KEY,
+            token_hash TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            scopes TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            created_by TEXT NOT NULL,
+            revoked_at REAL,
+            last_used_at REAL
+        );
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -77,3 +77,66 @@ class ThrottleState:
     failures: int
     window_started_at: float
     locked_until: float
+
+
+POLICY_CHANGES = ("create", "replace", "enable", "disable", "delete")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StoredPolicy:
+    """A policy as it stands now; ``document`` is the decoded canonical JSON."""
+
+    id: str
+    version: int
+    enabled: bool
+    document: dict[str, Any]
+    updated_at: float
+    updated_by: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PolicyVersion:
+    """One entry of a policy's history: the change made and the state it left behind."""
+
+    policy_id: str
+    version: int
+    change: str
+    document: dict[str, Any]
+    enabled: bool
+    at: float
+    by: str
+
+
+TENANT_SOURCES = ("manual", "xero")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Tenant:
+    """A Xero tenant (connection) linked to an organisation."""
+
+    org_id: str
+    tenant_id: str
+    name: str
+    country_code: str
+    active: bool
+    linked_at: float
+    checked_at: float
+    source: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AdminToken:
+    """An admin API token; the hash it is looked up by never leaves the store."""
+
+    id: str
+    name: str
+    scopes: frozenset[str]
+    created_at: float
+    expires_at: float
+    created_by: str
+    revoked_at: float | None
+    last_used_at: float | None
+
+    def usable(self, now: float) -> bool:
+        """Whether the token is neither revoked nor expired at ``now``."""
+        return self.revoked_at is None and now < self.expires_at
