@@ -25,6 +25,7 @@ from gateway.store.records import (
     User,
 )
 from gateway.store.sessions import SessionRepository
+from gateway.store.tenants import TenantRepository
 from gateway.store.throttle import ThrottleRepository
 from gateway.store.users import UserRepository
 
@@ -48,6 +49,7 @@ __all__ = [
     "Store",
     "StoredPolicy",
     "Tenant",
+    "TenantRepository",
     "ThrottleRepository",
     "ThrottleState",
     "User",
@@ -66,6 +68,7 @@ class Store:
         self.sessions = SessionRepository(db)
         self.audit = AuditRepository(db)
         self.throttle = ThrottleRepository(db)
+        self.tenants = TenantRepository(db)
 
     @classmethod
     async def open(cls, path: str | Path, busy_timeout_ms: int = 5000) -> Store:

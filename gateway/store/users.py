@@ -141,3 +141,23 @@ class UserRepository:
             )
             if not changed:
                 raise NotFoundError(f"no user has id {user_id!r}")
+
+    async def count_by_org(self) -> dict[str, int]:
+        """How many enabled users each organisation has; every organisation appears, maybe at 0."""
+        rows = await self._db.fetch_all(
+            "SELECT o.id AS org_id, count(u.id) AS users FROM organisations AS o"
+            " LEFT JOIN users AS u ON u.org_id = o.id AND u.disabled = 0"
+            " GROUP BY o.id ORDER BY o.rowid"
+        )
+        return {row["org_id"]: int(row["users"]) for row in rows}
+
+    async def list_all_light(self) -> builtins.list[tuple[str, str, str]]:
+        """(user id, organisation id, role) for every enabled user, in the order added.
+
+        One query however many users there are, and no password hashes or emails read: meant
+        for reports over the whole user base.
+        """
+        rows = await self._db.fetch_all(
+            "SELECT id, org_id, role FROM users WHERE disabled = 0 ORDER BY rowid"
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
