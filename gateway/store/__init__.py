@@ -7,6 +7,7 @@ from types import TracebackType
 
 from gateway.store.audit import AuditRepository
 from gateway.store.database import Database
+from gateway.store.dismissals import DismissalLimitError, DismissalRepository
 from gateway.store.migrations import LATEST_VERSION, MIGRATIONS, Migration, migrate
 from gateway.store.organisations import OrganisationRepository
 from gateway.store.records import (
@@ -39,6 +40,8 @@ __all__ = [
     "AuditEvent",
     "AuditRepository",
     "Database",
+    "DismissalLimitError",
+    "DismissalRepository",
     "Migration",
     "NewUser",
     "Organisation",
@@ -69,6 +72,7 @@ class Store:
         self.audit = AuditRepository(db)
         self.throttle = ThrottleRepository(db)
         self.tenants = TenantRepository(db)
+        self.dismissals = DismissalRepository(db)
 
     @classmethod
     async def open(cls, path: str | Path, busy_timeout_ms: int = 5000) -> Store:

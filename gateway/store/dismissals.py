@@ -1,0 +1,70 @@
+"""Dismissals: how often each user chose "Remind me later" for each policy, counted atomically."""
+
+from __future__ import annotations
+
+from gateway.errors import ConflictError, NotFoundError
+from gateway.store.database import Database, execute, query_one
+
+# One statement: insert the first dismissal or add one to the count, but only while the
+# count is under the limit (a NULL limit means none). It returns no row when the limit stops it.
+_RECORD = (
+    "INSERT INTO dismissals (user_id, policy_key, count, last_at)"
+    " SELECT :user_id, :policy_key, 1, :now WHERE :limit IS NULL OR :limit > 0"
+    " ON CONFLICT (user_id, policy_key) DO UPDATE SET"
+    " count = dismissals.count + 1, last_at = excluded.last_at"
+    " WHERE :limit IS NULL OR dismissals.count < :limit"
+    " RETURNING count"
+)
+
+
+class DismissalLimitError(ConflictError):
+    """The user has already used every "Remind me later" the policy allows."""
+
+
+class DismissalRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def count(self, user_id: str, policy_key: str) -> int:
+        """How many times the user has dismissed this policy (0 if never)."""
+        row = await self._db.fetch_one(
+            "SELECT count FROM dismissals WHERE user_id = ? AND policy_key = ?",
+            (user_id, policy_key),
+        )
+        return int(row[0]) if row is not None else 0
+
+    async def counts_for_user(self, user_id: str) -> dict[str, int]:
+        """The user's dismissal count for each policy key they have dismissed at least once."""
+        rows = await self._db.fetch_all(
+            "SELECT policy_key, count FROM dismissals WHERE user_id = ? ORDER BY policy_key",
+            (user_id,),
+        )
+        return {row["policy_key"]: int(row["count"]) for row in rows}
+
+    async def record(self, user_id: str, policy_key: str, now: float, *, limit: int | None) -> int:
+        """Count one more dismissal and return the new count.
+
+        If ``limit`` is given and the count has already reached it, DismissalLimitError is
+        raised and nothing changes; the check and the increment are one statement, so
+        concurrent calls can never take the count past the limit. NotFoundError if there is
+        no such user.
+        """
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be None or at least 0, not {limit}")
+        async with self._db.transaction() as conn:
+            if not await query_one(conn, "SELECT 1 FROM users WHERE id = ?", (user_id,)):
+                raise NotFoundError(f"no user has id {user_id!r}")
+            params = {"user_id": user_id, "policy_key": policy_key, "now": now, "limit": limit}
+            async with conn.execute(_RECORD, params) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                raise DismissalLimitError(
+                    f"user {user_id!r} has already dismissed {policy_key!r} {limit} times, "
+                    "the most allowed"
+                )
+            return int(row[0])
+
+    async def reset(self, user_id: str) -> None:
+        """Forget every dismissal the user made."""
+        async with self._db.transaction() as conn:
+            await execute(conn, "DELETE FROM dismissals WHERE user_id = ?", (user_id,))
