@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import TracebackType
 
+from gateway.store.admin_tokens import AdminTokenRepository
 from gateway.store.audit import AuditRepository
 from gateway.store.database import Database
 from gateway.store.dismissals import DismissalLimitError, DismissalRepository
@@ -37,6 +38,7 @@ __all__ = [
     "ROLES",
     "TENANT_SOURCES",
     "AdminToken",
+    "AdminTokenRepository",
     "AuditEvent",
     "AuditRepository",
     "Database",
@@ -73,6 +75,7 @@ class Store:
         self.throttle = ThrottleRepository(db)
         self.tenants = TenantRepository(db)
         self.dismissals = DismissalRepository(db)
+        self.admin_tokens = AdminTokenRepository(db)
 
     @classmethod
     async def open(cls, path: str | Path, busy_timeout_ms: int = 5000) -> Store:
