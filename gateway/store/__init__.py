@@ -11,6 +11,7 @@ from gateway.store.database import Database
 from gateway.store.dismissals import DismissalLimitError, DismissalRepository
 from gateway.store.migrations import LATEST_VERSION, MIGRATIONS, Migration, migrate
 from gateway.store.organisations import OrganisationRepository
+from gateway.store.policies import PolicyRepository, PreconditionFailedError, canonical_json
 from gateway.store.records import (
     POLICY_CHANGES,
     ROLES,
@@ -48,7 +49,9 @@ __all__ = [
     "NewUser",
     "Organisation",
     "OrganisationRepository",
+    "PolicyRepository",
     "PolicyVersion",
+    "PreconditionFailedError",
     "SessionRecord",
     "SessionRepository",
     "Store",
@@ -59,6 +62,7 @@ __all__ = [
     "ThrottleState",
     "User",
     "UserRepository",
+    "canonical_json",
     "migrate",
 ]
 
@@ -73,6 +77,7 @@ class Store:
         self.sessions = SessionRepository(db)
         self.audit = AuditRepository(db)
         self.throttle = ThrottleRepository(db)
+        self.policies = PolicyRepository(db)
         self.tenants = TenantRepository(db)
         self.dismissals = DismissalRepository(db)
         self.admin_tokens = AdminTokenRepository(db)

@@ -1,0 +1,350 @@
+"""Policies: versioned JSON documents with history, compare-and-swap writes and a set version."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+import aiosqlite
+
+from gateway.errors import ConflictError, NotFoundError, StoreError
+from gateway.store.database import Database, execute, query_one
+from gateway.store.records import PolicyVersion, StoredPolicy
+
+_SELECT = "SELECT id, version, enabled, document, updated_at, updated_by FROM policies"
+_SELECT_VERSION = (
+    "SELECT policy_id, version, change, document, enabled, at, by FROM policy_versions"
+)
+
+
+class PreconditionFailedError(ConflictError):
+    """A write named an expected version that is no longer the policy's current version."""
+
+
+def canonical_json(document: object) -> str:
+    """The one text a document is stored as: sorted keys, no spaces, no NaN or infinities."""
+    if not isinstance(document, Mapping):
+        raise StoreError(f"a policy document must be a JSON object, not {type(document).__name__}")
+    if not all(isinstance(key, str) for key in document):
+        raise StoreError("a policy document's keys must all be strings")
+    try:
+        return json.dumps(
+            dict(document),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+        )
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"a policy document is not JSON-serialisable: {exc}") from exc
+
+
+def _document(text: str, where: str) -> dict[str, Any]:
+    document = json.loads(text)
+    if not isinstance(document, dict):
+        raise StoreError(f"{where} has a document that is not a JSON object")
+    return document
+
+
+def _policy(row: sqlite3.Row) -> StoredPolicy:
+    return StoredPolicy(
+        id=row["id"],
+        version=row["version"],
+        enabled=bool(row["enabled"]),
+        document=_document(row["document"], f"policy {row['id']!r}"),
+        updated_at=row["updated_at"],
+        updated_by=row["updated_by"],
+    )
+
+
+def _version(row: sqlite3.Row) -> PolicyVersion:
+    return PolicyVersion(
+        policy_id=row["policy_id"],
+        version=row["version"],
+        change=row["change"],
+        document=_document(
+            row["document"], f"version {row['version']} of policy {row['policy_id']!r}"
+        ),
+        enabled=bool(row["enabled"]),
+        at=row["at"],
+        by=row["by"],
+    )
+
+
+async def _current(
+    conn: aiosqlite.Connection, policy_id: str, expected_version: int | None
+) -> sqlite3.Row:
+    """The policy's row inside the caller's transaction, checked against ``expected_version``."""
+    row = await query_one(conn, f"{_SELECT} WHERE id = ?", (policy_id,))
+    if row is None:
+        raise NotFoundError(f"no policy has id {policy_id!r}")
+    if expected_version is not None and row["version"] != expected_version:
+        raise PreconditionFailedError(
+            f"policy {policy_id!r} is at version {row['version']}, not {expected_version}; "
+            "read it again and reapply the change"
+        )
+    return row
+
+
+async def _log(
+    conn: aiosqlite.Connection,
+    *,
+    policy_id: str,
+    version: int,
+    change: str,
+    document: str,
+    enabled: bool,
+    now: float,
+    by: str,
+) -> None:
+    """Append a history entry and bump the policy-set version, in the caller's transaction."""
+    await execute(
+        conn,
+        "INSERT INTO policy_versions (policy_id, version, change, document, enabled, at, by)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (policy_id, version, change, document, int(enabled), now, by),
+    )
+    await execute(conn, "UPDATE policy_set SET version = version + 1 WHERE id = 1")
+
+
+async def _update(
+    conn: aiosqlite.Connection,
+    row: sqlite3.Row,
+    *,
+    change: str,
+    document: str,
+    enabled: bool,
+    now: float,
+    by: str,
+) -> StoredPolicy:
+    """Move the policy in ``row`` to its next version, only if it is still at ``row``'s."""
+    policy_id: str = row["id"]
+    version = row["version"] + 1
+    changed = await execute(
+        conn,
+        "UPDATE policies SET version = ?, enabled = ?, document = ?, updated_at = ?,"
+        " updated_by = ? WHERE id = ? AND version = ?",
+        (version, int(enabled), document, now, by, policy_id, row["version"]),
+    )
+    if changed != 1:  # pragma: no cover - BEGIN IMMEDIATE already rules this out
+        raise PreconditionFailedError(f"policy {policy_id!r} changed while it was being written")
+    await _log(
+        conn,
+        policy_id=policy_id,
+        version=version,
+        change=change,
+        document=document,
+        enabled=enabled,
+        now=now,
+        by=by,
+    )
+    return StoredPolicy(
+        id=policy_id,
+        version=version,
+        enabled=enabled,
+        document=_document(document, f"policy {policy_id!r}"),
+        updated_at=now,
+        updated_by=by,
+    )
+
+
+class PolicyRepository:
+    """Policies and their history.
+
+    Every change (create, replace, enable, disable, delete) gives the policy its next version,
+    appends a ``policy_versions`` entry naming the change, and adds one to the policy-set
+    version, all in one transaction; a write that changes nothing does none of these.
+
+    Writes that take ``expected_version`` are compare-and-swap: if it is given and is not the
+    policy's current version, :class:`PreconditionFailedError` is raised and nothing is written.
+    The precondition is checked before anything else, so a stale version fails even when the
+    write would have been a no-op.
+
+    History outlives the policy. Creating a policy again after it was deleted continues its
+    version numbers (a policy deleted at version 4 is re-created at version 5), so a
+    ``(policy_id, version)`` pair names one state for good and caches never see a number reused.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def list(self) -> builtins.list[StoredPolicy]:
+        """Every current policy, by id."""
+        rows = await self._db.fetch_all(f"{_SELECT} ORDER BY id")
+        return [_policy(row) for row in rows]
+
+    async def get(self, policy_id: str) -> StoredPolicy:
+        """The policy with this id; NotFoundError if there is none (or it was deleted)."""
+        row = await self._db.fetch_one(f"{_SELECT} WHERE id = ?", (policy_id,))
+        if row is None:
+            raise NotFoundError(f"no policy has id {policy_id!r}")
+        return _policy(row)
+
+    async def set_version(self) -> int:
+        """The policy-set version: 0 for a new database, one more after every policy change."""
+        row = await self._db.fetch_one("SELECT version FROM policy_set WHERE id = 1")
+        if row is None:  # pragma: no cover - seeded by the migration
+            raise StoreError("the policy-set version is missing from the database")
+        return int(row[0])
+
+    async def history(self, policy_id: str) -> builtins.list[PolicyVersion]:
+        """Every version of the policy, oldest first, deleted or not; empty if it never existed."""
+        rows = await self._db.fetch_all(
+            f"{_SELECT_VERSION} WHERE policy_id = ? ORDER BY version", (policy_id,)
+        )
+        return [_version(row) for row in rows]
+
+    async def version(self, policy_id: str, version: int) -> PolicyVersion:
+        """One version of the policy; NotFoundError if it has no such version."""
+        row = await self._db.fetch_one(
+            f"{_SELECT_VERSION} WHERE policy_id = ? AND version = ?", (policy_id, version)
+        )
+        if row is None:
+            raise NotFoundError(f"policy {policy_id!r} has no version {version}")
+        return _version(row)
+
+    async def create(
+        self,
+        *,
+        policy_id: str,
+        document: Mapping[str, Any],
+        enabled: bool,
+        now: float,
+        by: str,
+    ) -> StoredPolicy:
+        """Store a new policy; ConflictError if one with this id exists.
+
+        Its version is 1, or one more than its last version if it was deleted before.
+        """
+        text = canonical_json(document)
+        async with self._db.transaction() as conn:
+            if await query_one(conn, "SELECT 1 FROM policies WHERE id = ?", (policy_id,)):
+                raise ConflictError(f"a policy with id {policy_id!r} already exists")
+            last = await query_one(
+                conn,
+                "SELECT coalesce(max(version), 0) FROM policy_versions WHERE policy_id = ?",
+                (policy_id,),
+            )
+            version = (int(last[0]) if last is not None else 0) + 1
+            await execute(
+                conn,
+                "INSERT INTO policies (id, version, enabled, document, updated_at, updated_by)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (policy_id, version, int(enabled), text, now, by),
+            )
+            await _log(
+                conn,
+                policy_id=policy_id,
+                version=version,
+                change="create",
+                document=text,
+                enabled=enabled,
+                now=now,
+                by=by,
+            )
+        return StoredPolicy(
+            id=policy_id,
+            version=version,
+            enabled=enabled,
+            document=_document(text, f"policy {policy_id!r}"),
+            updated_at=now,
+            updated_by=by,
+        )
+
+    async def replace(
+        self,
+        *,
+        policy_id: str,
+        document: Mapping[str, Any],
+        enabled: bool,
+        expected_version: int | None,
+        now: float,
+        by: str,
+    ) -> StoredPolicy:
+        """Replace a policy's document and enabled flag; return the policy as it now stands.
+
+        NotFoundError if there is no such policy; PreconditionFailedError if
+        ``expected_version`` is given and stale. An identical document and flag change nothing
+        and return the current record, so applying the same policy twice is harmless.
+        """
+        text = canonical_json(document)
+        async with self._db.transaction() as conn:
+            row = await _current(conn, policy_id, expected_version)
+            if row["document"] == text and bool(row["enabled"]) == enabled:
+                return _policy(row)
+            return await _update(
+                conn, row, change="replace", document=text, enabled=enabled, now=now, by=by
+            )
+
+    async def set_enabled(
+        self,
+        *,
+        policy_id: str,
+        enabled: bool,
+        expected_version: int | None,
+        now: float,
+        by: str,
+    ) -> StoredPolicy:
+        """Enable or disable a policy, keeping its document; return it as it now stands.
+
+        NotFoundError if there is no such policy; PreconditionFailedError if
+        ``expected_version`` is given and stale. Enabling an enabled policy (or disabling a
+        disabled one) changes nothing and returns the current record.
+        """
+        async with self._db.transaction() as conn:
+            row = await _current(conn, policy_id, expected_version)
+            if bool(row["enabled"]) == enabled:
+                return _policy(row)
+            return await _update(
+                conn,
+                row,
+                change="enable" if enabled else "disable",
+                document=row["document"],
+                enabled=enabled,
+                now=now,
+                by=by,
+            )
+
+    async def delete(
+        self, *, policy_id: str, expected_version: int | None, now: float, by: str
+    ) -> PolicyVersion:
+        """Delete a policy, keeping its history; return the history entry of the deletion.
+
+        The entry records the document and flag the policy had when it was deleted.
+        NotFoundError if there is no such policy; PreconditionFailedError if
+        ``expected_version`` is given and stale.
+        """
+        async with self._db.transaction() as conn:
+            row = await _current(conn, policy_id, expected_version)
+            changed = await execute(
+                conn,
+                "DELETE FROM policies WHERE id = ? AND version = ?",
+                (policy_id, row["version"]),
+            )
+            if changed != 1:  # pragma: no cover - BEGIN IMMEDIATE already rules this out
+                raise PreconditionFailedError(
+                    f"policy {policy_id!r} changed while it was being deleted"
+                )
+            entry = PolicyVersion(
+                policy_id=policy_id,
+                version=row["version"] + 1,
+                change="delete",
+                document=_document(row["document"], f"policy {policy_id!r}"),
+                enabled=bool(row["enabled"]),
+                at=now,
+                by=by,
+            )
+            await _log(
+                conn,
+                policy_id=policy_id,
+                version=entry.version,
+                change="delete",
+                document=row["document"],
+                enabled=entry.enabled,
+                now=now,
+                by=by,
+            )
+        return entry
