@@ -126,7 +126,7 @@ def test_audit_export_writes_one_json_object_per_event(config_file: Path) -> Non
 def test_migrate_reports_the_schema_version(config_file: Path) -> None:
     result = run(config_file, "migrate")
     assert result.returncode == 0
-    assert "schema version 1" in result.stdout
+    assert "schema version 2" in result.stdout
 
 
 def test_demo_serves_and_stops_cleanly_on_interrupt(tmp_path: Path) -> None:
