@@ -11,6 +11,8 @@ OUTCOMES = (
     "proxied",
     "public",
     "login_redirect",
+    "mfa_prompt",
+    "mfa_blocked",
     "unauthenticated",
     "gateway",
     "upstream_error",
