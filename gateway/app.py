@@ -14,6 +14,7 @@ from gateway.accounts.local import LocalAccounts
 from gateway.accounts.passwords import Passwords
 from gateway.clock import Clock, system_clock
 from gateway.config import Config
+from gateway.decisions import Decider, PolicyBook
 from gateway.errors import StoreError
 from gateway.ops.metrics import Metrics
 from gateway.proxy import UpstreamProxy
@@ -21,12 +22,14 @@ from gateway.services import SERVICES, CookieNames, Services
 from gateway.sessions import SessionLimits, SessionManager
 from gateway.store import Store
 from gateway.throttle import ThrottleRule
-from gateway.web import gate, operations, pages
+from gateway.web import gate, interstitial, operations, pages
 from gateway.web.middleware import request_context, stamp_request_id
 from gateway.web.paths import PathRules
 from gateway.web.templating import setup_templates
 
 SESSION_FLUSH_SECONDS = 15.0
+# How soon a policy or tenant change made by another process (the CLI) takes effect.
+POLICY_REFRESH_SECONDS = 2.0
 HOUSEKEEPING_SECONDS = 3600.0
 # Ended sessions stay a week for investigations; the audit trail keeps the sign-ins for good.
 ENDED_SESSION_KEEP_SECONDS = 7 * 24 * 3600.0
@@ -62,6 +65,8 @@ async def open_services(
         on_upstream=metrics.observe_upstream,
         private_cookies=(cookies.session, cookies.login_nonce),
     )
+    book = PolicyBook(store)
+    await book.refresh()
     await proxy.start()
     passwords = passwords or Passwords()
     throttle = config.throttle
@@ -70,6 +75,7 @@ async def open_services(
         store=store,
         clock=clock,
         sessions=sessions,
+        decider=Decider(book, store, clock),
         identity=LocalAccounts(store.users, passwords),
         passwords=passwords,
         proxy=proxy,
@@ -108,6 +114,7 @@ def create_app(services: Services) -> web.Application:
     app.router.add_post("/_gateway/logout", pages.logout_submit)
     app.router.add_get("/_gateway/health", operations.health)
     app.router.add_get("/_gateway/metrics", operations.metrics)
+    interstitial.add_routes(app)
     app.router.add_route("*", "/_gateway/{tail:.*}", operations.not_found)
     app.router.add_route("*", "/{tail:.*}", gate.gate)
     app.on_response_prepare.append(stamp_request_id)
@@ -120,6 +127,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     tasks = [
         asyncio.create_task(services.sessions.run_flusher(SESSION_FLUSH_SECONDS)),
         asyncio.create_task(_housekeeping(services)),
+        asyncio.create_task(services.decider.book.run_refresher(POLICY_REFRESH_SECONDS)),
     ]
     yield
     for task in tasks:

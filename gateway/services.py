@@ -11,6 +11,7 @@ from gateway.accounts.local import IdentitySource
 from gateway.accounts.passwords import Passwords
 from gateway.clock import Clock
 from gateway.config import Config
+from gateway.decisions import Decider
 from gateway.ops.metrics import Metrics
 from gateway.proxy import UpstreamProxy
 from gateway.sessions import LiveSession, SessionManager
@@ -37,6 +38,7 @@ class Services:
     store: Store
     clock: Clock
     sessions: SessionManager
+    decider: Decider
     identity: IdentitySource
     passwords: Passwords
     proxy: UpstreamProxy

@@ -50,6 +50,9 @@ class LiveSession:
     record: SessionRecord
     user: User
     last_seen: float
+    # Per-session 2FA state, kept in memory: "Remind me later" lasts for this session only.
+    prompt_dismissed: bool = False
+    mfa_verified: bool = False
 
     @property
     def id_hash(self) -> str:

@@ -17,7 +17,7 @@ from gateway.accounts.passwords import Passwords
 from gateway.app import create_app, open_services
 from gateway.clock import ManualClock
 from gateway.config import Config, build_config
-from gateway.sandbox.demo import DEMO_PASSWORD, seed_demo
+from gateway.sandbox.demo import DEMO_PASSWORD, seed_demo, seed_demo_xero
 from gateway.sandbox.sample_app import create_sample_app
 from gateway.server import start_site
 from gateway.services import Services
@@ -80,10 +80,17 @@ async def make_gateway(
 ) -> AsyncIterator[GatewayFactory]:
     runners = []
 
-    async def start(upstream: str | None = None, **sections: dict[str, Any]) -> RunningGateway:
+    async def start(
+        upstream: str | None = None, *, policies: bool = False, **sections: dict[str, Any]
+    ) -> RunningGateway:
+        """A gateway with the demo accounts; ``policies``: also the demo's Xero tenants and
+        the shipped AU policy (so users of the AU organisation are in scope)."""
         config = gateway_config(tmp_path, upstream or upstream_url, **sections)
         services = await open_services(config, clock=clock, passwords=fast_passwords())
         await seed_demo(services.store, services.passwords, clock())
+        if policies:
+            await seed_demo_xero(services.store, clock())
+            await services.decider.book.refresh()
         runner, port = await start_site(
             create_app(services),
             "127.0.0.1",

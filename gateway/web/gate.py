@@ -6,15 +6,20 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from gateway.policy import Decision, MfaHeader, Outcome
 from gateway.services import OUTCOME, REQUEST_ID, SERVICES, SESSION
 from gateway.sessions import LiveSession
 from gateway.web.paths import normalise_path
 from gateway.web.problems import problem_response, wants_html
 
 LOGIN_PATH = "/_gateway/login"
+PROMPT_PATH = "/_gateway/mfa/prompt"
+BLOCKED_PATH = "/_gateway/mfa/blocked"
+ENROL_PATH = "/_gateway/mfa/enrol"
+VERIFY_PATH = "/_gateway/mfa/verify"
 
 
-def identity_headers(live: LiveSession) -> dict[str, str]:
+def identity_headers(live: LiveSession, mfa: MfaHeader) -> dict[str, str]:
     """The headers that tell the app who is asking (the contract names them)."""
     user = live.user
     return {
@@ -22,15 +27,22 @@ def identity_headers(live: LiveSession) -> dict[str, str]:
         "X-Gateway-User-Email": user.email,
         "X-Gateway-Org-Id": user.org_id,
         "X-Gateway-Role": user.role,
-        # No 2FA policy is in force yet, so no request is held back for a second factor.
-        "X-Gateway-Mfa": "not-required",
+        "X-Gateway-Mfa": mfa,
         # Filled once the gateway holds Xero tokens for the user's organisation.
         "X-Gateway-Token": "",
     }
 
 
+def with_next(path: str, next_target: str) -> str:
+    return f"{path}?next={quote(next_target, safe='/')}"
+
+
 def login_url(next_target: str) -> str:
-    return f"{LOGIN_PATH}?next={quote(next_target, safe='/')}"
+    return with_next(LOGIN_PATH, next_target)
+
+
+def _is_navigation(request: web.Request) -> bool:
+    return request.method in ("GET", "HEAD") and wants_html(request)
 
 
 async def gate(request: web.Request) -> web.StreamResponse:
@@ -45,19 +57,71 @@ async def gate(request: web.Request) -> web.StreamResponse:
             title="Bad path",
             detail="The request path cannot be interpreted safely.",
         )
+    public = services.public_paths.is_public(raw_path)
     live = request.get(SESSION)
-    identity = identity_headers(live) if live is not None else {}
     if live is None:
-        if not services.public_paths.is_public(raw_path):
+        if not public:
             return _ask_to_sign_in(request)
         request[OUTCOME] = "public"
+        identity: dict[str, str] = {}
     else:
-        request[OUTCOME] = "proxied"
+        decision = await services.decider.decide_for(live)
+        mfa = _admitted_as(decision)
+        if mfa is None:
+            if not public:
+                return _hold_back(request, decision)
+            identity = {}  # a held-back user reaches public pages only as a visitor
+        elif decision.outcome is Outcome.PROMPT and not public and _is_navigation(request):
+            request[OUTCOME] = "mfa_prompt"
+            raise web.HTTPFound(
+                with_next(PROMPT_PATH, request.raw_path), headers={"Cache-Control": "no-store"}
+            )
+        else:
+            identity = identity_headers(live, mfa)
+        request[OUTCOME] = "public" if public else "proxied"
     return await services.proxy.forward(request, identity=identity, request_id=request[REQUEST_ID])
 
 
+def _admitted_as(decision: Decision) -> MfaHeader | None:
+    """How the app is told about a request let through, or None when it is held back."""
+    if decision.outcome is Outcome.ALLOW:
+        return decision.mfa_header
+    if decision.outcome is Outcome.PROMPT:
+        # Only page loads see the prompt; API calls and form posts go on, in grace.
+        return "grace"
+    return None
+
+
+def _hold_back(request: web.Request, decision: Decision) -> web.StreamResponse:
+    request[OUTCOME] = "mfa_blocked"
+    verify = decision.outcome is Outcome.VERIFY
+    if _is_navigation(request):
+        target = VERIFY_PATH if verify else BLOCKED_PATH
+        raise web.HTTPFound(
+            with_next(target, request.raw_path), headers={"Cache-Control": "no-store"}
+        )
+    if verify:
+        return problem_response(
+            request,
+            status=403,
+            slug="mfa-required",
+            title="Two-factor authentication required",
+            detail=decision.reason,
+            verify_url=VERIFY_PATH,
+        )
+    return problem_response(
+        request,
+        status=403,
+        slug="mfa-enrolment-required",
+        title="Two-factor authentication must be set up",
+        detail=decision.reason,
+        enrol_url=ENROL_PATH,
+        policy_ids=list(decision.policy_ids),
+    )
+
+
 def _ask_to_sign_in(request: web.Request) -> web.StreamResponse:
-    if request.method in ("GET", "HEAD") and wants_html(request):
+    if _is_navigation(request):
         request[OUTCOME] = "login_redirect"
         raise web.HTTPFound(login_url(request.raw_path), headers={"Cache-Control": "no-store"})
     request[OUTCOME] = "unauthenticated"

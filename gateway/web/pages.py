@@ -98,12 +98,12 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 async def login_submit(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     form = await request.post()
-    next_target = safe_next(_field(form, "next", 2048))
-    email = _field(form, "email", MAX_EMAIL).strip().lower()
-    password = _field(form, "password", MAX_PASSWORD)
+    next_target = safe_next(form_field(form, "next", 2048))
+    email = form_field(form, "email", MAX_EMAIL).strip().lower()
+    password = form_field(form, "password", MAX_PASSWORD)
     client = request[CLIENT_ADDR]
     nonce = request.cookies.get(services.cookies.login_nonce)
-    if not csrf_valid(services.secret, nonce, _field(form, "csrf", 128), "login"):
+    if not csrf_valid(services.secret, nonce, form_field(form, "csrf", 128), "login"):
         request[OUTCOME] = "rejected"
         return _login_form(
             request,
@@ -192,7 +192,7 @@ async def logout_submit(request: web.Request) -> web.StreamResponse:
     live = request.get(SESSION)
     form = await request.post()
     if live is not None:
-        if not csrf_valid(services.secret, live.record.csrf_secret, _field(form, "csrf", 128)):
+        if not csrf_valid(services.secret, live.record.csrf_secret, form_field(form, "csrf", 128)):
             request[OUTCOME] = "rejected"
             return render_page(
                 request,
@@ -219,6 +219,6 @@ async def logout_submit(request: web.Request) -> web.StreamResponse:
     raise response
 
 
-def _field(form: Mapping[str, Any], name: str, limit: int) -> str:
+def form_field(form: Mapping[str, Any], name: str, limit: int) -> str:
     value = form.get(name, "")
     return value[:limit] if isinstance(value, str) else ""

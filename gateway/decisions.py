@@ -1,0 +1,167 @@
+"""Policy decisions in the request path: policies and tenant facts held in memory and refreshed
+when their versions move, decisions cached per user, so a warm request runs no SQL."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cachetools import LRUCache
+
+from gateway.clock import Clock
+from gateway.errors import StoreError
+from gateway.policy import (
+    Decision,
+    Enrolment,
+    Facts,
+    Policy,
+    SessionState,
+    Subject,
+    decide,
+)
+from gateway.policy_store import facts_by_org, stored_policies
+from gateway.sessions import LiveSession
+from gateway.store import Store
+
+log = logging.getLogger(__name__)
+
+# Every "Remind me later" counts against one total per user, whichever policy asked.
+PROMPT_KEY = "mfa-prompt"
+# Nobody can enrol a second factor until enrolment ships, so every user is unenrolled.
+NOT_ENROLLED = Enrolment(enrolled=False, has_backup=False, methods=frozenset())
+NO_FACTS = Facts(tenants=())
+
+
+def boundaries(policies: Iterable[Policy]) -> list[float]:
+    """The instants at which a decision may change by time alone (announce and deadline)."""
+    points = set()
+    for p in policies:
+        points.add(p.announce.timestamp())
+        # A user is blocked once now > deadline: the change is just after the deadline.
+        points.add(p.deadline.timestamp() + 1e-6)
+    return sorted(points)
+
+
+class PolicyBook:
+    """The policy set and tenant facts as the request path reads them.
+
+    ``refresh`` costs two small queries and reloads only what moved; it runs on a timer and
+    right after any in-process change, never per request.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.policies: tuple[Policy, ...] = ()
+        self.set_version = -1
+        self.facts: dict[str, Facts] = {}
+        self.facts_version = -1
+        self.boundaries: list[float] = []
+        self._lock = asyncio.Lock()
+
+    async def refresh(self) -> bool:
+        """Reload what changed in the store; returns whether anything did."""
+        async with self._lock:
+            changed = False
+            set_version = await self._store.policies.set_version()
+            if set_version != self.set_version:
+                self.policies = tuple(await stored_policies(self._store))
+                self.boundaries = boundaries(self.policies)
+                self.set_version = set_version
+                changed = True
+            facts_version = await self._store.tenants.facts_version()
+            if facts_version != self.facts_version:
+                self.facts = facts_by_org(await self._store.tenants.all())
+                self.facts_version = facts_version
+                changed = True
+            return changed
+
+    def facts_for(self, org_id: str) -> Facts:
+        return self.facts.get(org_id, NO_FACTS)
+
+    def next_boundary(self, now: float) -> float:
+        index = bisect.bisect_right(self.boundaries, now)
+        return self.boundaries[index] if index < len(self.boundaries) else float("inf")
+
+    async def run_refresher(self, interval: float) -> None:
+        """Pick up changes made by other processes (the CLI, other replicas) every ``interval``."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.refresh()
+            except StoreError:
+                log.exception("could not refresh policies; keeping the ones in force")
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    decision: Decision
+    valid_until: float
+
+
+class Decider:
+    """Decides for a signed-in user, from a cache keyed by everything the decision reads."""
+
+    def __init__(self, book: PolicyBook, store: Store, clock: Clock, cache_size: int = 100_000):
+        self._book = book
+        self._store = store
+        self._clock = clock
+        self._cache: LRUCache[tuple[object, ...], _Cached] = LRUCache(maxsize=cache_size)
+        self._dismissals: LRUCache[str, int] = LRUCache(maxsize=cache_size)
+
+    @property
+    def book(self) -> PolicyBook:
+        return self._book
+
+    async def dismissals(self, user_id: str) -> int:
+        count = self._dismissals.get(user_id)
+        if count is None:
+            count = await self._store.dismissals.count(user_id, PROMPT_KEY)
+            self._dismissals[user_id] = count
+        return count
+
+    def note_dismissals(self, user_id: str, count: int) -> None:
+        self._dismissals[user_id] = count
+
+    def forget_user(self, user_id: str) -> None:
+        self._dismissals.pop(user_id, None)
+
+    async def decide_for(self, live: LiveSession) -> Decision:
+        user = live.user
+        book = self._book
+        dismissals = await self.dismissals(user.id)
+        key = (
+            user.id,
+            user.org_id,
+            user.role,
+            book.set_version,
+            book.facts_version,
+            dismissals,
+            live.prompt_dismissed,
+            live.mfa_verified,
+        )
+        now = self._clock()
+        hit = self._cache.get(key)
+        if hit is not None and now < hit.valid_until:
+            return hit.decision
+        decision = self.decide_at(live, dismissals, now)
+        self._cache[key] = _Cached(decision=decision, valid_until=book.next_boundary(now))
+        return decision
+
+    def decide_at(self, live: LiveSession, dismissals: int, now: float) -> Decision:
+        user = live.user
+        return decide(
+            self._book.policies,
+            Subject(user_id=user.id, org_id=user.org_id, role=user.role),
+            NOT_ENROLLED,
+            self._book.facts_for(user.org_id),
+            SessionState(
+                mfa_verified=live.mfa_verified,
+                dismissed=live.prompt_dismissed,
+                dismissals=dismissals,
+            ),
+            datetime.fromtimestamp(now, UTC),
+        )

@@ -1,0 +1,143 @@
+"""The 2FA interstitial pages: the dismissable prompt, the blocking page, and their actions."""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+
+from gateway.decisions import PROMPT_KEY
+from gateway.policy import Decision, Outcome
+from gateway.services import CLIENT_ADDR, OUTCOME, SERVICES, SESSION
+from gateway.sessions import LiveSession
+from gateway.store.dismissals import DismissalLimitError
+from gateway.web.csrf import csrf_token, csrf_valid
+from gateway.web.gate import (
+    BLOCKED_PATH,
+    ENROL_PATH,
+    PROMPT_PATH,
+    VERIFY_PATH,
+    login_url,
+    with_next,
+)
+from gateway.web.pages import form_field, render_page
+from gateway.web.problems import problem_response
+from gateway.web.redirects import safe_next
+
+
+def _signed_in(request: web.Request) -> LiveSession:
+    live: LiveSession | None = request.get(SESSION)
+    if live is None:
+        raise web.HTTPSeeOther(login_url(request.path_qs))
+    return live
+
+
+def _deadline_text(decision: Decision) -> str:
+    if decision.deadline is None or decision.effective is None:
+        return ""
+    local = decision.deadline.astimezone(ZoneInfo(decision.effective.timezone))
+    return f"{local.day} {local:%B %Y}, {local:%H:%M} ({decision.effective.timezone})"
+
+
+def _context(request: web.Request, live: LiveSession, decision: Decision) -> dict[str, Any]:
+    services = request.app[SERVICES]
+    return {
+        "email": live.user.email,
+        "reason": decision.reason,
+        "days_left": decision.days_left,
+        "deadline": _deadline_text(decision),
+        "dismissals_left": decision.dismissals_left,
+        "methods": sorted(decision.effective.primary_methods) if decision.effective else [],
+        "next": safe_next(request.query.get("next")),
+        "csrf": csrf_token(services.secret, live.record.csrf_secret),
+        "enrol_path": ENROL_PATH,
+    }
+
+
+async def prompt_page(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    live = _signed_in(request)
+    decision = await services.decider.decide_for(live)
+    next_target = safe_next(request.query.get("next"))
+    if decision.outcome is Outcome.ENROL:
+        raise web.HTTPSeeOther(with_next(BLOCKED_PATH, next_target))
+    if decision.outcome is not Outcome.PROMPT:
+        raise web.HTTPSeeOther(next_target)
+    return render_page(request, "mfa_prompt.html", _context(request, live, decision))
+
+
+async def dismiss(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    live = _signed_in(request)
+    form = await request.post()
+    next_target = safe_next(form_field(form, "next", 2048))
+    if not csrf_valid(services.secret, live.record.csrf_secret, form_field(form, "csrf", 128)):
+        request[OUTCOME] = "rejected"
+        return problem_response(
+            request,
+            status=403,
+            slug="csrf-failed",
+            title="This form had expired",
+            detail="Go back, reload the page and try again.",
+        )
+    decision = await services.decider.decide_for(live)
+    if decision.outcome is Outcome.ENROL:
+        raise web.HTTPSeeOther(with_next(BLOCKED_PATH, next_target))
+    if decision.outcome is not Outcome.PROMPT:
+        raise web.HTTPSeeOther(next_target)
+    cap = decision.effective.max_dismissals if decision.effective else None
+    now = services.clock()
+    try:
+        count = await services.store.dismissals.record(live.user.id, PROMPT_KEY, now, limit=cap)
+    except DismissalLimitError:
+        raise web.HTTPSeeOther(with_next(BLOCKED_PATH, next_target)) from None
+    services.decider.note_dismissals(live.user.id, count)
+    live.prompt_dismissed = True
+    await services.store.audit.record(
+        kind="mfa.prompt_dismissed",
+        at=now,
+        actor=live.user.id,
+        subject=live.user.id,
+        org_id=live.user.org_id,
+        client_addr=request[CLIENT_ADDR],
+        detail={"policies": list(decision.policy_ids), "dismissals": count, "cap": cap},
+    )
+    raise web.HTTPSeeOther(next_target, headers={"Cache-Control": "no-store"})
+
+
+async def blocked_page(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    live = _signed_in(request)
+    decision = await services.decider.decide_for(live)
+    next_target = safe_next(request.query.get("next"))
+    if decision.outcome is Outcome.PROMPT:
+        raise web.HTTPSeeOther(with_next(PROMPT_PATH, next_target))
+    if decision.outcome is not Outcome.ENROL:
+        raise web.HTTPSeeOther(next_target)
+    return render_page(request, "mfa_blocked.html", _context(request, live, decision))
+
+
+async def enrol_page(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    live = _signed_in(request)
+    decision = await services.decider.decide_for(live)
+    return render_page(request, "mfa_enrol.html", _context(request, live, decision))
+
+
+async def verify_page(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    live = _signed_in(request)
+    decision = await services.decider.decide_for(live)
+    return render_page(request, "mfa_verify.html", _context(request, live, decision))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get(PROMPT_PATH, prompt_page)
+    app.router.add_post("/_gateway/mfa/dismiss", dismiss)
+    app.router.add_get(BLOCKED_PATH, blocked_page)
+    app.router.add_get(ENROL_PATH, enrol_page)
+    app.router.add_get(VERIFY_PATH, verify_page)
+
+
+__all__ = ["add_routes"]
