@@ -65,7 +65,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.sandbox.demo import run_demo
 
-    return asyncio.run(run_demo(host=args.host, port=args.port, workdir=args.workdir))
+    at = _parse_instant(args.at) if args.at else None
+    return asyncio.run(run_demo(host=args.host, port=args.port, workdir=args.workdir, at=at))
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -277,6 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="gateway port (default 8080; 0 = any)")
     p.add_argument("--workdir", type=Path, help="where the demo keeps its database (default: temp)")
+    p.add_argument(
+        "--at",
+        metavar="DATE",
+        help="run the demo as if it were this date or date-time (e.g. 2027-01-05); demo only",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("check-config", help="check a config file and report every problem")

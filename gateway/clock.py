@@ -30,3 +30,13 @@ class ManualClock:
 
     def set(self, now: float) -> None:
         self._now = now
+
+
+class ShiftedClock:
+    """The system clock moved to start at another instant: the demo's ``--at`` (never ``serve``)."""
+
+    def __init__(self, start: float) -> None:
+        self._offset = start - time.time()
+
+    def __call__(self) -> float:
+        return time.time() + self._offset

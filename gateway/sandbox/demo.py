@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import sys
 import tempfile
@@ -9,9 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.accounts.passwords import Passwords
-from gateway.clock import system_clock
+from gateway.clock import Clock, ShiftedClock, system_clock
 from gateway.config import Config, build_config
+from gateway.errors import NotFoundError
 from gateway.ops.logs import configure_logging
+from gateway.policy_store import Applied, apply_policies, load_policy_path
 from gateway.runner import start_gateway, wait_for_stop_signal
 from gateway.sandbox.sample_app import create_sample_app
 from gateway.server import start_site
@@ -29,6 +32,12 @@ class DemoAccount:
 
 
 DEMO_ORGS = ("Harbour Accounting (AU)", "Kauri Design Studio (NZ)")
+# The Xero tenant each demo organisation has connected, with its Organisation.CountryCode.
+DEMO_TENANTS = (
+    (DEMO_ORGS[0], "3f6a1c2e-0000-4000-8000-0000000000au", "Harbour Accounting Pty Ltd", "AU"),
+    (DEMO_ORGS[1], "3f6a1c2e-0000-4000-8000-0000000000nz", "Kauri Design Studio Ltd", "NZ"),
+)
+SHIPPED_POLICIES = Path(__file__).resolve().parents[2] / "policies"
 DEMO_ACCOUNTS = (
     DemoAccount(org=DEMO_ORGS[0], email="ava@harbour.example", name="Ava Nguyen", role="principal"),
     DemoAccount(org=DEMO_ORGS[0], email="max@harbour.example", name="Max Taylor", role="member"),
@@ -56,6 +65,18 @@ async def seed_demo(store: Store, passwords: Passwords, now: float) -> None:
             )
 
 
+async def seed_demo_xero(store: Store, now: float) -> list[Applied]:
+    """Link each demo organisation to its Xero tenant and apply the shipped policies."""
+    for org_name, tenant_id, tenant_name, country in DEMO_TENANTS:
+        org = await store.organisations.find_by_name(org_name)
+        if org is None:
+            raise NotFoundError(f"demo organisation {org_name!r} is missing; seed accounts first")
+        await store.tenants.link(
+            org_id=org.id, tenant_id=tenant_id, name=tenant_name, country_code=country, now=now
+        )
+    return await apply_policies(store, load_policy_path(SHIPPED_POLICIES), now=now, by="demo")
+
+
 def demo_config(*, host: str, port: int, upstream_url: str, workdir: Path) -> Config:
     """The embedded defaults: plain http on loopback, a fresh key, the sample app upstream."""
     return build_config(
@@ -70,7 +91,7 @@ def demo_config(*, host: str, port: int, upstream_url: str, workdir: Path) -> Co
     )
 
 
-async def run_demo(*, host: str, port: int, workdir: Path | None) -> int:
+async def run_demo(*, host: str, port: int, workdir: Path | None, at: float | None = None) -> int:
     workdir = workdir or Path(tempfile.mkdtemp(prefix="xero-gateway-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     sample_runner, sample_port = await start_site(
@@ -80,19 +101,21 @@ async def run_demo(*, host: str, port: int, workdir: Path | None) -> int:
         host=host, port=port, upstream_url=f"http://127.0.0.1:{sample_port}", workdir=workdir
     )
     configure_logging(config.logging.level, config.logging.format)
+    clock: Clock = system_clock if at is None else ShiftedClock(at)
     store = await Store.open(config.store.path)
     try:
-        await seed_demo(store, Passwords(), system_clock())
+        await seed_demo(store, Passwords(), clock())
+        await seed_demo_xero(store, clock())
     finally:
         await store.close()
     try:
-        gateway_runner, gateway_port = await start_gateway(config)
+        gateway_runner, gateway_port = await start_gateway(config, clock=clock)
     except OSError as exc:
         await sample_runner.cleanup()
         print(f"xero-gateway demo: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         print("Try another port: xero-gateway demo --port 8090", file=sys.stderr)
         return 1
-    _print_welcome(f"http://{host}:{gateway_port}", workdir)
+    _print_welcome(f"http://{host}:{gateway_port}", workdir, clock())
     try:
         await wait_for_stop_signal()
     finally:
@@ -102,10 +125,15 @@ async def run_demo(*, host: str, port: int, workdir: Path | None) -> int:
     return 0
 
 
-def _print_welcome(url: str, workdir: Path) -> None:
+def _print_welcome(url: str, workdir: Path, now: float) -> None:
+    when = dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="minutes")
     lines = [
         "",
         "Xero MFA gateway demo",
+        "",
+        f"  Demo time: {when} UTC. Policy au-ato-2fa asks users of the AU organisation",
+        "  for 2FA until 31 December 2026 (Sydney) and blocks them after it;",
+        "  the NZ organisation is out of scope. Try --at 2027-01-05 for the blocked state.",
         "",
         f"  Open {url}/ and sign in with one of these accounts",
         f"  (password for all: {DEMO_PASSWORD}):",

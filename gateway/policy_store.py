@@ -1,0 +1,120 @@
+"""Policies and tenant facts between files, the store and the decision: load, apply, read back."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from gateway.errors import NotFoundError
+from gateway.policy import (
+    Facts,
+    Policy,
+    PolicyError,
+    TenantFact,
+    load_policy_file,
+    parse_policy,
+    policy_to_document,
+)
+from gateway.store import Store
+from gateway.store.records import Tenant
+
+log = logging.getLogger(__name__)
+
+Action = Literal["created", "replaced", "unchanged"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Applied:
+    policy_id: str
+    action: Action
+    version: int  # the store's revision after applying
+
+
+def load_policy_path(path: str | Path) -> list[Policy]:
+    """One policy file, or every ``*.toml`` in a folder; every problem of every file at once."""
+    path = Path(path)
+    files = sorted(path.glob("*.toml")) if path.is_dir() else [path]
+    if not files:
+        raise PolicyError([f"{path}: no *.toml policy files here"])
+    policies: list[Policy] = []
+    problems: list[str] = []
+    for file in files:
+        try:
+            policies.append(load_policy_file(file))
+        except PolicyError as exc:
+            problems.extend(exc.problems)
+    seen: dict[str, Path] = {}
+    for policy, file in zip(policies, files, strict=False):
+        if policy.id in seen:
+            problems.append(f"{file}: id {policy.id!r} is also used by {seen[policy.id]}")
+        seen[policy.id] = file
+    if problems:
+        raise PolicyError(problems)
+    return policies
+
+
+async def apply_policies(
+    store: Store, policies: Sequence[Policy], *, now: float, by: str
+) -> list[Applied]:
+    """Create or replace each policy; applying the same files twice changes nothing."""
+    results = []
+    for policy in policies:
+        document = policy_to_document(policy)
+        try:
+            before = await store.policies.get(policy.id)
+        except NotFoundError:
+            stored = await store.policies.create(
+                policy_id=policy.id, document=document, enabled=policy.enabled, now=now, by=by
+            )
+            await store.audit.record(
+                kind="policy.created",
+                at=now,
+                actor=by,
+                subject=policy.id,
+                detail={"after": document, "version": stored.version},
+            )
+            results.append(Applied(policy_id=policy.id, action="created", version=stored.version))
+            continue
+        stored = await store.policies.replace(
+            policy_id=policy.id,
+            document=document,
+            enabled=policy.enabled,
+            expected_version=before.version,
+            now=now,
+            by=by,
+        )
+        if stored.version == before.version:
+            results.append(Applied(policy_id=policy.id, action="unchanged", version=stored.version))
+            continue
+        await store.audit.record(
+            kind="policy.replaced",
+            at=now,
+            actor=by,
+            subject=policy.id,
+            detail={"before": before.document, "after": document, "version": stored.version},
+        )
+        results.append(Applied(policy_id=policy.id, action="replaced", version=stored.version))
+    return results
+
+
+async def stored_policies(store: Store) -> list[Policy]:
+    """Every stored policy that parses, with its stored enabled flag."""
+    policies = []
+    for stored in await store.policies.list():
+        try:
+            policies.append(parse_policy({**stored.document, "enabled": stored.enabled}))
+        except PolicyError as exc:
+            log.error("stored policy %s no longer parses: %s", stored.id, exc)
+    return policies
+
+
+def facts_by_org(tenants: Iterable[Tenant]) -> dict[str, Facts]:
+    grouped: dict[str, list[TenantFact]] = {}
+    for t in tenants:
+        grouped.setdefault(t.org_id, []).append(
+            TenantFact(tenant_id=t.tenant_id, country=t.country_code, active=t.active)
+        )
+    return {org: Facts(tenants=tuple(facts)) for org, facts in grouped.items()}
