@@ -13,21 +13,20 @@ import secrets
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from gateway.accounts.onboarding import import_users
 from gateway.accounts.passwords import Passwords, password_problem
 from gateway.clock import system_clock
 from gateway.config import Config, load_config
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import ConfigError, GatewayError, UsageError
+from gateway.policy import PolicyError
+from gateway.policy_cli import build_commands
 from gateway.store import Store
+from gateway.terminal import parse_instant, table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = "config.toml"
-
-
-class UsageError(GatewayError):
-    """The command line asked for something that cannot be done as asked."""
 
 
 def _config_path(args: argparse.Namespace) -> str:
@@ -65,7 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.sandbox.demo import run_demo
 
-    at = _parse_instant(args.at) if args.at else None
+    at = parse_instant(args.at).timestamp() if args.at else None
     return asyncio.run(run_demo(host=args.host, port=args.port, workdir=args.workdir, at=at))
 
 
@@ -103,7 +102,7 @@ def cmd_org_list(args: argparse.Namespace) -> int:
 
     async def action(store: Store) -> int:
         rows = [(o.id, o.name, _when(o.created_at)) for o in await store.organisations.list()]
-        _table(sys.stdout, ("id", "name", "created"), rows)
+        table(sys.stdout, ("id", "name", "created"), rows)
         return EXIT_OK
 
     return asyncio.run(_with_store(config, action))
@@ -173,7 +172,7 @@ def cmd_user_list(args: argparse.Namespace) -> int:
             )
             for u in users
         ]
-        _table(sys.stdout, ("id", "email", "name", "role", "organisation", "status"), rows)
+        table(sys.stdout, ("id", "email", "name", "role", "organisation", "status"), rows)
         return EXIT_OK
 
     return asyncio.run(_with_store(config, action))
@@ -201,8 +200,8 @@ def cmd_user_import(args: argparse.Namespace) -> int:
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
     config = _load(args)
-    since = _parse_instant(args.since) if args.since else None
-    until = _parse_instant(args.until) if args.until else None
+    since = parse_instant(args.since).timestamp() if args.since else None
+    until = parse_instant(args.until).timestamp() if args.until else None
 
     async def action(store: Store) -> int:
         writer = csv.writer(sys.stdout) if args.format == "csv" else None
@@ -237,25 +236,8 @@ async def _find_org(store: Store, name_or_id: str) -> Any:
     return org
 
 
-def _parse_instant(text: str) -> float:
-    try:
-        value = dt.datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise UsageError(f"{text!r} is not an ISO date or date-time") from exc
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.timestamp()
-
-
 def _when(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
-
-
-def _table(out: TextIO, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [list(map(str, header))] + [["" if c is None else str(c) for c in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    for row in cells:
-        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -323,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--create-orgs", action="store_true", help="add organisations not yet known")
     p.set_defaults(func=cmd_user_import)
 
+    build_commands(sub, _load, _with_store)
+
     audit = sub.add_parser("audit", help="the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     p = audit_sub.add_parser("export", help="write audit events to stdout")
@@ -345,6 +329,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"xero-gateway: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except PolicyError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_FAILED
     except GatewayError as exc:
         print(f"xero-gateway: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -29,3 +29,7 @@ class ConflictError(StoreError):
 
 class ImportRowError(GatewayError):
     """A row of an onboarding CSV file is invalid."""
+
+
+class UsageError(GatewayError):
+    """A command asked for something that cannot be done as asked."""

@@ -154,3 +154,127 @@ def test_demo_serves_and_stops_cleanly_on_interrupt(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_policy_lint_passes_the_shipped_policy(config_file: Path) -> None:
+    result = run(config_file, "policy", "lint", str(ROOT / "policies/au-ato-2fa.toml"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("au-ato-2fa.toml: ok")
+
+
+def test_policy_lint_reports_errors_with_file_and_line_and_warnings(
+    config_file: Path, tmp_path: Path
+) -> None:
+    text = (ROOT / "policies/au-ato-2fa.toml").read_text()
+    broken = tmp_path / "broken.toml"
+    broken.write_text(text.replace('countries = ["AU"]', 'countries = ["AU", "XX"]'))
+    loose = tmp_path / "loose.toml"
+    loose.write_text(text.replace('remember_device = "23h"', 'remember_device = "30d"'))
+    result = run(config_file, "policy", "lint", str(broken), str(loose))
+    assert result.returncode == 1
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("countries ="))
+    assert f"error: {broken}:{line}: scope.countries:" in result.stderr
+    assert "XX" in result.stderr
+    assert f"warning: {loose}: windows.remember_device:" in result.stderr
+    strict = run(config_file, "policy", "lint", "--strict", str(loose))
+    assert strict.returncode == 1
+
+
+def test_policy_apply_is_idempotent_and_keeps_the_old_set_on_bad_input(
+    config_file: Path, tmp_path: Path
+) -> None:
+    first = run(config_file, "policy", "apply", str(ROOT / "policies"))
+    again = run(config_file, "policy", "apply", str(ROOT / "policies"))
+    assert first.stdout.split() == ["created", "au-ato-2fa", "(revision", "1)"]
+    assert again.stdout.split() == ["unchanged", "au-ato-2fa", "(revision", "1)"]
+    bad = tmp_path / "bad.toml"
+    bad.write_text((ROOT / "policies/au-ato-2fa.toml").read_text().replace("[methods]", "[method]"))
+    failed = run(config_file, "policy", "apply", str(bad))
+    assert failed.returncode == 1
+    assert "method" in failed.stderr
+    shown = json.loads(run(config_file, "policy", "show", "au-ato-2fa").stdout)
+    assert shown["revision"] == 1
+    assert shown["document"]["methods"]["primary"] == ["sms", "totp"]
+
+
+def test_policy_simulate_counts_who_would_be_blocked(config_file: Path) -> None:
+    run(config_file, "org", "add", "Harbour")
+    run(config_file, "org", "add", "Kauri")
+    assert (
+        run(
+            config_file,
+            "org",
+            "link-tenant",
+            "Harbour",
+            "--tenant-id",
+            "t-au",
+            "--name",
+            "Harbour Pty",
+            "--country",
+            "AU",
+        ).returncode
+        == 0
+    )
+    run(
+        config_file,
+        "org",
+        "link-tenant",
+        "Kauri",
+        "--tenant-id",
+        "t-nz",
+        "--name",
+        "K",
+        "--country",
+        "NZ",
+    )
+    for org, email in (
+        ("Harbour", "a@h.example"),
+        ("Harbour", "b@h.example"),
+        ("Kauri", "c@k.example"),
+    ):
+        run(
+            config_file,
+            "user",
+            "add",
+            "--org",
+            org,
+            "--email",
+            email,
+            "--name",
+            "U",
+            "--password-stdin",
+            stdin="a-long-enough-password\n",
+        )
+    run(config_file, "policy", "apply", str(ROOT / "policies"))
+    result = run(config_file, "policy", "simulate", "--at", "2026-12-01")
+    rows = [line.split() for line in result.stdout.splitlines()[2:]]
+    assert [r[2:] for r in rows] == [["Harbour", "2", "0", "2"], ["(all)", "2", "0", "2"]]
+    only_kauri = run(config_file, "policy", "simulate", "--at", "2026-12-01", "--org", "Kauri")
+    assert len(only_kauri.stdout.splitlines()) == 2  # the heading and the column names only
+
+
+def test_link_tenant_refuses_an_unknown_country(config_file: Path) -> None:
+    run(config_file, "org", "add", "Harbour")
+    result = run(
+        config_file,
+        "org",
+        "link-tenant",
+        "Harbour",
+        "--tenant-id",
+        "t",
+        "--name",
+        "n",
+        "--country",
+        "XX",
+    )
+    assert result.returncode == 2
+    assert "not an ISO 3166-1 alpha-2 code" in result.stderr
+
+
+def test_serve_refuses_a_clock_override(config_file: Path) -> None:
+    result = run(config_file, "serve", "--at", "2027-01-05")
+    assert result.returncode == 2
+    assert "unrecognized arguments: --at" in result.stderr

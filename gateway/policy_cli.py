@@ -1,0 +1,218 @@
+"""The `xero-gateway policy …` and `org …-tenant` commands: check, apply, inspect, simulate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TextIO
+
+from gateway.clock import system_clock
+from gateway.config import Config
+from gateway.errors import UsageError
+from gateway.policy import COUNTRY_CODES, PolicyError, lint, load_policy_file
+from gateway.policy_store import apply_policies, load_policy_path
+from gateway.reports import readiness_report
+from gateway.store import Store
+from gateway.terminal import parse_instant, table
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+Loader = Callable[[argparse.Namespace], Config]
+StoreRunner = Callable[[Config, Callable[[Store], Awaitable[int]]], Coroutine[Any, Any, int]]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.fromtimestamp(system_clock(), dt.UTC)
+
+
+def cmd_lint(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    failed = warned = False
+    now = _now()
+    for name in args.files:
+        try:
+            policy = load_policy_file(name)
+        except PolicyError as exc:
+            failed = True
+            for problem in exc.problems:
+                err.write(f"error: {problem}\n")
+            continue
+        warnings = lint(policy, now=now)
+        for warning in warnings:
+            warned = True
+            err.write(f"warning: {name}: {warning.field}: {warning.message}\n")
+        if not warnings:
+            out.write(f"{name}: ok\n")
+    return EXIT_FAILED if failed or (warned and args.strict) else EXIT_OK
+
+
+def build_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], load: Loader, run: StoreRunner
+) -> None:
+    """Add the policy commands, and tenant linking under `org`, to the main parser."""
+
+    def with_store(action: Callable[[argparse.Namespace, Store], Awaitable[int]]) -> Any:
+        def command(args: argparse.Namespace) -> int:
+            config = load(args)
+            return asyncio.run(run(config, lambda store: action(args, store)))
+
+        return command
+
+    policy = sub.add_parser("policy", help="2FA policies: lint, apply, list, show, simulate")
+    psub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+
+    p = psub.add_parser("lint", help="check policy files: errors and compliance warnings")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    p.set_defaults(func=lambda args: cmd_lint(args, sys.stdout, sys.stderr))
+
+    p = psub.add_parser("apply", help="load a policy file or folder into the store (idempotent)")
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(func=with_store(_apply))
+
+    p = psub.add_parser("list", help="list stored policies")
+    p.set_defaults(func=with_store(_list))
+
+    p = psub.add_parser("show", help="print one stored policy as JSON")
+    p.add_argument("policy_id", metavar="ID")
+    p.set_defaults(func=with_store(_show))
+
+    p = psub.add_parser(
+        "simulate", help="who is in scope, enrolled, and blocked at each deadline, as of DATE"
+    )
+    p.add_argument("--at", required=True, metavar="DATE", help="ISO date or date-time")
+    p.add_argument("--org", help="only this organisation (name or id)")
+    p.set_defaults(func=with_store(_simulate))
+
+    org = sub.choices["org"]
+    osub = next(a for a in org._actions if isinstance(a, argparse._SubParsersAction))
+    p = osub.add_parser("link-tenant", help="record a Xero tenant connected by an organisation")
+    p.add_argument("org", help="organisation name or id")
+    p.add_argument("--tenant-id", required=True)
+    p.add_argument("--name", required=True, help="the tenant's name in Xero")
+    p.add_argument("--country", required=True, help="Organisation.CountryCode, e.g. AU")
+    p.set_defaults(func=with_store(_link))
+    p = osub.add_parser("unlink-tenant", help="mark a tenant's connection inactive")
+    p.add_argument("org", help="organisation name or id")
+    p.add_argument("tenant_id")
+    p.set_defaults(func=with_store(_unlink))
+
+
+async def _apply(args: argparse.Namespace, store: Store) -> int:
+    policies = load_policy_path(args.path)
+    now = _now()
+    for policy in policies:
+        for warning in lint(policy, now=now):
+            print(f"warning: {policy.id}: {warning.field}: {warning.message}", file=sys.stderr)
+    for applied in await apply_policies(store, policies, now=system_clock(), by="cli"):
+        print(f"{applied.action:<9} {applied.policy_id} (revision {applied.version})")
+    return EXIT_OK
+
+
+async def _list(args: argparse.Namespace, store: Store) -> int:
+    rows = []
+    for stored in await store.policies.list():
+        doc = stored.document
+        rows.append(
+            (
+                stored.id,
+                stored.version,
+                "enabled" if stored.enabled else "disabled",
+                ",".join(doc.get("scope", {}).get("countries", [])),
+                doc.get("schedule", {}).get("deadline", ""),
+                doc.get("description", ""),
+            )
+        )
+    table(sys.stdout, ("id", "revision", "status", "countries", "deadline", "description"), rows)
+    return EXIT_OK
+
+
+async def _show(args: argparse.Namespace, store: Store) -> int:
+    stored = await store.policies.get(args.policy_id)
+    print(
+        json.dumps(
+            {"revision": stored.version, "enabled": stored.enabled, "document": stored.document},
+            indent=2,
+            ensure_ascii=False,
+        )
+    )
+    return EXIT_OK
+
+
+async def _find_org_id(store: Store, name_or_id: str) -> str:
+    org = await store.organisations.find_by_name(name_or_id)
+    return org.id if org is not None else (await store.organisations.get(name_or_id)).id
+
+
+async def _simulate(args: argparse.Namespace, store: Store) -> int:
+    at = parse_instant(args.at)
+    only = await _find_org_id(store, args.org) if args.org else None
+    names = {o.id: o.name for o in await store.organisations.list()}
+    rows = []
+    for report in await readiness_report(store, at):
+        status = "" if report.enabled else " (disabled)"
+        for org in report.orgs:
+            if only is None or org.org_id == only:
+                rows.append(
+                    (
+                        report.policy_id + status,
+                        report.deadline.isoformat(),
+                        names.get(org.org_id, org.org_id),
+                        org.in_scope,
+                        org.enrolled,
+                        org.blocked_at_deadline,
+                    )
+                )
+        if only is None:
+            rows.append(
+                (
+                    report.policy_id + status,
+                    report.deadline.isoformat(),
+                    "(all)",
+                    report.in_scope,
+                    report.enrolled,
+                    report.blocked_at_deadline,
+                )
+            )
+    print(f"As of {at.isoformat()}:")
+    table(
+        sys.stdout,
+        ("policy", "deadline", "organisation", "in scope", "enrolled", "blocked at deadline"),
+        rows,
+    )
+    return EXIT_OK
+
+
+async def _link(args: argparse.Namespace, store: Store) -> int:
+    country = args.country.strip().upper()
+    if country not in COUNTRY_CODES:
+        raise UsageError(f"--country {args.country!r} is not an ISO 3166-1 alpha-2 code")
+    org_id = await _find_org_id(store, args.org)
+    now = system_clock()
+    tenant = await store.tenants.link(
+        org_id=org_id, tenant_id=args.tenant_id, name=args.name, country_code=country, now=now
+    )
+    await store.audit.record(
+        kind="org.tenant_linked",
+        at=now,
+        actor="cli",
+        subject=tenant.tenant_id,
+        org_id=org_id,
+        detail={"name": tenant.name, "country_code": tenant.country_code},
+    )
+    print(f"linked {tenant.tenant_id} ({tenant.country_code}) to {org_id}")
+    return EXIT_OK
+
+
+async def _unlink(args: argparse.Namespace, store: Store) -> int:
+    org_id = await _find_org_id(store, args.org)
+    now = system_clock()
+    await store.tenants.unlink(org_id, args.tenant_id, now)
+    await store.audit.record(
+        kind="org.tenant_unlinked", at=now, actor="cli", subject=args.tenant_id, org_id=org_id
+    )
+    print(f"unlinked {args.tenant_id} from {org_id}")
+    return EXIT_OK
