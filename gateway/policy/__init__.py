@@ -1,0 +1,29 @@
+"""2FA policy: who must use two-factor authentication, how, and by when (ATO / Xero rules)."""
+
+from __future__ import annotations
+
+from gateway.policy.countries import COUNTRY_CODES
+from gateway.policy.document import (
+    PolicyError,
+    format_duration,
+    load_policy_file,
+    parse_duration,
+    parse_policy,
+    policy_to_document,
+)
+from gateway.policy.model import BACKUP_METHODS, PRIMARY_METHODS, PROFILES, ROLES, Policy
+
+__all__ = [
+    "BACKUP_METHODS",
+    "COUNTRY_CODES",
+    "PRIMARY_METHODS",
+    "PROFILES",
+    "ROLES",
+    "Policy",
+    "PolicyError",
+    "format_duration",
+    "load_policy_file",
+    "parse_duration",
+    "parse_policy",
+    "policy_to_document",
+]
