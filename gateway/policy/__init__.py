@@ -11,6 +11,7 @@ from gateway.policy.document import (
     parse_policy,
     policy_to_document,
 )
+from gateway.policy.lint import LintWarning, lint
 from gateway.policy.model import BACKUP_METHODS, PRIMARY_METHODS, PROFILES, ROLES, Policy
 
 __all__ = [
@@ -19,9 +20,11 @@ __all__ = [
     "PRIMARY_METHODS",
     "PROFILES",
     "ROLES",
+    "LintWarning",
     "Policy",
     "PolicyError",
     "format_duration",
+    "lint",
     "load_policy_file",
     "parse_duration",
     "parse_policy",

@@ -1,0 +1,70 @@
+"""Policy lint: valid policies that are still unwise or fall short of their compliance profile."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from gateway.policy.document import format_duration
+from gateway.policy.model import Policy
+
+ATO_PROFILE = "ato-dsp-osf"
+# The ATO's Operational Security Framework lets a device be remembered for under 24 hours.
+ATO_REMEMBER_LIMIT = timedelta(hours=24)
+LONGEST_CODE_LIFETIME = timedelta(minutes=10)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LintWarning:
+    """One thing to reconsider: ``field`` is the document path, e.g. ``windows.remember_device``."""
+
+    field: str
+    message: str
+
+
+def lint(policy: Policy, *, now: datetime) -> list[LintWarning]:
+    """Warnings about ``policy`` as seen at ``now`` (an aware datetime), in a stable order."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("lint needs an aware datetime for now")
+    warnings: list[LintWarning] = []
+
+    def warn(field: str, message: str) -> None:
+        warnings.append(LintWarning(field=field, message=message))
+
+    if policy.compliance_profile != ATO_PROFILE and "AU" in policy.countries:
+        warn(
+            "compliance_profile",
+            f"the policy applies to AU but its profile is {policy.compliance_profile!r};"
+            f" use {ATO_PROFILE!r} so it is held to the ATO's framework",
+        )
+    if policy.deadline < now.astimezone(UTC):  # in UTC, so instants compare, not wall times
+        warn(
+            "schedule.deadline",
+            f"the deadline {policy.deadline.isoformat()} has passed: in-scope users who have"
+            " not enrolled are already blocked",
+        )
+    if policy.primary_methods == frozenset({"sms"}):
+        warn(
+            "methods.primary",
+            "SMS is the only primary method; SMS is a restricted authenticator and must never"
+            " be the only option, so add totp",
+        )
+    if policy.backup_required_for and not policy.backup_methods:
+        roles = ", ".join(sorted(policy.backup_required_for))
+        warn(
+            "methods.backup",
+            f"a backup method is required for {roles} but no backup method is allowed,"
+            " so those users can never comply",
+        )
+    if policy.code_lifetime > LONGEST_CODE_LIFETIME:
+        warn(
+            "windows.code_lifetime",
+            f"codes live for {format_duration(policy.code_lifetime)}; keep it at 10m or less",
+        )
+    if policy.compliance_profile == ATO_PROFILE and policy.remember_device >= ATO_REMEMBER_LIMIT:
+        warn(
+            "windows.remember_device",
+            f"devices are remembered for {format_duration(policy.remember_device)}; the ATO"
+            " framework allows under 24 hours (e.g. 23h)",
+        )
+    return warnings
