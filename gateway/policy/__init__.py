@@ -3,6 +3,20 @@
 from __future__ import annotations
 
 from gateway.policy.countries import COUNTRY_CODES
+from gateway.policy.decision import (
+    Decision,
+    EffectivePolicy,
+    Enrolment,
+    Facts,
+    MfaHeader,
+    Outcome,
+    SessionState,
+    Subject,
+    TenantFact,
+    applicable,
+    combine,
+    decide,
+)
 from gateway.policy.document import (
     PolicyError,
     format_duration,
@@ -20,9 +34,21 @@ __all__ = [
     "PRIMARY_METHODS",
     "PROFILES",
     "ROLES",
+    "Decision",
+    "EffectivePolicy",
+    "Enrolment",
+    "Facts",
     "LintWarning",
+    "MfaHeader",
+    "Outcome",
     "Policy",
     "PolicyError",
+    "SessionState",
+    "Subject",
+    "TenantFact",
+    "applicable",
+    "combine",
+    "decide",
     "format_duration",
     "lint",
     "load_policy_file",
