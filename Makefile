@@ -30,6 +30,7 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
+	$(BIN)/python bench/policy_bench.py
 	$(BIN)/python bench/proxy_bench.py
 
 clean:
