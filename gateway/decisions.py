@@ -96,6 +96,16 @@ class PolicyBook:
                 log.exception("could not refresh policies; keeping the ones in force")
 
 
+def valid_until(decision: Decision, book: PolicyBook, now: float) -> float:
+    """Until when ``decision`` stays right if nothing but time moves: the next announce or
+    deadline, and for a prompt also the moment its count of days left goes down by one."""
+    until = book.next_boundary(now)
+    if decision.days_left is not None and decision.deadline is not None:
+        next_day = decision.deadline.timestamp() - (decision.days_left - 1) * 86400.0
+        until = min(until, next_day)
+    return until
+
+
 @dataclass(frozen=True, slots=True)
 class _Cached:
     decision: Decision
@@ -148,7 +158,7 @@ class Decider:
         if hit is not None and now < hit.valid_until:
             return hit.decision
         decision = self.decide_at(live, dismissals, now)
-        self._cache[key] = _Cached(decision=decision, valid_until=book.next_boundary(now))
+        self._cache[key] = _Cached(decision=decision, valid_until=valid_until(decision, book, now))
         return decision
 
     def decide_at(self, live: LiveSession, dismissals: int, now: float) -> Decision:

@@ -10,7 +10,7 @@ import pytest
 from playwright.async_api import Browser, async_playwright
 
 from gateway.sandbox.demo import DEMO_PASSWORD
-from tests.conftest import RunningGateway
+from tests.conftest import GatewayFactory, RunningGateway
 
 pytestmark = pytest.mark.browser
 
@@ -85,3 +85,38 @@ async def test_sign_in_page_fits_a_phone_screen(gateway: RunningGateway, browser
     assert box is not None
     assert box["width"] > 250
     await context.close()
+
+
+async def test_prompted_user_dismisses_the_reminder_and_reaches_the_app(
+    make_gateway: GatewayFactory, browser: Browser
+) -> None:
+    gateway: RunningGateway = await make_gateway(policies=True)
+    page = await browser.new_page()
+    await page.goto(f"{gateway.url}/reports")
+    await page.fill("#email", "max@harbour.example")
+    await page.fill("#password", DEMO_PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_selector("text=Set up two-factor authentication")
+    assert "/_gateway/mfa/prompt" in page.url
+    assert "9 days left" in (await page.text_content("[role=status]") or "")
+    await page.click("text=Remind me later")
+    await page.wait_for_load_state()
+    assert page.url == f"{gateway.url}/reports"  # the app's own 404 page: we got through
+
+
+async def test_blocked_user_sees_why_after_the_deadline(
+    make_gateway: GatewayFactory, browser: Browser
+) -> None:
+    gateway: RunningGateway = await make_gateway(policies=True)
+    gateway.clock.set(1_798_722_000.0)  # 1 January 2027, 00:00 in Sydney
+    page = await browser.new_page()
+    await page.goto(f"{gateway.url}/")
+    await page.fill("#email", "ava@harbour.example")
+    await page.fill("#password", DEMO_PASSWORD)
+    await page.click("button[type=submit]")
+    alert = await page.wait_for_selector("[role=alert]")
+    assert alert is not None
+    assert "has passed" in (await alert.text_content() or "")
+    assert "/_gateway/mfa/blocked" in page.url
+    await page.click("text=Set up now")
+    await page.wait_for_selector("text=not available on this gateway yet")

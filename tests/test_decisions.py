@@ -1,0 +1,100 @@
+"""Decisions in the request path: cached, yet never stale when time or the store moves."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.clock import ManualClock
+from gateway.decisions import Decider, PolicyBook
+from gateway.policy import Outcome
+from gateway.policy_store import apply_policies, load_policy_path
+from gateway.sessions import LiveSession
+from gateway.store import Store
+from gateway.store.records import SessionRecord
+
+ROOT = Path(__file__).resolve().parent.parent
+DEADLINE = 1_798_722_000.0  # 2027-01-01T00:00:00+11:00
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[tuple[Store, Decider, LiveSession, ManualClock]]:
+    store = await Store.open(tmp_path / "d.sqlite3")
+    clock = ManualClock(DEADLINE - 3 * 86400 - 10)  # 3 days and 10 seconds before
+    org = await store.organisations.add(name="Harbour", now=clock())
+    await store.tenants.link(
+        org_id=org.id, tenant_id="t", name="Harbour Pty", country_code="AU", now=clock()
+    )
+    user = await store.users.add(
+        org_id=org.id,
+        email="a@h.example",
+        display_name="A",
+        role="member",
+        password_hash="x",
+        now=clock(),
+    )
+    await apply_policies(store, load_policy_path(ROOT / "policies"), now=clock(), by="test")
+    book = PolicyBook(store)
+    await book.refresh()
+    record = SessionRecord(
+        id_hash="h",
+        user_id=user.id,
+        created_at=clock(),
+        last_seen_at=clock(),
+        expires_at=clock() + 86400 * 10,
+        csrf_secret="c",
+        client_addr=None,
+        ended_at=None,
+    )
+    live = LiveSession(record=record, user=user, last_seen=clock())
+    yield store, Decider(book, store, clock), live, clock
+    await store.close()
+
+
+async def test_cached_prompt_counts_the_days_down(
+    setup: tuple[Store, Decider, LiveSession, ManualClock],
+) -> None:
+    _, decider, live, clock = setup
+    assert (await decider.decide_for(live)).days_left == 4
+    clock.advance(9)
+    assert (await decider.decide_for(live)).days_left == 4
+    clock.advance(1)
+    assert (await decider.decide_for(live)).days_left == 3
+
+
+async def test_cached_prompt_turns_into_a_block_at_the_deadline(
+    setup: tuple[Store, Decider, LiveSession, ManualClock],
+) -> None:
+    _, decider, live, clock = setup
+    assert (await decider.decide_for(live)).outcome is Outcome.PROMPT
+    clock.set(DEADLINE - 0.001)
+    assert (await decider.decide_for(live)).outcome is Outcome.PROMPT
+    clock.set(DEADLINE)
+    assert (await decider.decide_for(live)).outcome is Outcome.ENROL
+
+
+async def test_book_refresh_reloads_only_on_a_version_change(
+    setup: tuple[Store, Decider, LiveSession, ManualClock],
+) -> None:
+    store, decider, _, _ = setup
+    assert await decider.book.refresh() is False
+    stored = await store.policies.get("au-ato-2fa")
+    await store.policies.set_enabled(
+        policy_id="au-ato-2fa", enabled=False, expected_version=stored.version, now=0, by="t"
+    )
+    assert await decider.book.refresh() is True
+    assert [p.enabled for p in decider.book.policies] == [False]
+
+
+async def test_a_stored_policy_that_no_longer_parses_is_skipped_not_fatal(
+    setup: tuple[Store, Decider, LiveSession, ManualClock],
+) -> None:
+    store, _, _, _ = setup
+    await store.policies.create(
+        policy_id="broken", document={"id": "broken"}, enabled=True, now=0, by="t"
+    )
+    book = PolicyBook(store)
+    await book.refresh()
+    assert [p.id for p in book.policies] == ["au-ato-2fa"]
