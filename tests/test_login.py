@@ -231,3 +231,17 @@ async def test_last_use_is_written_behind_for_the_idle_timeout(gateway: RunningG
     record = await gateway.services.store.sessions.get(hash_session_id(raw))
     assert record is not None
     assert record.last_seen_at == gateway.clock()
+
+
+async def test_two_sign_in_tabs_both_work(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        first = CSRF_FIELD.search(await (await client.get("/_gateway/login")).text())
+        second = CSRF_FIELD.search(await (await client.get("/_gateway/login")).text())
+        assert first
+        assert second
+        response = await client.post(
+            "/_gateway/login",
+            data={"email": "ava@harbour.example", "password": DEMO_PASSWORD, "csrf": first[1]},
+            allow_redirects=False,
+        )
+    assert response.status == 303

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -30,6 +31,7 @@ PAGE_HEADERS = {
     ),
 }
 MAX_EMAIL = 320
+NONCE_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
 MAX_PASSWORD = 1024
 
 
@@ -71,7 +73,10 @@ def _login_form(
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
     services = request.app[SERVICES]
-    nonce = new_nonce()
+    # One nonce per browser until sign-in, so two open sign-in tabs both stay valid.
+    nonce = request.cookies.get(services.cookies.login_nonce, "")
+    if not NONCE_SHAPE.fullmatch(nonce):
+        nonce = new_nonce()
     context = {
         "csrf": csrf_token(services.secret, nonce, "login"),
         "next": next_target,
@@ -82,7 +87,6 @@ def _login_form(
     response = render_page(request, "login.html", context, status=status)
     if headers:
         response.headers.update(headers)
-    # A fresh nonce per form shown: the token on the page and the cookie go together.
     set_cookie(services, response, services.cookies.login_nonce, nonce)
     return response
 
