@@ -79,8 +79,64 @@ def _values(headers: Mapping[str, str], lower_name: str) -> list[str]:
 
 
 def _check_value(name: str, value: str) -> None:
-    if any(c in value for c in "\r\n\0"):
+    if "\r" in value or "\n" in value or "\0" in value:
         raise ValueError(f"header {name!r} has a control character in its value")
+
+
+# What the request rewrite does with a header, by the name's exact spelling. Client header
+# names come from a small set, so each spelling is classified once and then looked up.
+_DROP = 0  # hop-by-hop, handled here, the gateway's namespace, X-Request-Id
+_PASS = 1
+_COOKIE = 2
+_FORWARDING = 3  # kept from a trusted peer in the real spelling only
+_FORWARDING_ALIAS = 4  # an underscore (or padded) spelling of one: never kept
+_XFF = 5  # X-Forwarded-For itself, from a trusted peer joined into the chain
+
+_Kind: TypeAlias = tuple[int, str, str]  # (what to do, lower-cased name, canonical name)
+_KINDS: dict[str, _Kind] = {}
+_KINDS_MAX = 4096  # past this many spellings, classify without remembering
+
+
+def _classify(name: str) -> _Kind:
+    lower = name.lower()
+    canonical = _canonical(name)
+    dropped = lower in HOP_BY_HOP or lower in _HANDLED_HERE
+    if dropped or canonical.startswith(GATEWAY_PREFIX) or canonical == "x-request-id":
+        kind = _DROP
+    elif lower == "cookie":
+        kind = _COOKIE
+    elif _is_forwarding(canonical):
+        if lower != canonical:
+            kind = _FORWARDING_ALIAS
+        elif lower == "x-forwarded-for":
+            kind = _XFF
+        else:
+            kind = _FORWARDING
+    else:
+        kind = _PASS
+    found = (kind, lower, canonical)
+    if len(_KINDS) < _KINDS_MAX:
+        _KINDS[name] = found
+    return found
+
+
+# The canonical names of an identity mapping's keys that the gateway prefix does not cover
+# already, by the keys' spellings (gate.py always sends the same few).
+_IDENTITY_EXTRA: dict[tuple[str, ...], frozenset[str]] = {}
+
+
+def _identity_extra(identity: Mapping[str, str]) -> frozenset[str]:
+    if not identity:
+        return frozenset()
+    key = tuple(identity)
+    extra = _IDENTITY_EXTRA.get(key)
+    if extra is None:
+        extra = frozenset(
+            c for c in (_canonical(n) for n in identity) if not c.startswith(GATEWAY_PREFIX)
+        )
+        if len(_IDENTITY_EXTRA) < 64:
+            _IDENTITY_EXTRA[key] = extra
+    return extra
 
 
 def request_headers_for_upstream(
@@ -107,56 +163,79 @@ def request_headers_for_upstream(
     one travels in X-Forwarded-Host (nginx's default, ``Host $proxy_host``). The app then
     sees one stable host whatever name the client used, and builds links from the header.
     """
-    connection_named = _connection_tokens(headers)
     # A client could otherwise get the gateway's identity headers trusted by naming them
-    # anything the app folds to the same key; strip every spelling of those names too.
-    identity_names = {_canonical(n) for n in identity}
-    out: CIMultiDict[str] = CIMultiDict()
+    # anything the app folds to the same key; strip every spelling of those names too. The
+    # gateway's own prefix is stripped whatever the identity, so only other names are left.
+    identity_extra = _identity_extra(identity)
+    connection_named: set[str] | None = None
+    pairs: list[tuple[str, str]] = []
     incoming_xff: list[str] = []
     kept_forwarding: list[tuple[str, str]] = []
+    kinds = _KINDS
     for name, value in headers.items():
-        lower = name.lower()
-        canonical = _canonical(name)
-        if lower in HOP_BY_HOP or lower in connection_named or lower in _HANDLED_HERE:
+        found = kinds.get(name)
+        if found is None:
+            found = _classify(name)
+        kind = found[0]
+        if kind == _DROP:
+            if found[1] == "connection" and connection_named is None:
+                connection_named = _connection_tokens(headers)
             continue
-        if canonical.startswith(GATEWAY_PREFIX) or canonical in identity_names:
+        if identity_extra and found[2] in identity_extra:
             continue
-        if canonical == "x-request-id":
-            continue
-        if lower == "cookie" and private_cookies:
-            kept = _without_cookies(value, private_cookies)
-            if kept:
-                out.add(name, kept)
-            continue
-        if _is_forwarding(canonical):
+        if kind == _PASS:
+            pairs.append((name, value))
+        elif kind == _COOKIE:
+            if private_cookies:
+                kept = _without_cookies(value, private_cookies)
+                if kept:
+                    pairs.append((name, kept))
+            else:
+                pairs.append((name, value))
+        elif trusted_proxy:
             # Underscore spellings come from no real proxy, only from someone hoping the app
             # folds them onto the real header: never pass them, even from a trusted peer.
-            if trusted_proxy and lower == canonical:
-                if lower == "x-forwarded-for":
-                    incoming_xff.append(value)
-                else:
-                    kept_forwarding.append((name, value))
-            continue
-        out.add(name, value)
+            if kind == _XFF:
+                incoming_xff.append(value)
+            elif kind == _FORWARDING:
+                kept_forwarding.append((name, value))
+    if connection_named:
+        pairs = [(n, v) for n, v in pairs if n.lower() not in connection_named]
+        kept_forwarding = [(n, v) for n, v in kept_forwarding if n.lower() not in connection_named]
+        if "x-forwarded-for" in connection_named:
+            incoming_xff = []
 
-    for name, value in kept_forwarding:
-        out.add(name, value)
+    out: CIMultiDict[str] = CIMultiDict(pairs)
     # Each hop appends the peer it heard from, so the chain stays walkable by client_address.
-    chain = [part.strip() for v in incoming_xff for part in v.split(",") if part.strip()]
-    if client_addr:
-        chain.append(client_addr)
-    if chain:
-        out["X-Forwarded-For"] = ", ".join(chain)
+    if incoming_xff:
+        chain = [part.strip() for v in incoming_xff for part in v.split(",") if part.strip()]
+        if client_addr:
+            chain.append(client_addr)
+    else:
+        chain = [client_addr] if client_addr else []
     own_element = _forwarded_element(client_addr, scheme, host)
-    forwarded = out.popall("Forwarded", [])
-    out["Forwarded"] = ", ".join([*forwarded, own_element])
-    if "X-Forwarded-Proto" not in out:
-        out["X-Forwarded-Proto"] = scheme
-    if "X-Forwarded-Host" not in out and host:
-        out["X-Forwarded-Host"] = host
-    # Always the gateway's own verdict, so the app logs the address the throttles keyed on.
-    out.popall("X-Real-IP", None)
     real = real_ip if real_ip is not None else client_addr
+    if kept_forwarding:
+        for name, value in kept_forwarding:
+            out.add(name, value)
+        if chain:
+            out["X-Forwarded-For"] = ", ".join(chain)
+        forwarded = out.popall("Forwarded", [])
+        out["Forwarded"] = ", ".join([*forwarded, own_element])
+        if "X-Forwarded-Proto" not in out:
+            out["X-Forwarded-Proto"] = scheme
+        if "X-Forwarded-Host" not in out and host:
+            out["X-Forwarded-Host"] = host
+        # Always the gateway's own verdict, so the app logs the address the throttles keyed on.
+        out.popall("X-Real-IP", None)
+    else:
+        # No forwarding header survived the filter above, so none needs replacing.
+        if chain:
+            out.add("X-Forwarded-For", ", ".join(chain))
+        out.add("Forwarded", own_element)
+        out.add("X-Forwarded-Proto", scheme)
+        if host:
+            out.add("X-Forwarded-Host", host)
     if real:
         out["X-Real-IP"] = real
     out["X-Request-Id"] = request_id

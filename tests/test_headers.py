@@ -6,6 +6,8 @@ import ipaddress
 from collections.abc import Mapping
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.headers import (
@@ -314,3 +316,220 @@ def test_app_cannot_set_the_gateways_own_cookies() -> None:
         frozenset({"gw-session"}),
     )
     assert out.getall("Set-Cookie") == ["app=1; Path=/"]
+
+
+# -- the rewrite against a plain reading of the rules --------------------------------------
+# A straightforward implementation of request_headers_for_upstream, as it was before the
+# hot path classified header names once: the fast one must give exactly the same headers,
+# in the same order, for any input.
+
+
+def _reference_canonical(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def _reference_connection_tokens(headers: Mapping[str, str]) -> set[str]:
+    tokens: set[str] = set()
+    for name, value in headers.items():
+        if name.lower() == "connection":
+            tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return tokens
+
+
+def _reference_without_cookies(value: str, names: frozenset[str]) -> str:
+    return "; ".join(
+        part.strip()
+        for part in value.split(";")
+        if part.strip() and part.split("=", 1)[0].strip() not in names
+    )
+
+
+_REFERENCE_FORWARDING = frozenset(
+    {
+        "forwarded",
+        "x-real-ip",
+        "x-client-ip",
+        "true-client-ip",
+        "x-cluster-client-ip",
+        "cf-connecting-ip",
+        "fastly-client-ip",
+        "x-original-forwarded-for",
+    }
+)
+
+
+def reference_request_headers(
+    headers: Mapping[str, str],
+    *,
+    client_addr: str,
+    scheme: str,
+    host: str,
+    trusted_proxy: bool,
+    identity: Mapping[str, str],
+    request_id: str,
+    real_ip: str | None = None,
+    private_cookies: frozenset[str] = frozenset(),
+) -> CIMultiDict[str]:
+    connection_named = _reference_connection_tokens(headers)
+    identity_names = {_reference_canonical(n) for n in identity}
+    out: CIMultiDict[str] = CIMultiDict()
+    incoming_xff: list[str] = []
+    kept_forwarding: list[tuple[str, str]] = []
+    for name, value in headers.items():
+        lower = name.lower()
+        canonical = _reference_canonical(name)
+        if lower in HOP_BY_HOP or lower in connection_named or lower in ("host", "expect"):
+            continue
+        if canonical.startswith("x-gateway-") or canonical in identity_names:
+            continue
+        if canonical == "x-request-id":
+            continue
+        if lower == "cookie" and private_cookies:
+            kept = _reference_without_cookies(value, private_cookies)
+            if kept:
+                out.add(name, kept)
+            continue
+        if canonical in _REFERENCE_FORWARDING or canonical.startswith("x-forwarded-"):
+            if trusted_proxy and lower == canonical:
+                if lower == "x-forwarded-for":
+                    incoming_xff.append(value)
+                else:
+                    kept_forwarding.append((name, value))
+            continue
+        out.add(name, value)
+    for name, value in kept_forwarding:
+        out.add(name, value)
+    chain = [part.strip() for v in incoming_xff for part in v.split(",") if part.strip()]
+    if client_addr:
+        chain.append(client_addr)
+    if chain:
+        out["X-Forwarded-For"] = ", ".join(chain)
+    node = "unknown"
+    if client_addr:
+        node = f"[{client_addr}]" if ":" in client_addr else client_addr
+
+    def quoted(value: str) -> str:
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+
+    own = f"for={quoted(node)};proto={scheme};host={quoted(host)}"
+    forwarded = out.popall("Forwarded", [])
+    out["Forwarded"] = ", ".join([*forwarded, own])
+    if "X-Forwarded-Proto" not in out:
+        out["X-Forwarded-Proto"] = scheme
+    if "X-Forwarded-Host" not in out and host:
+        out["X-Forwarded-Host"] = host
+    out.popall("X-Real-IP", None)
+    real = real_ip if real_ip is not None else client_addr
+    if real:
+        out["X-Real-IP"] = real
+    out["X-Request-Id"] = request_id
+    for name, value in identity.items():
+        if any(c in value for c in "\r\n\0"):
+            raise ValueError(f"header {name!r} has a control character in its value")
+        out[name] = value
+    return out
+
+
+_BASE_NAMES = [
+    "Accept",
+    "Accept-Encoding",
+    "Cookie",
+    "Connection",
+    "Keep-Alive",
+    "Transfer-Encoding",
+    "TE",
+    "Upgrade",
+    "Host",
+    "Expect",
+    "X-Request-Id",
+    "X-Gateway-User-Id",
+    "X-Gateway-Role",
+    "X-Forwarded-For",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Host",
+    "X-Forwarded-Port",
+    "Forwarded",
+    "X-Real-IP",
+    "True-Client-IP",
+    "X-App-Role",
+    "X-Custom",
+    "Authorization",
+]
+
+
+@st.composite
+def _spelling(draw: st.DrawFn) -> str:
+    """One of the interesting header names, in any case, maybe with '_' for '-'."""
+    base = draw(st.sampled_from(_BASE_NAMES))
+    chars = [
+        c.upper() if draw(st.booleans()) else c.lower()
+        for c in (base.replace("-", "_") if draw(st.integers(0, 4)) == 0 else base)
+    ]
+    return "".join(chars)
+
+
+_VALUES = st.sampled_from(
+    [
+        "",
+        "1",
+        "198.51.100.7",
+        "6.6.6.6, 10.0.0.2",
+        "keep-alive, X-Custom",
+        "close, cookie, x-forwarded-for",
+        "upgrade, X_App_Role, forwarded",
+        "gw-session=secret; theme=dark",
+        " gw-login=n ;gw-session=x; a=1",
+        "gw-session=only",
+        'for="10.0.0.9";proto=https',
+        "https",
+    ]
+)
+
+_IDENTITIES = st.sampled_from(
+    [
+        {},
+        {"X-Gateway-User-Id": "u-1", "X-Gateway-Role": "admin"},
+        {"X-Gateway-User-Id": "u-1", "X-App-Role": "admin"},
+        {"x_app_role": "a", "X-Gateway-Mfa": "grace"},
+    ]
+)
+
+
+@given(
+    pairs=st.lists(st.tuples(_spelling(), _VALUES), max_size=12),
+    connection=st.sampled_from(
+        [None, "keep-alive, X-Custom", "close, cookie, x-forwarded-for", "x-real-ip, forwarded"]
+    ),
+    trusted=st.booleans(),
+    identity=_IDENTITIES,
+    client_addr=st.sampled_from(["203.0.113.9", "2001:db8::1", ""]),
+    real_ip=st.sampled_from([None, "198.51.100.7", ""]),
+    private=st.sampled_from([frozenset(), frozenset({"gw-session", "gw-login"})]),
+)
+@settings(max_examples=400)
+def test_the_rewrite_matches_the_reference_reading(
+    pairs: list[tuple[str, str]],
+    connection: str | None,
+    trusted: bool,
+    identity: dict[str, str],
+    client_addr: str,
+    real_ip: str | None,
+    private: frozenset[str],
+) -> None:
+    kwargs = {
+        "client_addr": client_addr,
+        "scheme": "https",
+        "host": "gw.example.com",
+        "trusted_proxy": trusted,
+        "identity": identity,
+        "request_id": "req-1",
+        "real_ip": real_ip,
+        "private_cookies": private,
+    }
+    if connection is not None:
+        pairs = [*pairs, ("Connection", connection)]
+    headers = multi(*pairs)
+    expected = reference_request_headers(headers, **kwargs)  # type: ignore[arg-type]
+    got = request_headers_for_upstream(headers, **kwargs)  # type: ignore[arg-type]
+    assert list(got.items()) == list(expected.items())
