@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeAlias
@@ -316,6 +317,18 @@ def _trusted(addr: IPAddress, networks: Iterable[IPNetwork]) -> bool:
     return any(addr.version == net.version and addr in net for net in networks)
 
 
+@functools.lru_cache(maxsize=4096)
+def _peer_verdict(
+    peer: str, trusted_proxies: tuple[IPNetwork, ...]
+) -> tuple[IPAddress | None, str, bool]:
+    """``(parsed peer, its text, whether trusted)``: the same few peers connect again and
+    again (a load balancer, or clients on keep-alive), and parsing an address is not cheap."""
+    peer_addr = _parse_ip(peer)
+    if peer_addr is None:
+        return None, peer, False
+    return peer_addr, str(peer_addr), _trusted(peer_addr, trusted_proxies)
+
+
 def client_address(
     peer: str | None, headers: Mapping[str, str], trusted_proxies: Sequence[IPNetwork]
 ) -> tuple[str, bool]:
@@ -328,11 +341,10 @@ def client_address(
     """
     if not peer:
         return "", False
-    peer_addr = _parse_ip(peer)
-    if peer_addr is None:
-        return peer, False
-    if not _trusted(peer_addr, trusted_proxies):
-        return str(peer_addr), False
+    networks = trusted_proxies if isinstance(trusted_proxies, tuple) else tuple(trusted_proxies)
+    peer_addr, text, trusted = _peer_verdict(peer, networks)
+    if peer_addr is None or not trusted:
+        return text, False
     entries = [p for v in _values(headers, "x-forwarded-for") for p in v.split(",")]
     candidate = peer_addr
     for entry in reversed(entries):

@@ -45,6 +45,11 @@ _WS_HANDSHAKE = frozenset(
 _UPSTREAM_MAX_LINE = 64 * 1024
 _UPSTREAM_MAX_FIELD = 64 * 1024
 
+# ``(real client address, whether the peer is a trusted proxy)`` as the front middleware
+# worked it out from the same request (see headers.client_address); forward() works it out
+# itself when the key is missing (a proxy used without that middleware).
+CLIENT_SEEN = web.RequestKey[tuple[str, bool]]("client_seen")
+
 _WS_CLOSE_TIMEOUT = 5.0
 _WS_UNSENDABLE = frozenset({1004, 1005, 1006, 1015})
 
@@ -168,7 +173,10 @@ class UpstreamProxy:
         if refusal is not None:
             return refusal
 
-        real_ip, trusted = client_address(request.remote, request.headers, self._trusted_proxies)
+        seen = request.get(CLIENT_SEEN)
+        if seen is None:
+            seen = client_address(request.remote, request.headers, self._trusted_proxies)
+        real_ip, trusted = seen
         headers = request_headers_for_upstream(
             request.headers,
             client_addr=request.remote or "",

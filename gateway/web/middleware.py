@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.headers import client_address
+from gateway.proxy import CLIENT_SEEN
 from gateway.services import CLIENT_ADDR, OUTCOME, REQUEST_ID, SERVICES, SESSION
 from gateway.web.problems import problem_response
 
@@ -27,8 +28,10 @@ async def stamp_request_id(request: web.BaseRequest, response: web.StreamRespons
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     services = request.app[SERVICES]
     started = time.perf_counter()
-    addr, trusted = client_address(request.remote, request.headers, services.trusted_proxies)
+    seen = client_address(request.remote, request.headers, services.trusted_proxies)
+    addr, trusted = seen
     request[CLIENT_ADDR] = addr
+    request[CLIENT_SEEN] = seen  # the proxy needs both and need not work them out again
     incoming_id = request.headers.get("X-Request-Id", "") if trusted else ""
     request_id = (
         incoming_id
