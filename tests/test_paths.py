@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from gateway.web.paths import PathRules, normalise_path
+from gateway.web.paths import PathRules, _normalise_slowly, normalise_path
 
 RULES = PathRules(["/public/", "/favicon.ico", "/assets/app-*"])
 
@@ -142,3 +142,37 @@ def test_normalised_paths_are_stable(raw: str) -> None:
         assert path.startswith("/")
         assert "//" not in path
         assert normalise_path(path) == path
+
+
+# Paths made of the characters the plain-path shortcut has to judge: every printable ASCII
+# character, space, DEL, a control, and a non-ASCII letter, with separators and dots often.
+_PLAIN_ISH = st.lists(
+    st.one_of(
+        st.sampled_from(["/", "/", "/", ".", "..", "/.", "//", "%", "%2e", ";", "?", "#"]),
+        st.characters(min_codepoint=0x20, max_codepoint=0x7F),
+        st.sampled_from([" ", "\t", "\0", "\x7f", "é", "\uff0f"]),
+        st.text(alphabet="abcXYZ019-_~", min_size=1, max_size=6),
+    ),
+    max_size=16,
+).map("".join)
+
+
+@given(st.one_of(_PLAIN_ISH, _PLAIN_ISH.map(lambda p: "/" + p), _PATHS))
+@example("/")
+@example("/bench")
+@example("/a/")
+@example("/a/b.css")
+@example("/a/.b")
+@example("/.well-known/x")
+@example("/a/..")
+@example("/a//")
+@example("")
+@settings(max_examples=1000)
+def test_the_plain_path_shortcut_agrees_with_the_full_normalisation(raw: str) -> None:
+    assert normalise_path(raw) == _normalise_slowly(raw.split("?", 1)[0])
+
+
+@pytest.mark.parametrize("char", [chr(c) for c in range(0x100)] + ["\u2028", "\uff0f"])
+def test_the_plain_path_shortcut_agrees_for_every_single_character(char: str) -> None:
+    for raw in (f"/{char}", f"/a{char}b", f"/a/{char}/b", f"/a/{char}", f"{char}/a"):
+        assert normalise_path(raw) == _normalise_slowly(raw.split("?", 1)[0]), raw

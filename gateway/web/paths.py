@@ -33,6 +33,16 @@ def _decode_once(raw: str) -> str | None:
         return None
 
 
+# A path that every step of normalise_path would leave exactly as it is: segments of
+# printable ASCII other than "%" (no escapes to decode), ";" (no params), "#", "\\", "/"
+# and "?", none of them empty (no "//") or starting with "." (no "." or ".."), and at most
+# a trailing slash. Most requests look like this, and need no decoding at all.
+_PRINTABLE = "".join(map(chr, range(0x21, 0x7F)))  # ASCII without space, DEL, controls
+_SEGMENT_CHAR = re.escape("".join(c for c in _PRINTABLE if c not in "%;#\\/?"))
+_SEGMENT_FIRST = re.escape("".join(c for c in _PRINTABLE if c not in "%;#\\/?."))
+_PLAIN_PATH = re.compile(f"(?:/[{_SEGMENT_FIRST}][{_SEGMENT_CHAR}]*)*/?")
+
+
 def normalise_path(raw_path: str) -> str | None:
     """The path part of a request target as the gateway reasons about it, or None.
 
@@ -48,6 +58,13 @@ def normalise_path(raw_path: str) -> str | None:
     ways that do not cross a public-path boundary.
     """
     path = raw_path.split("?", 1)[0]
+    if path and _PLAIN_PATH.fullmatch(path) is not None:
+        return path
+    return _normalise_slowly(path)
+
+
+def _normalise_slowly(path: str) -> str | None:
+    """normalise_path for a path (query already dropped) that is not plain."""
     if not path.startswith("/") or "#" in path or "\\" in path:
         return None
     decoded = _decode_once(path)
@@ -118,4 +135,4 @@ class PathRules:
         path = normalise_path(raw_path)
         if path is None:
             return False
-        return path in self._exact or any(path.startswith(p) for p in self._prefixes)
+        return path in self._exact or path.startswith(self._prefixes)
