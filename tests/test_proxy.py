@@ -8,6 +8,8 @@ import hashlib
 import ipaddress
 import json
 import logging
+import random
+import re
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,8 +21,10 @@ import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from gateway.headers import IPNetwork
+from gateway.ops.metrics import OUTCOMES, Metrics
 from gateway.proxy import UpstreamProxy
 from gateway.server import start_site
 from gateway.web.problems import PROBLEM_BASE, problem_response
@@ -1065,3 +1069,59 @@ def test_problem_json_carries_extras_and_refuses_to_overwrite_members() -> None:
         problem_response(request, status=400, slug="x", title="t", detail="d", type="/evil")
     with pytest.raises(ValueError, match="slug"):
         problem_response(request, status=400, slug="Not A Slug", title="t", detail="d")
+
+
+# --- metrics the proxy and the middleware report ---------------------------------------------
+
+
+def _reference_metrics() -> tuple[CollectorRegistry, Counter, Histogram]:
+    """The request and latency metrics as prometheus_client's own Counter and Histogram."""
+    registry = CollectorRegistry(auto_describe=True)
+    requests = Counter(
+        "gateway_requests",
+        "Requests on the front listener by outcome.",
+        ["outcome"],
+        registry=registry,
+    )
+    for name in OUTCOMES:
+        requests.labels(outcome=name)
+    latency = Histogram(
+        "gateway_upstream_latency_seconds",
+        "Time from forwarding a request to the app until its response headers arrived.",
+        ["status_class"],
+        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        registry=registry,
+    )
+    for cls in ("1xx", "2xx", "3xx", "4xx", "5xx"):
+        latency.labels(status_class=cls)
+    return registry, requests, latency
+
+
+def _without_created_times(text: str) -> str:
+    return re.sub(r"(_created\{[^}]*\}) \S+", r"\1 <time>", text)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_request_and_latency_metrics_expose_what_prometheus_client_would(seed: int) -> None:
+    metrics = Metrics(sessions=lambda: 2.0, statements=lambda: 7.0)
+    registry, requests, latency = _reference_metrics()
+    rng = random.Random(seed)
+    for _ in range(500):
+        outcome = rng.choice(OUTCOMES)
+        metrics.count(outcome)
+        requests.labels(outcome=outcome).inc()
+        status = rng.choice([99, 101, 200, 204, 302, 404, 502, 504, 600])
+        seconds = rng.choice([0.0, 0.001, 0.0010001, 0.0025, 0.5, 10.0, 10.5, rng.random()])
+        metrics.observe_upstream(status, seconds)
+        latency.labels(status_class=f"{min(max(status // 100, 1), 5)}xx").observe(seconds)
+    ours = _without_created_times(metrics.render().decode())
+    theirs = _without_created_times(generate_latest(registry).decode())
+    assert ours.startswith(theirs)  # the same families, series, values and order; then the rest
+    assert "gateway_sessions_active 2.0" in ours
+    assert "gateway_store_statements 7.0" in ours
+    assert 'gateway_logins_total{result="failed"}' not in ours  # no sign-in counted yet
+
+
+def test_an_unknown_outcome_is_refused() -> None:
+    with pytest.raises(KeyError):
+        Metrics().count("no-such-outcome")

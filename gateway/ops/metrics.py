@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import bisect
+import time
+from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import prometheus_client.metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 OUTCOMES = (
     "proxied",
@@ -20,7 +26,81 @@ OUTCOMES = (
     "error",
 )
 
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+# The "le" label of each bucket, +Inf last, spelled as prometheus_client spells it.
+_LE = tuple(floatToGoString(b) for b in (*LATENCY_BUCKETS, float("inf")))  # type: ignore[no-untyped-call]
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+def _created_series() -> bool:
+    # prometheus_client's own switch (PROMETHEUS_DISABLE_CREATED_SERIES), honoured as its
+    # Counter and Histogram honour it.
+    return bool(getattr(prometheus_client.metrics, "_use_created", True))
+
+
+class _Latency:
+    """One status class's histogram: per-bucket counts (not cumulative) and the sum."""
+
+    __slots__ = ("counts", "created", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
+        self.sum = 0.0
+        self.created = time.time()
+
+
+class _HotPathCollector(Collector):
+    """Requests by outcome and upstream latency, counted with plain ints and floats.
+
+    Every proxied request updates both, so they skip prometheus_client's per-update lock:
+    they are only ever updated and read on the event loop's thread. At scrape time they
+    are exposed under the names, types and series a Counter and a Histogram would give.
+    """
+
+    def __init__(self) -> None:
+        self.requests = dict.fromkeys(OUTCOMES, 0)
+        self.requests_created = {name: time.time() for name in OUTCOMES}
+        self.latency = {cls: _Latency() for cls in STATUS_CLASSES}
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._requests_metric(), self._latency_metric()]
+
+    def _requests_metric(self) -> Metric:
+        return Metric("gateway_requests", "Requests on the front listener by outcome.", "counter")
+
+    def _latency_metric(self) -> Metric:
+        return Metric(
+            "gateway_upstream_latency_seconds",
+            "Time from forwarding a request to the app until its response headers arrived.",
+            "histogram",
+        )
+
+    def collect(self) -> Iterable[Metric]:
+        created = _created_series()
+        requests = self._requests_metric()
+        for outcome, count in self.requests.items():
+            labels = {"outcome": outcome}
+            requests.add_sample("gateway_requests_total", labels, float(count))
+            if created:
+                requests.add_sample(
+                    "gateway_requests_created", labels, self.requests_created[outcome]
+                )
+        latency = self._latency_metric()
+        name = latency.name
+        for cls, histogram in self.latency.items():
+            acc = 0.0
+            for le, count in zip(_LE, histogram.counts, strict=True):
+                acc += count
+                labels = {"status_class": cls, "le": le}
+                latency.add_sample(name + "_bucket", labels, acc)
+            labels = {"status_class": cls}
+            latency.add_sample(name + "_count", labels, acc)
+            latency.add_sample(name + "_sum", labels, histogram.sum)
+            if created:
+                latency.add_sample(name + "_created", labels, histogram.created)
+        return [requests, latency]
 
 
 class Metrics:
@@ -33,25 +113,11 @@ class Metrics:
         statements: Callable[[], float] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        requests = Counter(
-            "gateway_requests",
-            "Requests on the front listener by outcome.",
-            ["outcome"],
-            registry=self.registry,
-        )
-        # Children bound once: the hot path only increments.
-        self.outcome = {name: requests.labels(outcome=name) for name in OUTCOMES}
-        self.upstream_latency = Histogram(
-            "gateway_upstream_latency_seconds",
-            "Time from forwarding a request to the app until its response headers arrived.",
-            ["status_class"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=self.registry,
-        )
-        self._latency_by_class = {
-            cls: self.upstream_latency.labels(status_class=cls)
-            for cls in ("1xx", "2xx", "3xx", "4xx", "5xx")
-        }
+        # Registered first, so the exposition keeps its order: requests, latency, the rest.
+        self._hot = _HotPathCollector()
+        self.registry.register(self._hot)
+        self._requests = self._hot.requests
+        self._latency = self._hot.latency
         self.sessions = Gauge(
             "gateway_sessions_active",
             "Sessions held in memory by this gateway.",
@@ -74,11 +140,13 @@ class Metrics:
         )
 
     def count(self, outcome: str) -> None:
-        self.outcome[outcome].inc()
+        self._requests[outcome] += 1  # KeyError for an outcome not in OUTCOMES, as before
 
     def observe_upstream(self, status: int, seconds: float) -> None:
-        cls = f"{min(max(status // 100, 1), 5)}xx"
-        self._latency_by_class[cls].observe(seconds)
+        histogram = self._latency[STATUS_CLASSES[min(max(status // 100, 1), 5) - 1]]
+        # Prometheus buckets are "less than or equal": the first bound >= seconds.
+        histogram.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        histogram.sum += seconds
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
