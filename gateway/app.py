@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from gateway import admin
 from gateway.accounts.local import LocalAccounts
 from gateway.accounts.passwords import Passwords
 from gateway.clock import Clock, system_clock
@@ -115,6 +116,7 @@ def create_app(services: Services) -> web.Application:
     app.router.add_get("/_gateway/health", operations.health)
     app.router.add_get("/_gateway/metrics", operations.metrics)
     interstitial.add_routes(app)
+    admin.add_routes(app)
     app.router.add_route("*", "/_gateway/{tail:.*}", operations.not_found)
     app.router.add_route("*", "/{tail:.*}", gate.gate)
     app.on_response_prepare.append(stamp_request_id)

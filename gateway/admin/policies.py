@@ -1,0 +1,345 @@
+"""Admin API handlers for policies: read, write with If-Match, enable, disable, history, diff."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from aiohttp import web
+
+from gateway.admin.diff import diff_documents
+from gateway.admin.http import (
+    ADMIN_PREFIX,
+    ApiProblem,
+    Call,
+    if_match,
+    instant,
+    int_param,
+    json_response,
+    not_found,
+    precondition_failed,
+    read_json_object,
+)
+from gateway.errors import ConflictError, NotFoundError
+from gateway.policy import Policy, PolicyError, lint, parse_policy, policy_to_document
+from gateway.store import PolicyVersion, PreconditionFailedError, StoredPolicy
+
+POLICIES = f"{ADMIN_PREFIX}/policies"
+# Store versions are SQLite integers; a larger number names no version (and would overflow).
+_MAX_VERSION = 2**31
+
+
+def document_of(document: dict[str, Any], enabled: bool) -> dict[str, Any]:
+    """The document with the stored enabled flag in it.
+
+    Enabling or disabling keeps the stored document as it was, so its own ``enabled`` can be
+    stale; the flag is the truth, and a document read here can be sent back unchanged.
+    """
+    return {**document, "enabled": enabled}
+
+
+def record(stored: StoredPolicy) -> dict[str, Any]:
+    return {
+        "id": stored.id,
+        "version": stored.version,
+        "enabled": stored.enabled,
+        "updated_at": instant(stored.updated_at),
+        "updated_by": stored.updated_by,
+        "document": document_of(stored.document, stored.enabled),
+    }
+
+
+def _history_entry(entry: PolicyVersion) -> dict[str, Any]:
+    return {
+        "version": entry.version,
+        "change": entry.change,
+        "enabled": entry.enabled,
+        "at": instant(entry.at),
+        "by": entry.by,
+    }
+
+
+def _policy_not_found(policy_id: str) -> ApiProblem:
+    return not_found("policy-not-found", f"There is no policy {policy_id!r}.")
+
+
+async def _current(call: Call, policy_id: str) -> StoredPolicy:
+    try:
+        return await call.services.store.policies.get(policy_id)
+    except NotFoundError:
+        raise _policy_not_found(policy_id) from None
+
+
+async def _checked(call: Call, policy_id: str) -> StoredPolicy:
+    """The policy as it stands, if If-Match names its version; 428, 404 or 412 otherwise.
+
+    The write that follows passes this version to the store as well, so a change slipping in
+    between still fails there (compare-and-swap), never overwritten.
+    """
+    versions = if_match(call.request)
+    current = await _current(call, policy_id)
+    if current.version not in versions:
+        raise precondition_failed(policy_id, current.version)
+    return current
+
+
+def _invalid(errors: list[str]) -> ApiProblem:
+    return ApiProblem(
+        422,
+        "policy-invalid",
+        "The policy document is invalid",
+        f"The document has {len(errors)} problem(s); see errors.",
+        errors=errors,
+    )
+
+
+def _parse(data: dict[str, Any], *, url_id: str | None) -> Policy:
+    """The document as a Policy; 422 listing every problem (and a mismatched id) otherwise."""
+    errors: list[str] = []
+    policy: Policy | None = None
+    try:
+        policy = parse_policy(data)
+    except PolicyError as exc:
+        errors.extend(exc.problems)
+    given = data.get("id")
+    if url_id is not None and isinstance(given, str) and given != url_id:
+        errors.append(f"id: must be {url_id!r}, the id in the URL, not {given!r}")
+    if errors or policy is None:
+        raise _invalid(errors)
+    return policy
+
+
+def _warnings(call: Call, policy: Policy) -> list[dict[str, str]]:
+    """Lint warnings: advice returned with the change, never a reason to refuse it."""
+    when = dt.datetime.fromtimestamp(call.now, dt.UTC)
+    return [{"field": w.field, "message": w.message} for w in lint(policy, now=when)]
+
+
+def _stale(exc: PreconditionFailedError) -> ApiProblem:
+    # Another write landed between our read and our compare-and-swap; the store says which.
+    return ApiProblem(412, "precondition-failed", "The policy has changed", str(exc))
+
+
+async def list_policies(call: Call) -> web.StreamResponse:
+    items = []
+    for stored in await call.services.store.policies.list():
+        try:
+            parse_policy(document_of(stored.document, stored.enabled))
+            valid = True
+        except PolicyError:
+            valid = False  # kept out of decisions; show it so that someone fixes it
+        items.append(
+            {
+                "id": stored.id,
+                "version": stored.version,
+                "enabled": stored.enabled,
+                "valid": valid,
+                "description": stored.document.get("description", ""),
+                "updated_at": instant(stored.updated_at),
+                "updated_by": stored.updated_by,
+            }
+        )
+    return json_response({"policies": items})
+
+
+async def get_policy(call: Call) -> web.StreamResponse:
+    stored = await _current(call, call.path("policy_id"))
+    return json_response(record(stored), version=stored.version)
+
+
+async def create_policy(call: Call) -> web.StreamResponse:
+    policy = _parse(await read_json_object(call.request), url_id=None)
+    document = policy_to_document(policy)
+    try:
+        stored = await call.services.store.policies.create(
+            policy_id=policy.id,
+            document=document,
+            enabled=policy.enabled,
+            now=call.now,
+            by=call.actor,
+        )
+    except ConflictError:
+        raise ApiProblem(
+            409,
+            "policy-exists",
+            "The policy exists",
+            f"A policy {policy.id!r} exists already; replace it with PUT {POLICIES}/{policy.id}.",
+        ) from None
+    await call.refresh()
+    after = document_of(stored.document, stored.enabled)
+    await call.audit(
+        "policy.created",
+        subject=policy.id,
+        detail={"before": None, "after": after, "version": stored.version},
+    )
+    return json_response(
+        {**record(stored), "warnings": _warnings(call, policy)},
+        status=201,
+        version=stored.version,
+        headers={"Location": f"{POLICIES}/{policy.id}"},
+    )
+
+
+async def replace_policy(call: Call) -> web.StreamResponse:
+    policy_id = call.path("policy_id")
+    versions = if_match(call.request)  # before the body: a missing If-Match is the first error
+    policy = _parse(await read_json_object(call.request), url_id=policy_id)
+    before = await _current(call, policy_id)
+    if before.version not in versions:
+        raise precondition_failed(policy_id, before.version)
+    try:
+        stored = await call.services.store.policies.replace(
+            policy_id=policy_id,
+            document=policy_to_document(policy),
+            enabled=policy.enabled,
+            expected_version=before.version,
+            now=call.now,
+            by=call.actor,
+        )
+    except PreconditionFailedError as exc:
+        raise _stale(exc) from None
+    except NotFoundError:
+        raise _policy_not_found(policy_id) from None
+    changed = stored.version != before.version
+    if changed:  # the same document again is not a change: no new version, nothing to audit
+        await call.refresh()
+        await call.audit(
+            "policy.replaced",
+            subject=policy_id,
+            detail={
+                "before": document_of(before.document, before.enabled),
+                "after": document_of(stored.document, stored.enabled),
+                "version": stored.version,
+            },
+        )
+    return json_response(
+        {**record(stored), "changed": changed, "warnings": _warnings(call, policy)},
+        version=stored.version,
+    )
+
+
+async def _set_enabled(call: Call, enabled: bool) -> web.StreamResponse:
+    policy_id = call.path("policy_id")
+    before = await _checked(call, policy_id)
+    try:
+        stored = await call.services.store.policies.set_enabled(
+            policy_id=policy_id,
+            enabled=enabled,
+            expected_version=before.version,
+            now=call.now,
+            by=call.actor,
+        )
+    except PreconditionFailedError as exc:
+        raise _stale(exc) from None
+    except NotFoundError:
+        raise _policy_not_found(policy_id) from None
+    changed = stored.version != before.version
+    if changed:
+        await call.refresh()
+        await call.audit(
+            "policy.enabled" if enabled else "policy.disabled",
+            subject=policy_id,
+            detail={
+                "before": document_of(before.document, before.enabled),
+                "after": document_of(stored.document, stored.enabled),
+                "version": stored.version,
+            },
+        )
+    return json_response({**record(stored), "changed": changed}, version=stored.version)
+
+
+async def enable_policy(call: Call) -> web.StreamResponse:
+    return await _set_enabled(call, True)
+
+
+async def disable_policy(call: Call) -> web.StreamResponse:
+    return await _set_enabled(call, False)
+
+
+async def delete_policy(call: Call) -> web.StreamResponse:
+    policy_id = call.path("policy_id")
+    before = await _checked(call, policy_id)
+    try:
+        entry = await call.services.store.policies.delete(
+            policy_id=policy_id, expected_version=before.version, now=call.now, by=call.actor
+        )
+    except PreconditionFailedError as exc:
+        raise _stale(exc) from None
+    except NotFoundError:
+        raise _policy_not_found(policy_id) from None
+    await call.refresh()
+    await call.audit(
+        "policy.deleted",
+        subject=policy_id,
+        detail={
+            "before": document_of(before.document, before.enabled),
+            "after": None,
+            "version": entry.version,
+        },
+    )
+    # No ETag: there is no policy left for one to describe. The history keeps the version.
+    return json_response({"id": policy_id, **_history_entry(entry)})
+
+
+async def _history(call: Call, policy_id: str) -> list[PolicyVersion]:
+    history = await call.services.store.policies.history(policy_id)
+    if not history:
+        raise _policy_not_found(policy_id)
+    return history
+
+
+async def list_versions(call: Call) -> web.StreamResponse:
+    policy_id = call.path("policy_id")
+    history = await _history(call, policy_id)
+    return json_response(
+        {"id": policy_id, "versions": [_history_entry(entry) for entry in history]}
+    )
+
+
+def _version_number(text: str, policy_id: str) -> int:
+    number = int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else 0
+    if not 1 <= number < _MAX_VERSION:
+        raise not_found("version-not-found", f"Policy {policy_id!r} has no version {text}.")
+    return number
+
+
+async def _version(call: Call, policy_id: str, number: int) -> PolicyVersion:
+    try:
+        return await call.services.store.policies.version(policy_id, number)
+    except NotFoundError:
+        raise not_found(
+            "version-not-found", f"Policy {policy_id!r} has no version {number}."
+        ) from None
+
+
+async def get_version(call: Call) -> web.StreamResponse:
+    policy_id = call.path("policy_id")
+    entry = await _version(call, policy_id, _version_number(call.path("version"), policy_id))
+    return json_response(
+        {
+            "id": policy_id,
+            **_history_entry(entry),
+            "document": document_of(entry.document, entry.enabled),
+        }
+    )
+
+
+async def diff_versions(call: Call) -> web.StreamResponse:
+    """Changes from version ``from`` to ``to``: by default, those of the latest change."""
+    policy_id = call.path("policy_id")
+    history = await _history(call, policy_id)
+    to = int_param(call.request, "to", default=history[-1].version, minimum=1, maximum=_MAX_VERSION)
+    start = int_param(call.request, "from", default=max(to - 1, 1), minimum=1, maximum=_MAX_VERSION)
+    older = await _version(call, policy_id, start)
+    newer = await _version(call, policy_id, to)
+    return json_response(
+        {
+            "id": policy_id,
+            "from": _history_entry(older),
+            "to": _history_entry(newer),
+            "changes": diff_documents(
+                document_of(older.document, older.enabled),
+                document_of(newer.document, newer.enabled),
+            ),
+        }
+    )
