@@ -17,6 +17,7 @@ from typing import Any
 
 from gateway.accounts.onboarding import import_users
 from gateway.accounts.passwords import Passwords, password_problem
+from gateway.admin.tokens import ADMIN, SCOPES, create_admin_token, revoke_admin_token
 from gateway.clock import system_clock
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError, GatewayError, UsageError
@@ -198,6 +199,58 @@ def cmd_user_import(args: argparse.Namespace) -> int:
     return asyncio.run(_with_store(config, action))
 
 
+def cmd_admin_token_create(args: argparse.Namespace) -> int:
+    config = _load(args)
+
+    async def action(store: Store) -> int:
+        raw, token = await create_admin_token(
+            store,
+            name=args.name,
+            scopes=args.scope,
+            ttl_seconds=args.days * 86400,
+            now=system_clock(),
+            by="cli",
+        )
+        print(f"{token.id} expires {_when(token.expires_at)}", file=sys.stderr)
+        print(raw)  # shown this once: only its hash is stored
+        return EXIT_OK
+
+    return asyncio.run(_with_store(config, action))
+
+
+def cmd_admin_token_list(args: argparse.Namespace) -> int:
+    config = _load(args)
+
+    async def action(store: Store) -> int:
+        now = system_clock()
+        rows = [
+            (
+                t.id,
+                t.name,
+                ",".join(sorted(t.scopes)),
+                _when(t.expires_at),
+                "revoked" if t.revoked_at else ("active" if t.usable(now) else "expired"),
+                _when(t.last_used_at) if t.last_used_at else "never",
+            )
+            for t in await store.admin_tokens.list()
+        ]
+        table(sys.stdout, ("id", "name", "scopes", "expires", "status", "last used"), rows)
+        return EXIT_OK
+
+    return asyncio.run(_with_store(config, action))
+
+
+def cmd_admin_token_revoke(args: argparse.Namespace) -> int:
+    config = _load(args)
+
+    async def action(store: Store) -> int:
+        await revoke_admin_token(store, args.token_id, now=system_clock(), by="cli")
+        print(f"revoked {args.token_id}")
+        return EXIT_OK
+
+    return asyncio.run(_with_store(config, action))
+
+
 def cmd_audit_export(args: argparse.Namespace) -> int:
     config = _load(args)
     since = parse_instant(args.since).timestamp() if args.since else None
@@ -306,6 +359,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_user_import)
 
     build_commands(sub, _load, _with_store)
+
+    tokens = sub.add_parser("admin-token", help="tokens for the admin API")
+    tokens_sub = tokens.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    p = tokens_sub.add_parser("create", help="mint a token; prints it once")
+    p.add_argument("--name", required=True, help="who or what uses it, e.g. 'ops laptop'")
+    p.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        choices=sorted({*SCOPES, ADMIN}),
+        help="repeat for several; 'admin' grants all",
+    )
+    p.add_argument("--days", type=float, default=30, help="lifetime in days (default 30)")
+    p.set_defaults(func=cmd_admin_token_create)
+    p = tokens_sub.add_parser("list", help="list tokens (never the secrets)")
+    p.set_defaults(func=cmd_admin_token_list)
+    p = tokens_sub.add_parser("revoke", help="revoke a token for good")
+    p.add_argument("token_id", metavar="ID")
+    p.set_defaults(func=cmd_admin_token_revoke)
 
     audit = sub.add_parser("audit", help="the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")

@@ -278,3 +278,41 @@ def test_serve_refuses_a_clock_override(config_file: Path) -> None:
     result = run(config_file, "serve", "--at", "2027-01-05")
     assert result.returncode == 2
     assert "unrecognized arguments: --at" in result.stderr
+
+
+def test_admin_token_is_printed_once_listed_without_secret_and_revoked(
+    config_file: Path,
+) -> None:
+    created = run(
+        config_file,
+        "admin-token",
+        "create",
+        "--name",
+        "ops",
+        "--scope",
+        "policies:read",
+        "--scope",
+        "reports:read",
+        "--days",
+        "7",
+    )
+    assert created.returncode == 0, created.stderr
+    raw = created.stdout.strip()
+    assert raw.startswith("xgw_")
+    token_id = created.stderr.split()[0]
+    listing = run(config_file, "admin-token", "list").stdout
+    assert token_id in listing
+    assert "policies:read,reports:read" in listing
+    assert raw not in listing
+    assert run(config_file, "admin-token", "revoke", token_id).returncode == 0
+    assert "revoked" in run(config_file, "admin-token", "list").stdout
+    kinds = [
+        json.loads(line)["kind"] for line in run(config_file, "audit", "export").stdout.split()
+    ]
+    assert kinds == ["admin_token.created", "admin_token.revoked"]
+
+
+def test_admin_token_with_an_unknown_scope_is_refused(config_file: Path) -> None:
+    result = run(config_file, "admin-token", "create", "--name", "x", "--scope", "root")
+    assert result.returncode == 2
+    assert "invalid choice: 'root'" in result.stderr
