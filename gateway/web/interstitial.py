@@ -52,6 +52,7 @@ def _context(request: web.Request, live: LiveSession, decision: Decision) -> dic
         "next": safe_next(request.query.get("next")),
         "csrf": csrf_token(services.secret, live.record.csrf_secret),
         "enrol_path": ENROL_PATH,
+        "ato": bool(decision.effective and "ato-dsp-osf" in decision.effective.compliance_profiles),
     }
 
 
