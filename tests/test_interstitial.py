@@ -209,3 +209,20 @@ async def test_interstitial_pages_need_a_session(gateway: RunningGateway) -> Non
             "/_gateway/mfa/prompt?next=/x", headers=HTML, allow_redirects=False
         )
     assert URL(response.headers["Location"]).path == "/_gateway/login"
+
+
+async def test_each_page_sends_the_user_to_the_one_for_their_state(
+    gateway: RunningGateway,
+) -> None:
+    async with gateway.client() as client:
+        await sign_in(client, email=AU_USER)
+        early = await client.get("/_gateway/mfa/blocked?next=/a", allow_redirects=False)
+        gateway.clock.advance(DEADLINE - START)
+        await sign_in(client, email=AU_USER)
+        late = await client.get("/_gateway/mfa/prompt?next=/a", allow_redirects=False)
+    async with gateway.client() as client:
+        await sign_in(client, email=NZ_USER)
+        free = await client.get("/_gateway/mfa/prompt?next=/a", allow_redirects=False)
+    assert early.headers["Location"] == "/_gateway/mfa/prompt?next=/a"
+    assert late.headers["Location"] == "/_gateway/mfa/blocked?next=/a"
+    assert free.headers["Location"] == "/a"

@@ -56,16 +56,26 @@ def _context(request: web.Request, live: LiveSession, decision: Decision) -> dic
     }
 
 
-async def prompt_page(request: web.Request) -> web.StreamResponse:
+# Where each held-back outcome is explained; a page shown for another outcome sends the user on.
+_PAGES = {Outcome.PROMPT: PROMPT_PATH, Outcome.ENROL: BLOCKED_PATH}
+
+
+async def _outcome_page(
+    request: web.Request, outcome: Outcome, template: str
+) -> web.StreamResponse:
+    """Show ``template`` if the user's decision is still ``outcome``, else go where it leads."""
     services = request.app[SERVICES]
     live = _signed_in(request)
     decision = await services.decider.decide_for(live)
     next_target = safe_next(request.query.get("next"))
-    if decision.outcome is Outcome.ENROL:
-        raise web.HTTPSeeOther(with_next(BLOCKED_PATH, next_target))
-    if decision.outcome is not Outcome.PROMPT:
-        raise web.HTTPSeeOther(next_target)
-    return render_page(request, "mfa_prompt.html", _context(request, live, decision))
+    if decision.outcome is not outcome:
+        page = _PAGES.get(decision.outcome)
+        raise web.HTTPSeeOther(with_next(page, next_target) if page else next_target)
+    return render_page(request, template, _context(request, live, decision))
+
+
+async def prompt_page(request: web.Request) -> web.StreamResponse:
+    return await _outcome_page(request, Outcome.PROMPT, "mfa_prompt.html")
 
 
 async def dismiss(request: web.Request) -> web.StreamResponse:
@@ -108,15 +118,7 @@ async def dismiss(request: web.Request) -> web.StreamResponse:
 
 
 async def blocked_page(request: web.Request) -> web.StreamResponse:
-    services = request.app[SERVICES]
-    live = _signed_in(request)
-    decision = await services.decider.decide_for(live)
-    next_target = safe_next(request.query.get("next"))
-    if decision.outcome is Outcome.PROMPT:
-        raise web.HTTPSeeOther(with_next(PROMPT_PATH, next_target))
-    if decision.outcome is not Outcome.ENROL:
-        raise web.HTTPSeeOther(next_target)
-    return render_page(request, "mfa_blocked.html", _context(request, live, decision))
+    return await _outcome_page(request, Outcome.ENROL, "mfa_blocked.html")
 
 
 async def enrol_page(request: web.Request) -> web.StreamResponse:
