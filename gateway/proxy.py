@@ -28,6 +28,21 @@ UpstreamObserver = Callable[[int, float], None]
 # sent would get it a compressed body it cannot read (bodies are relayed undecoded), and a
 # made-up Content-Type or User-Agent would misreport what the client sent.
 _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+_SKIPPED: CIMultiDict[None] = CIMultiDict((name, None) for name in _SKIP_AUTO_HEADERS)
+
+
+class _VerbatimRequest(aiohttp.ClientRequest):
+    """A client request that adds none of aiohttp's automatic headers.
+
+    With ``skip_auto_headers`` aiohttp copies every header of every request into a scratch
+    dict to check which defaults to leave out; here every default is left out, so there is
+    nothing to check. ``_skip_auto_headers`` is still set, as aiohttp reads it to leave
+    out a made-up Content-Type for a body.
+    """
+
+    def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
+        self._skip_auto_headers = _SKIPPED
+
 
 # The WebSocket handshake is per hop: the client library makes its own key and extensions.
 _WS_HANDSHAKE = frozenset(
@@ -153,6 +168,7 @@ class UpstreamProxy:
             # Never route upstream traffic through a proxy named in the environment.
             trust_env=False,
             skip_auto_headers=_SKIP_AUTO_HEADERS,
+            request_class=_VerbatimRequest,
             max_line_size=_UPSTREAM_MAX_LINE,
             max_field_size=_UPSTREAM_MAX_FIELD,
         )

@@ -474,6 +474,23 @@ async def test_no_headers_are_invented_for_the_upstream(stack: Stack) -> None:
     assert named(seen, "Content-Length") == ["3"]
 
 
+async def test_no_headers_are_invented_for_a_get_without_a_body(stack: Stack) -> None:
+    raw = await raw_exchange(
+        stack.front_port, b"GET /echo HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
+    )
+    seen = received_headers(json.loads(body_of(raw)))
+    for absent in (
+        "Accept-Encoding",
+        "User-Agent",
+        "Content-Type",
+        "Accept",
+        "Cookie",
+        "Content-Length",
+        "Transfer-Encoding",
+    ):
+        assert named(seen, absent) == [], absent
+
+
 async def test_multiple_set_cookie_headers_reach_the_client_and_the_proxy_keeps_none(
     stack: Stack, client: aiohttp.ClientSession
 ) -> None:
