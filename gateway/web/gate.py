@@ -12,6 +12,7 @@ from gateway.sessions import LiveSession
 from gateway.web.paths import normalise_path
 from gateway.web.problems import problem_response, wants_html
 
+GATEWAY_PREFIX = "/_gateway/"
 LOGIN_PATH = "/_gateway/login"
 PROMPT_PATH = "/_gateway/mfa/prompt"
 BLOCKED_PATH = "/_gateway/mfa/blocked"
@@ -48,7 +49,10 @@ def _is_navigation(request: web.Request) -> bool:
 async def gate(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     raw_path = request.raw_path.split("?", 1)[0]
-    if normalise_path(raw_path) is None:
+    normalised = normalise_path(raw_path)
+    if normalised is None or normalised.startswith(GATEWAY_PREFIX):
+        # The second case is a path like /x/../_gateway/…: the gateway's own namespace must
+        # never reach the app, however it is spelled.
         request[OUTCOME] = "rejected"
         return problem_response(
             request,
@@ -57,7 +61,10 @@ async def gate(request: web.Request) -> web.StreamResponse:
             title="Bad path",
             detail="The request path cannot be interpreted safely.",
         )
-    public = services.public_paths.is_public(raw_path)
+    # The app receives the raw path, and apps differ in how they read `..`, `;` and escapes:
+    # only a path already in normal form can skip sign-in, so what is judged public is
+    # exactly what the app is sent.
+    public = normalised == raw_path and services.public_paths.is_public(raw_path)
     live = request.get(SESSION)
     if live is None:
         if not public:
