@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeAlias
 
@@ -286,11 +287,31 @@ def _cookie_name(pair: str) -> str:
 
 def _without_cookies(value: str, names: frozenset[str]) -> str:
     """A Cookie header value with the named cookies taken out."""
-    return "; ".join(
-        part.strip()
-        for part in value.split(";")
-        if part.strip() and _cookie_name(part) not in names
-    )
+    kept = []
+    for part in value.split(";"):
+        part = part.strip()
+        if part and part.partition("=")[0].rstrip() not in names:
+            kept.append(part)
+    return "; ".join(kept)
+
+
+# A Cookie header as browsers send it: name=value pairs of plain characters, "; " between.
+_SIMPLE_COOKIE_HEADER = re.compile(
+    r"[A-Za-z0-9_.\-]+=[A-Za-z0-9_.\-=/+%:]*(?:; [A-Za-z0-9_.\-]+=[A-Za-z0-9_.\-=/+%:]*)*"
+)
+
+
+def simple_cookies(header: str) -> dict[str, str] | None:
+    """The cookies in a plain Cookie header value, as aiohttp's ``request.cookies`` reads
+    them (a later duplicate wins); None for any other header, to be left to that parser.
+
+    aiohttp parses every cookie into a Morsel on first use; the gateway wants one value.
+    """
+    if not header:
+        return {}
+    if _SIMPLE_COOKIE_HEADER.fullmatch(header) is None:
+        return None
+    return dict(pair.split("=", 1) for pair in header.split("; "))
 
 
 def _parse_ip(text: str) -> IPAddress | None:

@@ -6,6 +6,7 @@ import ipaddress
 from collections.abc import Mapping
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -17,6 +18,7 @@ from gateway.headers import (
     is_gateway_header,
     request_headers_for_upstream,
     response_headers_for_client,
+    simple_cookies,
 )
 
 IDENTITY = {"X-Gateway-User-Id": "u-1", "X-Gateway-Role": "admin"}
@@ -533,3 +535,69 @@ def test_the_rewrite_matches_the_reference_reading(
     expected = reference_request_headers(headers, **kwargs)  # type: ignore[arg-type]
     got = request_headers_for_upstream(headers, **kwargs)  # type: ignore[arg-type]
     assert list(got.items()) == list(expected.items())
+
+
+# -- reading the session cookie without aiohttp's full cookie parser -------------------------
+
+_COOKIE_NAMES = st.sampled_from(
+    ["gw-session", "__Host-gw-session", "theme", "_ga", "a", "path", "expires", "secure", "x.y"]
+)
+_COOKIE_VALUES = st.one_of(
+    st.sampled_from(["", "dark", "GA1.2.3", "abc==", "a/b+c", "%7B%7D", "1:2", '"q"', "a b"]),
+    st.text(alphabet="abcXYZ09-_.=/+%:;,\"'\\ \t!#$&*()[]{}<>?@^`|~", max_size=8),
+)
+_SEPARATORS = st.sampled_from(["; ", ";", " ; ", "; ; ", ", "])
+
+
+@given(
+    st.lists(st.tuples(_COOKIE_NAMES, _COOKIE_VALUES, _SEPARATORS), max_size=5),
+    st.sampled_from(["", " ", ";"]),
+)
+@settings(max_examples=500)
+def test_simple_cookies_reads_what_aiohttp_reads_or_leaves_it_to_aiohttp(
+    pairs: list[tuple[str, str, str]], tail: str
+) -> None:
+    header = "".join(
+        f"{sep if i else ''}{name}={value}" for i, (name, value, sep) in enumerate(pairs)
+    )
+    header += tail if pairs else ""
+    fast = simple_cookies(header)
+    if fast is None:
+        return  # not plain: the middleware asks aiohttp
+    request = make_mocked_request("GET", "/", headers={"Cookie": header} if header else {})
+    assert fast == dict(request.cookies)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("", {}),
+        ("gw-session=abc", {"gw-session": "abc"}),
+        ("a=1; gw-session=abc; b=x==", {"a": "1", "gw-session": "abc", "b": "x=="}),
+        ("gw-session=1; gw-session=2", {"gw-session": "2"}),
+        ("a=1;b=2", None),
+        ('a="1"', None),
+        ('a=1; b="q"', None),
+        ("a=1; b=x y", None),
+        ("a=1; b", None),
+        ("a=1; b=2 ", None),
+    ],
+)
+def test_simple_cookies(header: str, expected: dict[str, str] | None) -> None:
+    assert simple_cookies(header) == expected
+
+
+def test_cookie_filter_keeps_the_others_as_they_were() -> None:
+    out = upstream({"Cookie": " a=1 ;gw-session=x;; b = 2;c"}, identity={})
+    assert out["Cookie"] == " a=1 ;gw-session=x;; b = 2;c"  # no private names: untouched
+    filtered = request_headers_for_upstream(
+        {"Cookie": " a=1 ;gw-session=x;; b = 2;c; gw-login =y"},
+        client_addr="127.0.0.1",
+        scheme="http",
+        host="gw",
+        trusted_proxy=False,
+        identity={},
+        request_id="r",
+        private_cookies=frozenset({"gw-session", "gw-login"}),
+    )
+    assert filtered["Cookie"] == "a=1; b = 2; c"
