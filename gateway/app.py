@@ -144,8 +144,11 @@ async def _housekeeping(services: Services) -> None:
     while True:
         try:
             purged = await services.sessions.purge(ENDED_SESSION_KEEP_SECONDS)
-            if purged:
-                log.info("purged old sessions", extra={"count": purged})
+            counters = await services.store.throttle.purge(
+                now=services.clock(), window=services.account_throttle.window
+            )
+            if purged or counters:
+                log.info("housekeeping", extra={"sessions": purged, "throttles": counters})
         except StoreError:
-            log.exception("could not purge old sessions; will retry")
+            log.exception("housekeeping failed; will retry")
         await asyncio.sleep(HOUSEKEEPING_SECONDS)

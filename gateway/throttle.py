@@ -39,3 +39,28 @@ def after_failure(state: ThrottleState | None, rule: ThrottleRule, now: float) -
         failures, started = state.failures + 1, state.window_started_at
     locked_until = now + rule.lockout if failures >= rule.max_failures else 0.0
     return ThrottleState(failures=failures, window_started_at=started, locked_until=locked_until)
+
+
+def book_attempt(
+    state: ThrottleState | None, rule: ThrottleRule, now: float
+) -> tuple[ThrottleState | None, bool]:
+    """Count an attempt as a failure before it is judged, or refuse it while locked.
+
+    Booking first, in the same write as the check, means concurrent attempts cannot all pass
+    the check before any failure is recorded; a success hands the booking back (``refund``).
+    Returns the new state and whether the attempt may go ahead.
+    """
+    if retry_after(state, now) > 0:
+        return state, False
+    return after_failure(state, rule, now), True
+
+
+def refund(state: ThrottleState | None, rule: ThrottleRule) -> ThrottleState | None:
+    """Take back one booked attempt (it succeeded, or was never judged)."""
+    if state is None or state.failures <= 1:
+        return None
+    failures = state.failures - 1
+    locked_until = state.locked_until if failures >= rule.max_failures else 0.0
+    return ThrottleState(
+        failures=failures, window_started_at=state.window_started_at, locked_until=locked_until
+    )

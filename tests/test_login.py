@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 
 from yarl import URL
@@ -245,3 +247,46 @@ async def test_two_sign_in_tabs_both_work(gateway: RunningGateway) -> None:
             allow_redirects=False,
         )
     assert response.status == 303
+
+
+async def test_concurrent_guesses_cannot_outrun_the_throttle(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        page = await client.get("/_gateway/login")
+        match = CSRF_FIELD.search(await page.text())
+        assert match
+
+        async def attempt(password: str) -> int:
+            response = await client.post(
+                "/_gateway/login",
+                data={"email": "ava@harbour.example", "password": password, "csrf": match[1]},
+                allow_redirects=False,
+            )
+            return response.status
+
+        statuses = await asyncio.gather(
+            *(attempt(f"wrong-password-{n}") for n in range(40)), attempt(DEMO_PASSWORD)
+        )
+    # Five attempts are judged (the account limit); every other one is refused unjudged.
+    assert sorted(statuses).count(429) == 36
+    assert statuses.count(401) + statuses.count(303) == 5
+
+
+async def test_successful_sign_ins_do_not_lock_a_shared_address(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway: RunningGateway = await make_gateway(throttle={"address_failures": 3})
+    for _ in range(5):
+        async with gateway.client() as client:
+            assert (await sign_in(client)).status == 303
+
+
+async def test_audit_never_records_what_was_typed_for_an_unknown_account(
+    gateway: RunningGateway,
+) -> None:
+    async with gateway.client() as client:
+        await sign_in(client, email="my-secret-password@oops", password="x" * 12)
+    (event,) = await gateway.services.store.audit.list(kind="login.failed")
+    assert event.subject is None
+    assert "my-secret-password" not in json.dumps(event.detail)
+    rows = await gateway.services.store.db.fetch_all("SELECT key FROM throttle")
+    assert all("my-secret-password" not in r["key"] for r in rows)

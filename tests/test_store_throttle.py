@@ -108,3 +108,21 @@ async def test_concurrent_increments_through_two_connections_count_every_one(
         state = await first.throttle.get("shared")
     assert state is not None
     assert state.failures == 50
+
+
+async def test_purge_drops_only_counters_that_are_over(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "t.sqlite3")
+    await store.throttle.update(
+        "old", lambda _: ThrottleState(failures=2, window_started_at=0.0, locked_until=0.0)
+    )
+    await store.throttle.update(
+        "locked", lambda _: ThrottleState(failures=5, window_started_at=0.0, locked_until=5000.0)
+    )
+    await store.throttle.update(
+        "recent", lambda _: ThrottleState(failures=1, window_started_at=950.0, locked_until=0.0)
+    )
+    assert await store.throttle.purge(now=1000.0, window=900.0) == 1
+    assert await store.throttle.get("old") is None
+    assert await store.throttle.get("locked") is not None
+    assert await store.throttle.get("recent") is not None
+    await store.close()

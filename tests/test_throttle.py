@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.store.records import ThrottleState
-from gateway.throttle import ThrottleRule, after_failure, retry_after
+from gateway.throttle import ThrottleRule, after_failure, book_attempt, refund, retry_after
 
 RULE = ThrottleRule(max_failures=3, window=60.0, lockout=300.0)
 
@@ -42,3 +42,22 @@ def test_failures_in_a_new_window_start_from_one() -> None:
 def test_invalid_rules_are_refused() -> None:
     with pytest.raises(ValueError, match="invalid throttle rule"):
         ThrottleRule(max_failures=0, window=1, lockout=1)
+
+
+def test_booking_counts_attempts_up_to_the_limit_then_refuses() -> None:
+    state: ThrottleState | None = None
+    verdicts = []
+    for _ in range(5):
+        state, allowed = book_attempt(state, RULE, 10.0)
+        verdicts.append(allowed)
+    assert verdicts == [True, True, True, False, False]
+    assert state == ThrottleState(failures=3, window_started_at=10.0, locked_until=310.0)
+
+
+def test_refund_takes_back_one_attempt_and_lifts_a_lock_it_caused() -> None:
+    state, _ = book_attempt(fail_at(0.0, 1.0), RULE, 2.0)
+    assert state is not None
+    assert state.locked_until == 302.0
+    assert refund(state, RULE) == ThrottleState(failures=2, window_started_at=0.0, locked_until=0.0)
+    assert refund(fail_at(0.0), RULE) is None
+    assert refund(None, RULE) is None

@@ -16,6 +16,7 @@ class FirstFactorResult:
 
     user: User | None
     reason: str
+    account_id: str | None = None  # the account named, when one exists (for the audit trail)
 
 
 class IdentitySource(Protocol):
@@ -35,7 +36,7 @@ class LocalAccounts:
             await self._passwords.verify_unknown(password)
             return FirstFactorResult(user=None, reason="unknown-user")
         if not await self._passwords.verify(user.password_hash, password):
-            return FirstFactorResult(user=None, reason="wrong-password")
+            return FirstFactorResult(user=None, reason="wrong-password", account_id=user.id)
         if user.disabled:
-            return FirstFactorResult(user=None, reason="disabled")
-        return FirstFactorResult(user=user, reason="ok")
+            return FirstFactorResult(user=None, reason="disabled", account_id=user.id)
+        return FirstFactorResult(user=user, reason="ok", account_id=user.id)

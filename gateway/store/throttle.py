@@ -57,3 +57,12 @@ class ThrottleRepository:
         """Forget a key's failures."""
         async with self._db.transaction() as conn:
             await execute(conn, "DELETE FROM throttle WHERE key = ?", (key,))
+
+    async def purge(self, *, now: float, window: float) -> int:
+        """Delete counters whose lock is over and whose window ended before ``now - window``."""
+        async with self._db.transaction() as conn:
+            cursor = await conn.execute(
+                "DELETE FROM throttle WHERE locked_until <= ? AND window_started_at < ?",
+                (now, now - window),
+            )
+            return cursor.rowcount

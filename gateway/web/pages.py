@@ -13,7 +13,8 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from gateway.services import CLIENT_ADDR, OUTCOME, SERVICES, SESSION, Services
-from gateway.throttle import after_failure, retry_after
+from gateway.store.records import ThrottleState
+from gateway.throttle import ThrottleRule, book_attempt, refund, retry_after
 from gateway.web.csrf import csrf_token, csrf_valid, new_nonce
 from gateway.web.redirects import safe_next
 
@@ -118,16 +119,16 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         )
 
     now = services.clock()
+    # What was typed is kept only as a keyed hash: people do type passwords into the email box.
+    typed = csrf_token(services.secret, email, "login-name")[:32]
     throttles = (
-        (f"login:account:{email}", services.account_throttle),
+        (f"login:account:{typed}", services.account_throttle),
         (f"login:address:{client}", services.address_throttle),
     )
-    wait = 0.0
-    for key, _rule in throttles:
-        wait = max(wait, retry_after(await services.store.throttle.get(key), now))
+    wait = await _book(services, throttles, now)
     if wait > 0:
         await services.store.audit.record(
-            kind="login.throttled", at=now, subject=email, client_addr=client
+            kind="login.throttled", at=now, client_addr=client, detail={"typed": typed}
         )
         services.metrics.logins.labels(result="throttled").inc()
         minutes = max(1, math.ceil(wait / 60))
@@ -142,14 +143,13 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 
     result = await services.identity.authenticate(email, password)
     if result.user is None:
-        for key, rule in throttles:
-            await services.store.throttle.update(key, partial(after_failure, rule=rule, now=now))
+        # The attempt was counted as a failure when it was booked.
         await services.store.audit.record(
             kind="login.failed",
             at=now,
-            subject=email,
+            subject=result.account_id,
             client_addr=client,
-            detail={"reason": result.reason},
+            detail={"reason": result.reason, "typed": typed},
         )
         services.metrics.logins.labels(result="failed").inc()
         log.info("sign-in failed", extra={"reason": result.reason, "client": client})
@@ -159,6 +159,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 
     user = result.user
     await services.store.throttle.clear(throttles[0][0])
+    await services.store.throttle.update(
+        throttles[1][0], partial(refund, rule=services.address_throttle)
+    )
     previous = request.get(SESSION)
     if previous is not None:
         await services.sessions.end(previous.id_hash)
@@ -221,6 +224,37 @@ async def logout_submit(request: web.Request) -> web.StreamResponse:
     )
     clear_cookie(services, response, services.cookies.session)
     raise response
+
+
+class _Booking:
+    """One key's check-and-count, run by the store inside its write transaction."""
+
+    def __init__(self, rule: ThrottleRule, now: float) -> None:
+        self.rule, self.now, self.allowed = rule, now, False
+
+    def __call__(self, state: ThrottleState | None) -> ThrottleState | None:
+        new, self.allowed = book_attempt(state, self.rule, self.now)
+        return new
+
+
+async def _book(
+    services: Services, throttles: tuple[tuple[str, ThrottleRule], ...], now: float
+) -> float:
+    """Book this attempt on every key; returns 0 when it may go ahead, else the seconds to
+    wait (handing back any booking already made, as nothing will be judged)."""
+    booked: list[tuple[str, ThrottleRule]] = []
+    wait = 0.0
+    for key, rule in throttles:
+        booking = _Booking(rule, now)
+        state = await services.store.throttle.update(key, booking)
+        if booking.allowed:
+            booked.append((key, rule))
+        else:
+            wait = max(wait, retry_after(state, now))
+    if wait > 0:
+        for key, rule in booked:
+            await services.store.throttle.update(key, partial(refund, rule=rule))
+    return wait
 
 
 def form_field(form: Mapping[str, Any], name: str, limit: int) -> str:
