@@ -29,8 +29,8 @@ from gateway.web.paths import PathRules
 from gateway.web.templating import setup_templates
 
 SESSION_FLUSH_SECONDS = 15.0
-# How soon a policy or tenant change made by another process (the CLI) takes effect.
-POLICY_REFRESH_SECONDS = 2.0
+# How soon a change made by another process (the CLI, another replica) takes effect.
+REFRESH_SECONDS = 2.0
 HOUSEKEEPING_SECONDS = 3600.0
 # Ended sessions stay a week for investigations; the audit trail keeps the sign-ins for good.
 ENDED_SESSION_KEEP_SECONDS = 7 * 24 * 3600.0
@@ -66,6 +66,7 @@ async def open_services(
         on_upstream=metrics.observe_upstream,
         private_cookies=(cookies.session, cookies.login_nonce),
     )
+    await sessions.follow_revocations()  # from here on, every revocation is followed
     book = PolicyBook(store)
     await book.refresh()
     await proxy.start()
@@ -129,7 +130,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     tasks = [
         asyncio.create_task(services.sessions.run_flusher(SESSION_FLUSH_SECONDS)),
         asyncio.create_task(_housekeeping(services)),
-        asyncio.create_task(services.decider.book.run_refresher(POLICY_REFRESH_SECONDS)),
+        asyncio.create_task(_follow_other_processes(services)),
     ]
     yield
     for task in tasks:
@@ -140,13 +141,26 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await close_services(services)
 
 
+async def _follow_other_processes(services: Services) -> None:
+    """Pick up what the CLI or another replica changed: policies, tenants, ended sessions."""
+    while True:
+        await asyncio.sleep(REFRESH_SECONDS)
+        try:
+            await services.decider.book.refresh()
+            await services.sessions.follow_revocations()
+        except StoreError:
+            log.exception("could not refresh from the store; keeping what is in force")
+
+
 async def _housekeeping(services: Services) -> None:
     while True:
         try:
             purged = await services.sessions.purge(ENDED_SESSION_KEEP_SECONDS)
+            now = services.clock()
             counters = await services.store.throttle.purge(
-                now=services.clock(), window=services.account_throttle.window
+                now=now, window=services.account_throttle.window
             )
+            await services.store.revocations.purge(now - services.sessions.limits.absolute)
             if purged or counters:
                 log.info("housekeeping", extra={"sessions": purged, "throttles": counters})
         except StoreError:

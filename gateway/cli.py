@@ -179,6 +179,30 @@ def cmd_user_list(args: argparse.Namespace) -> int:
     return asyncio.run(_with_store(config, action))
 
 
+def cmd_user_set_disabled(args: argparse.Namespace) -> int:
+    config = _load(args)
+    disabled = args.user_command == "disable"
+
+    async def action(store: Store) -> int:
+        user = await store.users.find_by_email(args.email.strip())
+        if user is None:
+            raise UsageError(f"no user has the email {args.email!r}")
+        now = system_clock()
+        # Disabling also ends the user's sessions, in every running gateway within seconds.
+        await store.users.set_disabled(user.id, disabled, now=now)
+        await store.audit.record(
+            kind="user.disabled" if disabled else "user.enabled",
+            at=now,
+            actor="cli",
+            subject=user.id,
+            org_id=user.org_id,
+        )
+        print(f"{'disabled' if disabled else 'enabled'} {user.email}")
+        return EXIT_OK
+
+    return asyncio.run(_with_store(config, action))
+
+
 def cmd_user_import(args: argparse.Namespace) -> int:
     config = _load(args)
     with open(args.file, newline="", encoding="utf-8-sig") as handle:
@@ -351,6 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = user_sub.add_parser("list", help="list users")
     p.add_argument("--org", help="only this organisation (name or id)")
     p.set_defaults(func=cmd_user_list)
+    for action, help_text in (
+        ("disable", "stop a user signing in and end their sessions"),
+        ("enable", "let a disabled user sign in again"),
+    ):
+        p = user_sub.add_parser(action, help=help_text)
+        p.add_argument("email")
+        p.set_defaults(func=cmd_user_set_disabled)
     p = user_sub.add_parser(
         "import", help="add users from a CSV file (columns: org,email,name,role[,password])"
     )

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from cachetools import LRUCache
 
 from gateway.clock import Clock
-from gateway.errors import StoreError
 from gateway.policy import (
     Decision,
     Enrolment,
@@ -85,15 +84,6 @@ class PolicyBook:
     def next_boundary(self, now: float) -> float:
         index = bisect.bisect_right(self.boundaries, now)
         return self.boundaries[index] if index < len(self.boundaries) else float("inf")
-
-    async def run_refresher(self, interval: float) -> None:
-        """Pick up changes made by other processes (the CLI, other replicas) every ``interval``."""
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.refresh()
-            except StoreError:
-                log.exception("could not refresh policies; keeping the ones in force")
 
 
 def valid_until(decision: Decision, book: PolicyBook, now: float) -> float:

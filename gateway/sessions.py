@@ -71,6 +71,7 @@ class SessionManager:
         self._clock = clock
         self._cache: LRUCache[str, LiveSession] = LRUCache(maxsize=cache_size)
         self._dirty: dict[str, float] = {}
+        self._revocations_seen: int | None = None
 
     @property
     def limits(self) -> SessionLimits:
@@ -150,6 +151,28 @@ class SessionManager:
     async def purge(self, keep_seconds: float) -> int:
         """Delete sessions that ended or expired more than ``keep_seconds`` ago."""
         return await self._store.sessions.purge(self._clock(), keep_seconds)
+
+    async def follow_revocations(self) -> int:
+        """Drop cached sessions that any process ended, or whose user was disabled, since the
+        last call; returns how many were dropped. The first call only notes where the feed is."""
+        if self._revocations_seen is None:
+            self._revocations_seen = await self._store.revocations.latest()
+            return 0
+        entries = await self._store.revocations.since(self._revocations_seen)
+        if not entries:
+            return 0
+        self._revocations_seen = entries[-1][0]
+        hashes = {h for _, h, _ in entries if h is not None}
+        users = {u for _, _, u in entries if u is not None}
+        stale = [
+            id_hash
+            for id_hash, live in list(self._cache.items())
+            if id_hash in hashes or live.user.id in users
+        ]
+        for id_hash in stale:
+            self._cache.pop(id_hash, None)
+            self._dirty.pop(id_hash, None)
+        return len(stale)
 
     def cached_count(self) -> int:
         return len(self._cache)

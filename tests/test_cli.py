@@ -126,7 +126,7 @@ def test_audit_export_writes_one_json_object_per_event(config_file: Path) -> Non
 def test_migrate_reports_the_schema_version(config_file: Path) -> None:
     result = run(config_file, "migrate")
     assert result.returncode == 0
-    assert "schema version 2" in result.stdout
+    assert "schema version 3" in result.stdout
 
 
 def test_demo_serves_and_stops_cleanly_on_interrupt(tmp_path: Path) -> None:
@@ -316,3 +316,30 @@ def test_admin_token_with_an_unknown_scope_is_refused(config_file: Path) -> None
     result = run(config_file, "admin-token", "create", "--name", "x", "--scope", "root")
     assert result.returncode == 2
     assert "invalid choice: 'root'" in result.stderr
+
+
+def test_disabling_a_user_ends_their_sessions_and_is_audited(config_file: Path) -> None:
+    run(config_file, "org", "add", "Harbour")
+    run(
+        config_file,
+        "user",
+        "add",
+        "--org",
+        "Harbour",
+        "--email",
+        "a@h.example",
+        "--name",
+        "A",
+        "--password-stdin",
+        stdin="a-long-enough-password\n",
+    )
+    assert run(config_file, "user", "disable", "A@H.example").stdout == "disabled a@h.example\n"
+    assert "disabled" in run(config_file, "user", "list").stdout
+    assert run(config_file, "user", "enable", "a@h.example").returncode == 0
+    assert "active" in run(config_file, "user", "list").stdout
+    missing = run(config_file, "user", "disable", "nobody@h.example")
+    assert missing.returncode == 2
+    kinds = [
+        json.loads(line)["kind"] for line in run(config_file, "audit", "export").stdout.split()
+    ]
+    assert kinds[-2:] == ["user.disabled", "user.enabled"]

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from pathlib import Path
 
 from yarl import URL
 
 from gateway.sandbox.demo import DEMO_PASSWORD
+from gateway.store import Store
 from tests.conftest import CSRF_FIELD, GatewayFactory, RunningGateway, sign_in
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
@@ -290,3 +292,19 @@ async def test_audit_never_records_what_was_typed_for_an_unknown_account(
     assert "my-secret-password" not in json.dumps(event.detail)
     rows = await gateway.services.store.db.fetch_all("SELECT key FROM throttle")
     assert all("my-secret-password" not in r["key"] for r in rows)
+
+
+async def test_a_user_disabled_by_another_process_is_signed_out(
+    gateway: RunningGateway, tmp_path: Path
+) -> None:
+    async with gateway.client() as client:
+        await sign_in(client)
+        assert (await client.get("/api/whoami")).status == 200
+        other = await Store.open(gateway.services.config.store.path)  # e.g. the CLI
+        user = await other.users.find_by_email("ava@harbour.example")
+        assert user is not None
+        await other.users.set_disabled(user.id, True, now=gateway.clock())
+        await other.close()
+        await gateway.services.sessions.follow_revocations()  # what the 2 s refresher does
+        assert (await client.get("/api/whoami")).status == 401
+        assert (await sign_in(client)).status == 401

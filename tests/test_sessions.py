@@ -100,3 +100,38 @@ async def test_sessions_over_for_a_week_are_purged(tmp_path: Path) -> None:
     assert await store.sessions.get(old.id_hash) is None
     assert await store.sessions.get(fresh.id_hash) is not None
     await store.close()
+
+
+async def test_sessions_ended_by_another_process_are_dropped_from_the_cache(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.sqlite3"
+    store = await Store.open(path)
+    clock = ManualClock(1000.0)
+    manager = SessionManager(store, LIMITS, clock)
+    org = await store.organisations.add(name="Org", now=clock())
+    users = [
+        await store.users.add(
+            org_id=org.id,
+            email=f"{n}@b.example",
+            display_name=n,
+            role="member",
+            password_hash="x",
+            now=clock(),
+        )
+        for n in ("a", "b", "c")
+    ]
+    raws = [(await manager.create(user, client_addr=None))[0] for user in users]
+    assert await manager.follow_revocations() == 0  # notes where the feed stands
+    other = await Store.open(path)  # another gateway process, or the CLI
+    ended = await other.sessions.get(hash_session_id(raws[0]))
+    assert ended is not None
+    await other.sessions.end(ended.id_hash, clock())
+    await other.users.set_disabled(users[1].id, True, now=clock())
+    await other.close()
+    assert all([await manager.lookup(raw) for raw in raws])  # still cached
+    assert await manager.follow_revocations() == 2
+    assert await manager.lookup(raws[0]) is None
+    assert await manager.lookup(raws[1]) is None
+    assert await manager.lookup(raws[2]) is not None
+    await store.close()

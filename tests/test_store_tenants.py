@@ -174,7 +174,7 @@ async def test_users_are_counted_per_organisation_leaving_out_disabled_ones(
     users = await store.users.add_many(
         [_new(org, "a@x.com"), _new(org, "b@x.com"), _new(other, "c@x.com")], now=2.0
     )
-    await store.users.set_disabled(users[1].id, True)
+    await store.users.set_disabled(users[1].id, True, now=0.0)
     assert await store.users.count_by_org() == {org.id: 1, other.id: 1, empty.id: 0}
 
 
@@ -191,7 +191,7 @@ async def test_list_all_light_gives_id_org_and_role_of_enabled_users_in_one_quer
         ],
         now=2.0,
     )
-    await store.users.set_disabled(users[3].id, True)
+    await store.users.set_disabled(users[3].id, True, now=0.0)
     before = store.db.statement_count
     light = await store.users.list_all_light()
     assert store.db.statement_count == before + 1

@@ -175,9 +175,9 @@ async def test_a_password_hash_can_be_replaced(store: Store, org: Organisation) 
 
 async def test_a_user_can_be_disabled_and_enabled_again(store: Store, org: Organisation) -> None:
     user = await _add(store, org, "a@example.com")
-    await store.users.set_disabled(user.id, True)
+    await store.users.set_disabled(user.id, True, now=0.0)
     assert (await store.users.get(user.id)).disabled is True
-    await store.users.set_disabled(user.id, False)
+    await store.users.set_disabled(user.id, False, now=0.0)
     assert (await store.users.get(user.id)).disabled is False
 
 
@@ -185,4 +185,4 @@ async def test_changing_an_unknown_user_raises_not_found(store: Store) -> None:
     with pytest.raises(NotFoundError):
         await store.users.set_password_hash("usr_nope", "h")
     with pytest.raises(NotFoundError):
-        await store.users.set_disabled("usr_nope", True)
+        await store.users.set_disabled("usr_nope", True, now=0.0)

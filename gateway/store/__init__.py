@@ -27,6 +27,7 @@ from gateway.store.records import (
     ThrottleState,
     User,
 )
+from gateway.store.revocations import RevocationRepository
 from gateway.store.sessions import SessionRepository
 from gateway.store.tenants import TenantRepository
 from gateway.store.throttle import ThrottleRepository
@@ -52,6 +53,7 @@ __all__ = [
     "PolicyRepository",
     "PolicyVersion",
     "PreconditionFailedError",
+    "RevocationRepository",
     "SessionRecord",
     "SessionRepository",
     "Store",
@@ -77,6 +79,7 @@ class Store:
         self.sessions = SessionRepository(db)
         self.audit = AuditRepository(db)
         self.throttle = ThrottleRepository(db)
+        self.revocations = RevocationRepository(db)
         self.policies = PolicyRepository(db)
         self.tenants = TenantRepository(db)
         self.dismissals = DismissalRepository(db)

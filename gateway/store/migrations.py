@@ -137,6 +137,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        3,
+        "a feed of ended sessions and disabled users, for every process's caches",
+        """
+        CREATE TABLE revocations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            session_hash TEXT,
+            user_id TEXT,
+            CHECK (session_hash IS NOT NULL OR user_id IS NOT NULL)
+        );
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

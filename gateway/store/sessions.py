@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from gateway.errors import ConflictError, NotFoundError
 from gateway.store.database import Database, execute, query_all, query_one
 from gateway.store.records import SessionRecord
+from gateway.store.revocations import revoke
 
 _SELECT = (
     "SELECT id_hash, user_id, created_at, last_seen_at, expires_at, csrf_secret, client_addr,"
@@ -82,6 +83,8 @@ class SessionRepository:
                 "UPDATE sessions SET ended_at = ? WHERE id_hash = ? AND ended_at IS NULL",
                 (now, id_hash),
             )
+            if changed:
+                await revoke(conn, now, session_hash=id_hash)
         return changed > 0
 
     async def end_all_for_user(self, user_id: str, now: float) -> list[str]:
@@ -98,6 +101,8 @@ class SessionRepository:
                 "UPDATE sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL",
                 (now, user_id),
             )
+            if rows:
+                await revoke(conn, now, user_id=user_id)
         return [row["id_hash"] for row in rows]
 
     async def purge(self, now: float, keep_seconds: float) -> int:

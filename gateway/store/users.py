@@ -11,6 +11,7 @@ import aiosqlite
 from gateway.errors import ConflictError, NotFoundError, StoreError
 from gateway.store.database import Database, execute, query_one
 from gateway.store.records import ROLES, NewUser, User, new_id
+from gateway.store.revocations import revoke
 
 _SELECT = (
     "SELECT id, org_id, email, display_name, role, password_hash, disabled, created_at FROM users"
@@ -133,14 +134,22 @@ class UserRepository:
             if not changed:
                 raise NotFoundError(f"no user has id {user_id!r}")
 
-    async def set_disabled(self, user_id: str, disabled: bool) -> None:
-        """Disable or re-enable a user; NotFoundError if there is no such user."""
+    async def set_disabled(self, user_id: str, disabled: bool, *, now: float) -> None:
+        """Disable or re-enable a user; NotFoundError if there is no such user. Disabling
+        ends the user's sessions in the same transaction, and tells every process so."""
         async with self._db.transaction() as conn:
             changed = await execute(
                 conn, "UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user_id)
             )
             if not changed:
                 raise NotFoundError(f"no user has id {user_id!r}")
+            if disabled:
+                await execute(
+                    conn,
+                    "UPDATE sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL",
+                    (now, user_id),
+                )
+                await revoke(conn, now, user_id=user_id)
 
     async def count_by_org(self) -> dict[str, int]:
         """How many enabled users each organisation has; every organisation appears, maybe at 0."""

@@ -102,6 +102,8 @@ async def dismiss(request: web.Request) -> web.StreamResponse:
     try:
         count = await services.store.dismissals.record(live.user.id, PROMPT_KEY, now, limit=cap)
     except DismissalLimitError:
+        # Used up elsewhere (another session or replica): the cached count was behind.
+        services.decider.note_dismissals(live.user.id, cap or 0)
         raise web.HTTPSeeOther(with_next(BLOCKED_PATH, next_target)) from None
     services.decider.note_dismissals(live.user.id, count)
     live.prompt_dismissed = True

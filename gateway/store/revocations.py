@@ -1,0 +1,45 @@
+"""A feed of ended sessions and disabled users, so every process can drop what it has cached."""
+
+from __future__ import annotations
+
+import aiosqlite
+
+from gateway.store.database import Database, execute
+
+
+async def revoke(
+    conn: aiosqlite.Connection,
+    now: float,
+    *,
+    session_hash: str | None = None,
+    user_id: str | None = None,
+) -> None:
+    """Append to the feed; called inside the transaction that made the change."""
+    await execute(
+        conn,
+        "INSERT INTO revocations (at, session_hash, user_id) VALUES (?, ?, ?)",
+        (now, session_hash, user_id),
+    )
+
+
+class RevocationRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def latest(self) -> int:
+        """The id of the newest entry, 0 when the feed is empty."""
+        row = await self._db.fetch_one("SELECT coalesce(max(id), 0) AS id FROM revocations")
+        return int(row["id"]) if row is not None else 0
+
+    async def since(self, after: int) -> list[tuple[int, str | None, str | None]]:
+        """Entries after id ``after``, oldest first: (id, session hash, user id)."""
+        rows = await self._db.fetch_all(
+            "SELECT id, session_hash, user_id FROM revocations WHERE id > ? ORDER BY id",
+            (after,),
+        )
+        return [(int(r["id"]), r["session_hash"], r["user_id"]) for r in rows]
+
+    async def purge(self, before: float) -> int:
+        """Forget entries older than ``before`` (no cache holds a session that old)."""
+        async with self._db.transaction() as conn:
+            return await execute(conn, "DELETE FROM revocations WHERE at < ?", (before,))
