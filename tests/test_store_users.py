@@ -186,3 +186,18 @@ async def test_changing_an_unknown_user_raises_not_found(store: Store) -> None:
         await store.users.set_password_hash("usr_nope", "h")
     with pytest.raises(NotFoundError):
         await store.users.set_disabled("usr_nope", True, now=0.0)
+
+
+async def test_add_many_adds_new_organisations_in_the_same_transaction(
+    store: Store, org: Organisation
+) -> None:
+    await _add(store, org, "taken@example.com")
+    fresh = Organisation(id="org_fresh", name="Fresh Co", created_at=0.0)
+    good = [_new(fresh, "a@fresh.example")]
+    bad = [*good, _new(org, "TAKEN@example.com")]
+    with pytest.raises(ConflictError):
+        await store.users.add_many(bad, now=1.0, new_orgs={"org_fresh": "Fresh Co"})
+    assert await store.organisations.find_by_name("Fresh Co") is None
+    users = await store.users.add_many(good, now=1.0, new_orgs={"org_fresh": "Fresh Co"})
+    assert [u.org_id for u in users] == ["org_fresh"]
+    assert (await store.organisations.get("org_fresh")).name == "Fresh Co"

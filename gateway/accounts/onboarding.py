@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from gateway.accounts.passwords import Passwords, password_problem
 from gateway.errors import ImportRowError
 from gateway.store import Store
-from gateway.store.records import NewUser, User
+from gateway.store.records import NewUser, User, new_id
 
 REQUIRED = ("org", "email", "name", "role")
 ROLES = ("principal", "member")
@@ -69,8 +69,8 @@ async def import_users(
             problems.append(f"{org_name}: no such organisation (use --create-orgs to add it)")
     if problems:
         raise ImportRowError("\n".join(sorted(problems)))
-    for org_name in sorted(unknown_orgs):
-        org_ids[org_name] = (await store.organisations.add(name=org_name, now=now)).id
+    new_orgs = {new_id("org"): name for name in sorted(unknown_orgs)}
+    org_ids.update({name: org_id for org_id, name in new_orgs.items()})
     generated: list[tuple[str, str]] = []
     new_users = []
     for org, email, name, role, password in rows:
@@ -86,7 +86,7 @@ async def import_users(
                 password_hash=passwords.hash(password),
             )
         )
-    users = await store.users.add_many(new_users, now=now)
+    users = await store.users.add_many(new_users, now=now, new_orgs=new_orgs)
     await store.audit.record(
         kind="user.imported", at=now, actor="cli", detail={"count": len(users)}
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import aiosqlite
 
@@ -94,10 +94,19 @@ class UserRepository:
         async with self._db.transaction() as conn:
             return await _insert(conn, new, user_id or new_id("usr"), now)
 
-    async def add_many(self, rows: Sequence[NewUser], now: float) -> builtins.list[User]:
-        """Store all the users or none: one bad row rolls the whole batch back."""
+    async def add_many(
+        self, rows: Sequence[NewUser], now: float, *, new_orgs: Mapping[str, str] | None = None
+    ) -> builtins.list[User]:
+        """Store all the users or none: one bad row rolls the whole batch back. ``new_orgs``
+        (id to name) are organisations to add first, in the same transaction."""
         users: builtins.list[User] = []
         async with self._db.transaction() as conn:
+            for org_id, name in (new_orgs or {}).items():
+                await execute(
+                    conn,
+                    "INSERT INTO organisations (id, name, created_at) VALUES (?, ?, ?)",
+                    (org_id, name, now),
+                )
             for number, new in enumerate(rows, start=1):
                 try:
                     users.append(await _insert(conn, new, new_id("usr"), now))
