@@ -57,6 +57,13 @@ def _networks(value: tuple[str, ...]) -> str | None:
     return None
 
 
+def _hosts(value: tuple[str, ...]) -> str | None:
+    for item in value:
+        if not item or item != item.strip().lower() or any(c in item for c in "/@ \t"):
+            return f"{item!r} must be a lower-case host or host:port, e.g. 'app.example.com'"
+    return None
+
+
 def _paths(value: tuple[str, ...]) -> str | None:
     for item in value:
         if not item.startswith("/") or item.startswith("/_gateway/"):
@@ -96,6 +103,11 @@ class ServerConfig:
         50 * 1024 * 1024,
         doc="Largest request body passed to the app, in bytes; larger gets 413.",
         check=_positive,
+    )
+    allowed_hosts: tuple[str, ...] = setting(
+        (),
+        doc="Host header values (host or host:port) the gateway answers; empty allows any.",
+        check=_hosts,
     )
     metrics_allow: tuple[str, ...] = setting(
         ("127.0.0.1/32", "::1/128"),

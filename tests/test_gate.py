@@ -205,3 +205,18 @@ async def test_websocket_without_session_is_refused(gateway: RunningGateway) -> 
         with pytest.raises(aiohttp.WSServerHandshakeError) as info:
             await client.ws_connect("/ws")
     assert info.value.status == 401
+
+
+async def test_a_host_outside_the_allowed_list_never_reaches_the_app(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway: RunningGateway = await make_gateway(server={"allowed_hosts": ["app.example.com"]})
+    status, response = await raw_get(gateway, "/public/hello")  # Host: 127.0.0.1:port
+    assert status == 421, response
+    reader, writer = await asyncio.open_connection(gateway.url.host, gateway.url.port)
+    writer.write(
+        b"GET /public/hello HTTP/1.1\r\nHost: APP.example.com\r\nConnection: close\r\n\r\n"
+    )
+    allowed = (await reader.read()).decode()
+    writer.close()
+    assert allowed.startswith("HTTP/1.1 200")

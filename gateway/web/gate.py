@@ -48,6 +48,17 @@ def _is_navigation(request: web.Request) -> bool:
 
 async def gate(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
+    allowed_hosts = services.config.server.allowed_hosts
+    if allowed_hosts and request.headers.get("Host", "").lower() not in allowed_hosts:
+        # The app builds links (password resets, redirects) from the forwarded Host.
+        request[OUTCOME] = "rejected"
+        return problem_response(
+            request,
+            status=421,
+            slug="unknown-host",
+            title="Unknown host",
+            detail="This gateway does not serve that host name.",
+        )
     raw_path = request.raw_path.split("?", 1)[0]
     normalised = normalise_path(raw_path)
     if normalised is None or normalised.startswith(GATEWAY_PREFIX):
