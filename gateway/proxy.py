@@ -69,6 +69,14 @@ _WS_CLOSE_TIMEOUT = 5.0
 _WS_UNSENDABLE = frozenset({1004, 1005, 1006, 1015})
 
 
+class _CoalescingResponse(web.StreamResponse):
+    """A streamed response whose head waits for the first body bytes (or the end), so that
+    they share one write; only used when those bytes are already here, so the client never
+    waits longer for the head. (aiohttp's web.Response does the same for whole bodies.)"""
+
+    _send_headers_immediately = False
+
+
 @dataclass
 class _Upload:
     """What happened to the request body while it streamed upstream."""
@@ -332,16 +340,30 @@ class UpstreamProxy:
         upload.attach(upstream.close)
         try:
             self._observe(upstream.status, started)
-            response = web.StreamResponse(
+            content = upstream.content
+            try:
+                # Whatever body arrived with the head (all of a small one) goes out with the
+                # head, in one write; nothing is waited for.
+                first = content.read_nowait()
+                complete = content.at_eof()
+            except (TimeoutError, aiohttp.ClientError, OSError):
+                first, complete = b"", False  # _relay_body meets the error again and cuts
+            response_class = _CoalescingResponse if first or complete else web.StreamResponse
+            response = response_class(
                 status=upstream.status,
                 reason=upstream.reason,
                 headers=response_headers_for_client(upstream.headers, self._private_cookies),
             )
             try:
                 await response.prepare(request)
+                if complete:
+                    await response.write_eof(first)
+                    return response
+                if first:
+                    await response.write(first)
             except ConnectionError:
-                log.debug("client went away before the response started")
-                upstream.close()
+                log.debug("client went away before the response was sent")
+                upstream.close()  # a half-read connection must not go back to the pool
                 return response
             await self._relay_body(request, upstream, response, upload)
             return response

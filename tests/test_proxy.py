@@ -102,6 +102,30 @@ async def stream(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def head_first(request: web.Request) -> web.StreamResponse:
+    """The status and headers now, the body only once the test says so."""
+    response = web.StreamResponse(headers={"X-Head": "early"})
+    await response.prepare(request)
+    await asyncio.wait_for(request.app[STATE].release_stream.wait(), 5)
+    await response.write(b"late body")
+    await response.write_eof()
+    return response
+
+
+async def small_chunked(request: web.Request) -> web.StreamResponse:
+    """A whole body in one go, but chunked (no Content-Length)."""
+    response = web.StreamResponse()
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    await response.write(b"all of it")
+    await response.write_eof()
+    return response
+
+
+async def no_content(_request: web.Request) -> web.Response:
+    return web.Response(status=204, headers={"X-Empty": "yes"})
+
+
 async def upload_stream(request: web.Request) -> web.Response:
     first = await request.content.readany()
     request.app[STATE].upload_started.set()
@@ -217,6 +241,9 @@ def upstream_app(state: UpstreamState) -> web.Application:
     app = web.Application(middlewares=[_counting])
     app[STATE] = state
     app.router.add_get("/_t/stream", stream)
+    app.router.add_get("/_t/head-first", head_first)
+    app.router.add_get("/_t/small-chunked", small_chunked)
+    app.router.add_get("/_t/no-content", no_content)
     app.router.add_post("/_t/upload-stream", upload_stream)
     app.router.add_get("/_t/big", big)
     app.router.add_get("/_t/gzip", gzipped)
@@ -571,6 +598,49 @@ async def test_redirects_are_relayed_not_followed(
         assert resp.status == 302
         assert resp.headers["Location"] == "/elsewhere?x=1"
     assert stack.state.requests == 1
+
+
+async def test_the_head_is_not_held_back_until_the_body_comes(
+    stack: Stack, client: aiohttp.ClientSession
+) -> None:
+    async with client.get(stack.url + "/_t/head-first") as resp:
+        # The head reached the client while the upstream still holds the body back.
+        assert resp.status == 200
+        assert resp.headers["X-Head"] == "early"
+        assert not stack.state.release_stream.is_set()
+        stack.state.release_stream.set()
+        assert await resp.read() == b"late body"
+
+
+async def test_a_body_that_came_with_the_head_is_relayed_whole(
+    stack: Stack, client: aiohttp.ClientSession
+) -> None:
+    raw = await raw_exchange(
+        stack.front_port,
+        b"GET /_t/small-chunked HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+    )
+    head, body = raw.split(b"\r\n\r\n", 1)
+    assert b"Transfer-Encoding: chunked" in head
+    assert body == b"9\r\nall of it\r\n0\r\n\r\n"
+    raw = await raw_exchange(
+        stack.front_port, b"GET /bench HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
+    )
+    assert json.loads(body_of(raw))["raw_path"] == "/bench"  # Content-Length, in one piece
+
+
+async def test_empty_answers_keep_their_framing(stack: Stack) -> None:
+    raw = await raw_exchange(
+        stack.front_port,
+        b"GET /_t/no-content HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n",
+    )
+    assert raw.startswith(b"HTTP/1.1 204 ")
+    assert b"X-Empty: yes" in raw
+    assert body_of(raw) == b""
+    head = await raw_exchange(
+        stack.front_port, b"HEAD /bench HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
+    )
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert body_of(head) == b""
 
 
 async def test_large_bodies_stream_both_ways(stack: Stack, client: aiohttp.ClientSession) -> None:
