@@ -16,7 +16,7 @@ from gateway.errors import UsageError
 from gateway.policy import COUNTRY_CODES, PolicyError, lint, load_policy_file
 from gateway.policy_store import apply_policies, load_policy_path
 from gateway.reports import readiness_report
-from gateway.store import Store
+from gateway.store import AuditEntry, Store
 from gateway.terminal import parse_instant, table
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -191,28 +191,23 @@ async def _link(args: argparse.Namespace, store: Store) -> int:
     if country not in COUNTRY_CODES:
         raise UsageError(f"--country {args.country!r} is not an ISO 3166-1 alpha-2 code")
     org_id = await _find_org_id(store, args.org)
-    now = system_clock()
-    tenant = await store.tenants.link(
-        org_id=org_id, tenant_id=args.tenant_id, name=args.name, country_code=country, now=now
-    )
-    await store.audit.record(
-        kind="org.tenant_linked",
-        at=now,
-        actor="cli",
-        subject=tenant.tenant_id,
+    change = await store.tenants.link(
         org_id=org_id,
-        detail={"name": tenant.name, "country_code": tenant.country_code},
+        tenant_id=args.tenant_id,
+        name=args.name,
+        country_code=country,
+        now=system_clock(),
+        audit=AuditEntry(actor="cli"),
     )
+    tenant = change.after
     print(f"linked {tenant.tenant_id} ({tenant.country_code}) to {org_id}")
     return EXIT_OK
 
 
 async def _unlink(args: argparse.Namespace, store: Store) -> int:
     org_id = await _find_org_id(store, args.org)
-    now = system_clock()
-    await store.tenants.unlink(org_id, args.tenant_id, now)
-    await store.audit.record(
-        kind="org.tenant_unlinked", at=now, actor="cli", subject=args.tenant_id, org_id=org_id
+    await store.tenants.unlink(
+        org_id, args.tenant_id, system_clock(), audit=AuditEntry(actor="cli")
     )
     print(f"unlinked {args.tenant_id} from {org_id}")
     return EXIT_OK

@@ -18,7 +18,7 @@ from gateway.policy import (
     parse_policy,
     policy_to_document,
 )
-from gateway.store import Store
+from gateway.store import AuditEntry, Store
 from gateway.store.records import Tenant
 
 log = logging.getLogger(__name__)
@@ -59,44 +59,39 @@ def load_policy_path(path: str | Path) -> list[Policy]:
 async def apply_policies(
     store: Store, policies: Sequence[Policy], *, now: float, by: str
 ) -> list[Applied]:
-    """Create or replace each policy; applying the same files twice changes nothing."""
+    """Create or replace each policy; applying the same files twice changes nothing.
+
+    Each change is audited in its own transaction, with the documents before and after (the
+    stored enabled flag in them); an unchanged policy records no event.
+    """
+    audit = AuditEntry(actor=by)
     results = []
     for policy in policies:
         document = policy_to_document(policy)
         try:
             before = await store.policies.get(policy.id)
         except NotFoundError:
-            stored = await store.policies.create(
-                policy_id=policy.id, document=document, enabled=policy.enabled, now=now, by=by
+            change = await store.policies.create(
+                policy_id=policy.id,
+                document=document,
+                enabled=policy.enabled,
+                now=now,
+                by=by,
+                audit=audit,
             )
-            await store.audit.record(
-                kind="policy.created",
-                at=now,
-                actor=by,
-                subject=policy.id,
-                detail={"after": document, "version": stored.version},
+            action: Action = "created"
+        else:
+            change = await store.policies.replace(
+                policy_id=policy.id,
+                document=document,
+                enabled=policy.enabled,
+                expected_version=before.version,
+                now=now,
+                by=by,
+                audit=audit,
             )
-            results.append(Applied(policy_id=policy.id, action="created", version=stored.version))
-            continue
-        stored = await store.policies.replace(
-            policy_id=policy.id,
-            document=document,
-            enabled=policy.enabled,
-            expected_version=before.version,
-            now=now,
-            by=by,
-        )
-        if stored.version == before.version:
-            results.append(Applied(policy_id=policy.id, action="unchanged", version=stored.version))
-            continue
-        await store.audit.record(
-            kind="policy.replaced",
-            at=now,
-            actor=by,
-            subject=policy.id,
-            detail={"before": before.document, "after": document, "version": stored.version},
-        )
-        results.append(Applied(policy_id=policy.id, action="replaced", version=stored.version))
+            action = "replaced" if change.changed else "unchanged"
+        results.append(Applied(policy_id=policy.id, action=action, version=change.after.version))
     return results
 
 

@@ -10,6 +10,8 @@ import pytest
 from yarl import URL
 
 from gateway.admin.diff import diff_documents
+from gateway.errors import StoreError
+from gateway.store import policies as store_policies
 from tests.conftest import START, GatewayFactory, RunningGateway, sign_in
 from tests.test_admin_support import (
     API,
@@ -428,4 +430,28 @@ async def test_a_write_racing_ours_wins_and_ours_is_412(
     assert "version 2, not 1" in body["detail"]
     stored = await store.policies.get(AU_POLICY)
     assert (stored.version, stored.enabled, stored.updated_by) == (2, False, "rival")
+    assert await policy_events(gateway) == []
+
+
+async def test_a_change_whose_audit_event_fails_is_not_made(
+    gateway: RunningGateway, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = gateway.services.store
+
+    async def refuse(*args: Any, **kwargs: Any) -> int:
+        raise StoreError("the audit table is unwritable")
+
+    monkeypatch.setattr(store_policies, "record_change", refuse)
+    changed = shipped_document()
+    changed["description"] = "Never stored."
+    async with gateway.client() as http:
+        created = await http.post(POLICIES, json=nz_document(), headers=bearer(token))
+        replaced = await http.put(AU, json=changed, headers=bearer(token, **{"If-Match": '"1"'}))
+        disabled = await http.post(f"{AU}/disable", headers=bearer(token, **{"If-Match": '"1"'}))
+        deleted = await http.delete(AU, headers=bearer(token, **{"If-Match": '"1"'}))
+    assert [r.status for r in (created, replaced, disabled, deleted)] == [500] * 4
+    assert [p.id for p in await store.policies.list()] == [AU_POLICY]
+    stored = await store.policies.get(AU_POLICY)
+    assert (stored.version, stored.enabled) == (1, True)
+    assert stored.document["description"] != "Never stored."
     assert await policy_events(gateway) == []

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from gateway.decisions import PROMPT_KEY
+from gateway.errors import StoreError
+from gateway.store import tenants as store_tenants
 from tests.conftest import START, GatewayFactory, RunningGateway
 from tests.test_admin_support import (
     API,
@@ -264,3 +267,44 @@ async def test_the_audit_trail_by_kind_time_and_page(gateway: RunningGateway, to
     assert later["more"] is False
     assert bad.status == 400
     assert refused.status == 403
+
+
+async def test_concurrent_identical_links_make_one_link_and_one_event(
+    gateway: RunningGateway, token: str
+) -> None:
+    nz_org = await org_id(gateway, NZ_ORG)
+    tenants = f"{API}/orgs/{nz_org}/tenants"
+    link = {"tenant_id": "nz-au-branch", "name": "Kauri Australia Pty Ltd", "country_code": "AU"}
+    async with gateway.client() as http:
+        responses = await asyncio.gather(
+            *(http.post(tenants, json=link, headers=bearer(token)) for _ in range(4))
+        )
+        bodies = [await response.json() for response in responses]
+    assert sorted(response.status for response in responses) == [200, 200, 200, 201]
+    assert sorted(body["changed"] for body in bodies) == [False, False, False, True]
+    assert len(await gateway.services.store.audit.list(kind="org.tenant_linked")) == 1
+
+
+async def test_a_tenant_change_whose_audit_event_fails_is_not_made(
+    gateway: RunningGateway, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = gateway.services.store
+    au_org = await org_id(gateway, AU_ORG)
+    nz_org = await org_id(gateway, NZ_ORG)
+    (before,) = await store.tenants.for_org(au_org)
+
+    async def refuse(*args: Any, **kwargs: Any) -> int:
+        raise StoreError("the audit table is unwritable")
+
+    monkeypatch.setattr(store_tenants, "record_change", refuse)
+    link = {"tenant_id": "nz-au-branch", "name": "Kauri Australia Pty Ltd", "country_code": "AU"}
+    async with gateway.client() as http:
+        linked = await http.post(f"{API}/orgs/{nz_org}/tenants", json=link, headers=bearer(token))
+        unlinked = await http.delete(
+            f"{API}/orgs/{au_org}/tenants/{before.tenant_id}", headers=bearer(token)
+        )
+    assert (linked.status, unlinked.status) == (500, 500)
+    assert "nz-au-branch" not in {t.tenant_id for t in await store.tenants.all()}
+    assert await store.tenants.for_org(au_org) == [before]
+    assert await store.audit.list(kind="org.tenant_linked") == []
+    assert await store.audit.list(kind="org.tenant_unlinked") == []

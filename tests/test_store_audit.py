@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import StoreError
-from gateway.store import AuditEvent, Store
+from gateway.store import AuditEntry, AuditEvent, Store
+from gateway.store.audit import record_change
 
 
 @pytest.fixture
@@ -124,3 +125,25 @@ async def test_the_store_stays_writable_while_an_export_is_paused(store: Store) 
 async def test_iterate_refuses_an_empty_page(store: Store) -> None:
     with pytest.raises(ValueError, match="page_size"):
         [event async for event in store.audit.iterate(page_size=0)]
+
+
+async def test_a_change_event_is_written_in_the_callers_transaction(store: Store) -> None:
+    entry = AuditEntry(actor="ops", client_addr="203.0.113.7", detail={"request_id": "r", "v": 0})
+    async with store.db.transaction() as conn:
+        await record_change(conn, entry, kind="x.changed", at=1.0, subject="s", detail={"v": 1})
+
+    async def failing_change() -> None:
+        async with store.db.transaction() as conn:
+            await record_change(conn, entry, kind="x.lost", at=2.0, subject="s", detail={})
+            raise RuntimeError("the change failed")
+
+    with pytest.raises(RuntimeError):
+        await failing_change()
+    (event,) = await store.audit.list()
+    assert (event.kind, event.actor, event.subject, event.client_addr) == (
+        "x.changed",
+        "ops",
+        "s",
+        "203.0.113.7",
+    )
+    assert event.detail == {"request_id": "r", "v": 1}  # the change's own detail wins

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,8 @@ from gateway.errors import ConflictError, NotFoundError, StoreError
 from gateway.store import (
     LATEST_VERSION,
     MIGRATIONS,
+    AuditEntry,
+    PolicyChange,
     PolicyVersion,
     PreconditionFailedError,
     Store,
@@ -33,9 +35,10 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 async def _create(store: Store, policy_id: str = "pol-mfa", now: float = 10.0) -> StoredPolicy:
-    return await store.policies.create(
+    change = await store.policies.create(
         policy_id=policy_id, document=DOC, enabled=True, now=now, by="admin:ava"
     )
+    return change.after
 
 
 async def _row_counts(store: Store) -> tuple[int, int]:
@@ -120,17 +123,23 @@ async def test_a_document_that_is_not_a_json_object_is_refused(store: Store) -> 
 
 async def test_every_kind_of_change_adds_a_version_and_a_history_entry(store: Store) -> None:
     await _create(store, now=1.0)
-    replaced = await store.policies.replace(
-        policy_id="pol-mfa", document=OTHER, enabled=True, expected_version=1, now=2.0, by="b"
-    )
+    replaced = (
+        await store.policies.replace(
+            policy_id="pol-mfa", document=OTHER, enabled=True, expected_version=1, now=2.0, by="b"
+        )
+    ).after
     assert (replaced.version, replaced.document, replaced.updated_by) == (2, OTHER, "b")
-    disabled = await store.policies.set_enabled(
-        policy_id="pol-mfa", enabled=False, expected_version=2, now=3.0, by="c"
-    )
+    disabled = (
+        await store.policies.set_enabled(
+            policy_id="pol-mfa", enabled=False, expected_version=2, now=3.0, by="c"
+        )
+    ).after
     assert (disabled.version, disabled.enabled, disabled.document) == (3, False, OTHER)
-    enabled = await store.policies.set_enabled(
-        policy_id="pol-mfa", enabled=True, expected_version=None, now=4.0, by="d"
-    )
+    enabled = (
+        await store.policies.set_enabled(
+            policy_id="pol-mfa", enabled=True, expected_version=None, now=4.0, by="d"
+        )
+    ).after
     assert (enabled.version, enabled.enabled) == (4, True)
     assert await store.policies.get("pol-mfa") == enabled
     deleted = await store.policies.delete(policy_id="pol-mfa", expected_version=4, now=5.0, by="e")
@@ -168,7 +177,7 @@ async def test_the_set_version_counts_changes_across_all_policies(store: Store) 
 
 async def test_replacing_with_the_same_document_and_flag_changes_nothing(store: Store) -> None:
     created = await _create(store)
-    same = await store.policies.replace(
+    change = await store.policies.replace(
         policy_id="pol-mfa",
         document=dict(reversed(list(DOC.items()))),  # same object, other key order
         enabled=True,
@@ -176,6 +185,8 @@ async def test_replacing_with_the_same_document_and_flag_changes_nothing(store: 
         now=99.0,
         by="someone-else",
     )
+    assert not change.changed
+    same = change.after
     assert same == created
     assert await store.policies.set_version() == 1
     assert len(await store.policies.history("pol-mfa")) == 1
@@ -183,18 +194,22 @@ async def test_replacing_with_the_same_document_and_flag_changes_nothing(store: 
 
 async def test_replacing_only_the_enabled_flag_is_a_change(store: Store) -> None:
     await _create(store)
-    replaced = await store.policies.replace(
-        policy_id="pol-mfa", document=DOC, enabled=False, expected_version=None, now=2, by="x"
-    )
+    replaced = (
+        await store.policies.replace(
+            policy_id="pol-mfa", document=DOC, enabled=False, expected_version=None, now=2, by="x"
+        )
+    ).after
     assert (replaced.version, replaced.enabled) == (2, False)
     assert await store.policies.set_version() == 2
 
 
 async def test_setting_the_flag_it_already_has_changes_nothing(store: Store) -> None:
     created = await _create(store)
-    same = await store.policies.set_enabled(
+    change = await store.policies.set_enabled(
         policy_id="pol-mfa", enabled=True, expected_version=1, now=2, by="x"
     )
+    assert not change.changed
+    same = change.after
     assert same == created
     assert await store.policies.set_version() == 1
 
@@ -272,7 +287,7 @@ async def test_two_writers_on_one_store_with_the_same_expected_version_one_wins(
         ),
         return_exceptions=True,
     )
-    winners = [r for r in results if isinstance(r, StoredPolicy)]
+    winners = [r.after for r in results if isinstance(r, PolicyChange)]
     losers = [r for r in results if isinstance(r, PreconditionFailedError)]
     assert len(winners) == 1
     assert len(losers) == 9
@@ -308,7 +323,7 @@ async def test_two_processes_with_the_same_expected_version_exactly_one_wins(
             ),
             return_exceptions=True,
         )
-        winners = [r for r in results if isinstance(r, StoredPolicy)]
+        winners = [r.after for r in results if isinstance(r, PolicyChange)]
         assert len(winners) == 1
         assert sum(isinstance(r, PreconditionFailedError) for r in results) == 1
         assert await second.policies.get("pol-mfa") == winners[0]
@@ -335,13 +350,141 @@ async def test_history_survives_delete(store: Store) -> None:
 async def test_re_creating_a_deleted_policy_continues_its_version_numbers(store: Store) -> None:
     await _create(store)
     await store.policies.delete(policy_id="pol-mfa", expected_version=1, now=2, by="x")
-    again = await store.policies.create(
-        policy_id="pol-mfa", document=OTHER, enabled=False, now=3, by="y"
-    )
+    again = (
+        await store.policies.create(
+            policy_id="pol-mfa", document=OTHER, enabled=False, now=3, by="y"
+        )
+    ).after
     assert again.version == 3
     history = await store.policies.history("pol-mfa")
     assert [(v.version, v.change) for v in history] == [(1, "create"), (2, "delete"), (3, "create")]
     assert await store.policies.set_version() == 3
+
+
+# --- audited writes ---------------------------------------------------------------------------
+
+AUDIT = AuditEntry(actor="admin:ava", client_addr="203.0.113.7", detail={"request_id": "r-1"})
+
+
+async def test_every_audited_change_records_its_event_with_before_and_after(store: Store) -> None:
+    await store.policies.create(
+        policy_id="pol-mfa", document=DOC, enabled=True, now=1, by="a", audit=AUDIT
+    )
+    await store.policies.replace(
+        policy_id="pol-mfa",
+        document=OTHER,
+        enabled=True,
+        expected_version=1,
+        now=2,
+        by="a",
+        audit=AUDIT,
+    )
+    await store.policies.set_enabled(
+        policy_id="pol-mfa", enabled=False, expected_version=2, now=3, by="a", audit=AUDIT
+    )
+    await store.policies.set_enabled(
+        policy_id="pol-mfa", enabled=True, expected_version=3, now=4, by="a", audit=AUDIT
+    )
+    await store.policies.delete(policy_id="pol-mfa", expected_version=4, now=5, by="a", audit=AUDIT)
+    events = await store.audit.list()
+    assert [(e.kind, e.at, e.detail["version"]) for e in events] == [
+        ("policy.created", 1, 1),
+        ("policy.replaced", 2, 2),
+        ("policy.disabled", 3, 3),
+        ("policy.enabled", 4, 4),
+        ("policy.deleted", 5, 5),
+    ]
+    for event in events:
+        assert (event.actor, event.subject, event.client_addr) == (
+            "admin:ava",
+            "pol-mfa",
+            "203.0.113.7",
+        )
+        assert event.detail["request_id"] == "r-1"
+    created, replaced, disabled, enabled, deleted = (e.detail for e in events)
+    assert created["before"] is None
+    assert created["after"] == {**DOC, "enabled": True}
+    assert (replaced["before"], replaced["after"]) == (
+        {**DOC, "enabled": True},
+        {**OTHER, "enabled": True},
+    )
+    # The stored flag is in the documents, before and after, whatever the document says.
+    assert (disabled["before"]["enabled"], disabled["after"]["enabled"]) == (True, False)
+    assert (enabled["before"]["enabled"], enabled["after"]["enabled"]) == (False, True)
+    assert (deleted["before"], deleted["after"]) == ({**OTHER, "enabled": True}, None)
+
+
+async def test_a_write_that_changes_nothing_records_no_event(store: Store) -> None:
+    await store.policies.create(
+        policy_id="pol-mfa", document=DOC, enabled=True, now=1, by="a", audit=AUDIT
+    )
+    same = await store.policies.replace(
+        policy_id="pol-mfa",
+        document=DOC,
+        enabled=True,
+        expected_version=1,
+        now=2,
+        by="a",
+        audit=AUDIT,
+    )
+    flag = await store.policies.set_enabled(
+        policy_id="pol-mfa", enabled=True, expected_version=None, now=3, by="a", audit=AUDIT
+    )
+    assert not same.changed
+    assert not flag.changed
+    assert same.before == same.after
+    assert [e.kind for e in await store.audit.list()] == ["policy.created"]
+
+
+async def test_the_change_reports_the_before_its_transaction_saw(store: Store) -> None:
+    await _create(store)
+    await store.policies.replace(
+        policy_id="pol-mfa", document=OTHER, enabled=True, expected_version=None, now=2, by="x"
+    )
+    change = await store.policies.set_enabled(
+        policy_id="pol-mfa", enabled=False, expected_version=None, now=3, by="y", audit=AUDIT
+    )
+    assert change.changed
+    assert change.before is not None
+    assert (change.before.version, change.before.document) == (2, OTHER)
+    assert (change.after.version, change.after.enabled) == (3, False)
+    (event,) = await store.audit.list()
+    assert event.detail["before"] == {**OTHER, "enabled": True}
+
+
+@pytest.mark.parametrize("write", ["create", "replace", "set_enabled", "delete"])
+async def test_a_change_whose_audit_event_cannot_be_written_is_not_made(
+    store: Store, write: str
+) -> None:
+    await _create(store, "pol-mfa")
+    unwritable = AuditEntry(actor="x", detail={"not json": object()})
+    before = (await store.policies.set_version(), await _row_counts(store))
+    writes: dict[str, Callable[[], Awaitable[object]]] = {
+        "create": lambda: store.policies.create(
+            policy_id="pol-new", document=DOC, enabled=True, now=2, by="x", audit=unwritable
+        ),
+        "replace": lambda: store.policies.replace(
+            policy_id="pol-mfa",
+            document=OTHER,
+            enabled=True,
+            expected_version=1,
+            now=2,
+            by="x",
+            audit=unwritable,
+        ),
+        "set_enabled": lambda: store.policies.set_enabled(
+            policy_id="pol-mfa", enabled=False, expected_version=1, now=2, by="x", audit=unwritable
+        ),
+        "delete": lambda: store.policies.delete(
+            policy_id="pol-mfa", expected_version=1, now=2, by="x", audit=unwritable
+        ),
+    }
+    with pytest.raises(StoreError, match="not JSON-serialisable"):
+        await writes[write]()
+    assert (await store.policies.set_version(), await _row_counts(store)) == before
+    assert [p.id for p in await store.policies.list()] == ["pol-mfa"]
+    assert (await store.policies.get("pol-mfa")).version == 1
+    assert await store.audit.list() == []
 
 
 # --- migration 2 ------------------------------------------------------------------------------

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from gateway.errors import NotFoundError, StoreError
-from gateway.store import NewUser, Organisation, Store, Tenant
+from gateway.store import AuditEntry, NewUser, Organisation, Store, Tenant, tenant_document
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ async def _link(
     now: float = 10.0,
     source: str = "manual",
 ) -> Tenant:
-    return await store.tenants.link(
+    change = await store.tenants.link(
         org_id=org.id,
         tenant_id=tenant_id,
         name=name,
@@ -41,6 +42,7 @@ async def _link(
         now=now,
         source=source,
     )
+    return change.after
 
 
 # --- tenants ----------------------------------------------------------------------------------
@@ -157,6 +159,100 @@ async def test_tenants_are_listed_per_organisation_or_all(store: Store, org: Org
     assert await store.tenants.for_org(other.id) == [b, same_id_elsewhere]
     assert await store.tenants.for_org("org_none") == []
     assert await store.tenants.all() == [a, b, c, same_id_elsewhere]
+
+
+# --- audited links -----------------------------------------------------------------------------
+
+AUDIT = AuditEntry(actor="ops", client_addr="203.0.113.7", detail={"request_id": "r-1"})
+
+
+async def test_a_link_tells_a_new_link_from_a_change_and_from_a_confirmation(
+    store: Store, org: Organisation
+) -> None:
+    new = await store.tenants.link(
+        org_id=org.id, tenant_id="xt-1", name="A", country_code="AU", now=10, audit=AUDIT
+    )
+    same = await store.tenants.link(
+        org_id=org.id, tenant_id="xt-1", name="A", country_code="AU", now=20, audit=AUDIT
+    )
+    renamed = await store.tenants.link(
+        org_id=org.id, tenant_id="xt-1", name="B", country_code="AU", now=30, audit=AUDIT
+    )
+    assert (new.created, new.changed, new.before) == (True, True, None)
+    assert (same.created, same.changed) == (False, False)
+    assert same.before == new.after
+    assert same.after.checked_at == 20
+    assert (renamed.created, renamed.changed) == (False, True)
+    assert renamed.before == same.after
+    events = await store.audit.list()
+    assert [e.kind for e in events] == ["org.tenant_linked", "org.tenant_linked"]
+    first, second = events
+    assert (first.actor, first.subject, first.org_id, first.client_addr, first.at) == (
+        "ops",
+        "xt-1",
+        org.id,
+        "203.0.113.7",
+        10,
+    )
+    assert first.detail["request_id"] == "r-1"
+    assert first.detail["before"] is None
+    assert first.detail["after"] == tenant_document(new.after)
+    assert (first.detail["name"], first.detail["country_code"]) == ("A", "AU")
+    assert second.detail["before"] == tenant_document(same.after)
+    assert second.detail["after"]["name"] == "B"
+
+
+async def test_an_unlink_is_audited_once(store: Store, org: Organisation) -> None:
+    linked = await _link(store, org, now=10.0)
+    gone = await store.tenants.unlink(org.id, "xt-1", 15.0, audit=AUDIT)
+    again = await store.tenants.unlink(org.id, "xt-1", 16.0, audit=AUDIT)
+    assert (gone.changed, gone.before, gone.after.active, gone.after.checked_at) == (
+        True,
+        linked,
+        False,
+        15.0,
+    )
+    assert [(await store.tenants.for_org(org.id))[0]] == [gone.after]
+    assert (again.changed, again.before, again.after) == (False, gone.after, gone.after)
+    (event,) = await store.audit.list()
+    assert event.kind == "org.tenant_unlinked"
+    assert event.detail["before"] == tenant_document(linked)
+    assert event.detail["after"] == tenant_document(gone.after)
+
+
+async def test_a_link_whose_audit_event_cannot_be_written_is_not_made(
+    store: Store, org: Organisation
+) -> None:
+    unwritable = AuditEntry(actor="x", detail={"not json": object()})
+    with pytest.raises(StoreError, match="not JSON-serialisable"):
+        await store.tenants.link(
+            org_id=org.id, tenant_id="xt-1", name="A", country_code="AU", now=1, audit=unwritable
+        )
+    assert await store.tenants.all() == []
+    assert await store.tenants.facts_version() == 0
+    await _link(store, org)
+    with pytest.raises(StoreError, match="not JSON-serialisable"):
+        await store.tenants.unlink(org.id, "xt-1", 2.0, audit=unwritable)
+    assert [t.active for t in await store.tenants.all()] == [True]
+    assert await store.tenants.facts_version() == 1
+    assert await store.audit.list() == []
+
+
+async def test_concurrent_identical_links_make_one_new_link_and_one_event(
+    store: Store, org: Organisation
+) -> None:
+    changes = await asyncio.gather(
+        *(
+            store.tenants.link(
+                org_id=org.id, tenant_id="xt-1", name="A", country_code="AU", now=10, audit=AUDIT
+            )
+            for _ in range(5)
+        )
+    )
+    assert sum(change.created for change in changes) == 1
+    assert sum(change.changed for change in changes) == 1
+    assert len(await store.audit.list(kind="org.tenant_linked")) == 1
+    assert await store.tenants.facts_version() == 1
 
 
 # --- user-base summaries (UserRepository.count_by_org, list_all_light) -------------------------

@@ -31,7 +31,7 @@ from gateway.decisions import PROMPT_KEY
 from gateway.errors import NotFoundError
 from gateway.policy import COUNTRY_CODES, PolicyError, parse_policy
 from gateway.reports import readiness_report
-from gateway.store import Tenant, User
+from gateway.store import User, tenant_document
 from gateway.web import openapi
 
 MAX_TENANT_ID = 128
@@ -49,18 +49,6 @@ class AdminRoute:
     path: str
     handler: AdminHandler
     scopes: tuple[str, ...]
-
-
-def _tenant(tenant: Tenant) -> dict[str, Any]:
-    return {
-        "tenant_id": tenant.tenant_id,
-        "name": tenant.name,
-        "country_code": tenant.country_code,
-        "active": tenant.active,
-        "linked_at": instant(tenant.linked_at),
-        "checked_at": instant(tenant.checked_at),
-        "source": tenant.source,
-    }
 
 
 async def _user(call: Call, key: str) -> User:
@@ -149,7 +137,7 @@ async def list_orgs(call: Call) -> web.StreamResponse:
     store = call.services.store
     tenants: dict[str, list[dict[str, Any]]] = {}
     for tenant in await store.tenants.all():
-        tenants.setdefault(tenant.org_id, []).append(_tenant(tenant))
+        tenants.setdefault(tenant.org_id, []).append(tenant_document(tenant))
     users = await store.users.count_by_org()
     return json_response(
         {
@@ -210,71 +198,43 @@ def _link_request(data: Mapping[str, Any]) -> tuple[str, str, str]:
 _LINK_KEYS = frozenset({"tenant_id", "name", "country_code"})
 
 
-def _facts(tenant: Tenant) -> tuple[str, str, bool, str]:
-    """What a link is judged on, as the store judges it: everything but the timestamps."""
-    return (tenant.name, tenant.country_code, tenant.active, tenant.source)
-
-
-async def _linked(call: Call, org_id: str, tenant_id: str) -> Tenant | None:
-    tenants = await call.services.store.tenants.for_org(org_id)
-    return next((t for t in tenants if t.tenant_id == tenant_id), None)
-
-
 async def link_tenant(call: Call) -> web.StreamResponse:
     org_id = call.path("org_id")
     tenant_id, name, country = _link_request(await read_json_object(call.request))
-    store = call.services.store
-    before = await _linked(call, org_id, tenant_id)
     try:
-        tenant = await store.tenants.link(
-            org_id=org_id, tenant_id=tenant_id, name=name, country_code=country, now=call.now
+        change = await call.services.store.tenants.link(
+            org_id=org_id,
+            tenant_id=tenant_id,
+            name=name,
+            country_code=country,
+            now=call.now,
+            audit=call.audit,
         )
     except NotFoundError:
         raise not_found("org-not-found", f"There is no organisation {org_id!r}.") from None
-    changed = before is None or _facts(before) != _facts(tenant)
-    if changed:  # confirming a link as it stands is no change: nothing to audit
+    if change.changed:  # confirming a link as it stands is no change, and was not audited
         await call.refresh()
-        await call.audit(
-            "org.tenant_linked",
-            subject=tenant_id,
-            org_id=org_id,
-            detail={
-                "before": _tenant(before) if before is not None else None,
-                "after": _tenant(tenant),
-                "name": tenant.name,
-                "country_code": tenant.country_code,
-            },
-        )
     return json_response(
-        {"org_id": org_id, "changed": changed, "tenant": _tenant(tenant)},
-        status=201 if before is None else 200,
+        {"org_id": org_id, "changed": change.changed, "tenant": tenant_document(change.after)},
+        status=201 if change.created else 200,
     )
 
 
 async def unlink_tenant(call: Call) -> web.StreamResponse:
     org_id, tenant_id = call.path("org_id"), call.path("tenant_id")
-    store = call.services.store
-    before = await _linked(call, org_id, tenant_id)
-    if before is None:
-        raise not_found("tenant-not-found", f"Organisation {org_id!r} has no tenant {tenant_id!r}.")
     try:
-        await store.tenants.unlink(org_id, tenant_id, call.now)
+        change = await call.services.store.tenants.unlink(
+            org_id, tenant_id, call.now, audit=call.audit
+        )
     except NotFoundError:
         raise not_found(
             "tenant-not-found", f"Organisation {org_id!r} has no tenant {tenant_id!r}."
         ) from None
-    after = await _linked(call, org_id, tenant_id)
-    assert after is not None  # unlinking keeps the row
-    changed = before.active
-    if changed:
+    if change.changed:
         await call.refresh()
-        await call.audit(
-            "org.tenant_unlinked",
-            subject=tenant_id,
-            org_id=org_id,
-            detail={"before": _tenant(before), "after": _tenant(after)},
-        )
-    return json_response({"org_id": org_id, "changed": changed, "tenant": _tenant(after)})
+    return json_response(
+        {"org_id": org_id, "changed": change.changed, "tenant": tenant_document(change.after)}
+    )
 
 
 async def audit_events(call: Call) -> web.StreamResponse:

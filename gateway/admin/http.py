@@ -17,7 +17,7 @@ from aiohttp.typedefs import Handler
 from gateway.admin.tokens import actor, allows, authenticate
 from gateway.errors import StoreError
 from gateway.services import CLIENT_ADDR, OUTCOME, REQUEST_ID, SERVICES, Services
-from gateway.store import AdminToken
+from gateway.store import AdminToken, AuditEntry
 from gateway.web.problems import problem_response
 
 log = logging.getLogger("gateway.admin")
@@ -92,22 +92,13 @@ class Call:
     def path(self, name: str) -> str:
         return self.request.match_info[name]
 
-    async def audit(
-        self,
-        kind: str,
-        *,
-        subject: str,
-        detail: Mapping[str, Any],
-        org_id: str | None = None,
-    ) -> None:
-        await self.services.store.audit.record(
-            kind=kind,
-            at=self.now,
+    @property
+    def audit(self) -> AuditEntry:
+        """Who is asking, for the audit event the store writes with a change this call makes."""
+        return AuditEntry(
             actor=self.actor,
-            subject=subject,
-            org_id=org_id,
             client_addr=self.request[CLIENT_ADDR],
-            detail={**detail, "request_id": self.request[REQUEST_ID]},
+            detail={"request_id": self.request[REQUEST_ID]},
         )
 
     async def refresh(self) -> None:

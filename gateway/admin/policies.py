@@ -22,7 +22,7 @@ from gateway.admin.http import (
 )
 from gateway.errors import ConflictError, NotFoundError
 from gateway.policy import Policy, PolicyError, lint, parse_policy, policy_to_document
-from gateway.store import PolicyVersion, PreconditionFailedError, StoredPolicy
+from gateway.store import PolicyVersion, PreconditionFailedError, StoredPolicy, policy_document
 
 POLICIES = f"{ADMIN_PREFIX}/policies"
 # Store versions are SQLite integers; a larger number names no version (and would overflow).
@@ -30,12 +30,8 @@ _MAX_VERSION = 2**31
 
 
 def document_of(document: dict[str, Any], enabled: bool) -> dict[str, Any]:
-    """The document with the stored enabled flag in it.
-
-    Enabling or disabling keeps the stored document as it was, so its own ``enabled`` can be
-    stale; the flag is the truth, and a document read here can be sent back unchanged.
-    """
-    return {**document, "enabled": enabled}
+    """The document with the stored enabled flag in it, as the store audits it."""
+    return policy_document(document, enabled)
 
 
 def record(stored: StoredPolicy) -> dict[str, Any]:
@@ -151,12 +147,13 @@ async def create_policy(call: Call) -> web.StreamResponse:
     policy = _parse(await read_json_object(call.request), url_id=None)
     document = policy_to_document(policy)
     try:
-        stored = await call.services.store.policies.create(
+        change = await call.services.store.policies.create(
             policy_id=policy.id,
             document=document,
             enabled=policy.enabled,
             now=call.now,
             by=call.actor,
+            audit=call.audit,
         )
     except ConflictError:
         raise ApiProblem(
@@ -166,12 +163,7 @@ async def create_policy(call: Call) -> web.StreamResponse:
             f"A policy {policy.id!r} exists already; replace it with PUT {POLICIES}/{policy.id}.",
         ) from None
     await call.refresh()
-    after = document_of(stored.document, stored.enabled)
-    await call.audit(
-        "policy.created",
-        subject=policy.id,
-        detail={"before": None, "after": after, "version": stored.version},
-    )
+    stored = change.after
     return json_response(
         {**record(stored), "warnings": _warnings(call, policy)},
         status=201,
@@ -188,32 +180,24 @@ async def replace_policy(call: Call) -> web.StreamResponse:
     if before.version not in versions:
         raise precondition_failed(policy_id, before.version)
     try:
-        stored = await call.services.store.policies.replace(
+        change = await call.services.store.policies.replace(
             policy_id=policy_id,
             document=policy_to_document(policy),
             enabled=policy.enabled,
             expected_version=before.version,
             now=call.now,
             by=call.actor,
+            audit=call.audit,
         )
     except PreconditionFailedError as exc:
         raise _stale(exc) from None
     except NotFoundError:
         raise _policy_not_found(policy_id) from None
-    changed = stored.version != before.version
-    if changed:  # the same document again is not a change: no new version, nothing to audit
+    if change.changed:  # the same document again is no change: no new version, no audit event
         await call.refresh()
-        await call.audit(
-            "policy.replaced",
-            subject=policy_id,
-            detail={
-                "before": document_of(before.document, before.enabled),
-                "after": document_of(stored.document, stored.enabled),
-                "version": stored.version,
-            },
-        )
+    stored = change.after
     return json_response(
-        {**record(stored), "changed": changed, "warnings": _warnings(call, policy)},
+        {**record(stored), "changed": change.changed, "warnings": _warnings(call, policy)},
         version=stored.version,
     )
 
@@ -222,30 +206,22 @@ async def _set_enabled(call: Call, enabled: bool) -> web.StreamResponse:
     policy_id = call.path("policy_id")
     before = await _checked(call, policy_id)
     try:
-        stored = await call.services.store.policies.set_enabled(
+        change = await call.services.store.policies.set_enabled(
             policy_id=policy_id,
             enabled=enabled,
             expected_version=before.version,
             now=call.now,
             by=call.actor,
+            audit=call.audit,
         )
     except PreconditionFailedError as exc:
         raise _stale(exc) from None
     except NotFoundError:
         raise _policy_not_found(policy_id) from None
-    changed = stored.version != before.version
-    if changed:
+    if change.changed:
         await call.refresh()
-        await call.audit(
-            "policy.enabled" if enabled else "policy.disabled",
-            subject=policy_id,
-            detail={
-                "before": document_of(before.document, before.enabled),
-                "after": document_of(stored.document, stored.enabled),
-                "version": stored.version,
-            },
-        )
-    return json_response({**record(stored), "changed": changed}, version=stored.version)
+    stored = change.after
+    return json_response({**record(stored), "changed": change.changed}, version=stored.version)
 
 
 async def enable_policy(call: Call) -> web.StreamResponse:
@@ -261,22 +237,17 @@ async def delete_policy(call: Call) -> web.StreamResponse:
     before = await _checked(call, policy_id)
     try:
         entry = await call.services.store.policies.delete(
-            policy_id=policy_id, expected_version=before.version, now=call.now, by=call.actor
+            policy_id=policy_id,
+            expected_version=before.version,
+            now=call.now,
+            by=call.actor,
+            audit=call.audit,
         )
     except PreconditionFailedError as exc:
         raise _stale(exc) from None
     except NotFoundError:
         raise _policy_not_found(policy_id) from None
     await call.refresh()
-    await call.audit(
-        "policy.deleted",
-        subject=policy_id,
-        detail={
-            "before": document_of(before.document, before.enabled),
-            "after": None,
-            "version": entry.version,
-        },
-    )
     # No ETag: there is no policy left for one to describe. The history keeps the version.
     return json_response({"id": policy_id, **_history_entry(entry)})
 

@@ -11,25 +11,33 @@ from gateway.store.database import Database
 from gateway.store.dismissals import DismissalLimitError, DismissalRepository
 from gateway.store.migrations import LATEST_VERSION, MIGRATIONS, Migration, migrate
 from gateway.store.organisations import OrganisationRepository
-from gateway.store.policies import PolicyRepository, PreconditionFailedError, canonical_json
+from gateway.store.policies import (
+    PolicyRepository,
+    PreconditionFailedError,
+    canonical_json,
+    policy_document,
+)
 from gateway.store.records import (
     POLICY_CHANGES,
     ROLES,
     TENANT_SOURCES,
     AdminToken,
+    AuditEntry,
     AuditEvent,
     NewUser,
     Organisation,
+    PolicyChange,
     PolicyVersion,
     SessionRecord,
     StoredPolicy,
     Tenant,
+    TenantChange,
     ThrottleState,
     User,
 )
 from gateway.store.revocations import RevocationRepository
 from gateway.store.sessions import SessionRepository
-from gateway.store.tenants import TenantRepository
+from gateway.store.tenants import TenantRepository, tenant_document
 from gateway.store.throttle import ThrottleRepository
 from gateway.store.users import UserRepository
 
@@ -41,6 +49,7 @@ __all__ = [
     "TENANT_SOURCES",
     "AdminToken",
     "AdminTokenRepository",
+    "AuditEntry",
     "AuditEvent",
     "AuditRepository",
     "Database",
@@ -50,6 +59,7 @@ __all__ = [
     "NewUser",
     "Organisation",
     "OrganisationRepository",
+    "PolicyChange",
     "PolicyRepository",
     "PolicyVersion",
     "PreconditionFailedError",
@@ -59,6 +69,7 @@ __all__ = [
     "Store",
     "StoredPolicy",
     "Tenant",
+    "TenantChange",
     "TenantRepository",
     "ThrottleRepository",
     "ThrottleState",
@@ -66,6 +77,8 @@ __all__ = [
     "UserRepository",
     "canonical_json",
     "migrate",
+    "policy_document",
+    "tenant_document",
 ]
 
 

@@ -8,9 +8,11 @@ import sqlite3
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import aiosqlite
+
 from gateway.errors import StoreError
 from gateway.store.database import Database, execute_insert
-from gateway.store.records import AuditEvent
+from gateway.store.records import AuditEntry, AuditEvent
 
 _SELECT = "SELECT id, at, kind, actor, subject, org_id, client_addr, detail FROM audit_events"
 
@@ -52,6 +54,60 @@ def _where(
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
+def _detail_json(kind: str, detail: Mapping[str, Any] | None) -> str:
+    try:
+        return json.dumps(dict(detail or {}), sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"audit detail for {kind!r} is not JSON-serialisable: {exc}") from exc
+
+
+async def _insert(
+    conn: aiosqlite.Connection,
+    *,
+    kind: str,
+    at: float,
+    actor: str | None,
+    subject: str | None,
+    org_id: str | None,
+    client_addr: str | None,
+    detail_json: str,
+) -> int:
+    return await execute_insert(
+        conn,
+        "INSERT INTO audit_events (at, kind, actor, subject, org_id, client_addr, detail)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (at, kind, actor, subject, org_id, client_addr, detail_json),
+    )
+
+
+async def record_change(
+    conn: aiosqlite.Connection,
+    entry: AuditEntry,
+    *,
+    kind: str,
+    at: float,
+    subject: str,
+    detail: Mapping[str, Any],
+    org_id: str | None = None,
+) -> int:
+    """Append the event of a change inside the caller's (the change's) transaction.
+
+    ``detail`` (what the change saw: before, after...) is laid over ``entry.detail``. If the
+    event cannot be written, the error rolls the whole transaction back: no change goes
+    unaudited.
+    """
+    return await _insert(
+        conn,
+        kind=kind,
+        at=at,
+        actor=entry.actor,
+        subject=subject,
+        org_id=org_id,
+        client_addr=entry.client_addr,
+        detail_json=_detail_json(kind, {**entry.detail, **detail}),
+    )
+
+
 class AuditRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -67,17 +123,22 @@ class AuditRepository:
         client_addr: str | None = None,
         detail: Mapping[str, Any] | None = None,
     ) -> int:
-        """Append one event and return its id; ``detail`` must be JSON-serialisable."""
-        try:
-            detail_json = json.dumps(dict(detail or {}), sort_keys=True, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"audit detail for {kind!r} is not JSON-serialisable: {exc}") from exc
+        """Append one event and return its id; ``detail`` must be JSON-serialisable.
+
+        This is a transaction of its own: an event about a change another repository makes is
+        written by that repository, in the change's transaction (see :func:`record_change`).
+        """
+        detail_json = _detail_json(kind, detail)
         async with self._db.transaction() as conn:
-            return await execute_insert(
+            return await _insert(
                 conn,
-                "INSERT INTO audit_events (at, kind, actor, subject, org_id, client_addr, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (at, kind, actor, subject, org_id, client_addr, detail_json),
+                kind=kind,
+                at=at,
+                actor=actor,
+                subject=subject,
+                org_id=org_id,
+                client_addr=client_addr,
+                detail_json=detail_json,
             )
 
     async def list(

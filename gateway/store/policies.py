@@ -11,13 +11,24 @@ from typing import Any
 import aiosqlite
 
 from gateway.errors import ConflictError, NotFoundError, StoreError
+from gateway.store.audit import record_change
 from gateway.store.database import Database, execute, query_one
-from gateway.store.records import PolicyVersion, StoredPolicy
+from gateway.store.records import AuditEntry, PolicyChange, PolicyVersion, StoredPolicy
 
 _SELECT = "SELECT id, version, enabled, document, updated_at, updated_by FROM policies"
 _SELECT_VERSION = (
     "SELECT policy_id, version, change, document, enabled, at, by FROM policy_versions"
 )
+
+
+# The audit event of each change (the names in POLICY_CHANGES).
+AUDIT_KINDS = {
+    "create": "policy.created",
+    "replace": "policy.replaced",
+    "enable": "policy.enabled",
+    "disable": "policy.disabled",
+    "delete": "policy.deleted",
+}
 
 
 class PreconditionFailedError(ConflictError):
@@ -40,6 +51,15 @@ def canonical_json(document: object) -> str:
         )
     except (TypeError, ValueError) as exc:
         raise StoreError(f"a policy document is not JSON-serialisable: {exc}") from exc
+
+
+def policy_document(document: Mapping[str, Any], enabled: bool) -> dict[str, Any]:
+    """The document with the stored enabled flag in it: how a policy is read and audited.
+
+    Enabling or disabling keeps the stored document as it was, so its own ``enabled`` can be
+    stale; the flag is the truth, and a document read this way can be sent back unchanged.
+    """
+    return {**document, "enabled": enabled}
 
 
 def _document(text: str, where: str) -> dict[str, Any]:
@@ -110,6 +130,34 @@ async def _log(
     await execute(conn, "UPDATE policy_set SET version = version + 1 WHERE id = 1")
 
 
+async def _audit(
+    conn: aiosqlite.Connection,
+    audit: AuditEntry | None,
+    *,
+    change: str,
+    policy_id: str,
+    before: StoredPolicy | None,
+    after: StoredPolicy | None,
+    version: int,
+    now: float,
+) -> None:
+    """The change's audit event, in its transaction: the documents as read, before and after."""
+    if audit is None:
+        return
+    await record_change(
+        conn,
+        audit,
+        kind=AUDIT_KINDS[change],
+        at=now,
+        subject=policy_id,
+        detail={
+            "before": policy_document(before.document, before.enabled) if before else None,
+            "after": policy_document(after.document, after.enabled) if after else None,
+            "version": version,
+        },
+    )
+
+
 async def _update(
     conn: aiosqlite.Connection,
     row: sqlite3.Row,
@@ -119,7 +167,8 @@ async def _update(
     enabled: bool,
     now: float,
     by: str,
-) -> StoredPolicy:
+    audit: AuditEntry | None,
+) -> PolicyChange:
     """Move the policy in ``row`` to its next version, only if it is still at ``row``'s."""
     policy_id: str = row["id"]
     version = row["version"] + 1
@@ -141,7 +190,8 @@ async def _update(
         now=now,
         by=by,
     )
-    return StoredPolicy(
+    before = _policy(row)
+    after = StoredPolicy(
         id=policy_id,
         version=version,
         enabled=enabled,
@@ -149,6 +199,17 @@ async def _update(
         updated_at=now,
         updated_by=by,
     )
+    await _audit(
+        conn,
+        audit,
+        change=change,
+        policy_id=policy_id,
+        before=before,
+        after=after,
+        version=version,
+        now=now,
+    )
+    return PolicyChange(before=before, after=after)
 
 
 class PolicyRepository:
@@ -166,6 +227,11 @@ class PolicyRepository:
     History outlives the policy. Creating a policy again after it was deleted continues its
     version numbers (a policy deleted at version 4 is re-created at version 5), so a
     ``(policy_id, version)`` pair names one state for good and caches never see a number reused.
+
+    Every write takes an optional ``audit``: given, the change's audit event (kind
+    ``policy.created``, ``policy.replaced``... with the ``before`` and ``after`` documents the
+    transaction saw, and the new ``version``) is written in the change's own transaction, so a
+    change is never stored unaudited; a write that changes nothing records no event.
     """
 
     def __init__(self, db: Database) -> None:
@@ -214,7 +280,8 @@ class PolicyRepository:
         enabled: bool,
         now: float,
         by: str,
-    ) -> StoredPolicy:
+        audit: AuditEntry | None = None,
+    ) -> PolicyChange:
         """Store a new policy; ConflictError if one with this id exists.
 
         Its version is 1, or one more than its last version if it was deleted before.
@@ -245,14 +312,25 @@ class PolicyRepository:
                 now=now,
                 by=by,
             )
-        return StoredPolicy(
-            id=policy_id,
-            version=version,
-            enabled=enabled,
-            document=_document(text, f"policy {policy_id!r}"),
-            updated_at=now,
-            updated_by=by,
-        )
+            after = StoredPolicy(
+                id=policy_id,
+                version=version,
+                enabled=enabled,
+                document=_document(text, f"policy {policy_id!r}"),
+                updated_at=now,
+                updated_by=by,
+            )
+            await _audit(
+                conn,
+                audit,
+                change="create",
+                policy_id=policy_id,
+                before=None,
+                after=after,
+                version=version,
+                now=now,
+            )
+        return PolicyChange(before=None, after=after)
 
     async def replace(
         self,
@@ -263,20 +341,29 @@ class PolicyRepository:
         expected_version: int | None,
         now: float,
         by: str,
-    ) -> StoredPolicy:
-        """Replace a policy's document and enabled flag; return the policy as it now stands.
+        audit: AuditEntry | None = None,
+    ) -> PolicyChange:
+        """Replace a policy's document and enabled flag; return the policy before and after.
 
         NotFoundError if there is no such policy; PreconditionFailedError if
         ``expected_version`` is given and stale. An identical document and flag change nothing
-        and return the current record, so applying the same policy twice is harmless.
+        (``after`` is ``before``), so applying the same policy twice is harmless.
         """
         text = canonical_json(document)
         async with self._db.transaction() as conn:
             row = await _current(conn, policy_id, expected_version)
             if row["document"] == text and bool(row["enabled"]) == enabled:
-                return _policy(row)
+                current = _policy(row)
+                return PolicyChange(before=current, after=current)
             return await _update(
-                conn, row, change="replace", document=text, enabled=enabled, now=now, by=by
+                conn,
+                row,
+                change="replace",
+                document=text,
+                enabled=enabled,
+                now=now,
+                by=by,
+                audit=audit,
             )
 
     async def set_enabled(
@@ -287,17 +374,19 @@ class PolicyRepository:
         expected_version: int | None,
         now: float,
         by: str,
-    ) -> StoredPolicy:
-        """Enable or disable a policy, keeping its document; return it as it now stands.
+        audit: AuditEntry | None = None,
+    ) -> PolicyChange:
+        """Enable or disable a policy, keeping its document; return it before and after.
 
         NotFoundError if there is no such policy; PreconditionFailedError if
         ``expected_version`` is given and stale. Enabling an enabled policy (or disabling a
-        disabled one) changes nothing and returns the current record.
+        disabled one) changes nothing (``after`` is ``before``).
         """
         async with self._db.transaction() as conn:
             row = await _current(conn, policy_id, expected_version)
             if bool(row["enabled"]) == enabled:
-                return _policy(row)
+                current = _policy(row)
+                return PolicyChange(before=current, after=current)
             return await _update(
                 conn,
                 row,
@@ -306,10 +395,17 @@ class PolicyRepository:
                 enabled=enabled,
                 now=now,
                 by=by,
+                audit=audit,
             )
 
     async def delete(
-        self, *, policy_id: str, expected_version: int | None, now: float, by: str
+        self,
+        *,
+        policy_id: str,
+        expected_version: int | None,
+        now: float,
+        by: str,
+        audit: AuditEntry | None = None,
     ) -> PolicyVersion:
         """Delete a policy, keeping its history; return the history entry of the deletion.
 
@@ -346,5 +442,15 @@ class PolicyRepository:
                 enabled=entry.enabled,
                 now=now,
                 by=by,
+            )
+            await _audit(
+                conn,
+                audit,
+                change="delete",
+                policy_id=policy_id,
+                before=_policy(row),
+                after=None,
+                version=entry.version,
+                now=now,
             )
         return entry

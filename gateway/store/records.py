@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 ROLES = ("principal", "member")
@@ -107,6 +108,22 @@ class PolicyVersion:
     by: str
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PolicyChange:
+    """What a policy write found and left: ``before`` is None for a create.
+
+    ``after`` is ``before`` itself when the write changed nothing (the same document and flag).
+    """
+
+    before: StoredPolicy | None
+    after: StoredPolicy
+
+    @property
+    def changed(self) -> bool:
+        """Whether the write made a new version; a write that did not was not audited."""
+        return self.before is None or self.before.version != self.after.version
+
+
 TENANT_SOURCES = ("manual", "xero")
 
 
@@ -122,6 +139,46 @@ class Tenant:
     linked_at: float
     checked_at: float
     source: str
+
+
+def tenant_facts(tenant: Tenant) -> tuple[str, str, bool, str]:
+    """What a tenant change is judged on: everything but the timestamps."""
+    return (tenant.name, tenant.country_code, tenant.active, tenant.source)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TenantChange:
+    """What a link or unlink found and left: ``before`` is None when the tenant was never linked.
+
+    A link that only confirms the tenant as it stands (a new ``checked_at``) is no change.
+    """
+
+    before: Tenant | None
+    after: Tenant
+
+    @property
+    def created(self) -> bool:
+        """Whether the tenant had never been linked to the organisation before."""
+        return self.before is None
+
+    @property
+    def changed(self) -> bool:
+        """Whether the tenant's facts changed (and the facts version with them)."""
+        return self.before is None or tenant_facts(self.before) != tenant_facts(self.after)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AuditEntry:
+    """Who asks for a store change, for the audit event written in the change's own transaction.
+
+    The repository making the change supplies the rest of the event: its kind (which depends
+    on what the transaction found), time, subject, and the ``before``/``after`` it saw; ``detail``
+    adds to that (a request id, say). A write that changes nothing records no event.
+    """
+
+    actor: str
+    client_addr: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

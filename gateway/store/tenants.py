@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import sqlite3
+from typing import Any
+
+import aiosqlite
 
 from gateway.errors import NotFoundError, StoreError
+from gateway.store.audit import record_change
 from gateway.store.database import Database, execute, query_one
-from gateway.store.records import TENANT_SOURCES, Tenant
+from gateway.store.records import TENANT_SOURCES, AuditEntry, Tenant, TenantChange
 
 _SELECT = (
     "SELECT org_id, tenant_id, name, country_code, active, linked_at, checked_at, source"
     " FROM tenants"
 )
 _BUMP = "UPDATE facts_version SET version = version + 1 WHERE id = 1"
+LINKED, UNLINKED = "org.tenant_linked", "org.tenant_unlinked"  # the audit events of changes
 
 
 def _tenant(row: sqlite3.Row) -> Tenant:
@@ -28,9 +35,28 @@ def _tenant(row: sqlite3.Row) -> Tenant:
     )
 
 
-def _facts(tenant: Tenant) -> tuple[str, str, bool, str]:
-    """What a tenant change is judged on: everything but the timestamps."""
-    return (tenant.name, tenant.country_code, tenant.active, tenant.source)
+def _instant(value: float) -> str:
+    return dt.datetime.fromtimestamp(value, dt.UTC).isoformat()
+
+
+def tenant_document(tenant: Tenant) -> dict[str, Any]:
+    """A tenant link as JSON, times in ISO 8601 UTC: as audited, and as the admin API shows it."""
+    return {
+        "tenant_id": tenant.tenant_id,
+        "name": tenant.name,
+        "country_code": tenant.country_code,
+        "active": tenant.active,
+        "linked_at": _instant(tenant.linked_at),
+        "checked_at": _instant(tenant.checked_at),
+        "source": tenant.source,
+    }
+
+
+async def _row(conn: aiosqlite.Connection, org_id: str, tenant_id: str) -> Tenant | None:
+    row = await query_one(
+        conn, f"{_SELECT} WHERE org_id = ? AND tenant_id = ?", (org_id, tenant_id)
+    )
+    return _tenant(row) if row is not None else None
 
 
 class TenantRepository:
@@ -40,6 +66,10 @@ class TenantRepository:
     a tenant's facts (a new link, a changed name, country or source, an unlink, a relink), so
     anything computed from tenants can be cached against it. Confirming a link without changing
     it only moves ``checked_at`` and leaves the facts version alone.
+
+    ``link`` and ``unlink`` take an optional ``audit``: given, a change's audit event
+    (``org.tenant_linked`` or ``org.tenant_unlinked``, with the tenant ``before`` and ``after`` as
+    the transaction saw it) is written in the change's own transaction; no change, no event.
     """
 
     def __init__(self, db: Database) -> None:
@@ -54,22 +84,21 @@ class TenantRepository:
         country_code: str,
         now: float,
         source: str = "manual",
-    ) -> Tenant:
+        audit: AuditEntry | None = None,
+    ) -> TenantChange:
         """Link a tenant to an organisation, or confirm and update an existing link.
 
         Relinking an unlinked tenant makes it active again with ``linked_at`` = ``now``; an
         active link keeps its ``linked_at``. ``checked_at`` is always ``now``. NotFoundError if
         the organisation does not exist; StoreError if ``source`` is not 'manual' or 'xero'.
+        The result's ``before`` is None if the tenant was never linked to the organisation.
         """
         if source not in TENANT_SOURCES:
             raise StoreError(f"source must be one of {', '.join(TENANT_SOURCES)}, not {source!r}")
         async with self._db.transaction() as conn:
             if not await query_one(conn, "SELECT 1 FROM organisations WHERE id = ?", (org_id,)):
                 raise NotFoundError(f"no organisation has id {org_id!r}")
-            row = await query_one(
-                conn, f"{_SELECT} WHERE org_id = ? AND tenant_id = ?", (org_id, tenant_id)
-            )
-            old = _tenant(row) if row is not None else None
+            old = await _row(conn, org_id, tenant_id)
             tenant = Tenant(
                 org_id=org_id,
                 tenant_id=tenant_id,
@@ -90,33 +119,59 @@ class TenantRepository:
                 " source = excluded.source",
                 (org_id, tenant_id, name, country_code, tenant.linked_at, now, source),
             )
-            if old is None or _facts(old) != _facts(tenant):
+            change = TenantChange(before=old, after=tenant)
+            if change.changed:
                 await execute(conn, _BUMP)
-        return tenant
+                if audit is not None:
+                    await record_change(
+                        conn,
+                        audit,
+                        kind=LINKED,
+                        at=now,
+                        subject=tenant_id,
+                        org_id=org_id,
+                        detail={
+                            "before": tenant_document(old) if old is not None else None,
+                            "after": tenant_document(tenant),
+                            "name": tenant.name,
+                            "country_code": tenant.country_code,
+                        },
+                    )
+        return change
 
-    async def unlink(self, org_id: str, tenant_id: str, now: float) -> None:
+    async def unlink(
+        self, org_id: str, tenant_id: str, now: float, *, audit: AuditEntry | None = None
+    ) -> TenantChange:
         """Mark a tenant inactive (its row is kept); NotFoundError if it was never linked.
 
-        Unlinking an inactive tenant changes nothing.
+        Unlinking an inactive tenant changes nothing (``after`` is ``before``).
         """
         async with self._db.transaction() as conn:
-            row = await query_one(
-                conn,
-                "SELECT active FROM tenants WHERE org_id = ? AND tenant_id = ?",
-                (org_id, tenant_id),
-            )
-            if row is None:
+            old = await _row(conn, org_id, tenant_id)
+            if old is None:
                 raise NotFoundError(
                     f"organisation {org_id!r} has no tenant {tenant_id!r} linked to it"
                 )
-            if row["active"]:
-                await execute(
+            if not old.active:
+                return TenantChange(before=old, after=old)
+            await execute(
+                conn,
+                "UPDATE tenants SET active = 0, checked_at = ? WHERE org_id = ? AND tenant_id = ?",
+                (now, org_id, tenant_id),
+            )
+            await execute(conn, _BUMP)
+            tenant = dataclasses.replace(old, active=False, checked_at=now)
+            if audit is not None:
+                await record_change(
                     conn,
-                    "UPDATE tenants SET active = 0, checked_at = ?"
-                    " WHERE org_id = ? AND tenant_id = ?",
-                    (now, org_id, tenant_id),
+                    audit,
+                    kind=UNLINKED,
+                    at=now,
+                    subject=tenant_id,
+                    org_id=org_id,
+                    detail={"before": tenant_document(old), "after": tenant_document(tenant)},
                 )
-                await execute(conn, _BUMP)
+        return TenantChange(before=old, after=tenant)
 
     async def for_org(self, org_id: str) -> list[Tenant]:
         """The organisation's tenants, active or not, in the order they were first linked."""
