@@ -17,6 +17,7 @@ from gateway.policy import COUNTRY_CODES, PolicyError, lint, load_policy_file
 from gateway.policy_store import apply_policies, load_policy_path
 from gateway.reports import readiness_report
 from gateway.store import AuditEntry, Store
+from gateway.tenancy import find_org
 from gateway.terminal import parse_instant, table
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -142,14 +143,9 @@ async def _show(args: argparse.Namespace, store: Store) -> int:
     return EXIT_OK
 
 
-async def _find_org_id(store: Store, name_or_id: str) -> str:
-    org = await store.organisations.find_by_name(name_or_id)
-    return org.id if org is not None else (await store.organisations.get(name_or_id)).id
-
-
 async def _simulate(args: argparse.Namespace, store: Store) -> int:
     at = parse_instant(args.at)
-    only = await _find_org_id(store, args.org) if args.org else None
+    only = (await find_org(store, args.org)).id if args.org else None
     names = {o.id: o.name for o in await store.organisations.list()}
     rows = []
     for report in await readiness_report(store, at):
@@ -190,7 +186,7 @@ async def _link(args: argparse.Namespace, store: Store) -> int:
     country = args.country.strip().upper()
     if country not in COUNTRY_CODES:
         raise UsageError(f"--country {args.country!r} is not an ISO 3166-1 alpha-2 code")
-    org_id = await _find_org_id(store, args.org)
+    org_id = (await find_org(store, args.org)).id
     change = await store.tenants.link(
         org_id=org_id,
         tenant_id=args.tenant_id,
@@ -205,7 +201,7 @@ async def _link(args: argparse.Namespace, store: Store) -> int:
 
 
 async def _unlink(args: argparse.Namespace, store: Store) -> int:
-    org_id = await _find_org_id(store, args.org)
+    org_id = (await find_org(store, args.org)).id
     await store.tenants.unlink(
         org_id, args.tenant_id, system_clock(), audit=AuditEntry(actor="cli")
     )
