@@ -13,11 +13,11 @@ from typing import Any, TextIO
 from gateway.clock import system_clock
 from gateway.config import Config
 from gateway.errors import UsageError
-from gateway.policy import COUNTRY_CODES, PolicyError, lint, load_policy_file
+from gateway.policy import PolicyError, lint, load_policy_file
 from gateway.policy_store import apply_policies, load_policy_path
 from gateway.reports import readiness_report
 from gateway.store import AuditEntry, Store
-from gateway.tenancy import find_org
+from gateway.tenancy import TenantLinkError, find_org, link_tenant, unlink_tenant
 from gateway.terminal import parse_instant, table
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -182,28 +182,53 @@ async def _simulate(args: argparse.Namespace, store: Store) -> int:
     return EXIT_OK
 
 
+_FLAGS = {"tenant_id": "--tenant-id", "name": "--name", "country_code": "--country"}
+
+
+def _link_usage(args: argparse.Namespace, exc: TenantLinkError) -> UsageError:
+    """The link's problems in terms of the command's own flags."""
+    problems = []
+    for field, message in exc.problems:
+        if field == "country_code":  # the command takes any case, so no hint about case
+            problems.append(f"--country {args.country!r} is not an ISO 3166-1 alpha-2 code")
+        else:
+            problems.append(f"{_FLAGS[field]}: {message}")
+    return UsageError("; ".join(problems))
+
+
 async def _link(args: argparse.Namespace, store: Store) -> int:
-    country = args.country.strip().upper()
-    if country not in COUNTRY_CODES:
-        raise UsageError(f"--country {args.country!r} is not an ISO 3166-1 alpha-2 code")
-    org_id = (await find_org(store, args.org)).id
-    change = await store.tenants.link(
-        org_id=org_id,
-        tenant_id=args.tenant_id,
-        name=args.name,
-        country_code=country,
-        now=system_clock(),
-        audit=AuditEntry(actor="cli"),
-    )
+    org = await find_org(store, args.org)
+    try:
+        change = await link_tenant(
+            store,
+            org_id=org.id,
+            tenant_id=args.tenant_id,
+            name=args.name,
+            country_code=args.country.strip().upper(),
+            now=system_clock(),
+            audit=AuditEntry(actor="cli"),
+        )
+    except TenantLinkError as exc:
+        raise _link_usage(args, exc) from None
     tenant = change.after
-    print(f"linked {tenant.tenant_id} ({tenant.country_code}) to {org_id}")
+    if change.changed:
+        print(f"linked {tenant.tenant_id} ({tenant.country_code}) to {org.id}")
+    else:
+        print(f"{tenant.tenant_id} ({tenant.country_code}) was already linked to {org.id}")
     return EXIT_OK
 
 
 async def _unlink(args: argparse.Namespace, store: Store) -> int:
-    org_id = (await find_org(store, args.org)).id
-    await store.tenants.unlink(
-        org_id, args.tenant_id, system_clock(), audit=AuditEntry(actor="cli")
+    org = await find_org(store, args.org)
+    change = await unlink_tenant(
+        store,
+        org_id=org.id,
+        tenant_id=args.tenant_id,
+        now=system_clock(),
+        audit=AuditEntry(actor="cli"),
     )
-    print(f"unlinked {args.tenant_id} from {org_id}")
+    if change.changed:
+        print(f"unlinked {args.tenant_id} from {org.id}")
+    else:
+        print(f"{args.tenant_id} was already unlinked from {org.id}")
     return EXIT_OK
