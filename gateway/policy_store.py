@@ -18,7 +18,7 @@ from gateway.policy import (
     parse_policy,
     policy_to_document,
 )
-from gateway.store import AuditEntry, Store
+from gateway.store import AuditEntry, PolicyChange, Store, policy_document
 from gateway.store.records import Tenant
 
 log = logging.getLogger(__name__)
@@ -56,39 +56,61 @@ def load_policy_path(path: str | Path) -> list[Policy]:
     return policies
 
 
+async def create_policy(
+    store: Store, policy: Policy, *, now: float, audit: AuditEntry
+) -> PolicyChange:
+    """Store a new policy, audited as ``policy.created``; ConflictError if its id is taken.
+
+    The one way a policy is created, by the admin API or from files.
+    """
+    return await store.policies.create(
+        policy_id=policy.id,
+        document=policy_to_document(policy),
+        enabled=policy.enabled,
+        now=now,
+        by=audit.actor,
+        audit=audit,
+    )
+
+
+async def replace_policy(
+    store: Store, policy: Policy, *, expected_version: int | None, now: float, audit: AuditEntry
+) -> PolicyChange:
+    """Replace a stored policy, audited as ``policy.replaced`` if anything changed.
+
+    The one way a policy is replaced, by the admin API or from files. NotFoundError if there is
+    no such policy; PreconditionFailedError if ``expected_version`` is given and stale.
+    """
+    return await store.policies.replace(
+        policy_id=policy.id,
+        document=policy_to_document(policy),
+        enabled=policy.enabled,
+        expected_version=expected_version,
+        now=now,
+        by=audit.actor,
+        audit=audit,
+    )
+
+
 async def apply_policies(
     store: Store, policies: Sequence[Policy], *, now: float, by: str
 ) -> list[Applied]:
     """Create or replace each policy; applying the same files twice changes nothing.
 
-    Each change is audited in its own transaction, with the documents before and after (the
-    stored enabled flag in them); an unchanged policy records no event.
+    Each change is audited in its own transaction, as the admin API's are, with the documents
+    before and after (the stored enabled flag in them); an unchanged policy records no event.
     """
     audit = AuditEntry(actor=by)
     results = []
     for policy in policies:
-        document = policy_to_document(policy)
         try:
             before = await store.policies.get(policy.id)
         except NotFoundError:
-            change = await store.policies.create(
-                policy_id=policy.id,
-                document=document,
-                enabled=policy.enabled,
-                now=now,
-                by=by,
-                audit=audit,
-            )
+            change = await create_policy(store, policy, now=now, audit=audit)
             action: Action = "created"
         else:
-            change = await store.policies.replace(
-                policy_id=policy.id,
-                document=document,
-                enabled=policy.enabled,
-                expected_version=before.version,
-                now=now,
-                by=by,
-                audit=audit,
+            change = await replace_policy(
+                store, policy, expected_version=before.version, now=now, audit=audit
             )
             action = "replaced" if change.changed else "unchanged"
         results.append(Applied(policy_id=policy.id, action=action, version=change.after.version))
@@ -100,7 +122,7 @@ async def stored_policies(store: Store) -> list[Policy]:
     policies = []
     for stored in await store.policies.list():
         try:
-            policies.append(parse_policy({**stored.document, "enabled": stored.enabled}))
+            policies.append(parse_policy(policy_document(stored.document, stored.enabled)))
         except PolicyError as exc:
             log.error("stored policy %s no longer parses: %s", stored.id, exc)
     return policies

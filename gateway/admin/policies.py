@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway import policy_store
 from gateway.admin.diff import diff_documents
 from gateway.admin.http import (
     ADMIN_PREFIX,
@@ -21,7 +22,7 @@ from gateway.admin.http import (
     read_json_object,
 )
 from gateway.errors import ConflictError, NotFoundError
-from gateway.policy import Policy, PolicyError, lint, parse_policy, policy_to_document
+from gateway.policy import Policy, PolicyError, lint, parse_policy
 from gateway.store import PolicyVersion, PreconditionFailedError, StoredPolicy, policy_document
 
 POLICIES = f"{ADMIN_PREFIX}/policies"
@@ -145,15 +146,9 @@ async def get_policy(call: Call) -> web.StreamResponse:
 
 async def create_policy(call: Call) -> web.StreamResponse:
     policy = _parse(await read_json_object(call.request), url_id=None)
-    document = policy_to_document(policy)
     try:
-        change = await call.services.store.policies.create(
-            policy_id=policy.id,
-            document=document,
-            enabled=policy.enabled,
-            now=call.now,
-            by=call.actor,
-            audit=call.audit,
+        change = await policy_store.create_policy(
+            call.services.store, policy, now=call.now, audit=call.audit
         )
     except ConflictError:
         raise ApiProblem(
@@ -180,13 +175,11 @@ async def replace_policy(call: Call) -> web.StreamResponse:
     if before.version not in versions:
         raise precondition_failed(policy_id, before.version)
     try:
-        change = await call.services.store.policies.replace(
-            policy_id=policy_id,
-            document=policy_to_document(policy),
-            enabled=policy.enabled,
+        change = await policy_store.replace_policy(
+            call.services.store,
+            policy,
             expected_version=before.version,
             now=call.now,
-            by=call.actor,
             audit=call.audit,
         )
     except PreconditionFailedError as exc:

@@ -1,0 +1,93 @@
+"""Tests for policies between files and the store: loading files and folders, applying them."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import ConflictError
+from gateway.policy import Policy, policy_to_document
+from gateway.policy_store import (
+    Applied,
+    apply_policies,
+    create_policy,
+    load_policy_path,
+    replace_policy,
+)
+from gateway.store import AuditEntry, Store
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "policies"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await Store.open(tmp_path / "gateway.sqlite3")
+    yield opened
+    await opened.close()
+
+
+def shipped() -> Policy:
+    (policy,) = load_policy_path(SHIPPED)
+    return policy
+
+
+# --- applying ---------------------------------------------------------------------------------
+
+
+async def test_applying_audits_each_change_with_the_stored_flag_before_and_after(
+    store: Store,
+) -> None:
+    policy = shipped()
+    assert await apply_policies(store, [policy], now=1, by="cli") == [
+        Applied(policy_id=policy.id, action="created", version=1)
+    ]
+    assert await apply_policies(store, [policy], now=2, by="cli") == [
+        Applied(policy_id=policy.id, action="unchanged", version=1)
+    ]
+    # Disabled since (the document keeps "enabled": true); applying the file enables it again.
+    await store.policies.set_enabled(
+        policy_id=policy.id, enabled=False, expected_version=1, now=3, by="admin"
+    )
+    assert await apply_policies(store, [policy], now=4, by="cli") == [
+        Applied(policy_id=policy.id, action="replaced", version=3)
+    ]
+    events = await store.audit.list()
+    assert [(e.kind, e.actor, e.subject, e.at) for e in events] == [
+        ("policy.created", "cli", policy.id, 1),
+        ("policy.replaced", "cli", policy.id, 4),
+    ]
+    created, replaced = (e.detail for e in events)
+    document = policy_to_document(policy)
+    assert created == {"before": None, "after": document, "version": 1}
+    assert replaced == {
+        "before": {**document, "enabled": False},
+        "after": document,
+        "version": 3,
+    }
+
+
+async def test_create_and_replace_are_the_paths_the_admin_api_takes(store: Store) -> None:
+    policy = shipped()
+    who = AuditEntry(actor="tok_1 (ci)", client_addr="127.0.0.1", detail={"request_id": "r"})
+    created = await create_policy(store, policy, now=1, audit=who)
+    with pytest.raises(ConflictError):
+        await create_policy(store, policy, now=2, audit=who)
+    changed = dataclasses.replace(policy, description="Changed.")
+    replaced = await replace_policy(store, changed, expected_version=1, now=3, audit=who)
+    same = await replace_policy(store, changed, expected_version=2, now=4, audit=who)
+    assert (created.changed, replaced.changed, same.changed) == (True, True, False)
+    assert replaced.before == created.after
+    assert (replaced.after.version, replaced.after.updated_by) == (2, "tok_1 (ci)")
+    events = await store.audit.list()
+    assert [e.kind for e in events] == ["policy.created", "policy.replaced"]
+    for event in events:
+        assert (event.actor, event.client_addr, event.detail["request_id"]) == (
+            "tok_1 (ci)",
+            "127.0.0.1",
+            "r",
+        )
+    assert events[1].detail["after"]["description"] == "Changed."
