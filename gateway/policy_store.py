@@ -39,21 +39,22 @@ def load_policy_path(path: str | Path) -> list[Policy]:
     files = sorted(path.glob("*.toml")) if path.is_dir() else [path]
     if not files:
         raise PolicyError([f"{path}: no *.toml policy files here"])
-    policies: list[Policy] = []
+    loaded: list[tuple[Path, Policy]] = []  # each policy with its own file, as they load
     problems: list[str] = []
     for file in files:
         try:
-            policies.append(load_policy_file(file))
+            loaded.append((file, load_policy_file(file)))
         except PolicyError as exc:
             problems.extend(exc.problems)
     seen: dict[str, Path] = {}
-    for policy, file in zip(policies, files, strict=False):
+    for file, policy in loaded:
         if policy.id in seen:
             problems.append(f"{file}: id {policy.id!r} is also used by {seen[policy.id]}")
-        seen[policy.id] = file
+        else:
+            seen[policy.id] = file
     if problems:
         raise PolicyError(problems)
-    return policies
+    return [policy for _, policy in loaded]
 
 
 async def create_policy(

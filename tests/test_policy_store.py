@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConflictError
-from gateway.policy import Policy, policy_to_document
+from gateway.policy import Policy, PolicyError, policy_to_document
 from gateway.policy_store import (
     Applied,
     apply_policies,
@@ -91,3 +91,47 @@ async def test_create_and_replace_are_the_paths_the_admin_api_takes(store: Store
             "r",
         )
     assert events[1].detail["after"]["description"] == "Changed."
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def test_a_folder_loads_every_policy_file_in_name_order(tmp_path: Path) -> None:
+    text = (SHIPPED / "au-ato-2fa.toml").read_text()
+    (tmp_path / "b.toml").write_text(text.replace('id = "au-ato-2fa"', 'id = "b-2fa"'))
+    (tmp_path / "a.toml").write_text(text.replace('id = "au-ato-2fa"', 'id = "a-2fa"'))
+    (tmp_path / "notes.txt").write_text("not a policy")
+    assert [p.id for p in load_policy_path(tmp_path)] == ["a-2fa", "b-2fa"]
+
+
+def test_a_duplicate_id_names_its_own_files_even_after_a_file_that_failed(
+    tmp_path: Path,
+) -> None:
+    text = (SHIPPED / "au-ato-2fa.toml").read_text()
+    broken, first, second = tmp_path / "a.toml", tmp_path / "b.toml", tmp_path / "c.toml"
+    broken.write_text(text.replace("[methods]", "[method]"))
+    first.write_text(text)
+    second.write_text(text)
+    with pytest.raises(PolicyError) as failed:
+        load_policy_path(tmp_path)
+    problems = failed.value.problems
+    assert all(p.startswith(f"{broken}:") for p in problems[:-1])
+    assert problems[-1] == f"{second}: id 'au-ato-2fa' is also used by {first}"
+
+
+def test_an_id_used_three_times_names_the_first_file_each_time(tmp_path: Path) -> None:
+    text = (SHIPPED / "au-ato-2fa.toml").read_text()
+    files = [tmp_path / f"{name}.toml" for name in "abc"]
+    for file in files:
+        file.write_text(text)
+    with pytest.raises(PolicyError) as failed:
+        load_policy_path(tmp_path)
+    assert failed.value.problems == [
+        f"{files[1]}: id 'au-ato-2fa' is also used by {files[0]}",
+        f"{files[2]}: id 'au-ato-2fa' is also used by {files[0]}",
+    ]
+
+
+def test_an_empty_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match=r"no \*\.toml policy files here"):
+        load_policy_path(tmp_path)
