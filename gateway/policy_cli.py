@@ -13,8 +13,8 @@ from typing import Any, TextIO
 from gateway.clock import system_clock
 from gateway.config import Config
 from gateway.errors import UsageError
-from gateway.policy import PolicyError, lint, load_policy_file
-from gateway.policy_store import apply_policies, load_policy_path
+from gateway.policy import PolicyError, lint
+from gateway.policy_store import apply_policies, load_policy_file, load_policy_path
 from gateway.reports import readiness_report
 from gateway.store import AuditEntry, Store
 from gateway.tenancy import TenantLinkError, find_org, link_tenant, unlink_tenant

@@ -1,4 +1,7 @@
-"""Policies and tenant facts between files, the store and the decision: load, apply, read back."""
+"""Policies and tenant facts between files, the store and the decision: load, apply, read back.
+
+This is where policy files are read; gateway.policy itself does no I/O.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +17,8 @@ from gateway.policy import (
     Policy,
     PolicyError,
     TenantFact,
-    load_policy_file,
     parse_policy,
+    parse_policy_text,
     policy_to_document,
 )
 from gateway.store import AuditEntry, PolicyChange, Store, policy_document
@@ -31,6 +34,18 @@ class Applied:
     policy_id: str
     action: Action
     version: int  # the store's revision after applying
+
+
+def load_policy_file(path: str | Path) -> Policy:
+    """Read and check a TOML policy file; each problem starts with ``<file>:<line>:``."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise PolicyError([f"{path}: cannot read the file: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise PolicyError([f"{path}: not UTF-8 text: {exc.reason}"]) from exc
+    return parse_policy_text(text, str(path))
 
 
 def load_policy_path(path: str | Path) -> list[Policy]:

@@ -23,12 +23,13 @@ from gateway.policy import (
     Policy,
     PolicyError,
     format_duration,
-    load_policy_file,
     parse_duration,
     parse_policy,
+    parse_policy_text,
     policy_to_document,
 )
 from gateway.policy.document import key_lines
+from gateway.policy_store import load_policy_file
 
 SYDNEY = ZoneInfo("Australia/Sydney")
 
@@ -446,3 +447,30 @@ def test_key_lines_follow_tables_dotted_keys_and_skip_multiline_strings() -> Non
     assert lines["a.b"] == 36
     assert lines["a.b.c.d"] == 37
     assert lines["a.b.e"] == 38
+
+
+def test_policy_text_is_parsed_without_a_file_and_problems_carry_its_name() -> None:
+    policy = parse_policy_text(TOML, "inline")
+    assert policy.deadline == datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=SYDNEY)
+    with pytest.raises(PolicyError) as info:
+        parse_policy_text(TOML.replace("version = 1\n", "version = 'one'\n"), "<stdin>")
+    assert info.value.problems == ["<stdin>:3: version: must be a whole number"]
+    with pytest.raises(PolicyError) as syntax:
+        parse_policy_text("id = ?\n", "<stdin>")
+    [problem] = syntax.value.problems
+    assert problem.startswith("<stdin>:1: not valid TOML: ")
+
+
+def test_the_policy_package_reads_no_files() -> None:
+    package = Path(__file__).resolve().parent.parent / "gateway" / "policy"
+    for module in package.glob("*.py"):
+        source = module.read_text()
+        for reading in ("open(", "read_bytes(", "read_text(", "import pathlib", "import os"):
+            assert reading not in source, f"{module.name} reads files ({reading})"
+
+
+def test_the_old_import_of_load_policy_file_still_loads_the_file(tmp_path: Path) -> None:
+    from gateway import policy
+
+    path = write(tmp_path, TOML)
+    assert policy.load_policy_file(path) == load_policy_file(path)

@@ -1,4 +1,8 @@
-"""Policy files and documents: TOML or JSON-shaped dicts in, Policy out, every problem at once."""
+"""Policy documents: TOML text or JSON-shaped dicts in, Policy out, every problem at once.
+
+Nothing here reads a file; gateway.policy_store does, and hands the text to
+:func:`parse_policy_text`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 
 from gateway.errors import GatewayError
@@ -346,34 +349,30 @@ def _line_of(path: str, lines: Mapping[str, int]) -> int | None:
     return None
 
 
-def load_policy_file(path: str | Path) -> Policy:
-    """Read and check a TOML policy file; each problem starts with ``<file>:<line>:``."""
-    path = Path(path)
+def parse_policy_text(text: str, name: str) -> Policy:
+    """Check the TOML text of a policy; each problem starts with ``<name>:<line>:``.
+
+    ``name`` says where the text came from (a file's path, say); nothing is read here.
+    """
     try:
-        source = path.read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise PolicyError([f"{path}: cannot read the file: {exc.strerror or exc}"]) from exc
-    except UnicodeDecodeError as exc:
-        raise PolicyError([f"{path}: not UTF-8 text: {exc.reason}"]) from exc
-    try:
-        data = tomllib.loads(source)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         position = _TOML_POSITION.search(message)
         if position is None:
-            raise PolicyError([f"{path}: not valid TOML: {message}"]) from exc
-        where = f"{path}:{position.group(1)}"
-        text = message[: position.start()]
+            raise PolicyError([f"{name}: not valid TOML: {message}"]) from exc
+        where = f"{name}:{position.group(1)}"
+        detail = message[: position.start()]
         raise PolicyError(
-            [f"{where}: not valid TOML: {text} (column {position.group(2)})"]
+            [f"{where}: not valid TOML: {detail} (column {position.group(2)})"]
         ) from exc
     policy, problems = _check(data)
     if policy is not None:
         return policy
-    lines = key_lines(source)
+    lines = key_lines(text)
     located = []
     for field_path, message in problems:
         number = _line_of(field_path, lines)
-        where = f"{path}:{number}" if number is not None else str(path)
+        where = f"{name}:{number}" if number is not None else name
         located.append(f"{where}: {field_path}: {message}")
     raise PolicyError(located)
