@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 from typing import Any
@@ -26,6 +27,30 @@ def _parse_error_status(exc: BaseException | None) -> int | None:
     if isinstance(exc, BadHttpMessage):
         return 431 if exc.message.startswith(_TOO_MANY_HEADERS) else 400
     return None
+
+
+# Collect the youngest generation after this many net new container objects (CPython's
+# default is 700). A proxied request leaves few objects behind but has many in flight, and
+# a young collection walks every live young object, in-flight requests' ones included: at
+# 700 the bench spent about 15 us per request in the collector, at 7,000 under 1 us.
+# Garbage cycles wait a little longer to be freed; nothing else changes.
+GC_YOUNG_THRESHOLD = 7000
+_gc_tuned = False
+
+
+def tune_gc_for_serving() -> None:
+    """Once per process, when a server is up: move everything start-up built (modules,
+    templates, config, the policy book) out of the cyclic collector's way with gc.freeze(),
+    so full collections walk only what serving created, and collect young objects less often.
+    """
+    global _gc_tuned
+    if _gc_tuned:
+        return
+    _gc_tuned = True
+    gc.collect()  # what start-up left as garbage is freed, not frozen
+    gc.freeze()
+    young, older, oldest = gc.get_threshold()
+    gc.set_threshold(max(GC_YOUNG_THRESHOLD, young), older, oldest)
 
 
 class _GatewayRequestHandler(web.RequestHandler):
@@ -114,7 +139,8 @@ async def start_site(
     A request line over ``max_line_size`` bytes or a header field over ``max_field_size``
     gets 431; malformed framing (Content-Length with Transfer-Encoding, duplicate
     Content-Length, unknown codings) gets 400. Both close the connection. The caller stops
-    the site with ``await runner.cleanup()``.
+    the site with ``await runner.cleanup()``. The first call in a process also tunes the
+    garbage collector for serving (:func:`tune_gc_for_serving`).
     """
     runner = GatewayAppRunner(
         app,
@@ -130,4 +156,5 @@ async def start_site(
         await runner.cleanup()
         raise
     bound = runner.addresses[0][1]
+    tune_gc_for_serving()
     return runner, int(bound)
