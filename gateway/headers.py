@@ -80,11 +80,6 @@ def _values(headers: Mapping[str, str], lower_name: str) -> list[str]:
     return [v for k, v in headers.items() if k.lower() == lower_name]
 
 
-def _check_value(name: str, value: str) -> None:
-    if "\r" in value or "\n" in value or "\0" in value:
-        raise ValueError(f"header {name!r} has a control character in its value")
-
-
 # What the request rewrite does with a header, by the name's exact spelling. Client header
 # names come from a small set, so each spelling is classified once and then looked up.
 _DROP = 0  # hop-by-hop, handled here, the gateway's namespace, X-Request-Id
@@ -242,7 +237,8 @@ def request_headers_for_upstream(
         out["X-Real-IP"] = real
     out["X-Request-Id"] = request_id
     for name, value in identity.items():
-        _check_value(name, value)
+        if "\r" in value or "\n" in value or "\0" in value:
+            raise ValueError(f"header {name!r} has a control character in its value")
         out[name] = value
     return out
 
@@ -252,8 +248,22 @@ def _quoted(value: str) -> str:
     return f'"{escaped}"'
 
 
+_FORWARDED_ELEMENTS: dict[tuple[str, str, str], str] = {}
+
+
 def _forwarded_element(client_addr: str, scheme: str, host: str) -> str:
     """This hop's RFC 7239 element; IPv6 nodes go in brackets, every value quoted."""
+    key = (client_addr, scheme, host)
+    element = _FORWARDED_ELEMENTS.get(key)
+    if element is None:
+        element = _build_forwarded_element(client_addr, scheme, host)
+        if len(_FORWARDED_ELEMENTS) >= 1024:
+            _FORWARDED_ELEMENTS.clear()  # a crude bound; the same few come back at once
+        _FORWARDED_ELEMENTS[key] = element
+    return element
+
+
+def _build_forwarded_element(client_addr: str, scheme: str, host: str) -> str:
     node = "unknown"
     if client_addr:
         node = f"[{client_addr}]" if ":" in client_addr else client_addr
@@ -269,16 +279,20 @@ def response_headers_for_client(
     session does not decompress), so they still describe it. Multiple Set-Cookie stay apart,
     except those naming one of ``private_cookies``: the app may not set the gateway's own.
     """
-    connection_named = _connection_tokens(headers)
-    out: CIMultiDict[str] = CIMultiDict()
+    connection_named: set[str] | None = None
+    pairs: list[tuple[str, str]] = []
     for name, value in headers.items():
         lower = name.lower()
-        if lower in HOP_BY_HOP or lower in connection_named:
+        if lower in HOP_BY_HOP:
+            if lower == "connection" and connection_named is None:
+                connection_named = _connection_tokens(headers)
             continue
-        if lower == "set-cookie" and _cookie_name(value) in private_cookies:
+        if lower == "set-cookie" and private_cookies and _cookie_name(value) in private_cookies:
             continue
-        out.add(name, value)
-    return out
+        pairs.append((name, value))
+    if connection_named:
+        pairs = [(n, v) for n, v in pairs if n.lower() not in connection_named]
+    return CIMultiDict(pairs)
 
 
 def _cookie_name(pair: str) -> str:

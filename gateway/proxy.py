@@ -248,11 +248,15 @@ class UpstreamProxy:
                     request_id=request_id,
                 )
             )
-        codings = [
-            token.strip().lower()
-            for value in request.headers.getall("Transfer-Encoding", [])
-            for token in value.split(",")
-        ]
+        codings = (
+            [
+                token.strip().lower()
+                for value in request.headers.getall("Transfer-Encoding")
+                for token in value.split(",")
+            ]
+            if "Transfer-Encoding" in request.headers
+            else []
+        )
         # RFC 9112 §6.1: chunked must be the only (final) coding we accept, and HTTP/1.0
         # messages with Transfer-Encoding have faulty framing. Anything else is how request
         # smuggling starts, and the upstream would see a body we never decoded.
@@ -518,7 +522,7 @@ class UpstreamProxy:
 
 
 def _is_websocket_upgrade(request: web.Request) -> bool:
-    if request.method != "GET":
+    if request.method != "GET" or "Upgrade" not in request.headers:
         return False
     upgrade = {
         t.strip().lower() for v in request.headers.getall("Upgrade", []) for t in v.split(",")

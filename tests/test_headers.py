@@ -601,3 +601,63 @@ def test_cookie_filter_keeps_the_others_as_they_were() -> None:
         private_cookies=frozenset({"gw-session", "gw-login"}),
     )
     assert filtered["Cookie"] == "a=1; b = 2; c"
+
+
+def reference_response_headers(
+    headers: Mapping[str, str], private_cookies: frozenset[str] = frozenset()
+) -> CIMultiDict[str]:
+    connection_named = _reference_connection_tokens(headers)
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower in connection_named:
+            continue
+        if lower == "set-cookie" and value.split("=", 1)[0].strip() in private_cookies:
+            continue
+        out.add(name, value)
+    return out
+
+
+_RESPONSE_NAMES = st.sampled_from(
+    [
+        "Content-Type",
+        "Content-Length",
+        "content-encoding",
+        "Set-Cookie",
+        "set-cookie",
+        "Connection",
+        "connection",
+        "Keep-Alive",
+        "Transfer-Encoding",
+        "Upgrade",
+        "X-Internal",
+        "x-internal",
+        "Cache-Control",
+    ]
+)
+_RESPONSE_VALUES = st.sampled_from(
+    [
+        "",
+        "1",
+        "text/plain",
+        "keep-alive, X-Internal",
+        "close, set-cookie",
+        "Cache-Control",
+        "gw-session=forged; Path=/",
+        " gw-login = x",
+        "app=1; Path=/",
+    ]
+)
+
+
+@given(
+    pairs=st.lists(st.tuples(_RESPONSE_NAMES, _RESPONSE_VALUES), max_size=10),
+    private=st.sampled_from([frozenset(), frozenset({"gw-session", "gw-login"})]),
+)
+@settings(max_examples=300)
+def test_response_filter_matches_the_reference_reading(
+    pairs: list[tuple[str, str]], private: frozenset[str]
+) -> None:
+    headers = multi(*pairs)
+    expected = reference_response_headers(headers, private)
+    assert list(response_headers_for_client(headers, private).items()) == list(expected.items())
