@@ -24,6 +24,7 @@ from gateway.errors import ConfigError, GatewayError, UsageError
 from gateway.policy import PolicyError
 from gateway.policy_cli import build_commands
 from gateway.store import Store
+from gateway.tenancy import find_org
 from gateway.terminal import parse_instant, table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -129,7 +130,7 @@ def cmd_user_add(args: argparse.Namespace) -> int:
         raise UsageError(f"password {problem}")
 
     async def action(store: Store) -> int:
-        org = await _find_org(store, args.org)
+        org = await find_org(store, args.org)
         now = system_clock()
         user = await store.users.add(
             org_id=org.id,
@@ -159,7 +160,7 @@ def cmd_user_list(args: argparse.Namespace) -> int:
     config = _load(args)
 
     async def action(store: Store) -> int:
-        org_id = (await _find_org(store, args.org)).id if args.org else None
+        org_id = (await find_org(store, args.org)).id if args.org else None
         users = await store.users.list(org_id)
         orgs = {o.id: o.name for o in await store.organisations.list()}
         rows = [
@@ -304,13 +305,6 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return asyncio.run(_with_store(config, action))
-
-
-async def _find_org(store: Store, name_or_id: str) -> Any:
-    org = await store.organisations.find_by_name(name_or_id)
-    if org is None:
-        org = await store.organisations.get(name_or_id)
-    return org
 
 
 def _when(ts: float) -> str:

@@ -343,4 +343,3 @@ def test_disabling_a_user_ends_their_sessions_and_is_audited(config_file: Path) 
         json.loads(line)["kind"] for line in run(config_file, "audit", "export").stdout.split()
     ]
     assert kinds[-2:] == ["user.disabled", "user.enabled"]
-

@@ -8,7 +8,8 @@ import pytest
 from yarl import URL
 
 from gateway.decisions import PROMPT_KEY
-from gateway.policy import load_policy_file, policy_to_document
+from gateway.policy import policy_to_document
+from gateway.policy_store import load_policy_file
 from tests.conftest import START, GatewayFactory, RunningGateway, sign_in
 
 HTML = {"Accept": "text/html"}

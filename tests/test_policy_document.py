@@ -467,10 +467,3 @@ def test_the_policy_package_reads_no_files() -> None:
         source = module.read_text()
         for reading in ("open(", "read_bytes(", "read_text(", "import pathlib", "import os"):
             assert reading not in source, f"{module.name} reads files ({reading})"
-
-
-def test_the_old_import_of_load_policy_file_still_loads_the_file(tmp_path: Path) -> None:
-    from gateway import policy
-
-    path = write(tmp_path, TOML)
-    assert policy.load_policy_file(path) == load_policy_file(path)

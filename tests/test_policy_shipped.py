@@ -18,10 +18,10 @@ from gateway.policy import (
     TenantFact,
     decide,
     lint,
-    load_policy_file,
     parse_policy,
     policy_to_document,
 )
+from gateway.policy_store import load_policy_file
 
 SHIPPED = Path(__file__).resolve().parent.parent / "policies" / "au-ato-2fa.toml"
 SYDNEY = ZoneInfo("Australia/Sydney")
