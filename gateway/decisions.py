@@ -67,7 +67,8 @@ class PolicyBook:
             changed = False
             set_version = await self._store.policies.set_version()
             if set_version != self.set_version:
-                self.policies = tuple(await stored_policies(self._store))
+                in_force = {p.id: p for p in self.policies}
+                self.policies = tuple(await stored_policies(self._store, in_force))
                 self.boundaries = boundaries(self.policies)
                 self.set_version = set_version
                 changed = True

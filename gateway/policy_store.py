@@ -6,7 +6,7 @@ This is where policy files are read; gateway.policy itself does no I/O.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -133,14 +133,26 @@ async def apply_policies(
     return results
 
 
-async def stored_policies(store: Store) -> list[Policy]:
-    """Every stored policy that parses, with its stored enabled flag."""
+async def stored_policies(
+    store: Store, in_force: Mapping[str, Policy] | None = None
+) -> list[Policy]:
+    """Every stored policy, with its stored enabled flag. One that no longer parses (after an
+    upgrade, say) is replaced by its version in ``in_force`` if there is one: a broken
+    record must not switch enforcement off."""
     policies = []
     for stored in await store.policies.list():
         try:
             policies.append(parse_policy(policy_document(stored.document, stored.enabled)))
         except PolicyError as exc:
-            log.error("stored policy %s no longer parses: %s", stored.id, exc)
+            kept = (in_force or {}).get(stored.id)
+            log.error(
+                "stored policy %s no longer parses: %s; %s",
+                stored.id,
+                exc,
+                "keeping the version in force" if kept else "it is not enforced",
+            )
+            if kept is not None:
+                policies.append(kept)
     return policies
 
 

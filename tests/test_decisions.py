@@ -98,3 +98,24 @@ async def test_a_stored_policy_that_no_longer_parses_is_skipped_not_fatal(
     book = PolicyBook(store)
     await book.refresh()
     assert [p.id for p in book.policies] == ["au-ato-2fa"]
+
+
+async def test_a_policy_in_force_stays_in_force_when_its_stored_record_breaks(
+    setup: tuple[Store, Decider, LiveSession, ManualClock],
+) -> None:
+    store, decider, live, _ = setup
+    assert (await decider.decide_for(live)).outcome is Outcome.PROMPT
+    # A record that no longer parses, e.g. written by a newer release: the store accepts it.
+    stored = await store.policies.get("au-ato-2fa")
+    broken = {**stored.document, "schedule": {"deadline": "someday"}}
+    await store.policies.replace(
+        policy_id="au-ato-2fa",
+        document=broken,
+        enabled=True,
+        expected_version=stored.version,
+        now=0,
+        by="t",
+    )
+    assert await decider.book.refresh() is True
+    assert [p.id for p in decider.book.policies] == ["au-ato-2fa"]
+    assert (await decider.decide_for(live)).outcome is Outcome.PROMPT
