@@ -143,11 +143,16 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 async def _follow_other_processes(services: Services) -> None:
     """Pick up what the CLI or another replica changed: policies, tenants, ended sessions."""
+    book, sessions = services.decider.book, services.sessions
     while True:
         await asyncio.sleep(REFRESH_SECONDS)
         try:
-            await services.decider.book.refresh()
-            await services.sessions.follow_revocations()
+            # One statement per tick while nothing changes; the reloads only when needed.
+            policies, facts, revocations = await services.store.change_marks()
+            if policies != book.set_version or facts != book.facts_version:
+                await book.refresh()
+            if revocations != sessions.revocations_seen:
+                await sessions.follow_revocations()
         except StoreError:
             log.exception("could not refresh from the store; keeping what is in force")
 

@@ -133,7 +133,9 @@ class Decider:
     async def decide_for(self, live: LiveSession) -> Decision:
         user = live.user
         book = self._book
-        dismissals = await self.dismissals(user.id)
+        dismissals = self._dismissals.get(user.id)
+        if dismissals is None:  # only a cold user awaits the store
+            dismissals = await self.dismissals(user.id)
         key = (
             user.id,
             user.org_id,

@@ -174,6 +174,10 @@ class SessionManager:
             self._dirty.pop(id_hash, None)
         return len(stale)
 
+    @property
+    def revocations_seen(self) -> int | None:
+        return self._revocations_seen
+
     def cached_count(self) -> int:
         return len(self._cache)
 

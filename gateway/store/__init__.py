@@ -35,7 +35,7 @@ from gateway.store.records import (
     ThrottleState,
     User,
 )
-from gateway.store.revocations import RevocationRepository
+from gateway.store.revocations import RevocationRepository, change_marks
 from gateway.store.sessions import SessionRepository
 from gateway.store.tenants import TenantRepository, tenant_document
 from gateway.store.throttle import ThrottleRepository
@@ -97,6 +97,10 @@ class Store:
         self.tenants = TenantRepository(db)
         self.dismissals = DismissalRepository(db)
         self.admin_tokens = AdminTokenRepository(db)
+
+    async def change_marks(self) -> tuple[int, int, int]:
+        """(policy-set version, facts version, newest revocation id), in one statement."""
+        return await change_marks(self.db)
 
     @classmethod
     async def open(cls, path: str | Path, busy_timeout_ms: int = 5000) -> Store:

@@ -43,3 +43,16 @@ class RevocationRepository:
         """Forget entries older than ``before`` (no cache holds a session that old)."""
         async with self._db.transaction() as conn:
             return await execute(conn, "DELETE FROM revocations WHERE at < ?", (before,))
+
+
+async def change_marks(db: Database) -> tuple[int, int, int]:
+    """(policy-set version, facts version, newest revocation id) in one statement: what a
+    process polls to learn whether anything it caches changed elsewhere."""
+    row = await db.fetch_one(
+        "SELECT (SELECT version FROM policy_set WHERE id = 1) AS policies,"
+        " (SELECT version FROM facts_version WHERE id = 1) AS facts,"
+        " (SELECT coalesce(max(id), 0) FROM revocations) AS revocations"
+    )
+    if row is None:  # a SELECT without FROM always yields one row
+        raise AssertionError("change marks query returned nothing")
+    return int(row["policies"]), int(row["facts"]), int(row["revocations"])
