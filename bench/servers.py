@@ -124,7 +124,7 @@ async def start_gateway_role(args: argparse.Namespace) -> tuple[web.AppRunner, i
     from gateway.clock import system_clock
     from gateway.ops.logs import configure_logging
     from gateway.runner import start_gateway
-    from gateway.sandbox.demo import demo_config, seed_demo
+    from gateway.sandbox.demo import demo_config, seed_demo, seed_demo_xero
     from gateway.store import Store
 
     workdir = Path(args.workdir)
@@ -136,6 +136,9 @@ async def start_gateway_role(args: argparse.Namespace) -> tuple[web.AppRunner, i
     store = await Store.open(config.store.path)
     try:
         await seed_demo(store, Passwords(), system_clock())
+        # The shipped policy and the AU tenant: the bench user is in scope, so every request
+        # goes through a real policy decision (a prompt, let through in grace for non-pages).
+        await seed_demo_xero(store, system_clock())
     finally:
         await store.close()
     runner, port = await start_gateway(config)
