@@ -64,6 +64,7 @@ async def open_services(
         max_body_size=config.server.max_body_size,
         trusted_proxies=trusted,
         on_upstream=metrics.observe_upstream,
+        ws_recheck_seconds=config.upstream.websocket_recheck_seconds,
         private_cookies=(cookies.session, cookies.login_nonce),
     )
     await sessions.follow_revocations()  # from here on, every revocation is followed

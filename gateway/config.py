@@ -133,6 +133,11 @@ class UpstreamConfig:
     read_timeout: float = setting(
         60.0, doc="Seconds to wait for the app to answer; then 504.", check=_positive
     )
+    websocket_recheck_seconds: float = setting(
+        15.0,
+        doc="How often an open WebSocket's session is re-checked; a signed-out one is closed.",
+        check=_positive,
+    )
     public_paths: tuple[str, ...] = setting(
         (),
         doc="Paths served without sign-in: '/x/' covers a subtree, '/x*' a prefix, else exact.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -29,6 +29,10 @@ UpstreamObserver = Callable[[int, float], None]
 # made-up Content-Type or User-Agent would misreport what the client sent.
 _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 _SKIPPED: CIMultiDict[None] = CIMultiDict((name, None) for name in _SKIP_AUTO_HEADERS)
+
+
+# Asked while a relayed WebSocket is open: may its user still use it?
+StillAllowed = Callable[[], Awaitable[bool]]
 
 
 class _VerbatimRequest(aiohttp.ClientRequest):
@@ -122,6 +126,7 @@ class UpstreamProxy:
         max_body_size: int,
         trusted_proxies: Sequence[IPNetwork],
         on_upstream: UpstreamObserver | None = None,
+        ws_recheck_seconds: float = 15.0,
         private_cookies: Iterable[str] = (),
         pool_size: int = 1024,
         dns_cache_seconds: int = 10,
@@ -143,6 +148,7 @@ class UpstreamProxy:
         self._read_timeout = read_timeout
         self._trusted_proxies = tuple(trusted_proxies)
         self._on_upstream = on_upstream
+        self._ws_recheck_seconds = ws_recheck_seconds
         self._private_cookies = frozenset(private_cookies)
         self._pool_size = pool_size
         self._dns_cache_seconds = dns_cache_seconds
@@ -187,9 +193,18 @@ class UpstreamProxy:
             await session.close()
 
     async def forward(
-        self, request: web.Request, *, identity: Mapping[str, str], request_id: str
+        self,
+        request: web.Request,
+        *,
+        identity: Mapping[str, str],
+        request_id: str,
+        still_allowed: StillAllowed | None = None,
     ) -> web.StreamResponse:
-        """Send ``request`` upstream with ``identity`` headers added; stream the answer back."""
+        """Send ``request`` upstream with ``identity`` headers added; stream the answer back.
+
+        ``still_allowed`` is asked every ``ws_recheck_seconds`` while a WebSocket relayed
+        for this request stays open; once it says no, both sides are closed (1008).
+        """
         session = self._session
         if session is None:
             raise RuntimeError("UpstreamProxy.start() has not been called")
@@ -216,7 +231,9 @@ class UpstreamProxy:
         # encoded=True: the path and query go upstream byte for byte, never re-normalised.
         url = URL(self._origin + request.raw_path, encoded=True)
         if _is_websocket_upgrade(request):
-            return await self._forward_websocket(request, session, url, headers, request_id)
+            return await self._forward_websocket(
+                request, session, url, headers, request_id, still_allowed
+            )
         return await self._forward_http(request, session, url, headers, request_id)
 
     def _refuse(self, request: web.Request, request_id: str) -> web.StreamResponse | None:
@@ -462,6 +479,7 @@ class UpstreamProxy:
         url: URL,
         headers: CIMultiDict[str],
         request_id: str,
+        still_allowed: StillAllowed | None,
     ) -> web.StreamResponse:
         protocols = [
             p.strip()
@@ -515,7 +533,7 @@ class UpstreamProxy:
             await upstream_ws.close()
             raise
         try:
-            await _relay_websocket(client_ws, upstream_ws)
+            await _relay_websocket(client_ws, upstream_ws, still_allowed, self._ws_recheck_seconds)
         finally:
             await upstream_ws.close()
         return client_ws
@@ -581,15 +599,36 @@ async def _pump(source: WebSocket, sink: WebSocket) -> tuple[int, str]:
             return 1001, ""
 
 
+async def _watch(still_allowed: StillAllowed, interval: float) -> tuple[int, str]:
+    """Return once the user may no longer use the socket (signed out, expired, blocked)."""
+    while True:
+        await asyncio.sleep(interval)
+        if not await still_allowed():
+            return 1008, "sign-in required"
+
+
 async def _relay_websocket(
-    client_ws: web.WebSocketResponse, upstream_ws: aiohttp.ClientWebSocketResponse
+    client_ws: web.WebSocketResponse,
+    upstream_ws: aiohttp.ClientWebSocketResponse,
+    still_allowed: StillAllowed | None = None,
+    recheck_seconds: float = 15.0,
 ) -> None:
-    """Pump both ways; when one side closes, pass its close code on to the other."""
+    """Pump both ways; when one side closes, pass its close code on to the other. A socket
+    outlives no session: ``still_allowed`` is re-asked and closes both sides with 1008."""
     to_upstream = asyncio.create_task(_pump(client_ws, upstream_ws))
     to_client = asyncio.create_task(_pump(upstream_ws, client_ws))
+    tasks = {to_upstream, to_client}
+    watcher = None
+    if still_allowed is not None:
+        watcher = asyncio.create_task(_watch(still_allowed, recheck_seconds))
+        tasks.add(watcher)
     try:
-        done, _ = await asyncio.wait({to_upstream, to_client}, return_when=asyncio.FIRST_COMPLETED)
-        if to_upstream in done:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if watcher is not None and watcher in done:
+            code, message = _close_args(*watcher.result())
+            await client_ws.close(code=code, message=message)
+            await upstream_ws.close(code=1001, message=b"client signed out")
+        elif to_upstream in done:
             code, message = _close_args(*to_upstream.result())
             await upstream_ws.close(code=code, message=message)
             await client_ws.close(code=code, message=message)
@@ -598,6 +637,6 @@ async def _relay_websocket(
             await client_ws.close(code=code, message=message)
             await upstream_ws.close(code=code, message=message)
     finally:
-        for task in (to_upstream, to_client):
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(to_upstream, to_client, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)

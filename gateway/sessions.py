@@ -130,6 +130,19 @@ class SessionManager:
         self._cache[id_hash] = live
         return live
 
+    async def keep_alive(self, live: LiveSession) -> bool:
+        """For a long-lived request (a WebSocket): is ``live`` still signed in? If so, its
+        use counts as activity, as a request would; if not, it is over for good."""
+        current = self._cache.get(live.id_hash)
+        if current is None:  # evicted, or revoked by another process
+            current = await self._load(live.id_hash)
+        now = self._clock()
+        if current is None or end_reason(current.record, live.last_seen, self._limits, now):
+            return False
+        live.last_seen = current.last_seen = now
+        self._dirty[live.id_hash] = now
+        return True
+
     async def end(self, id_hash: str) -> None:
         self._cache.pop(id_hash, None)
         self._dirty.pop(id_hash, None)

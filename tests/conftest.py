@@ -61,10 +61,10 @@ class RunningGateway:
 GatewayFactory = Callable[..., Any]
 
 
-def gateway_config(tmp_path: Path, upstream: str, **sections: dict[str, Any]) -> Config:
+def gateway_config(tmp_path: Path, app_url: str, **sections: dict[str, Any]) -> Config:
     raw: dict[str, dict[str, Any]] = {
         "server": {"host": "127.0.0.1", "port": 0},
-        "upstream": {"url": upstream, "public_paths": ["/public/"], "read_timeout": 5.0},
+        "upstream": {"url": app_url, "public_paths": ["/public/"], "read_timeout": 5.0},
         "store": {"path": str(tmp_path / "gateway.sqlite3")},
         "security": {"secret_key": SECRET, "cookie_secure": False},
         "logging": {"level": "WARNING", "format": "text"},
@@ -81,11 +81,11 @@ async def make_gateway(
     runners = []
 
     async def start(
-        upstream: str | None = None, *, policies: bool = False, **sections: dict[str, Any]
+        app_url: str | None = None, *, policies: bool = False, **sections: dict[str, Any]
     ) -> RunningGateway:
         """A gateway with the demo accounts; ``policies``: also the demo's Xero tenants and
         the shipped AU policy (so users of the AU organisation are in scope)."""
-        config = gateway_config(tmp_path, upstream or upstream_url, **sections)
+        config = gateway_config(tmp_path, app_url or upstream_url, **sections)
         services = await open_services(config, clock=clock, passwords=fast_passwords())
         await seed_demo(services.store, services.passwords, clock())
         if policies:

@@ -7,6 +7,7 @@ import asyncio
 import aiohttp
 import pytest
 
+from gateway.sessions import hash_session_id
 from tests.conftest import GatewayFactory, RunningGateway, sign_in
 
 
@@ -147,7 +148,7 @@ async def test_app_receives_the_request_id_the_gateway_logged(gateway: RunningGa
 async def test_app_down_gives_502_and_the_gateway_keeps_serving(
     make_gateway: GatewayFactory,
 ) -> None:
-    gateway: RunningGateway = await make_gateway(upstream="http://127.0.0.1:9")
+    gateway: RunningGateway = await make_gateway(app_url="http://127.0.0.1:9")
     async with gateway.client() as client:
         await sign_in(client)
         response = await client.get("/api/whoami", headers={"Accept": "application/json"})
@@ -220,3 +221,36 @@ async def test_a_host_outside_the_allowed_list_never_reaches_the_app(
     allowed = (await reader.read()).decode()
     writer.close()
     assert allowed.startswith("HTTP/1.1 200")
+
+
+async def test_an_open_websocket_is_closed_when_its_session_is_signed_out(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway: RunningGateway = await make_gateway(upstream={"websocket_recheck_seconds": 0.05})
+    async with gateway.client() as client:
+        raw = (await sign_in(client, email="max@harbour.example")).cookies["gw-session"].value
+        async with client.ws_connect("/ws") as ws:
+            assert await ws.receive_str() == "hello max@harbour.example"
+            await gateway.services.sessions.end(hash_session_id(raw))
+            message = await asyncio.wait_for(ws.receive(), timeout=5)
+    assert message.type is aiohttp.WSMsgType.CLOSE
+    assert ws.close_code == 1008
+
+
+async def test_an_open_websocket_is_closed_when_the_2fa_deadline_passes(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway: RunningGateway = await make_gateway(
+        policies=True, upstream={"websocket_recheck_seconds": 0.05}
+    )
+    gateway.clock.set(1_798_722_000.0 - 60)  # a minute before the end of 31 December, Sydney
+    async with gateway.client() as client:
+        await sign_in(client, email="max@harbour.example")
+        async with client.ws_connect("/ws") as ws:
+            assert await ws.receive_str() == "hello max@harbour.example"
+            await ws.send_str("still here")
+            assert await ws.receive_str() == "still here"
+            gateway.clock.advance(61)
+            message = await asyncio.wait_for(ws.receive(), timeout=5)
+    assert message.type is aiohttp.WSMsgType.CLOSE
+    assert ws.close_code == 1008

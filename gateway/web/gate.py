@@ -97,7 +97,19 @@ async def gate(request: web.Request) -> web.StreamResponse:
         else:
             identity = identity_headers(live, mfa)
         request[OUTCOME] = "public" if public else "proxied"
-    return await services.proxy.forward(request, identity=identity, request_id=request[REQUEST_ID])
+    still_allowed = None
+    if live is not None and identity:
+        signed_in = live
+
+        async def still_allowed() -> bool:
+            # Asked while a WebSocket stays open: signed out, expired or blocked ends it.
+            if not await services.sessions.keep_alive(signed_in):
+                return False
+            return _admitted_as(await services.decider.decide_for(signed_in)) is not None
+
+    return await services.proxy.forward(
+        request, identity=identity, request_id=request[REQUEST_ID], still_allowed=still_allowed
+    )
 
 
 def _admitted_as(decision: Decision) -> MfaHeader | None:
