@@ -765,7 +765,8 @@ def print_report(report: dict[str, Any], output: Path) -> None:
     print(
         f"  SQL statements / warm request {per:>8.5f}    target 0         {verdict(sql['met'])}"
         f"   ({store['statements']} statements in {store['proxied_requests']:,} requests;"
-        f" the 15 s write-behind flush may add up to {store['write_behind_allowance']})"
+        f" the 15 s write-behind flush and the 2 s change poll may add up to"
+        f" {store['write_behind_allowance']})"
     )
     cpu_ratio = ratios["gateway_cpu_over_bare"]
     print(
