@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
+
+from gateway.sandbox.demo import DEMO_PASSWORD
 
 SECRET = "cli-secret-key-long-enough-for-the-check-123"
 
@@ -129,10 +135,12 @@ def test_migrate_reports_the_schema_version(config_file: Path) -> None:
     assert "schema version 3" in result.stdout
 
 
-def test_demo_serves_and_stops_cleanly_on_interrupt(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def running_demo(tmp_path: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Start `xero-gateway demo` on a free port; yields the process and its URL."""
     exe = shutil.which("xero-gateway") or str(Path(sys.executable).parent / "xero-gateway")
     proc = subprocess.Popen(
-        [exe, "demo", "--port", "0", "--workdir", str(tmp_path / "demo")],
+        [exe, "demo", "--port", "0", "--workdir", str(tmp_path / "demo"), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -146,14 +154,34 @@ def test_demo_serves_and_stops_cleanly_on_interrupt(tmp_path: Path) -> None:
                 url = line.split()[1].rstrip("/")
                 break
         assert url, "the demo did not print its URL"
-        with urllib.request.urlopen(f"{url}/_gateway/health", timeout=10) as response:  # noqa: S310
-            assert json.load(response)["status"] == "ok"
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=20) == 0
+        yield proc, url
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_demo_serves_and_stops_cleanly_on_interrupt(tmp_path: Path) -> None:
+    with running_demo(tmp_path) as (proc, url):
+        with urllib.request.urlopen(f"{url}/_gateway/health", timeout=10) as response:  # noqa: S310
+            assert json.load(response)["status"] == "ok"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+
+
+async def test_demo_at_a_later_date_shows_the_blocked_state(tmp_path: Path) -> None:
+    with running_demo(tmp_path, "--at", "2027-01-05") as (_, url):
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+            page = await (await client.get(f"{url}/_gateway/login")).text()
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+            assert csrf
+            await client.post(
+                f"{url}/_gateway/login",
+                data={"email": "max@harbour.example", "password": DEMO_PASSWORD, "csrf": csrf[1]},
+                allow_redirects=False,
+            )
+            au = await client.get(f"{url}/", headers={"Accept": "text/html"}, allow_redirects=False)
+            assert au.headers["Location"] == "/_gateway/mfa/blocked?next=/"
 
 
 ROOT = Path(__file__).resolve().parent.parent
