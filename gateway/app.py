@@ -65,6 +65,7 @@ async def open_services(
         trusted_proxies=trusted,
         on_upstream=metrics.observe_upstream,
         ws_recheck_seconds=config.upstream.websocket_recheck_seconds,
+        clock=clock,
         private_cookies=(cookies.session, cookies.login_nonce),
     )
     await sessions.follow_revocations()  # from here on, every revocation is followed

@@ -390,3 +390,27 @@ def client_address(
         if not _trusted(addr, trusted_proxies):
             break
     return str(candidate), True
+
+
+_FORWARDED_HOST = re.compile(r'(?:^|[;,\s])host\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*)', re.I)
+
+
+def claimed_hosts(headers: Mapping[str, str], *, trusted_proxy: bool) -> list[str]:
+    """Every host name the app may take as the one the client asked for, lower-cased: Host,
+    and from a trusted proxy also X-Forwarded-Host and Forwarded ``host=`` (which the proxy
+    passes on, so an allow-list must hold for them too)."""
+    getall = getattr(headers, "getall", None)
+
+    def values(name: str) -> list[str]:
+        if getall is not None:
+            return list(getall(name, []))
+        value = headers.get(name)
+        return [value] if value is not None else []
+
+    hosts = [v.strip().lower() for v in values("Host")] or [""]
+    if trusted_proxy:
+        for value in values("X-Forwarded-Host"):
+            hosts.extend(part.strip().lower() for part in value.split(","))
+        for value in values("Forwarded"):
+            hosts.extend(m.group(1).strip('"').lower() for m in _FORWARDED_HOST.finditer(value))
+    return hosts

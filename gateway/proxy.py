@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -31,8 +32,9 @@ _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 _SKIPPED: CIMultiDict[None] = CIMultiDict((name, None) for name in _SKIP_AUTO_HEADERS)
 
 
-# Asked while a relayed WebSocket is open: may its user still use it?
-StillAllowed = Callable[[], Awaitable[bool]]
+# Asked while a relayed WebSocket is open, with when its client last sent anything: may its
+# user still use it?
+StillAllowed = Callable[[float], Awaitable[bool]]
 
 
 class _VerbatimRequest(aiohttp.ClientRequest):
@@ -127,6 +129,7 @@ class UpstreamProxy:
         trusted_proxies: Sequence[IPNetwork],
         on_upstream: UpstreamObserver | None = None,
         ws_recheck_seconds: float = 15.0,
+        clock: Callable[[], float] = time.time,
         private_cookies: Iterable[str] = (),
         pool_size: int = 1024,
         dns_cache_seconds: int = 10,
@@ -149,6 +152,7 @@ class UpstreamProxy:
         self._trusted_proxies = tuple(trusted_proxies)
         self._on_upstream = on_upstream
         self._ws_recheck_seconds = ws_recheck_seconds
+        self._clock = clock
         self._private_cookies = frozenset(private_cookies)
         self._pool_size = pool_size
         self._dns_cache_seconds = dns_cache_seconds
@@ -533,7 +537,9 @@ class UpstreamProxy:
             await upstream_ws.close()
             raise
         try:
-            await _relay_websocket(client_ws, upstream_ws, still_allowed, self._ws_recheck_seconds)
+            await _relay_websocket(
+                client_ws, upstream_ws, still_allowed, self._ws_recheck_seconds, self._clock
+            )
         finally:
             await upstream_ws.close()
         return client_ws
@@ -578,7 +584,9 @@ def _close_args(code: int, reason: str) -> tuple[int, bytes]:
     return code, reason.encode()[:123]
 
 
-async def _pump(source: WebSocket, sink: WebSocket) -> tuple[int, str]:
+async def _pump(
+    source: WebSocket, sink: WebSocket, on_message: Callable[[], None] | None = None
+) -> tuple[int, str]:
     """Copy messages from ``source`` to ``sink`` until ``source`` closes; return its close."""
     while True:
         msg = await source.receive()
@@ -595,15 +603,30 @@ async def _pump(source: WebSocket, sink: WebSocket) -> tuple[int, str]:
                 # Gone without a close frame (or closing on our own word): "going away".
                 return 1001, ""
             # PING and PONG are answered by each side's autoping; nothing to relay.
+            if on_message is not None and msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                on_message()
         except ConnectionError:
             return 1001, ""
 
 
-async def _watch(still_allowed: StillAllowed, interval: float) -> tuple[int, str]:
-    """Return once the user may no longer use the socket (signed out, expired, blocked)."""
+class _Activity:
+    """When the client last sent a message, on the gateway's clock."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self.last = clock()
+
+    def touch(self) -> None:
+        self.last = self._clock()
+
+
+async def _watch(
+    still_allowed: StillAllowed, activity: _Activity, interval: float
+) -> tuple[int, str]:
+    """Return once the user may no longer use the socket (signed out, expired, idle, blocked)."""
     while True:
         await asyncio.sleep(interval)
-        if not await still_allowed():
+        if not await still_allowed(activity.last):
             return 1008, "sign-in required"
 
 
@@ -612,15 +635,18 @@ async def _relay_websocket(
     upstream_ws: aiohttp.ClientWebSocketResponse,
     still_allowed: StillAllowed | None = None,
     recheck_seconds: float = 15.0,
+    clock: Callable[[], float] = time.time,
 ) -> None:
     """Pump both ways; when one side closes, pass its close code on to the other. A socket
     outlives no session: ``still_allowed`` is re-asked and closes both sides with 1008."""
-    to_upstream = asyncio.create_task(_pump(client_ws, upstream_ws))
+    # Only what the client sends shows that someone is there; the app's pushes do not.
+    activity = _Activity(clock)
+    to_upstream = asyncio.create_task(_pump(client_ws, upstream_ws, activity.touch))
     to_client = asyncio.create_task(_pump(upstream_ws, client_ws))
     tasks = {to_upstream, to_client}
     watcher = None
     if still_allowed is not None:
-        watcher = asyncio.create_task(_watch(still_allowed, recheck_seconds))
+        watcher = asyncio.create_task(_watch(still_allowed, activity, recheck_seconds))
         tasks.add(watcher)
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)

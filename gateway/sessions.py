@@ -105,18 +105,34 @@ class SessionManager:
             live = await self._load(id_hash)
             if live is None:
                 return None
-        reason = end_reason(live.record, live.last_seen, self._limits, now)
-        if reason is not None:
-            self._cache.pop(id_hash, None)
-            self._dirty.pop(id_hash, None)
-            if reason != "ended":
-                await self._store.sessions.end(id_hash, now)
+        if not await self._still_on(live, live.last_seen, now):
             return None
         live.last_seen = now
         self._dirty[id_hash] = now
         return live
 
+    async def _still_on(self, live: LiveSession, last_use: float, now: float) -> bool:
+        """Judge ``live`` at ``now``, ending it (everywhere) if it is over. Before ending a
+        session as idle, the stored last use is read back: another process may have served
+        it since this one last did."""
+        reason = end_reason(live.record, last_use, self._limits, now)
+        if reason == "idle":
+            stored = await self._store.sessions.get(live.id_hash)
+            if stored is not None and stored.ended_at is None:
+                live.last_seen = max(live.last_seen, stored.last_seen_at)
+                reason = end_reason(live.record, max(last_use, live.last_seen), self._limits, now)
+        if reason is None:
+            return True
+        self._cache.pop(live.id_hash, None)
+        self._dirty.pop(live.id_hash, None)
+        if reason != "ended":
+            await self._store.sessions.end(live.id_hash, now)
+        return False
+
     async def _load(self, id_hash: str) -> LiveSession | None:
+        # Where the revocation feed stood before reading: an end recorded while this load
+        # waits on the store is caught below instead of being cached back in.
+        seen = self._revocations_seen
         record = await self._store.sessions.get(id_hash)
         if record is None or record.ended_at is not None:
             return None
@@ -126,21 +142,28 @@ class SessionManager:
             return None
         if user.disabled:
             return None
+        if seen is not None:
+            for _, revoked_hash, revoked_user in await self._store.revocations.since(seen):
+                if revoked_hash == id_hash or revoked_user == user.id:
+                    return None
         live = LiveSession(record=record, user=user, last_seen=record.last_seen_at)
         self._cache[id_hash] = live
         return live
 
-    async def keep_alive(self, live: LiveSession) -> bool:
-        """For a long-lived request (a WebSocket): is ``live`` still signed in? If so, its
-        use counts as activity, as a request would; if not, it is over for good."""
+    async def keep_alive(self, live: LiveSession, last_activity: float) -> bool:
+        """For a long-lived request (a WebSocket): is ``live`` still signed in, given that its
+        user was last active at ``last_activity``? Activity moves the session's last use up
+        to that time, as a request would; a socket merely left open does not."""
         current = self._cache.get(live.id_hash)
         if current is None:  # evicted, or revoked by another process
             current = await self._load(live.id_hash)
-        now = self._clock()
-        if current is None or end_reason(current.record, live.last_seen, self._limits, now):
+            if current is None:
+                return False
+        last_use = max(current.last_seen, live.last_seen, last_activity)
+        if not await self._still_on(current, last_use, self._clock()):
             return False
-        live.last_seen = current.last_seen = now
-        self._dirty[live.id_hash] = now
+        current.last_seen = live.last_seen = last_use
+        self._dirty[live.id_hash] = last_use
         return True
 
     async def end(self, id_hash: str) -> None:

@@ -254,3 +254,41 @@ async def test_an_open_websocket_is_closed_when_the_2fa_deadline_passes(
             message = await asyncio.wait_for(ws.receive(), timeout=5)
     assert message.type is aiohttp.WSMsgType.CLOSE
     assert ws.close_code == 1008
+
+
+async def test_a_websocket_left_untouched_does_not_keep_its_session_alive(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway: RunningGateway = await make_gateway(upstream={"websocket_recheck_seconds": 0.05})
+    async with gateway.client() as client:
+        await sign_in(client, email="max@harbour.example")
+        async with client.ws_connect("/ws") as ws:
+            assert await ws.receive_str() == "hello max@harbour.example"
+            for _ in range(5):  # 25 minutes of typing into the socket: activity
+                gateway.clock.advance(5 * 60)
+                await ws.send_str("typing")
+                assert await ws.receive_str() == "typing"
+                await asyncio.sleep(0.1)  # let the re-check see it
+            assert (await client.get("/api/whoami")).status == 200
+            gateway.clock.advance(31 * 60)  # then nothing for longer than the idle limit
+            message = await asyncio.wait_for(ws.receive(), timeout=5)
+        assert message.type is aiohttp.WSMsgType.CLOSE
+        assert (await client.get("/api/whoami")).status == 401
+
+
+async def test_allowed_hosts_also_hold_for_hosts_a_trusted_proxy_passes_on(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway: RunningGateway = await make_gateway(
+        server={"allowed_hosts": ["app.example.com"]},
+        security={"trusted_proxies": ["127.0.0.1/32"]},
+    )
+    for forwarded in ("X-Forwarded-Host: evil.example", 'Forwarded: host="evil.example"'):
+        reader, writer = await asyncio.open_connection(gateway.url.host, gateway.url.port)
+        writer.write(
+            f"GET /public/hello HTTP/1.1\r\nHost: app.example.com\r\n{forwarded}\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        answer = (await reader.read()).decode()
+        writer.close()
+        assert answer.startswith("HTTP/1.1 421"), answer

@@ -14,6 +14,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from gateway.headers import (
     HOP_BY_HOP,
     IPNetwork,
+    claimed_hosts,
     client_address,
     is_gateway_header,
     request_headers_for_upstream,
@@ -661,3 +662,22 @@ def test_response_filter_matches_the_reference_reading(
     headers = multi(*pairs)
     expected = reference_response_headers(headers, private)
     assert list(response_headers_for_client(headers, private).items()) == list(expected.items())
+
+
+@pytest.mark.parametrize(
+    ("headers", "trusted", "hosts"),
+    [
+        ({"Host": "App.Example.com"}, False, ["app.example.com"]),
+        ({"Host": "a", "X-Forwarded-Host": "evil.example"}, False, ["a"]),
+        ({"Host": "a", "X-Forwarded-Host": "evil.example, b"}, True, ["a", "evil.example", "b"]),
+        (
+            {"Host": "a", "Forwarded": 'for=1.2.3.4;host="Evil.example"'},
+            True,
+            ["a", "evil.example"],
+        ),
+        ({"Host": "a", "Forwarded": "proto=https;host=b, host=c"}, True, ["a", "b", "c"]),
+        ({}, False, [""]),
+    ],
+)
+def test_claimed_hosts(headers: dict[str, str], trusted: bool, hosts: list[str]) -> None:
+    assert claimed_hosts(CIMultiDict(headers), trusted_proxy=trusted) == hosts

@@ -10,7 +10,7 @@ from gateway.clock import ManualClock
 from gateway.errors import StoreError
 from gateway.sessions import SessionLimits, SessionManager, end_reason, hash_session_id
 from gateway.store import Store
-from gateway.store.records import SessionRecord
+from gateway.store.records import SessionRecord, User
 
 LIMITS = SessionLimits(idle=1800.0, absolute=43200.0)
 
@@ -135,3 +135,61 @@ async def test_sessions_ended_by_another_process_are_dropped_from_the_cache(
     assert await manager.lookup(raws[1]) is None
     assert await manager.lookup(raws[2]) is not None
     await store.close()
+
+
+async def two_processes(
+    tmp_path: Path,
+) -> tuple[Store, Store, SessionManager, SessionManager, ManualClock, User]:
+    path = tmp_path / "s.sqlite3"
+    first, second = await Store.open(path), await Store.open(path)
+    clock = ManualClock(1000.0)
+    org = await first.organisations.add(name="Org", now=clock())
+    user = await first.users.add(
+        org_id=org.id,
+        email="a@b.example",
+        display_name="A",
+        role="member",
+        password_hash="x",
+        now=clock(),
+    )
+    a, b = SessionManager(first, LIMITS, clock), SessionManager(second, LIMITS, clock)
+    await a.follow_revocations()
+    await b.follow_revocations()
+    return first, second, a, b, clock, user
+
+
+async def test_a_process_with_an_old_copy_does_not_end_a_session_in_use_elsewhere(
+    tmp_path: Path,
+) -> None:
+    first, second, a, b, clock, user = await two_processes(tmp_path)
+    raw, _ = await a.create(user, client_addr=None)
+    assert await b.lookup(raw) is not None  # b caches it at t0, then serves nothing more
+    for _ in range(4):  # a serves it for 40 minutes, writing its last use behind
+        clock.advance(600)
+        assert await a.lookup(raw) is not None
+        await a.flush()
+    assert await b.lookup(raw) is not None
+    await a.follow_revocations()
+    assert await a.lookup(raw) is not None
+    await first.close()
+    await second.close()
+
+
+async def test_a_session_ended_while_it_is_being_loaded_is_not_cached_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second, a, b, clock, user = await two_processes(tmp_path)
+    raw, live = await a.create(user, client_addr=None)
+    read_user = second.users.get
+
+    async def user_read_while_another_process_signs_out(user_id: str) -> User:
+        found = await read_user(user_id)
+        await first.sessions.end(live.id_hash, clock())  # lands between b's two reads
+        return found
+
+    monkeypatch.setattr(second.users, "get", user_read_while_another_process_signs_out)
+    assert await b.lookup(raw) is None
+    monkeypatch.undo()
+    assert await b.lookup(raw) is None
+    await first.close()
+    await second.close()

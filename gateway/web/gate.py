@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import quote
 
 from aiohttp import web
 
+from gateway.errors import StoreError
+from gateway.headers import claimed_hosts
 from gateway.policy import Decision, MfaHeader, Outcome
+from gateway.proxy import CLIENT_SEEN
 from gateway.services import OUTCOME, REQUEST_ID, SERVICES, SESSION
 from gateway.sessions import LiveSession
 from gateway.web.paths import normalise_path
 from gateway.web.problems import problem_response, wants_html
+
+log = logging.getLogger(__name__)
 
 GATEWAY_PREFIX = "/_gateway/"
 LOGIN_PATH = "/_gateway/login"
@@ -49,7 +55,7 @@ def _is_navigation(request: web.Request) -> bool:
 async def gate(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     allowed_hosts = services.config.server.allowed_hosts
-    if allowed_hosts and request.headers.get("Host", "").lower() not in allowed_hosts:
+    if allowed_hosts and not _hosts_allowed(request, allowed_hosts):
         # The app builds links (password resets, redirects) from the forwarded Host.
         request[OUTCOME] = "rejected"
         return problem_response(
@@ -101,15 +107,26 @@ async def gate(request: web.Request) -> web.StreamResponse:
     if live is not None and identity:
         signed_in = live
 
-        async def still_allowed() -> bool:
-            # Asked while a WebSocket stays open: signed out, expired or blocked ends it.
-            if not await services.sessions.keep_alive(signed_in):
-                return False
-            return _admitted_as(await services.decider.decide_for(signed_in)) is not None
+        async def still_allowed(last_activity: float) -> bool:
+            # Asked while a WebSocket stays open: signed out, idle, expired or blocked ends it.
+            try:
+                if not await services.sessions.keep_alive(signed_in, last_activity):
+                    return False
+                return _admitted_as(await services.decider.decide_for(signed_in)) is not None
+            except StoreError:
+                # Not known right now: keep the socket and ask again at the next check.
+                log.warning("could not re-check an open WebSocket; will retry", exc_info=True)
+                return True
 
     return await services.proxy.forward(
         request, identity=identity, request_id=request[REQUEST_ID], still_allowed=still_allowed
     )
+
+
+def _hosts_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
+    seen = request.get(CLIENT_SEEN)
+    trusted = seen[1] if seen is not None else False
+    return all(host in allowed for host in claimed_hosts(request.headers, trusted_proxy=trusted))
 
 
 def _admitted_as(decision: Decision) -> MfaHeader | None:
