@@ -68,7 +68,9 @@ class PolicyBook:
             set_version = await self._store.policies.set_version()
             if set_version != self.set_version:
                 in_force = {p.id: p for p in self.policies}
-                self.policies = tuple(await stored_policies(self._store, in_force))
+                # The first load is strict: better not to start than to enforce less.
+                first = self.set_version < 0
+                self.policies = tuple(await stored_policies(self._store, in_force, strict=first))
                 self.boundaries = boundaries(self.policies)
                 self.set_version = set_version
                 changed = True

@@ -134,22 +134,40 @@ async def apply_policies(
 
 
 async def stored_policies(
-    store: Store, in_force: Mapping[str, Policy] | None = None
+    store: Store, in_force: Mapping[str, Policy] | None = None, *, strict: bool = False
 ) -> list[Policy]:
-    """Every stored policy, with its stored enabled flag. One that no longer parses (after an
-    upgrade, say) is replaced by its version in ``in_force`` if there is one: a broken
-    record must not switch enforcement off."""
+    """Every stored policy, with its stored enabled flag.
+
+    A broken record (one that no longer parses, after an upgrade say) must not switch
+    enforcement off silently: if it is disabled it is simply left out; if it is enabled its
+    version in ``in_force`` stands in for it, and with none there, ``strict`` raises
+    PolicyError (a gateway refuses to start rather than enforce less than it should).
+    """
     policies = []
     for stored in await store.policies.list():
         try:
             policies.append(parse_policy(policy_document(stored.document, stored.enabled)))
         except PolicyError as exc:
+            if not stored.enabled:
+                log.warning("stored policy %s no longer parses, and is disabled", stored.id)
+                continue
             kept = (in_force or {}).get(stored.id)
+            if kept is None and strict:
+                raise PolicyError(
+                    [
+                        f"stored policy {stored.id!r} no longer parses: {problem}"
+                        for problem in exc.problems
+                    ]
+                    + [
+                        f"apply a corrected file (xero-gateway policy apply FILE) for"
+                        f" {stored.id!r} before starting the gateway"
+                    ]
+                ) from exc
             log.error(
                 "stored policy %s no longer parses: %s; %s",
                 stored.id,
                 exc,
-                "keeping the version in force" if kept else "it is not enforced",
+                "keeping the version in force" if kept else "it is NOT enforced",
             )
             if kept is not None:
                 policies.append(kept)

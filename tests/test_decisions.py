@@ -9,7 +9,7 @@ import pytest
 
 from gateway.clock import ManualClock
 from gateway.decisions import Decider, PolicyBook
-from gateway.policy import Outcome
+from gateway.policy import Outcome, PolicyError
 from gateway.policy_store import apply_policies, load_policy_path
 from gateway.sessions import LiveSession
 from gateway.store import Store
@@ -88,15 +88,25 @@ async def test_book_refresh_reloads_only_on_a_version_change(
     assert [p.enabled for p in decider.book.policies] == [False]
 
 
-async def test_a_stored_policy_that_no_longer_parses_is_skipped_not_fatal(
+async def test_a_gateway_refuses_to_start_on_an_enabled_policy_that_no_longer_parses(
     setup: tuple[Store, Decider, LiveSession, ManualClock],
 ) -> None:
-    store, _, _, _ = setup
+    store, decider, _, _ = setup
     await store.policies.create(
         policy_id="broken", document={"id": "broken"}, enabled=True, now=0, by="t"
     )
+    # A running gateway keeps what it enforces and logs the broken newcomer...
+    assert await decider.book.refresh() is True
+    assert [p.id for p in decider.book.policies] == ["au-ato-2fa"]
+    # ...but a starting one will not enforce less than it should.
+    with pytest.raises(PolicyError, match="stored policy 'broken' no longer parses"):
+        await PolicyBook(store).refresh()
+    stored = await store.policies.get("broken")
+    await store.policies.set_enabled(
+        policy_id="broken", enabled=False, expected_version=stored.version, now=0, by="t"
+    )
     book = PolicyBook(store)
-    await book.refresh()
+    await book.refresh()  # disabled, so left out
     assert [p.id for p in book.policies] == ["au-ato-2fa"]
 
 
