@@ -51,20 +51,25 @@ def test_session_hash_is_stable_and_not_the_id() -> None:
     assert len(hash_session_id("abc")) == 64
 
 
+async def add_user(store: Store, email: str = "a@b.example") -> User:
+    org = await store.organisations.find_by_name("Org") or await store.organisations.add(
+        name="Org", now=1000.0
+    )
+    return await store.users.add(
+        org_id=org.id,
+        email=email,
+        display_name=email,
+        role="member",
+        password_hash="x",
+        now=1000.0,
+    )
+
+
 async def test_failed_flush_keeps_last_use_for_the_next_one(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "s.sqlite3")
     clock = ManualClock(1000.0)
     manager = SessionManager(store, LIMITS, clock)
-    org = await store.organisations.add(name="Org", now=clock())
-    user = await store.users.add(
-        org_id=org.id,
-        email="a@b.example",
-        display_name="A",
-        role="member",
-        password_hash="x",
-        now=clock(),
-    )
-    raw, live = await manager.create(user, client_addr=None)
+    raw, live = await manager.create(await add_user(store), client_addr=None)
     clock.advance(60)
     assert await manager.lookup(raw) is not None
     await store.close()
@@ -83,15 +88,7 @@ async def test_sessions_over_for_a_week_are_purged(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "s.sqlite3")
     clock = ManualClock(1000.0)
     manager = SessionManager(store, LIMITS, clock)
-    org = await store.organisations.add(name="Org", now=clock())
-    user = await store.users.add(
-        org_id=org.id,
-        email="a@b.example",
-        display_name="A",
-        role="member",
-        password_hash="x",
-        now=clock(),
-    )
+    user = await add_user(store)
     _, old = await manager.create(user, client_addr=None)
     await manager.end(old.id_hash)
     clock.advance(8 * 86400)
@@ -109,18 +106,7 @@ async def test_sessions_ended_by_another_process_are_dropped_from_the_cache(
     store = await Store.open(path)
     clock = ManualClock(1000.0)
     manager = SessionManager(store, LIMITS, clock)
-    org = await store.organisations.add(name="Org", now=clock())
-    users = [
-        await store.users.add(
-            org_id=org.id,
-            email=f"{n}@b.example",
-            display_name=n,
-            role="member",
-            password_hash="x",
-            now=clock(),
-        )
-        for n in ("a", "b", "c")
-    ]
+    users = [await add_user(store, f"{n}@b.example") for n in ("a", "b", "c")]
     raws = [(await manager.create(user, client_addr=None))[0] for user in users]
     assert await manager.follow_revocations() == 0  # notes where the feed stands
     other = await Store.open(path)  # another gateway process, or the CLI
@@ -143,15 +129,7 @@ async def two_processes(
     path = tmp_path / "s.sqlite3"
     first, second = await Store.open(path), await Store.open(path)
     clock = ManualClock(1000.0)
-    org = await first.organisations.add(name="Org", now=clock())
-    user = await first.users.add(
-        org_id=org.id,
-        email="a@b.example",
-        display_name="A",
-        role="member",
-        password_hash="x",
-        now=clock(),
-    )
+    user = await add_user(first)
     a, b = SessionManager(first, LIMITS, clock), SessionManager(second, LIMITS, clock)
     await a.follow_revocations()
     await b.follow_revocations()

@@ -180,6 +180,34 @@ async def _update(
     )
     if changed != 1:  # pragma: no cover - BEGIN IMMEDIATE already rules this out
         raise PreconditionFailedError(f"policy {policy_id!r} changed while it was being written")
+    return await _record(
+        conn,
+        before=_policy(row),
+        policy_id=policy_id,
+        version=version,
+        change=change,
+        document=document,
+        enabled=enabled,
+        now=now,
+        by=by,
+        audit=audit,
+    )
+
+
+async def _record(
+    conn: aiosqlite.Connection,
+    *,
+    before: StoredPolicy | None,
+    policy_id: str,
+    version: int,
+    change: str,
+    document: str,
+    enabled: bool,
+    now: float,
+    by: str,
+    audit: AuditEntry | None,
+) -> PolicyChange:
+    """The history row and the audit event of a change just written, in its transaction."""
     await _log(
         conn,
         policy_id=policy_id,
@@ -190,7 +218,6 @@ async def _update(
         now=now,
         by=by,
     )
-    before = _policy(row)
     after = StoredPolicy(
         id=policy_id,
         version=version,
@@ -302,8 +329,9 @@ class PolicyRepository:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (policy_id, version, int(enabled), text, now, by),
             )
-            await _log(
+            return await _record(
                 conn,
+                before=None,
                 policy_id=policy_id,
                 version=version,
                 change="create",
@@ -311,26 +339,8 @@ class PolicyRepository:
                 enabled=enabled,
                 now=now,
                 by=by,
+                audit=audit,
             )
-            after = StoredPolicy(
-                id=policy_id,
-                version=version,
-                enabled=enabled,
-                document=_document(text, f"policy {policy_id!r}"),
-                updated_at=now,
-                updated_by=by,
-            )
-            await _audit(
-                conn,
-                audit,
-                change="create",
-                policy_id=policy_id,
-                before=None,
-                after=after,
-                version=version,
-                now=now,
-            )
-        return PolicyChange(before=None, after=after)
 
     async def replace(
         self,
