@@ -105,7 +105,10 @@ class SessionManager:
             live = await self._load(id_hash)
             if live is None:
                 return None
-        if not await self._still_on(live, live.last_seen, now):
+        # The common case is judged without an await; only a session that looks over is
+        # looked at more closely (and ended).
+        over = end_reason(live.record, live.last_seen, self._limits, now) is not None
+        if over and not await self._still_on(live, live.last_seen, now):
             return None
         live.last_seen = now
         self._dirty[id_hash] = now
