@@ -37,7 +37,8 @@ DEMO_TENANTS = (
     (DEMO_ORGS[0], "3f6a1c2e-0000-4000-8000-0000000000au", "Harbour Accounting Pty Ltd", "AU"),
     (DEMO_ORGS[1], "3f6a1c2e-0000-4000-8000-0000000000nz", "Kauri Design Studio Ltd", "NZ"),
 )
-SHIPPED_POLICIES = Path(__file__).resolve().parents[2] / "policies"
+# policies/ of the repository, which the package also carries (a link in the source tree).
+SHIPPED_POLICIES = Path(__file__).parent.parent / "shipped_policies"
 DEMO_ACCOUNTS = (
     DemoAccount(org=DEMO_ORGS[0], email="ava@harbour.example", name="Ava Nguyen", role="principal"),
     DemoAccount(org=DEMO_ORGS[0], email="max@harbour.example", name="Max Taylor", role="member"),
