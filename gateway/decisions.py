@@ -129,9 +129,6 @@ class Decider:
     def note_dismissals(self, user_id: str, count: int) -> None:
         self._dismissals[user_id] = count
 
-    def forget_user(self, user_id: str) -> None:
-        self._dismissals.pop(user_id, None)
-
     async def decide_for(self, live: LiveSession) -> Decision:
         user = live.user
         book = self._book

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from cachetools import LRUCache
 
@@ -173,19 +173,6 @@ class SessionManager:
         self._cache.pop(id_hash, None)
         self._dirty.pop(id_hash, None)
         await self._store.sessions.end(id_hash, self._clock())
-
-    async def end_all_for_user(self, user_id: str) -> int:
-        ended = await self._store.sessions.end_all_for_user(user_id, self._clock())
-        for id_hash in ended:
-            self._cache.pop(id_hash, None)
-            self._dirty.pop(id_hash, None)
-        return len(ended)
-
-    def refresh_user(self, user: User) -> None:
-        """Point cached sessions of ``user`` at its new state (after an edit elsewhere)."""
-        for live in list(self._cache.values()):
-            if live.user.id == user.id:
-                live.user = replace(user)
 
     async def purge(self, keep_seconds: float) -> int:
         """Delete sessions that ended or expired more than ``keep_seconds`` ago."""
