@@ -81,7 +81,7 @@ async def gate(request: web.Request) -> web.StreamResponse:
     # The app receives the raw path, and apps differ in how they read `..`, `;` and escapes:
     # only a path already in normal form can skip sign-in, so what is judged public is
     # exactly what the app is sent.
-    public = normalised == raw_path and services.public_paths.is_public(raw_path)
+    public = normalised == raw_path and services.public_paths.matches(normalised)
     live = request.get(SESSION)
     if live is None:
         if not public:

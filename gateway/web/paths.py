@@ -133,6 +133,8 @@ class PathRules:
 
     def is_public(self, raw_path: str) -> bool:
         path = normalise_path(raw_path)
-        if path is None:
-            return False
+        return path is not None and self.matches(path)
+
+    def matches(self, path: str) -> bool:
+        """Whether an already normalised path is public."""
         return path in self._exact or path.startswith(self._prefixes)
