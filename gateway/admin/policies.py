@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from aiohttp import web
@@ -112,6 +114,17 @@ def _warnings(call: Call, policy: Policy) -> list[dict[str, str]]:
     return [{"field": w.field, "message": w.message} for w in lint(policy, now=when)]
 
 
+@contextmanager
+def _writing(policy_id: str) -> Iterator[None]:
+    """Turn the store's refusals of a policy write into the API's problems."""
+    try:
+        yield
+    except PreconditionFailedError as exc:
+        raise _stale(exc) from None
+    except NotFoundError:
+        raise _policy_not_found(policy_id) from None
+
+
 def _stale(exc: PreconditionFailedError) -> ApiProblem:
     # Another write landed between our read and our compare-and-swap; the store says which.
     return ApiProblem(412, "precondition-failed", "The policy has changed", str(exc))
@@ -174,7 +187,7 @@ async def replace_policy(call: Call) -> web.StreamResponse:
     before = await _current(call, policy_id)
     if before.version not in versions:
         raise precondition_failed(policy_id, before.version)
-    try:
+    with _writing(policy_id):
         change = await policy_store.replace_policy(
             call.services.store,
             policy,
@@ -182,10 +195,6 @@ async def replace_policy(call: Call) -> web.StreamResponse:
             now=call.now,
             audit=call.audit,
         )
-    except PreconditionFailedError as exc:
-        raise _stale(exc) from None
-    except NotFoundError:
-        raise _policy_not_found(policy_id) from None
     if change.changed:  # the same document again is no change: no new version, no audit event
         await call.refresh()
     stored = change.after
@@ -198,7 +207,7 @@ async def replace_policy(call: Call) -> web.StreamResponse:
 async def _set_enabled(call: Call, enabled: bool) -> web.StreamResponse:
     policy_id = call.path("policy_id")
     before = await _checked(call, policy_id)
-    try:
+    with _writing(policy_id):
         change = await call.services.store.policies.set_enabled(
             policy_id=policy_id,
             enabled=enabled,
@@ -207,10 +216,6 @@ async def _set_enabled(call: Call, enabled: bool) -> web.StreamResponse:
             by=call.actor,
             audit=call.audit,
         )
-    except PreconditionFailedError as exc:
-        raise _stale(exc) from None
-    except NotFoundError:
-        raise _policy_not_found(policy_id) from None
     if change.changed:
         await call.refresh()
     stored = change.after
@@ -228,7 +233,7 @@ async def disable_policy(call: Call) -> web.StreamResponse:
 async def delete_policy(call: Call) -> web.StreamResponse:
     policy_id = call.path("policy_id")
     before = await _checked(call, policy_id)
-    try:
+    with _writing(policy_id):
         entry = await call.services.store.policies.delete(
             policy_id=policy_id,
             expected_version=before.version,
@@ -236,10 +241,6 @@ async def delete_policy(call: Call) -> web.StreamResponse:
             by=call.actor,
             audit=call.audit,
         )
-    except PreconditionFailedError as exc:
-        raise _stale(exc) from None
-    except NotFoundError:
-        raise _policy_not_found(policy_id) from None
     await call.refresh()
     # No ETag: there is no policy left for one to describe. The history keeps the version.
     return json_response({"id": policy_id, **_history_entry(entry)})
