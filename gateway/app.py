@@ -24,7 +24,7 @@ from gateway.sessions import SessionLimits, SessionManager
 from gateway.store import Store
 from gateway.throttle import ThrottleRule
 from gateway.web import gate, interstitial, operations, pages
-from gateway.web.middleware import request_context, stamp_request_id
+from gateway.web.context import add_route, require_context
 from gateway.web.paths import PathRules
 from gateway.web.templating import setup_templates
 
@@ -109,20 +109,20 @@ async def close_services(services: Services) -> None:
 
 def create_app(services: Services) -> web.Application:
     """The front listener's application; closing it closes ``services``."""
-    app = web.Application(middlewares=[request_context], client_max_size=64 * 1024)
+    app = web.Application(client_max_size=64 * 1024)
     app[SERVICES] = services
     setup_templates(app)
-    app.router.add_get("/_gateway/login", pages.login_page)
-    app.router.add_post("/_gateway/login", pages.login_submit)
-    app.router.add_get("/_gateway/logout", pages.logout_page)
-    app.router.add_post("/_gateway/logout", pages.logout_submit)
-    app.router.add_get("/_gateway/health", operations.health)
-    app.router.add_get("/_gateway/metrics", operations.metrics)
+    add_route(app, "GET", "/_gateway/login", pages.login_page)
+    add_route(app, "POST", "/_gateway/login", pages.login_submit)
+    add_route(app, "GET", "/_gateway/logout", pages.logout_page)
+    add_route(app, "POST", "/_gateway/logout", pages.logout_submit)
+    add_route(app, "GET", "/_gateway/health", operations.health)
+    add_route(app, "GET", "/_gateway/metrics", operations.metrics)
     interstitial.add_routes(app)
     admin.add_routes(app)
-    app.router.add_route("*", "/_gateway/{tail:.*}", operations.not_found)
-    app.router.add_route("*", "/{tail:.*}", gate.gate)
-    app.on_response_prepare.append(stamp_request_id)
+    add_route(app, "*", "/_gateway/{tail:.*}", operations.not_found)
+    add_route(app, "*", "/{tail:.*}", gate.gate)
+    require_context(app)
     app.cleanup_ctx.append(_lifecycle)
     return app
 

@@ -374,10 +374,11 @@ class UpstreamProxy:
             except (TimeoutError, aiohttp.ClientError, OSError):
                 first, complete = b"", False  # _relay_body meets the error again and cuts
             response_class = _CoalescingResponse if first or complete else web.StreamResponse
+            reply_headers = response_headers_for_client(upstream.headers, self._private_cookies)
+            # The id the logs and the app saw, in place of any the app set.
+            reply_headers["X-Request-Id"] = request_id
             response = response_class(
-                status=upstream.status,
-                reason=upstream.reason,
-                headers=response_headers_for_client(upstream.headers, self._private_cookies),
+                status=upstream.status, reason=upstream.reason, headers=reply_headers
             )
             try:
                 await response.prepare(request)
@@ -531,6 +532,7 @@ class UpstreamProxy:
             max_msg_size=self._max_body_size,
             timeout=_WS_CLOSE_TIMEOUT,
         )
+        client_ws.headers["X-Request-Id"] = request_id
         try:
             await client_ws.prepare(request)
         except BaseException:

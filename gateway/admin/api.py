@@ -35,6 +35,7 @@ from gateway.reports import readiness_report
 from gateway.store import User, tenant_document
 from gateway.tenancy import MAX_TENANT_ID, MAX_TENANT_NAME, country_code_problem, text_problem
 from gateway.web import openapi
+from gateway.web.context import add_route
 
 MAX_KIND = 64
 DEFAULT_AUDIT_LIMIT = 100
@@ -315,8 +316,8 @@ def route_scopes() -> dict[tuple[str, str], tuple[str, ...]]:
 def add_routes(app: web.Application) -> None:
     """The admin API and its OpenAPI document; register before the /_gateway/ catch-all."""
     for route in ROUTES:
-        app.router.add_route(route.method, route.path, guard(route.handler, route.scopes))
-    app.router.add_route("*", f"{ADMIN_PREFIX}/{{tail:.*}}", fallback)
+        add_route(app, route.method, route.path, guard(route.handler, route.scopes))
+    add_route(app, "*", f"{ADMIN_PREFIX}/{{tail:.*}}", fallback)
     openapi.add_route(app, openapi.build_document(route_scopes()))
 
 

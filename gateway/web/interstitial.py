@@ -12,6 +12,7 @@ from gateway.policy import Decision, Outcome
 from gateway.services import CLIENT_ADDR, OUTCOME, SERVICES, SESSION
 from gateway.sessions import LiveSession
 from gateway.store.dismissals import DismissalLimitError
+from gateway.web.context import add_route
 from gateway.web.csrf import csrf_token, csrf_valid
 from gateway.web.gate import (
     BLOCKED_PATH,
@@ -138,11 +139,11 @@ async def verify_page(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get(PROMPT_PATH, prompt_page)
-    app.router.add_post("/_gateway/mfa/dismiss", dismiss)
-    app.router.add_get(BLOCKED_PATH, blocked_page)
-    app.router.add_get(ENROL_PATH, enrol_page)
-    app.router.add_get(VERIFY_PATH, verify_page)
+    add_route(app, "GET", PROMPT_PATH, prompt_page)
+    add_route(app, "POST", "/_gateway/mfa/dismiss", dismiss)
+    add_route(app, "GET", BLOCKED_PATH, blocked_page)
+    add_route(app, "GET", ENROL_PATH, enrol_page)
+    add_route(app, "GET", VERIFY_PATH, verify_page)
 
 
 __all__ = ["add_routes"]

@@ -11,6 +11,7 @@ from aiohttp import web
 import gateway
 from gateway.policy import BACKUP_METHODS, COUNTRY_CODES, PRIMARY_METHODS, PROFILES, ROLES
 from gateway.store import POLICY_CHANGES
+from gateway.web import context
 
 OPENAPI_PATH = "/_gateway/api/openapi.json"
 ADMIN = "/_gateway/admin/api"
@@ -847,4 +848,4 @@ async def serve(request: web.Request) -> web.Response:
 def add_route(app: web.Application, document: Mapping[str, Any]) -> None:
     """Serve ``document`` without auth: it describes the API, it grants nothing."""
     app[OPENAPI_TEXT] = json.dumps(document, ensure_ascii=False)
-    app.router.add_get(OPENAPI_PATH, serve)
+    context.add_route(app, "GET", OPENAPI_PATH, serve)

@@ -1,0 +1,146 @@
+"""Per-request context: request id, real client address, session lookup, access log, metrics.
+
+Every route's handler is wrapped with :func:`in_context` when it is registered (use
+:func:`add_route`), rather than through an aiohttp middleware: a middleware costs each
+request an extra wrapper coroutine and a response-prepare signal, on the proxy's hot path
+too. :func:`require_context` refuses to start an app with a route left unwrapped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.headers import client_address, simple_cookies
+from gateway.proxy import CLIENT_SEEN
+from gateway.services import CLIENT_ADDR, OUTCOME, REQUEST_ID, SERVICES, SESSION
+from gateway.web.problems import problem_response
+
+log = logging.getLogger("gateway.access")
+
+
+class _RequestIds:
+    """Random request ids, 32 hex digits like a uuid4's, cut from a pool of random bytes.
+
+    One getrandom call per 128 ids instead of one (and a UUID object) per request; the ids
+    stay unpredictable. A forked child starts its own pool, so no two processes share ids.
+    """
+
+    _POOL_IDS = 128
+
+    def __init__(self) -> None:
+        self._pool = ""
+        self._at = 0
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._pool, self._at = "", 0
+
+    def next(self) -> str:
+        at = self._at
+        if at >= len(self._pool):
+            self._pool = os.urandom(16 * self._POOL_IDS).hex()
+            at = 0
+        self._at = at + 32
+        return self._pool[at : at + 32]
+
+
+new_request_id = _RequestIds().next
+
+
+_IN_CONTEXT = "__gateway_in_context__"
+
+
+def in_context(handler: Handler) -> Handler:
+    """``handler`` run with the request's context set up, logged, counted and stamped with
+    its request id (streamed responses are prepared by the proxy, which stamps its own)."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        # One coroutine, not one calling another: each level is paid again at every resume.
+        services = request.app[SERVICES]
+        started = time.perf_counter()
+        seen = client_address(request.remote, request.headers, services.trusted_proxies)
+        addr, trusted = seen
+        request[CLIENT_ADDR] = addr
+        request[CLIENT_SEEN] = seen  # the proxy needs both and need not work them out again
+        incoming_id = request.headers.get("X-Request-Id", "") if trusted else ""
+        request_id = (
+            incoming_id
+            if 0 < len(incoming_id) <= 128 and incoming_id.isprintable()
+            else new_request_id()
+        )
+        request[REQUEST_ID] = request_id
+        status = 500
+        try:
+            # aiohttp's request.cookies parses every cookie (Morsels and all); a plain header,
+            # the usual kind, is read directly, with the same result.
+            plain = simple_cookies(request.headers.get("Cookie", ""))
+            cookies: Mapping[str, str] = request.cookies if plain is None else plain
+            raw_id = cookies.get(services.cookies.session)
+            if raw_id:
+                live = await services.sessions.lookup(raw_id)
+                if live is not None:
+                    request[SESSION] = live
+            response = await handler(request)
+            status = response.status
+            if not response.prepared:
+                response.headers["X-Request-Id"] = request_id
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            exc.headers["X-Request-Id"] = request_id
+            raise
+        except Exception:
+            # No traceback ever reaches the client: log it with the request id and answer 500.
+            log.exception("unhandled error", extra={"request_id": request_id, "path": request.path})
+            request[OUTCOME] = "error"
+            response = problem_response(
+                request,
+                status=500,
+                slug="internal-error",
+                title="Something went wrong",
+                detail=f"The gateway could not complete this request (request id {request_id}).",
+            )
+            response.headers["X-Request-Id"] = request_id
+            return response
+        finally:
+            outcome = request.get(OUTCOME, "gateway")
+            services.metrics.count(outcome)
+            if log.isEnabledFor(logging.INFO):
+                live = request.get(SESSION)
+                log.info(
+                    "request",
+                    extra={
+                        "request_id": request_id,
+                        "method": request.method,
+                        "path": request.path,
+                        "status": status,
+                        "outcome": outcome,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                        "client": addr,
+                        "user_id": live.user.id if live is not None else None,
+                    },
+                )
+
+    setattr(handle, _IN_CONTEXT, True)
+    return handle
+
+
+def add_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
+    app.router.add_route(method, path, in_context(handler))
+
+
+def require_context(app: web.Application) -> None:
+    """Raise if a route of ``app`` was registered without :func:`in_context`."""
+    bare = [
+        f"{route.method} {route.resource.canonical if route.resource else '?'}"
+        for route in app.router.routes()
+        if not getattr(route.handler, _IN_CONTEXT, False)
+    ]
+    if bare:
+        raise RuntimeError(f"routes registered without the request context: {', '.join(bare)}")

@@ -1,0 +1,101 @@
+"""The per-request context every route runs in: request ids on every response, and no route
+registered without it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import re
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.services import SERVICES
+from gateway.web.context import add_route, require_context
+from tests.conftest import RunningGateway, sign_in
+
+REQUEST_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def request_id(response: aiohttp.ClientResponse) -> str:
+    value = response.headers.get("X-Request-Id", "")
+    assert REQUEST_ID.fullmatch(value), f"{response.status} {response.url}: {value!r}"
+    return value
+
+
+async def test_every_kind_of_response_names_its_request_id(gateway: RunningGateway) -> None:
+    seen = []
+    async with gateway.client() as client:
+        for path, headers, status in [
+            ("/_gateway/login", {}, 200),  # a page
+            ("/api/whoami", {"Accept": "text/html"}, 302),  # sign-in redirect (raised)
+            ("/api/whoami", {"Accept": "application/json"}, 401),  # problem+json
+            ("/_gateway/nothing-here", {}, 404),
+            ("/public/hello", {}, 200),  # proxied, streamed by the proxy
+        ]:
+            response = await client.get(path, headers=headers, allow_redirects=False)
+            assert response.status == status, path
+            seen.append(request_id(response))
+        await sign_in(client)
+        response = await client.get("/api/whoami")
+        assert response.status == 200
+        body = await response.json()
+        seen.append(request_id(response))
+        assert body["request_id"] == seen[-1]  # the app saw the id the client is told
+        cookie = "; ".join(f"{c.key}={c.value}" for c in client.cookie_jar)
+    seen.append(await websocket_handshake_id(gateway, cookie))
+    assert len(set(seen)) == len(seen)
+
+
+async def websocket_handshake_id(gateway: RunningGateway, cookie: str) -> str:
+    """The request id in a relayed WebSocket's 101 response (client libraries hide its head)."""
+    reader, writer = await asyncio.open_connection(gateway.url.host, gateway.url.port)
+    writer.write(
+        (
+            f"GET /ws HTTP/1.1\r\nHost: {gateway.url.host}:{gateway.url.port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+            f"Cookie: {cookie}\r\n\r\n"
+        ).encode()
+    )
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    writer.close()
+    await writer.wait_closed()
+    assert head.startswith("HTTP/1.1 101"), head
+    found = re.search(r"(?im)^X-Request-Id: (\S+)\r$", head)
+    assert found is not None, head
+    assert REQUEST_ID.fullmatch(found[1]), head
+    return found[1]
+
+
+async def test_an_unexpected_error_gets_a_500_with_its_request_id(
+    gateway: RunningGateway,
+) -> None:
+    async def broken(_request: web.Request) -> web.StreamResponse:
+        raise LookupError("a bug")
+
+    app = web.Application()
+    app[SERVICES] = gateway.services
+    add_route(app, "GET", "/broken", broken)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/broken", headers={"Accept": "application/json"})
+        body = await response.json(content_type=None)
+    assert response.status == 500
+    rid = request_id(response)
+    assert rid in body["detail"]
+    assert "LookupError" not in await response.text()
+
+
+def test_a_route_registered_without_the_context_is_refused() -> None:
+    async def handler(_request: web.Request) -> web.StreamResponse:
+        return web.Response()
+
+    app = web.Application()
+    add_route(app, "GET", "/fine", handler)
+    require_context(app)  # every route wrapped: nothing to say
+    app.router.add_get("/forgotten", handler)
+    with pytest.raises(RuntimeError, match="/forgotten"):
+        require_context(app)
