@@ -870,6 +870,8 @@ async def test_client_leaving_mid_stream_is_quiet(
         ({"Accept": "*/*"}, False),
         ({}, False),
         ({"Accept": "text/html;q=0, application/json"}, False),
+        ({"Accept": "TEXT/HTML"}, True),
+        ({"Accept": "application/xhtml+xml"}, False),
         ({"Accept": "text/html", "X-Requested-With": "XMLHttpRequest"}, False),
         ({"Accept": "text/html", "Sec-Fetch-Mode": "cors"}, False),
         ({"Accept": "text/html", "Sec-Fetch-Mode": "navigate"}, True),

@@ -25,6 +25,8 @@ _ERROR_PAGE_CSP = (
 
 
 def _accepts_html(accept: str) -> bool:
+    if "html" not in accept.lower():
+        return False  # the usual answer for API calls, without taking the header apart
     for media_range in accept.split(","):
         kind, *params = (p.strip() for p in media_range.split(";"))
         if kind.lower() != "text/html":
