@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeAlias
 
-from multidict import CIMultiDict
+from multidict import CIMultiDict, istr
 
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -30,6 +30,22 @@ HOP_BY_HOP: frozenset[str] = frozenset(
 )
 
 GATEWAY_PREFIX = "x-gateway-"
+
+# The names the gateway writes on every proxied request, as multidict ``istr``: a
+# case-insensitive multidict keeps an istr's folded form instead of working it out again at
+# each insertion, and the client library copies the headers twice more on the way out.
+X_FORWARDED_FOR = istr("X-Forwarded-For")
+X_FORWARDED_PROTO = istr("X-Forwarded-Proto")
+X_FORWARDED_HOST = istr("X-Forwarded-Host")
+FORWARDED = istr("Forwarded")
+X_REAL_IP = istr("X-Real-IP")
+X_REQUEST_ID = istr("X-Request-Id")
+X_GATEWAY_USER_ID = istr("X-Gateway-User-Id")
+X_GATEWAY_USER_EMAIL = istr("X-Gateway-User-Email")
+X_GATEWAY_ORG_ID = istr("X-Gateway-Org-Id")
+X_GATEWAY_ROLE = istr("X-Gateway-Role")
+X_GATEWAY_MFA = istr("X-Gateway-Mfa")
+X_GATEWAY_TOKEN = istr("X-Gateway-Token")
 
 # Headers that claim to say who the client is or how it reached us. From an untrusted peer
 # they are lies by default: an app that believes a client-sent X-Real-IP can be fooled.
@@ -216,26 +232,26 @@ def request_headers_for_upstream(
         for name, value in kept_forwarding:
             out.add(name, value)
         if chain:
-            out["X-Forwarded-For"] = ", ".join(chain)
-        forwarded = out.popall("Forwarded", [])
-        out["Forwarded"] = ", ".join([*forwarded, own_element])
-        if "X-Forwarded-Proto" not in out:
-            out["X-Forwarded-Proto"] = scheme
-        if "X-Forwarded-Host" not in out and host:
-            out["X-Forwarded-Host"] = host
+            out[X_FORWARDED_FOR] = ", ".join(chain)
+        forwarded = out.popall(FORWARDED, [])
+        out[FORWARDED] = ", ".join([*forwarded, own_element])
+        if X_FORWARDED_PROTO not in out:
+            out[X_FORWARDED_PROTO] = scheme
+        if X_FORWARDED_HOST not in out and host:
+            out[X_FORWARDED_HOST] = host
         # Always the gateway's own verdict, so the app logs the address the throttles keyed on.
-        out.popall("X-Real-IP", None)
+        out.popall(X_REAL_IP, None)
     else:
         # No forwarding header survived the filter above, so none needs replacing.
         if chain:
-            out.add("X-Forwarded-For", ", ".join(chain))
-        out.add("Forwarded", own_element)
-        out.add("X-Forwarded-Proto", scheme)
+            out.add(X_FORWARDED_FOR, ", ".join(chain))
+        out.add(FORWARDED, own_element)
+        out.add(X_FORWARDED_PROTO, scheme)
         if host:
-            out.add("X-Forwarded-Host", host)
+            out.add(X_FORWARDED_HOST, host)
     if real:
-        out["X-Real-IP"] = real
-    out["X-Request-Id"] = request_id
+        out[X_REAL_IP] = real
+    out[X_REQUEST_ID] = request_id
     for name, value in identity.items():
         if "\r" in value or "\n" in value or "\0" in value:
             raise ValueError(f"header {name!r} has a control character in its value")

@@ -8,7 +8,15 @@ from urllib.parse import quote
 from aiohttp import web
 
 from gateway.errors import StoreError
-from gateway.headers import claimed_hosts
+from gateway.headers import (
+    X_GATEWAY_MFA,
+    X_GATEWAY_ORG_ID,
+    X_GATEWAY_ROLE,
+    X_GATEWAY_TOKEN,
+    X_GATEWAY_USER_EMAIL,
+    X_GATEWAY_USER_ID,
+    claimed_hosts,
+)
 from gateway.policy import Decision, MfaHeader, Outcome
 from gateway.proxy import CLIENT_SEEN
 from gateway.services import OUTCOME, REQUEST_ID, SERVICES, SESSION
@@ -30,13 +38,13 @@ def identity_headers(live: LiveSession, mfa: MfaHeader) -> dict[str, str]:
     """The headers that tell the app who is asking (the contract names them)."""
     user = live.user
     return {
-        "X-Gateway-User-Id": user.id,
-        "X-Gateway-User-Email": user.email,
-        "X-Gateway-Org-Id": user.org_id,
-        "X-Gateway-Role": user.role,
-        "X-Gateway-Mfa": mfa,
+        X_GATEWAY_USER_ID: user.id,
+        X_GATEWAY_USER_EMAIL: user.email,
+        X_GATEWAY_ORG_ID: user.org_id,
+        X_GATEWAY_ROLE: user.role,
+        X_GATEWAY_MFA: mfa,
         # Filled once the gateway holds Xero tokens for the user's organisation.
-        "X-Gateway-Token": "",
+        X_GATEWAY_TOKEN: "",
     }
 
 
