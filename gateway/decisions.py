@@ -114,6 +114,7 @@ class Decider:
         self._clock = clock
         self._cache: LRUCache[tuple[object, ...], _Cached] = LRUCache(maxsize=cache_size)
         self._dismissals: LRUCache[str, int] = LRUCache(maxsize=cache_size)
+        self._dismissal_marks = 0
 
     @property
     def book(self) -> PolicyBook:
@@ -123,13 +124,38 @@ class Decider:
         count = self._dismissals.get(user_id)
         if count is None:
             count = await self._store.dismissals.count(user_id, PROMPT_KEY)
-            self._dismissals[user_id] = count
+            self._note(user_id, count)
         return count
 
     def note_dismissals(self, user_id: str, count: int) -> None:
+        self._note(user_id, count)
+
+    def _note(self, user_id: str, count: int) -> None:
         self._dismissals[user_id] = count
+        # Any session's remembered decision may rest on the old count: all are re-checked.
+        self._dismissal_marks += 1
 
     async def decide_for(self, live: LiveSession) -> Decision:
+        user = live.user
+        book = self._book
+        basis = (
+            user,
+            book.set_version,
+            book.facts_version,
+            self._dismissal_marks,
+            live.prompt_dismissed,
+            live.mfa_verified,
+        )
+        now = self._clock()
+        memo = live.decided
+        if memo is not None and memo[0] == basis and now < memo[2]:
+            return memo[1]  # nothing it was made from has moved: the warm path
+        decision, valid = await self._decide_cached(live, now)
+        live.decided = (basis, decision, valid)
+        return decision
+
+    async def _decide_cached(self, live: LiveSession, now: float) -> tuple[Decision, float]:
+        """The decision from the per-user cache (shared by a user's sessions), else made."""
         user = live.user
         book = self._book
         dismissals = self._dismissals.get(user.id)
@@ -145,13 +171,13 @@ class Decider:
             live.prompt_dismissed,
             live.mfa_verified,
         )
-        now = self._clock()
         hit = self._cache.get(key)
         if hit is not None and now < hit.valid_until:
-            return hit.decision
+            return hit.decision, hit.valid_until
         decision = self.decide_at(live, dismissals, now)
-        self._cache[key] = _Cached(decision=decision, valid_until=valid_until(decision, book, now))
-        return decision
+        cached = _Cached(decision=decision, valid_until=valid_until(decision, book, now))
+        self._cache[key] = cached
+        return decision, cached.valid_until
 
     def decide_at(self, live: LiveSession, dismissals: int, now: float) -> Decision:
         user = live.user

@@ -12,6 +12,7 @@ from cachetools import LRUCache
 
 from gateway.clock import Clock
 from gateway.errors import NotFoundError
+from gateway.policy import Decision
 from gateway.store import Store
 from gateway.store.records import SessionRecord, User
 
@@ -53,6 +54,9 @@ class LiveSession:
     # Per-session 2FA state, kept in memory: "Remind me later" lasts for this session only.
     prompt_dismissed: bool = False
     mfa_verified: bool = False
+    # The last policy decision for this session: (what it was made from, the decision, until
+    # when it holds). Kept by the Decider, so a warm request needs no cache lookup for it.
+    decided: tuple[tuple[object, ...], Decision, float] | None = None
 
     @property
     def id_hash(self) -> str:

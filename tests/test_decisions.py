@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -9,8 +10,8 @@ import pytest
 
 from gateway.clock import ManualClock
 from gateway.decisions import Decider, PolicyBook
-from gateway.policy import Outcome, PolicyError
-from gateway.policy_store import apply_policies, load_policy_path
+from gateway.policy import Outcome, PolicyError, policy_to_document
+from gateway.policy_store import apply_policies, load_policy_file, load_policy_path
 from gateway.sessions import LiveSession
 from gateway.store import Store
 from gateway.store.records import SessionRecord
@@ -129,3 +130,50 @@ async def test_a_policy_in_force_stays_in_force_when_its_stored_record_breaks(
     assert await decider.book.refresh() is True
     assert [p.id for p in decider.book.policies] == ["au-ato-2fa"]
     assert (await decider.decide_for(live)).outcome is Outcome.PROMPT
+
+
+async def test_a_sessions_remembered_decision_follows_what_it_was_made_from(
+    setup: tuple[Store, Decider, LiveSession, ManualClock],
+) -> None:
+    store, decider, live, clock = setup
+    first = await decider.decide_for(live)
+    assert first.outcome is Outcome.PROMPT
+    assert await decider.decide_for(live) is first  # nothing moved: the same decision
+
+    # A cap on dismissals, stored and picked up: the remembered decision is not used.
+    document = policy_to_document(load_policy_file(ROOT / "policies" / "au-ato-2fa.toml"))
+    document["prompt"] = {"max_dismissals": 2}
+    stored = await store.policies.get("au-ato-2fa")
+    await store.policies.replace(
+        policy_id="au-ato-2fa",
+        document=document,
+        enabled=True,
+        expected_version=stored.version,
+        now=clock(),
+        by="test",
+    )
+    await decider.book.refresh()
+    assert (await decider.decide_for(live)).dismissals_left == 2
+
+    # The user dismisses the prompt in another session: this session's decision counts it.
+    decider.note_dismissals(live.user.id, 1)
+    assert (await decider.decide_for(live)).dismissals_left == 1
+    decider.note_dismissals(live.user.id, 2)
+    assert (await decider.decide_for(live)).outcome is Outcome.ENROL
+
+    # This session's own state is part of what the decision was made from.
+    live.prompt_dismissed = True
+    assert (await decider.decide_for(live)).outcome is Outcome.ALLOW
+
+
+async def test_a_remembered_decision_is_made_anew_for_a_changed_user(
+    setup: tuple[Store, Decider, LiveSession, ManualClock],
+) -> None:
+    store, decider, live, clock = setup
+    remembered = await decider.decide_for(live)
+    assert remembered.outcome is Outcome.PROMPT
+    assert await decider.decide_for(live) is remembered
+    nz = await store.organisations.add(name="Kiwi", now=clock())
+    # The user moved to an organisation with no Australian tenant, as a reload would show.
+    live.user = dataclasses.replace(live.user, org_id=nz.id)
+    assert (await decider.decide_for(live)).outcome is Outcome.ALLOW
