@@ -17,10 +17,13 @@ from gateway.accounts.passwords import Passwords
 from gateway.app import create_app, open_services
 from gateway.clock import ManualClock
 from gateway.config import Config, build_config
+from gateway.policy import policy_to_document
+from gateway.policy_store import load_policy_file
 from gateway.sandbox.demo import DEMO_PASSWORD, seed_demo, seed_demo_xero
 from gateway.sandbox.sample_app import create_sample_app
 from gateway.server import start_site
 from gateway.services import Services
+from gateway.store import Store
 
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 START = 1_798_000_000.0  # a fixed instant in December 2026
@@ -129,4 +132,22 @@ async def sign_in(
         "/_gateway/login",
         data={"email": email, "password": password, "csrf": match.group(1), "next": next_target},
         allow_redirects=False,
+    )
+
+
+SHIPPED_POLICY = Path(__file__).resolve().parent.parent / "policies" / "au-ato-2fa.toml"
+
+
+async def cap_dismissals(store: Store, cap: int, *, now: float) -> None:
+    """Store the shipped AU policy again with a cap on "Remind me later"."""
+    document = policy_to_document(load_policy_file(SHIPPED_POLICY))
+    document["prompt"] = {"max_dismissals": cap}
+    stored = await store.policies.get("au-ato-2fa")
+    await store.policies.replace(
+        policy_id="au-ato-2fa",
+        document=document,
+        enabled=True,
+        expected_version=stored.version,
+        now=now,
+        by="test",
     )

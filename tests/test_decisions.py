@@ -10,11 +10,12 @@ import pytest
 
 from gateway.clock import ManualClock
 from gateway.decisions import Decider, PolicyBook
-from gateway.policy import Outcome, PolicyError, policy_to_document
-from gateway.policy_store import apply_policies, load_policy_file, load_policy_path
+from gateway.policy import Outcome, PolicyError
+from gateway.policy_store import apply_policies, load_policy_path
 from gateway.sessions import LiveSession
 from gateway.store import Store
 from gateway.store.records import SessionRecord
+from tests.conftest import cap_dismissals
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 1_798_722_000.0  # 2027-01-01T00:00:00+11:00
@@ -141,17 +142,7 @@ async def test_a_sessions_remembered_decision_follows_what_it_was_made_from(
     assert await decider.decide_for(live) is first  # nothing moved: the same decision
 
     # A cap on dismissals, stored and picked up: the remembered decision is not used.
-    document = policy_to_document(load_policy_file(ROOT / "policies" / "au-ato-2fa.toml"))
-    document["prompt"] = {"max_dismissals": 2}
-    stored = await store.policies.get("au-ato-2fa")
-    await store.policies.replace(
-        policy_id="au-ato-2fa",
-        document=document,
-        enabled=True,
-        expected_version=stored.version,
-        now=clock(),
-        by="test",
-    )
+    await cap_dismissals(store, 2, now=clock())
     await decider.book.refresh()
     assert (await decider.decide_for(live)).dismissals_left == 2
 

@@ -8,9 +8,7 @@ import pytest
 from yarl import URL
 
 from gateway.decisions import PROMPT_KEY
-from gateway.policy import policy_to_document
-from gateway.policy_store import load_policy_file
-from tests.conftest import START, GatewayFactory, RunningGateway, sign_in
+from tests.conftest import START, GatewayFactory, RunningGateway, cap_dismissals, sign_in
 
 HTML = {"Accept": "text/html"}
 JSON = {"Accept": "application/json"}
@@ -137,18 +135,7 @@ async def test_a_dismissed_session_is_blocked_once_the_deadline_passes(
 
 
 async def test_the_dismissal_cap_makes_the_prompt_blocking(gateway: RunningGateway) -> None:
-    store = gateway.services.store
-    document = policy_to_document(load_policy_file("policies/au-ato-2fa.toml"))
-    document["prompt"] = {"max_dismissals": 1}
-    stored = await store.policies.get("au-ato-2fa")
-    await store.policies.replace(
-        policy_id="au-ato-2fa",
-        document=document,
-        enabled=True,
-        expected_version=stored.version,
-        now=START,
-        by="test",
-    )
+    await cap_dismissals(gateway.services.store, 1, now=START)
     await gateway.services.decider.book.refresh()
     async with gateway.client() as client:
         await sign_in(client, email=AU_USER)
