@@ -125,6 +125,11 @@ class _Upload:
             self._abort()
 
 
+# What a request without a body "uploaded": nothing, and nothing can fail. Shared, and
+# never attached to an exchange, so never changed.
+_NOTHING_SENT = _Upload(limit=0, idle_timeout=0.0)
+
+
 class _BodyTooLarge(Exception):
     pass
 
@@ -329,7 +334,7 @@ class UpstreamProxy:
         if self._on_upstream is None:
             return
         try:
-            self._on_upstream(status, asyncio.get_running_loop().time() - started)
+            self._on_upstream(status, time.monotonic() - started)
         except Exception:
             # Metrics must never break proxying.
             log.exception("on_upstream callback failed")
@@ -367,10 +372,12 @@ class UpstreamProxy:
         headers: CIMultiDict[str],
         request_id: str,
     ) -> web.StreamResponse:
-        loop = asyncio.get_running_loop()
-        upload = _Upload(limit=self._max_body_size, idle_timeout=self._read_timeout)
-        body = self._upload(request, upload) if request.body_exists else None
-        started = loop.time()
+        if request.body_exists:
+            upload = _Upload(limit=self._max_body_size, idle_timeout=self._read_timeout)
+            body: AsyncIterator[bytes] | None = self._upload(request, upload)
+        else:
+            upload, body = _NOTHING_SENT, None
+        started = time.monotonic()
         try:
             upstream = await session.request(
                 request.method, url, headers=headers, data=body, allow_redirects=False
@@ -378,7 +385,8 @@ class UpstreamProxy:
         except (TimeoutError, aiohttp.ClientError, OSError, _BodyTooLarge) as exc:
             return self._failed(request, exc, upload, started, request_id)
 
-        upload.attach(upstream.close)
+        if body is not None:
+            upload.attach(upstream.close)
         try:
             self._observe(upstream.status, started)
             content = upstream.content
@@ -511,8 +519,7 @@ class UpstreamProxy:
         for name in list(headers.keys()):
             if name.lower() in _WS_HANDSHAKE:
                 headers.popall(name, None)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        started = time.monotonic()
         try:
             upstream_ws = await session.ws_connect(
                 url,
@@ -537,8 +544,7 @@ class UpstreamProxy:
                 request_id=request_id,
             )
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            no_upload = _Upload(limit=0, idle_timeout=self._read_timeout)
-            return self._failed(request, exc, no_upload, started, request_id)
+            return self._failed(request, exc, _NOTHING_SENT, started, request_id)
 
         self._observe(101, started)
         client_ws = web.WebSocketResponse(
