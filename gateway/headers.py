@@ -37,7 +37,6 @@ GATEWAY_PREFIX = "x-gateway-"
 X_FORWARDED_FOR = istr("X-Forwarded-For")
 X_FORWARDED_PROTO = istr("X-Forwarded-Proto")
 X_FORWARDED_HOST = istr("X-Forwarded-Host")
-FORWARDED = istr("Forwarded")
 X_REAL_IP = istr("X-Real-IP")
 X_REQUEST_ID = istr("X-Request-Id")
 X_GATEWAY_USER_ID = istr("X-Gateway-User-Id")
@@ -102,7 +101,10 @@ _DROP = 0  # hop-by-hop, handled here, the gateway's namespace, X-Request-Id
 _PASS = 1
 _COOKIE = 2
 _FORWARDING = 3  # kept from a trusted peer in the real spelling only
-_FORWARDING_ALIAS = 4  # an underscore (or padded) spelling of one: never kept
+# Never kept: an underscore (or padded) spelling of a forwarding header, or RFC 7239
+# Forwarded. The gateway speaks the X-Forwarded-* family only: passing on a Forwarded chain
+# it does not extend would give the app two accounts of the hops that disagree.
+_FORWARDING_ALIAS = 4
 _XFF = 5  # X-Forwarded-For itself, from a trusted peer joined into the chain
 
 _Kind: TypeAlias = tuple[int, str, str]  # (what to do, lower-cased name, canonical name)
@@ -119,7 +121,7 @@ def _classify(name: str) -> _Kind:
     elif lower == "cookie":
         kind = _COOKIE
     elif _is_forwarding(canonical):
-        if lower != canonical:
+        if lower != canonical or lower == "forwarded":
             kind = _FORWARDING_ALIAS
         elif lower == "x-forwarded-for":
             kind = _XFF
@@ -226,15 +228,12 @@ def request_headers_for_upstream(
             chain.append(client_addr)
     else:
         chain = [client_addr] if client_addr else []
-    own_element = _forwarded_element(client_addr, scheme, host)
     real = real_ip if real_ip is not None else client_addr
     if kept_forwarding:
         for name, value in kept_forwarding:
             out.add(name, value)
         if chain:
             out[X_FORWARDED_FOR] = ", ".join(chain)
-        forwarded = out.popall(FORWARDED, [])
-        out[FORWARDED] = ", ".join([*forwarded, own_element])
         if X_FORWARDED_PROTO not in out:
             out[X_FORWARDED_PROTO] = scheme
         if X_FORWARDED_HOST not in out and host:
@@ -245,7 +244,6 @@ def request_headers_for_upstream(
         # No forwarding header survived the filter above, so none needs replacing.
         if chain:
             out.add(X_FORWARDED_FOR, ", ".join(chain))
-        out.add(FORWARDED, own_element)
         out.add(X_FORWARDED_PROTO, scheme)
         if host:
             out.add(X_FORWARDED_HOST, host)
@@ -257,33 +255,6 @@ def request_headers_for_upstream(
             raise ValueError(f"header {name!r} has a control character in its value")
         out[name] = value
     return out
-
-
-def _quoted(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
-
-
-_FORWARDED_ELEMENTS: dict[tuple[str, str, str], str] = {}
-
-
-def _forwarded_element(client_addr: str, scheme: str, host: str) -> str:
-    """This hop's RFC 7239 element; IPv6 nodes go in brackets, every value quoted."""
-    key = (client_addr, scheme, host)
-    element = _FORWARDED_ELEMENTS.get(key)
-    if element is None:
-        element = _build_forwarded_element(client_addr, scheme, host)
-        if len(_FORWARDED_ELEMENTS) >= 1024:
-            _FORWARDED_ELEMENTS.clear()  # a crude bound; the same few come back at once
-        _FORWARDED_ELEMENTS[key] = element
-    return element
-
-
-def _build_forwarded_element(client_addr: str, scheme: str, host: str) -> str:
-    node = "unknown"
-    if client_addr:
-        node = f"[{client_addr}]" if ":" in client_addr else client_addr
-    return f"for={_quoted(node)};proto={scheme};host={_quoted(host)}"
 
 
 def response_headers_for_client(
