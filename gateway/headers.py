@@ -257,6 +257,28 @@ def request_headers_for_upstream(
     return out
 
 
+# Response header names, by exact spelling: 0 relay, 1 hop-by-hop (2: Connection itself),
+# 3 Set-Cookie (relayed unless it names a private cookie). Upstream responses reuse a few
+# names, so each spelling is lowered and looked up once.
+_RELAY, _HOP, _CONNECTION, _SET_COOKIE = 0, 1, 2, 3
+_RESPONSE_KINDS: dict[str, int] = {}
+
+
+def _response_kind(name: str) -> int:
+    lower = name.lower()
+    if lower == "connection":
+        kind = _CONNECTION
+    elif lower in HOP_BY_HOP:
+        kind = _HOP
+    elif lower == "set-cookie":
+        kind = _SET_COOKIE
+    else:
+        kind = _RELAY
+    if len(_RESPONSE_KINDS) < _KINDS_MAX:
+        _RESPONSE_KINDS[name] = kind
+    return kind
+
+
 def response_headers_for_client(
     headers: Mapping[str, str], private_cookies: frozenset[str] = frozenset()
 ) -> CIMultiDict[str]:
@@ -268,15 +290,18 @@ def response_headers_for_client(
     """
     connection_named: set[str] | None = None
     pairs: list[tuple[str, str]] = []
+    kinds = _RESPONSE_KINDS
     for name, value in headers.items():
-        lower = name.lower()
-        if lower in HOP_BY_HOP:
-            if lower == "connection" and connection_named is None:
-                connection_named = _connection_tokens(headers)
-            continue
-        if lower == "set-cookie" and private_cookies and _cookie_name(value) in private_cookies:
-            continue
-        pairs.append((name, value))
+        kind = kinds.get(name)
+        if kind is None:
+            kind = _response_kind(name)
+        if kind == _RELAY:
+            pairs.append((name, value))
+        elif kind == _SET_COOKIE:
+            if not private_cookies or _cookie_name(value) not in private_cookies:
+                pairs.append((name, value))
+        elif kind == _CONNECTION and connection_named is None:
+            connection_named = _connection_tokens(headers)
     if connection_named:
         pairs = [(n, v) for n, v in pairs if n.lower() not in connection_named]
     return CIMultiDict(pairs)
