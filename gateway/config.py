@@ -104,6 +104,12 @@ class ServerConfig:
         doc="Largest request body passed to the app, in bytes; larger gets 413.",
         check=_positive,
     )
+    idle_timeout: float = setting(
+        60.0,
+        doc="Seconds a client connection may go without a complete request head (idle "
+        "keep-alive, or a head sent slowly) before it is closed.",
+        check=_positive,
+    )
     allowed_hosts: tuple[str, ...] = setting(
         (),
         doc="Host header values (host or host:port) the gateway answers; empty allows any.",

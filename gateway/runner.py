@@ -41,6 +41,7 @@ async def start_gateway(
         config.server.port,
         max_line_size=config.server.max_line_size,
         max_field_size=config.server.max_field_size,
+        idle_timeout=config.server.idle_timeout,
     )
 
 

@@ -132,20 +132,25 @@ async def start_site(
     *,
     max_line_size: int,
     max_field_size: int,
+    idle_timeout: float = 60.0,
     shutdown_timeout: float = 10.0,
 ) -> tuple[web.AppRunner, int]:
     """Serve ``app`` on ``host:port`` (0 picks a free port); returns (runner, bound port).
 
     A request line over ``max_line_size`` bytes or a header field over ``max_field_size``
     gets 431; malformed framing (Content-Length with Transfer-Encoding, duplicate
-    Content-Length, unknown codings) gets 400. Both close the connection. The caller stops
-    the site with ``await runner.cleanup()``. The first call in a process also tunes the
-    garbage collector for serving (:func:`tune_gc_for_serving`).
+    Content-Length, unknown codings) gets 400. Both close the connection. A connection with
+    no complete request head for ``idle_timeout`` seconds, from its start or since its last
+    response, is closed: aiohttp's keep-alive timer, which a client trickling a head byte
+    by byte does not reset (slowloris). The caller stops the site with
+    ``await runner.cleanup()``. The first call in a process also tunes the garbage
+    collector for serving (:func:`tune_gc_for_serving`).
     """
     runner = GatewayAppRunner(
         app,
         max_line_size=max_line_size,
         max_field_size=max_field_size,
+        keepalive_timeout=idle_timeout,
         shutdown_timeout=shutdown_timeout,
     )
     await runner.setup()

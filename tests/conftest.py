@@ -100,6 +100,7 @@ async def make_gateway(
             0,
             max_line_size=config.server.max_line_size,
             max_field_size=config.server.max_field_size,
+            idle_timeout=config.server.idle_timeout,
         )
         runners.append(runner)
         return RunningGateway(url=URL(f"http://127.0.0.1:{port}"), services=services, clock=clock)

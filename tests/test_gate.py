@@ -6,6 +6,7 @@ import asyncio
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from gateway.sessions import hash_session_id
 from tests.conftest import GatewayFactory, RunningGateway, sign_in
@@ -292,3 +293,76 @@ async def test_allowed_hosts_also_hold_for_hosts_a_trusted_proxy_passes_on(
         answer = (await reader.read()).decode()
         writer.close()
         assert answer.startswith("HTTP/1.1 421"), answer
+
+
+async def _closed_within(reader: asyncio.StreamReader, seconds: float) -> bytes:
+    """What the gateway sent before closing the connection; fails if it is still open."""
+    return await asyncio.wait_for(reader.read(), seconds)
+
+
+async def test_a_request_head_sent_a_byte_at_a_time_is_cut_off(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway = await make_gateway(server={"idle_timeout": 0.5})
+    reader, writer = await asyncio.open_connection(gateway.url.host, gateway.url.port)
+    writer.write(b"GET /api/whoami HTTP/1.1\r\nHost: gw\r\n")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def trickle() -> None:
+        # Keeps sending, as a slowloris client does, so only a head deadline can end it.
+        for _ in range(100):
+            writer.write(b"X")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    dribbler = asyncio.create_task(trickle())
+    try:
+        assert await _closed_within(reader, 5.0) == b""  # closed, nothing answered
+    finally:
+        dribbler.cancel()
+        await asyncio.gather(dribbler, return_exceptions=True)
+        writer.close()
+    assert loop.time() - started < 3.0  # the trickle alone would have lasted 5 s
+
+
+async def test_an_idle_keep_alive_connection_is_closed(make_gateway: GatewayFactory) -> None:
+    gateway = await make_gateway(server={"idle_timeout": 0.5})
+    reader, writer = await asyncio.open_connection(gateway.url.host, gateway.url.port)
+    writer.write(b"GET /public/hello HTTP/1.1\r\nHost: gw\r\n\r\n")
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    rest = await _closed_within(reader, 5.0)  # the body, then the close
+    assert b"\r\n\r\n" not in rest  # no second response: the connection just ended
+    writer.close()
+
+
+async def test_a_slow_app_is_not_cut_off_by_the_idle_timeout(
+    make_gateway: GatewayFactory,
+) -> None:
+    # The deadline is for the request head only: a request being answered is not idle.
+    slow = web.Application()
+
+    async def answer_later(_request: web.Request) -> web.Response:
+        await asyncio.sleep(1.0)
+        return web.Response(text="late but fine")
+
+    slow.router.add_get("/public/slow", answer_later)
+    runner = web.AppRunner(slow)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        gateway = await make_gateway(
+            f"http://127.0.0.1:{port}",
+            server={"idle_timeout": 0.3},
+            upstream={"public_paths": ["/public/"]},
+        )
+        async with gateway.client() as client:
+            response = await client.get("/public/slow")
+            assert response.status == 200
+            assert await response.text() == "late but fine"
+    finally:
+        await runner.cleanup()
