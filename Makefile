@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench bench-instructions clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/policy_bench.py
 	$(BIN)/python bench/proxy_bench.py
+
+# Instructions per request under valgrind: steady from run to run, for comparing commits.
+bench-instructions: $(STAMP)
+	$(BIN)/python bench/instructions.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -274,12 +274,22 @@ def load_average() -> list[float] | None:
 # -- servers ------------------------------------------------------------------------------
 
 
-async def start_server(role: str, workdir: Path, max_seconds: float, *args: str) -> Server:
+async def start_server(
+    role: str,
+    workdir: Path,
+    max_seconds: float,
+    *args: str,
+    wrapper: tuple[str, ...] = (),
+    start_timeout: float = 60.0,
+) -> Server:
+    """Start ``servers.py role`` (behind ``wrapper``, a command such as valgrind, if given)
+    and wait for its READY line."""
     log_path = workdir / f"{role}.log"
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_DIR), env.get("PYTHONPATH")) if p)
     with log_path.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
+            *wrapper,
             sys.executable,
             str(BENCH_DIR / "servers.py"),
             role,
@@ -295,7 +305,7 @@ async def start_server(role: str, workdir: Path, max_seconds: float, *args: str)
     server = Server(role=role, process=process, log_path=log_path)
     assert process.stdout is not None
     try:
-        line = await asyncio.wait_for(process.stdout.readline(), 60)
+        line = await asyncio.wait_for(process.stdout.readline(), start_timeout)
     except TimeoutError:
         line = b""
     words = line.decode(errors="replace").split()

@@ -133,14 +133,15 @@ async def start_gateway_role(args: argparse.Namespace) -> tuple[web.AppRunner, i
     quiet = dataclasses.replace(config.logging, level="WARNING")
     config = dataclasses.replace(config, logging=quiet)
     configure_logging(config.logging.level, config.logging.format)
-    store = await Store.open(config.store.path)
-    try:
-        await seed_demo(store, Passwords(), system_clock())
-        # The shipped policy and the AU tenant: the bench user is in scope, so every request
-        # goes through a real policy decision (a prompt, let through in grace for non-pages).
-        await seed_demo_xero(store, system_clock())
-    finally:
-        await store.close()
+    if not args.seeded:
+        store = await Store.open(config.store.path)
+        try:
+            await seed_demo(store, Passwords(), system_clock())
+            # The shipped policy and the AU tenant: the bench user is in scope, so every
+            # request goes through a real policy decision (a prompt, let through in grace).
+            await seed_demo_xero(store, system_clock())
+        finally:
+            await store.close()
     runner, port = await start_gateway(config)
     return runner, port, f"flush_seconds={SESSION_FLUSH_SECONDS} log_level={config.logging.level}"
 
@@ -190,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstream", default="", help="upstream base URL (bare, gateway)")
     parser.add_argument("--workdir", default="", help="directory for the gateway's database")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="stop after this long")
+    parser.add_argument(
+        "--seeded",
+        action="store_true",
+        help="gateway: the database in --workdir is seeded already (by an earlier start)",
+    )
     args = parser.parse_args(argv)
     if args.role != "upstream" and not args.upstream.startswith(f"http://{HOST}:"):
         parser.error(f"--upstream must be an http://{HOST}:PORT URL")
