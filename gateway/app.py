@@ -24,7 +24,7 @@ from gateway.sessions import SessionLimits, SessionManager
 from gateway.store import Store
 from gateway.throttle import ThrottleRule
 from gateway.web import gate, interstitial, operations, pages
-from gateway.web.context import add_route, require_context
+from gateway.web.context import add_get, add_route, require_context
 from gateway.web.paths import PathRules
 from gateway.web.templating import setup_templates
 
@@ -112,16 +112,17 @@ def create_app(services: Services) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[SERVICES] = services
     setup_templates(app)
-    add_route(app, "GET", "/_gateway/login", pages.login_page)
+    add_get(app, "/_gateway/login", pages.login_page)
     add_route(app, "POST", "/_gateway/login", pages.login_submit)
-    add_route(app, "GET", "/_gateway/logout", pages.logout_page)
+    add_get(app, "/_gateway/logout", pages.logout_page)
     add_route(app, "POST", "/_gateway/logout", pages.logout_submit)
-    add_route(app, "GET", "/_gateway/health", operations.health)
-    add_route(app, "GET", "/_gateway/metrics", operations.metrics)
+    add_get(app, "/_gateway/health", operations.health)
+    add_get(app, "/_gateway/metrics", operations.metrics)
     interstitial.add_routes(app)
     admin.add_routes(app)
-    add_route(app, "*", "/_gateway/{tail:.*}", operations.not_found)
-    add_route(app, "*", "/{tail:.*}", gate.gate)
+    # [\s\S]: a decoded newline in the path is still the gateway's to answer (".*" stops at one).
+    add_route(app, "*", "/_gateway/{tail:[\\s\\S]*}", operations.not_found)
+    add_route(app, "*", "/{tail:[\\s\\S]*}", gate.gate)
     require_context(app)
     app.cleanup_ctx.append(_lifecycle)
     return app

@@ -105,9 +105,10 @@ class ServerConfig:
         check=_positive,
     )
     idle_timeout: float = setting(
-        60.0,
+        75.0,
         doc="Seconds a client connection may go without a complete request head (idle "
-        "keep-alive, or a head sent slowly) before it is closed.",
+        "keep-alive, or a head sent slowly), or a body to the gateway's own pages may take, "
+        "before it is closed; keep it above a front proxy's idle timeout for its connections.",
         check=_positive,
     )
     allowed_hosts: tuple[str, ...] = setting(

@@ -109,7 +109,10 @@ _XFF = 5  # X-Forwarded-For itself, from a trusted peer joined into the chain
 
 _Kind: TypeAlias = tuple[int, str, str]  # (what to do, lower-cased name, canonical name)
 _KINDS: dict[str, _Kind] = {}
-_KINDS_MAX = 4096  # past this many spellings, classify without remembering
+# Past this many spellings, or for a longer name, classify without remembering: the tables
+# stay small (at most 4096 names of 64 characters) whatever names clients and the app send.
+_KINDS_MAX = 4096
+_KIND_NAME_MAX = 64
 
 
 def _classify(name: str) -> _Kind:
@@ -130,7 +133,7 @@ def _classify(name: str) -> _Kind:
     else:
         kind = _PASS
     found = (kind, lower, canonical)
-    if len(_KINDS) < _KINDS_MAX:
+    if len(_KINDS) < _KINDS_MAX and len(name) <= _KIND_NAME_MAX:
         _KINDS[name] = found
     return found
 
@@ -274,7 +277,7 @@ def _response_kind(name: str) -> int:
         kind = _SET_COOKIE
     else:
         kind = _RELAY
-    if len(_RESPONSE_KINDS) < _KINDS_MAX:
+    if len(_RESPONSE_KINDS) < _KINDS_MAX and len(name) <= _KIND_NAME_MAX:
         _RESPONSE_KINDS[name] = kind
     return kind
 
@@ -409,8 +412,9 @@ _FORWARDED_HOST = re.compile(r'(?:^|[;,\s])host\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]
 
 def claimed_hosts(headers: Mapping[str, str], *, trusted_proxy: bool) -> list[str]:
     """Every host name the app may take as the one the client asked for, lower-cased: Host,
-    and from a trusted proxy also X-Forwarded-Host and Forwarded ``host=`` (which the proxy
-    passes on, so an allow-list must hold for them too)."""
+    and from a trusted proxy also X-Forwarded-Host (which the proxy passes on, so an
+    allow-list must hold for it too) and Forwarded ``host=`` (not passed on, but a front
+    proxy's claim all the same: a request naming a host outside the list is refused)."""
     getall = getattr(headers, "getall", None)
 
     def values(name: str) -> list[str]:

@@ -132,7 +132,7 @@ async def start_site(
     *,
     max_line_size: int,
     max_field_size: int,
-    idle_timeout: float = 60.0,
+    idle_timeout: float = 75.0,
     shutdown_timeout: float = 10.0,
 ) -> tuple[web.AppRunner, int]:
     """Serve ``app`` on ``host:port`` (0 picks a free port); returns (runner, bound port).

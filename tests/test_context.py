@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.services import SERVICES
 from gateway.web.context import add_route, require_context
-from tests.conftest import RunningGateway, sign_in
+from tests.conftest import GatewayFactory, RunningGateway, sign_in
 
 REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -99,3 +99,47 @@ def test_a_route_registered_without_the_context_is_refused() -> None:
     app.router.add_get("/forgotten", handler)
     with pytest.raises(RuntimeError, match="/forgotten"):
         require_context(app)
+
+
+@pytest.mark.parametrize(
+    "path", ["/_gateway/health", "/_gateway/login", "/_gateway/api/openapi.json"]
+)
+async def test_the_gateways_own_pages_answer_head(gateway: RunningGateway, path: str) -> None:
+    # Load balancers health-check with HEAD; every GET page of the gateway answers it.
+    async with gateway.client() as client:
+        response = await client.head(path, allow_redirects=False)
+    assert response.status == 200
+    request_id(response)
+
+
+@pytest.mark.parametrize("target", ["/a%0Ab", "/_gateway/x%0Ay"])
+async def test_a_path_with_an_encoded_newline_is_answered_in_context(
+    gateway: RunningGateway, target: str
+) -> None:
+    reader, writer = await asyncio.open_connection(gateway.url.host, gateway.url.port)
+    writer.write(
+        f"GET {target} HTTP/1.1\r\nHost: gw\r\nAccept: application/json\r\n"
+        "Connection: close\r\n\r\n".encode()
+    )
+    response = (await reader.read()).decode("latin-1")
+    writer.close()
+    await writer.wait_closed()
+    status = int(response.split(" ", 2)[1])
+    assert status in (400, 404), response  # the gate's bad-path, or the gateway's not-found
+    assert re.search(r"(?im)^X-Request-Id: [0-9a-f]{32}\r$", response), response
+
+
+async def test_a_form_trickled_to_the_gateway_gets_408_and_a_closed_connection(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway = await make_gateway(server={"idle_timeout": 0.5})
+    reader, writer = await asyncio.open_connection(gateway.url.host, gateway.url.port)
+    writer.write(
+        b"POST /_gateway/login HTTP/1.1\r\nHost: gw\r\nAccept: application/json\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nemail="
+    )
+    await writer.drain()
+    response = await asyncio.wait_for(reader.read(), 5.0)  # answered, then closed
+    writer.close()
+    assert response.startswith(b"HTTP/1.1 408"), response
+    assert b"request-timeout" in response

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
+import gateway.headers as headers_module
 from gateway.headers import (
     HOP_BY_HOP,
     IPNetwork,
@@ -662,3 +663,12 @@ def test_response_filter_matches_the_reference_reading(
 )
 def test_claimed_hosts(headers: dict[str, str], trusted: bool, hosts: list[str]) -> None:
     assert claimed_hosts(CIMultiDict(headers), trusted_proxy=trusted) == hosts
+
+
+def test_header_name_tables_do_not_remember_long_names() -> None:
+    long_name = "X-" + "a" * 200
+    before = (len(headers_module._KINDS), len(headers_module._RESPONSE_KINDS))
+    out = upstream({long_name: "1"}, identity={})
+    assert out[long_name] == "1"
+    assert response_headers_for_client({long_name: "2"})[long_name] == "2"
+    assert (len(headers_module._KINDS), len(headers_module._RESPONSE_KINDS)) == before

@@ -18,6 +18,7 @@ from gateway.admin.tokens import actor, allows, authenticate
 from gateway.errors import StoreError
 from gateway.services import CLIENT_ADDR, OUTCOME, REQUEST_ID, SERVICES, Services
 from gateway.store import AdminToken, AuditEntry
+from gateway.web.context import body_deadline
 from gateway.web.problems import problem_response
 
 log = logging.getLogger("gateway.admin")
@@ -283,11 +284,12 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         raise too_large
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise too_large
-        chunks.append(chunk)
+    async with body_deadline(request):
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise too_large
+            chunks.append(chunk)
     try:
         data = json.loads(
             b"".join(chunks).decode("utf-8"),

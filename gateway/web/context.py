@@ -8,10 +8,12 @@ too. :func:`require_context` refuses to start an app with a route left unwrapped
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -51,6 +53,23 @@ class _RequestIds:
 
 
 new_request_id = _RequestIds().next
+
+
+class _BodyTimedOut(Exception):
+    """A request body sent to the gateway itself stopped arriving (see body_deadline)."""
+
+
+@contextlib.asynccontextmanager
+async def body_deadline(request: web.Request) -> AsyncIterator[None]:
+    """Read a body sent to the gateway's own pages and API inside this: one that has not
+    arrived within ``[server] idle_timeout`` gets 408 and a closed connection, so a client
+    cannot hold a connection by trickling a form (the proxy bounds bodies bound for the app
+    with its own upload timeout)."""
+    try:
+        async with asyncio.timeout(request.app[SERVICES].config.server.idle_timeout):
+            yield
+    except TimeoutError:
+        raise _BodyTimedOut from None
 
 
 _IN_CONTEXT = "__gateway_in_context__"
@@ -95,6 +114,27 @@ def in_context(handler: Handler) -> Handler:
             status = exc.status
             exc.headers["X-Request-Id"] = request_id
             raise
+        except _BodyTimedOut:
+            status = 408
+            request[OUTCOME] = "rejected"
+            log.info("request body stalled", extra={"request_id": request_id})
+            response = problem_response(
+                request,
+                status=408,
+                slug="request-timeout",
+                title="Request timed out",
+                detail="The request body stopped arriving before it was complete.",
+            )
+            response.headers["X-Request-Id"] = request_id
+            response.force_close()
+            # Answer, then drop the connection: aiohttp would otherwise wait up to ten more
+            # seconds for the rest of the body before closing it.
+            try:
+                await response.prepare(request)
+                await response.write_eof()
+            finally:
+                request.protocol.force_close()
+            return response
         except Exception:
             # No traceback ever reaches the client: log it with the request id and answer 500.
             log.exception("unhandled error", extra={"request_id": request_id, "path": request.path})
@@ -133,6 +173,11 @@ def in_context(handler: Handler) -> Handler:
 
 def add_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
     app.router.add_route(method, path, in_context(handler))
+
+
+def add_get(app: web.Application, path: str, handler: Handler) -> None:
+    """A GET route that answers HEAD too, as aiohttp's own add_get does."""
+    app.router.add_get(path, in_context(handler))
 
 
 def require_context(app: web.Application) -> None:

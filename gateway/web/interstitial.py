@@ -12,7 +12,7 @@ from gateway.policy import Decision, Outcome
 from gateway.services import CLIENT_ADDR, OUTCOME, SERVICES, SESSION
 from gateway.sessions import LiveSession
 from gateway.store.dismissals import DismissalLimitError
-from gateway.web.context import add_route
+from gateway.web.context import add_get, add_route, body_deadline
 from gateway.web.csrf import csrf_token, csrf_valid
 from gateway.web.gate import (
     BLOCKED_PATH,
@@ -82,7 +82,8 @@ async def prompt_page(request: web.Request) -> web.StreamResponse:
 async def dismiss(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     live = _signed_in(request)
-    form = await request.post()
+    async with body_deadline(request):
+        form = await request.post()
     next_target = safe_next(form_field(form, "next", 2048))
     if not csrf_valid(services.secret, live.record.csrf_secret, form_field(form, "csrf", 128)):
         request[OUTCOME] = "rejected"
@@ -139,11 +140,11 @@ async def verify_page(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
-    add_route(app, "GET", PROMPT_PATH, prompt_page)
+    add_get(app, PROMPT_PATH, prompt_page)
     add_route(app, "POST", "/_gateway/mfa/dismiss", dismiss)
-    add_route(app, "GET", BLOCKED_PATH, blocked_page)
-    add_route(app, "GET", ENROL_PATH, enrol_page)
-    add_route(app, "GET", VERIFY_PATH, verify_page)
+    add_get(app, BLOCKED_PATH, blocked_page)
+    add_get(app, ENROL_PATH, enrol_page)
+    add_get(app, VERIFY_PATH, verify_page)
 
 
 __all__ = ["add_routes"]

@@ -848,4 +848,4 @@ async def serve(request: web.Request) -> web.Response:
 def add_route(app: web.Application, document: Mapping[str, Any]) -> None:
     """Serve ``document`` without auth: it describes the API, it grants nothing."""
     app[OPENAPI_TEXT] = json.dumps(document, ensure_ascii=False)
-    context.add_route(app, "GET", OPENAPI_PATH, serve)
+    context.add_get(app, OPENAPI_PATH, serve)
