@@ -79,9 +79,9 @@ _WS_HANDSHAKE = frozenset(
 _UPSTREAM_MAX_LINE = 64 * 1024
 _UPSTREAM_MAX_FIELD = 64 * 1024
 
-# ``(real client address, whether the peer is a trusted proxy)`` as the front middleware
-# worked it out from the same request (see headers.client_address); forward() works it out
-# itself when the key is missing (a proxy used without that middleware).
+# ``(real client address, whether the peer is a trusted proxy)`` as the request context
+# (gateway.web.context) worked it out from the same request (see headers.client_address);
+# forward() works it out itself when the key is missing (a proxy used without that context).
 CLIENT_SEEN = web.RequestKey[tuple[str, bool]]("client_seen")
 
 _WS_CLOSE_TIMEOUT = 5.0

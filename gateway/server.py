@@ -57,8 +57,9 @@ class _GatewayRequestHandler(web.RequestHandler):
     """aiohttp's connection handler with parser errors answered as problem+json.
 
     aiohttp turns every parse failure into a 400 via ``handle_error`` before any app code
-    (middleware included) runs, so this override is the one place a 431 can be chosen. It
-    also logs client garbage at INFO without a traceback instead of as a server ERROR.
+    (the request context included) runs, so this override is the one place a 431 can be
+    chosen. It also logs client garbage at INFO without a traceback instead of as a server
+    ERROR.
     """
 
     def handle_error(

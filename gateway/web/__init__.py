@@ -1,1 +1,2 @@
-"""The gateway's own web surface: middleware that applies decisions, pages and JSON API."""
+"""The gateway's own web surface: the request context and gate that apply decisions, pages
+and JSON API."""

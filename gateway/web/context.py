@@ -1,9 +1,10 @@
 """Per-request context: request id, real client address, session lookup, access log, metrics.
 
 Every route's handler is wrapped with :func:`in_context` when it is registered (use
-:func:`add_route`), rather than through an aiohttp middleware: a middleware costs each
-request an extra wrapper coroutine and a response-prepare signal, on the proxy's hot path
-too. :func:`require_context` refuses to start an app with a route left unwrapped.
+:func:`add_route` or :func:`add_get`), rather than through an aiohttp middleware: a
+middleware costs each request an extra wrapper coroutine and a response-prepare signal, on
+the proxy's hot path too. :func:`require_context` refuses to start an app with a route left
+unwrapped. Bodies sent to the gateway itself are read under :func:`body_deadline`.
 """
 
 from __future__ import annotations
