@@ -21,7 +21,7 @@ from gateway.headers import (
     request_headers_for_upstream,
     response_headers_for_client,
 )
-from gateway.web.problems import problem_response
+from gateway.web.problems import body_stalled, problem_response
 
 log = logging.getLogger(__name__)
 
@@ -465,16 +465,7 @@ class UpstreamProxy:
             return self._too_large(request, request_id)
         if upload.client_stalled:
             log.info("client stalled mid-upload for %ss", upload.idle_timeout)
-            return _closing(
-                problem_response(
-                    request,
-                    status=408,
-                    slug="request-timeout",
-                    title="Request timed out",
-                    detail="The request body stopped arriving before it was complete.",
-                    request_id=request_id,
-                )
-            )
+            return body_stalled(request, request_id=request_id)
         transport = request.transport
         if upload.client_failed or transport is None or transport.is_closing():
             log.debug("client went away during the upload: %s", _describe(exc))

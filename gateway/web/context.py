@@ -22,7 +22,7 @@ from aiohttp.typedefs import Handler
 from gateway.headers import client_address, simple_cookies
 from gateway.proxy import CLIENT_SEEN
 from gateway.services import CLIENT_ADDR, OUTCOME, REQUEST_ID, SERVICES, SESSION
-from gateway.web.problems import problem_response
+from gateway.web.problems import body_stalled, problem_response
 
 log = logging.getLogger("gateway.access")
 
@@ -119,15 +119,8 @@ def in_context(handler: Handler) -> Handler:
             status = 408
             request[OUTCOME] = "rejected"
             log.info("request body stalled", extra={"request_id": request_id})
-            response = problem_response(
-                request,
-                status=408,
-                slug="request-timeout",
-                title="Request timed out",
-                detail="The request body stopped arriving before it was complete.",
-            )
+            response = body_stalled(request)
             response.headers["X-Request-Id"] = request_id
-            response.force_close()
             # Answer, then drop the connection: aiohttp would otherwise wait up to ten more
             # seconds for the rest of the body before closing it.
             try:

@@ -125,3 +125,18 @@ def problem_response(
         charset="utf-8",
         headers=response_headers,
     )
+
+
+def body_stalled(request: web.BaseRequest, **extra: Any) -> web.Response:
+    """408 for a request whose body stopped arriving; the connection is not reused after it
+    (the rest of the body may still be on its way)."""
+    response = problem_response(
+        request,
+        status=408,
+        slug="request-timeout",
+        title="Request timed out",
+        detail="The request body stopped arriving before it was complete.",
+        **extra,
+    )
+    response.force_close()
+    return response
