@@ -6,12 +6,13 @@ import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 from multidict import CIMultiDict, istr
 
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+_T = TypeVar("_T")
 
 # RFC 9110 §7.6.1 plus the de-facto ones (Keep-Alive, Proxy-Connection): they describe one
 # connection, never the message, so they must not be relayed to the next hop.
@@ -115,6 +116,13 @@ _KINDS_MAX = 4096
 _KIND_NAME_MAX = 64
 
 
+def _remember(table: dict[str, _T], name: str, kind: _T) -> _T:
+    """Keep ``kind`` for ``name`` in a classification table, within the bounds above."""
+    if len(table) < _KINDS_MAX and len(name) <= _KIND_NAME_MAX:
+        table[name] = kind
+    return kind
+
+
 def _classify(name: str) -> _Kind:
     lower = name.lower()
     canonical = _canonical(name)
@@ -132,10 +140,7 @@ def _classify(name: str) -> _Kind:
             kind = _FORWARDING
     else:
         kind = _PASS
-    found = (kind, lower, canonical)
-    if len(_KINDS) < _KINDS_MAX and len(name) <= _KIND_NAME_MAX:
-        _KINDS[name] = found
-    return found
+    return _remember(_KINDS, name, (kind, lower, canonical))
 
 
 # The canonical names of an identity mapping's keys that the gateway prefix does not cover
@@ -277,9 +282,7 @@ def _response_kind(name: str) -> int:
         kind = _SET_COOKIE
     else:
         kind = _RELAY
-    if len(_RESPONSE_KINDS) < _KINDS_MAX and len(name) <= _KIND_NAME_MAX:
-        _RESPONSE_KINDS[name] = kind
-    return kind
+    return _remember(_RESPONSE_KINDS, name, kind)
 
 
 def response_headers_for_client(
