@@ -13,7 +13,6 @@ import secrets
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from gateway.accounts.onboarding import import_users
 from gateway.accounts.passwords import Passwords, password_problem
@@ -23,7 +22,7 @@ from gateway.config import Config, load_config
 from gateway.errors import ConfigError, GatewayError, UsageError
 from gateway.policy import PolicyError
 from gateway.policy_cli import build_commands
-from gateway.store import Store
+from gateway.store import EVENT_FIELDS, Store, event_document
 from gateway.tenancy import find_org
 from gateway.terminal import parse_instant, table
 
@@ -284,20 +283,9 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     async def action(store: Store) -> int:
         writer = csv.writer(sys.stdout) if args.format == "csv" else None
         if writer:
-            writer.writerow(
-                ("id", "at", "kind", "actor", "subject", "org_id", "client_addr", "detail")
-            )
+            writer.writerow(EVENT_FIELDS)
         async for event in store.audit.iterate(since=since, until=until):
-            row: dict[str, Any] = {
-                "id": event.id,
-                "at": _when(event.at),
-                "kind": event.kind,
-                "actor": event.actor,
-                "subject": event.subject,
-                "org_id": event.org_id,
-                "client_addr": event.client_addr,
-                "detail": event.detail,
-            }
+            row = event_document(event, when=_when)
             if writer:
                 writer.writerow([*list(row.values())[:-1], json.dumps(event.detail)])
             else:

@@ -32,7 +32,7 @@ from gateway.decisions import PROMPT_KEY
 from gateway.errors import NotFoundError
 from gateway.policy import PolicyError, parse_policy
 from gateway.reports import readiness_report
-from gateway.store import User, tenant_document
+from gateway.store import User, event_document, tenant_document
 from gateway.tenancy import MAX_TENANT_ID, MAX_TENANT_NAME, country_code_problem, text_problem
 from gateway.web import openapi
 from gateway.web.context import add_route
@@ -260,19 +260,7 @@ async def audit_events(call: Call) -> web.StreamResponse:
     )
     return json_response(
         {
-            "events": [
-                {
-                    "id": event.id,
-                    "at": instant(event.at),
-                    "kind": event.kind,
-                    "actor": event.actor,
-                    "subject": event.subject,
-                    "org_id": event.org_id,
-                    "client_addr": event.client_addr,
-                    "detail": event.detail,
-                }
-                for event in events[:limit]
-            ],
+            "events": [event_document(event, when=instant) for event in events[:limit]],
             "more": len(events) > limit,
         }
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 from types import TracebackType
 
 from gateway.store.admin_tokens import AdminTokenRepository
-from gateway.store.audit import AuditRepository
+from gateway.store.audit import EVENT_FIELDS, AuditRepository, event_document
 from gateway.store.database import Database
 from gateway.store.dismissals import DismissalLimitError, DismissalRepository
 from gateway.store.migrations import LATEST_VERSION, MIGRATIONS, Migration, migrate
@@ -42,6 +42,7 @@ from gateway.store.throttle import ThrottleRepository
 from gateway.store.users import UserRepository
 
 __all__ = [
+    "EVENT_FIELDS",
     "LATEST_VERSION",
     "MIGRATIONS",
     "POLICY_CHANGES",
@@ -76,6 +77,7 @@ __all__ = [
     "User",
     "UserRepository",
     "canonical_json",
+    "event_document",
     "migrate",
     "policy_document",
     "tenant_document",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiosqlite
@@ -13,6 +13,24 @@ import aiosqlite
 from gateway.errors import StoreError
 from gateway.store.database import Database, execute_insert
 from gateway.store.records import AuditEntry, AuditEvent
+
+# An audit event's fields, in the order the admin API lists them and the CLI exports them.
+EVENT_FIELDS = ("id", "at", "kind", "actor", "subject", "org_id", "client_addr", "detail")
+
+
+def event_document(event: AuditEvent, *, when: Callable[[float], str]) -> dict[str, Any]:
+    """An audit event as JSON, its time written by ``when``, with the EVENT_FIELDS."""
+    return {
+        "id": event.id,
+        "at": when(event.at),
+        "kind": event.kind,
+        "actor": event.actor,
+        "subject": event.subject,
+        "org_id": event.org_id,
+        "client_addr": event.client_addr,
+        "detail": event.detail,
+    }
+
 
 _SELECT = "SELECT id, at, kind, actor, subject, org_id, client_addr, detail FROM audit_events"
 
