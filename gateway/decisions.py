@@ -135,22 +135,32 @@ class Decider:
         # Any session's remembered decision may rest on the old count: all are re-checked.
         self._dismissal_marks += 1
 
-    async def decide_for(self, live: LiveSession) -> Decision:
-        user = live.user
+    def _basis(self, live: LiveSession) -> tuple[object, ...]:
+        """Everything a session's decision is made from, besides the time."""
         book = self._book
-        basis = (
-            user,
+        return (
+            live.user,
             book.set_version,
             book.facts_version,
             self._dismissal_marks,
             live.prompt_dismissed,
             live.mfa_verified,
         )
-        now = self._clock()
+
+    def remembered(self, live: LiveSession) -> Decision | None:
+        """The session's last decision if nothing it was made from has moved (the warm path,
+        answered without an await), else None: then ask :meth:`decide_for`."""
         memo = live.decided
-        if memo is not None and memo[0] == basis and now < memo[2]:
-            return memo[1]  # nothing it was made from has moved: the warm path
-        decision, valid = await self._decide_cached(live, now)
+        if memo is not None and self._clock() < memo[2] and memo[0] == self._basis(live):
+            return memo[1]
+        return None
+
+    async def decide_for(self, live: LiveSession) -> Decision:
+        decision = self.remembered(live)
+        if decision is not None:
+            return decision
+        basis = self._basis(live)
+        decision, valid = await self._decide_cached(live, self._clock())
         live.decided = (basis, decision, valid)
         return decision
 

@@ -235,7 +235,7 @@ class UpstreamProxy:
             raise RuntimeError("UpstreamProxy.start() has not been called")
         refusal = self._refuse(request, request_id)
         if refusal is not None:
-            return _settled(refusal)
+            return settled(refusal)
 
         seen = request.get(CLIENT_SEEN)
         if seen is None:
@@ -560,7 +560,8 @@ class UpstreamProxy:
         return client_ws
 
 
-async def _settled(response: web.StreamResponse) -> web.StreamResponse:
+async def settled(response: web.StreamResponse) -> web.StreamResponse:
+    """``response``, as an awaitable (for code that hands on an exchange's coroutine)."""
     return response
 
 

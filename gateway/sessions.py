@@ -102,21 +102,41 @@ class SessionManager:
 
     async def lookup(self, raw_id: str) -> LiveSession | None:
         """The live session behind a cookie value, touched as used now; None if over or unknown."""
+        return await self.lookup_hash(hash_session_id(raw_id))
+
+    def warm(self, id_hash: str) -> LiveSession | None:
+        """The cached session ``id_hash`` names, touched as used now, when it is plainly
+        still on: the warm path, answered without an await. None means "look closer" with
+        :meth:`lookup_hash` (not cached, or perhaps over)."""
+        live = self._cache.get(id_hash)
+        if live is None:
+            return None
         now = self._clock()
-        id_hash = hash_session_id(raw_id)
+        if end_reason(live.record, live.last_seen, self._limits, now) is not None:
+            return None
+        self._touch(live, now)
+        return live
+
+    async def lookup_hash(self, id_hash: str) -> LiveSession | None:
+        """As :meth:`lookup`, for the hash of the cookie value."""
+        live = self.warm(id_hash)
+        if live is not None:
+            return live
+        now = self._clock()
         live = self._cache.get(id_hash)
         if live is None:
             live = await self._load(id_hash)
             if live is None:
                 return None
-        # The common case is judged without an await; only a session that looks over is
-        # looked at more closely (and ended).
-        over = end_reason(live.record, live.last_seen, self._limits, now) is not None
-        if over and not await self._still_on(live, live.last_seen, now):
+        # A session that looks over is looked at more closely, and ended.
+        if not await self._still_on(live, live.last_seen, now):
             return None
-        live.last_seen = now
-        self._dirty[id_hash] = now
+        self._touch(live, now)
         return live
+
+    def _touch(self, live: LiveSession, now: float) -> None:
+        live.last_seen = now
+        self._dirty[live.id_hash] = now
 
     async def _still_on(self, live: LiveSession, last_use: float, now: float) -> bool:
         """Judge ``live`` at ``now``, ending it (everywhere) if it is over. Before ending a

@@ -143,3 +143,70 @@ async def test_a_form_trickled_to_the_gateway_gets_408_and_a_closed_connection(
     writer.close()
     assert response.startswith(b"HTTP/1.1 408"), response
     assert b"request-timeout" in response
+
+
+async def test_the_session_is_read_from_any_cookie_header_and_only_while_it_lasts(
+    gateway: RunningGateway,
+) -> None:
+    async with gateway.client() as client:
+        await sign_in(client)
+        raw = next(c.value for c in client.cookie_jar if c.key == "gw-session")
+
+    async def whoami(cookie: str) -> str | None:
+        async with (
+            gateway.client() as bare,
+            bare.get("/api/whoami", headers={"Cookie": cookie}) as response,
+        ):
+            if response.status == 401:
+                return None
+            assert response.status == 200
+            email: str = (await response.json())["headers"]["X-Gateway-User-Email"]
+            return email
+
+    headers = [
+        f"gw-session={raw}",
+        f"theme=dark; gw-session={raw}; lang=en",
+        # Not the plain form: read by aiohttp's full cookie parser.
+        f'note="a b"; gw-session={raw}',
+        f"gw-session={raw}; pad={'x' * 2000}",  # too long to be remembered
+    ]
+    for cookie in headers:
+        for _ in range(2):  # the second time from what the first remembered
+            assert await whoami(cookie) == "ava@harbour.example", cookie
+    assert await whoami(f"gw-session={raw[:-1]}") is None
+    assert await whoami(f"gw-session-x={raw}") is None
+
+    async with gateway.client() as client:
+        client.cookie_jar.update_cookies({"gw-session": raw}, gateway.url)
+        page = await client.get("/_gateway/logout")
+        match = re.search(r'name="csrf" value="([^"]+)"', await page.text())
+        assert match is not None
+        out = await client.post(
+            "/_gateway/logout", data={"csrf": match.group(1)}, allow_redirects=False
+        )
+        assert out.status == 303
+    for cookie in headers:  # a header seen before names an ended session: no way in
+        assert await whoami(cookie) is None, cookie
+
+
+def test_remembered_session_hashes_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from gateway.sessions import hash_session_id
+    from gateway.web.context import _SessionHashes
+
+    hashes = _SessionHashes()
+    monkeypatch.setattr(_SessionHashes, "MAX_ENTRIES", 3)
+
+    def read(cookie: str) -> str | None:
+        return hashes(make_mocked_request("GET", "/", headers={"Cookie": cookie}), "s")
+
+    for n in range(3):
+        assert read(f"s=id{n}") == hash_session_id(f"id{n}")
+    assert len(hashes._known) == 3
+    assert read("s=id3") == hash_session_id("id3")  # full: starts afresh
+    assert len(hashes._known) == 1
+    assert read("other=1") is None
+    long = "s=id; pad=" + "x" * _SessionHashes.MAX_HEADER
+    assert read(long) == hash_session_id("id")
+    assert ("s", long) not in hashes._known

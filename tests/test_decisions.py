@@ -137,9 +137,12 @@ async def test_a_sessions_remembered_decision_follows_what_it_was_made_from(
     setup: tuple[Store, Decider, LiveSession, ManualClock],
 ) -> None:
     store, decider, live, clock = setup
+    assert decider.remembered(live) is None  # nothing decided yet
     first = await decider.decide_for(live)
     assert first.outcome is Outcome.PROMPT
     assert await decider.decide_for(live) is first  # nothing moved: the same decision
+    # (The first decision read the user's dismissal count, which counts as a move.)
+    assert decider.remembered(live) is first  # the warm path, without an await
 
     # A cap on dismissals, stored and picked up: the remembered decision is not used.
     await cap_dismissals(store, 2, now=clock())
@@ -154,7 +157,22 @@ async def test_a_sessions_remembered_decision_follows_what_it_was_made_from(
 
     # This session's own state is part of what the decision was made from.
     live.prompt_dismissed = True
+    assert decider.remembered(live) is None
     assert (await decider.decide_for(live)).outcome is Outcome.ALLOW
+
+
+async def test_a_remembered_decision_lapses_when_its_day_count_would_go_down(
+    setup: tuple[Store, Decider, LiveSession, ManualClock],
+) -> None:
+    _, decider, live, clock = setup
+    await decider.decide_for(live)  # the first reads the dismissal count: a move
+    decision = await decider.decide_for(live)
+    assert decision.days_left == 4
+    clock.advance(5)  # still four days left: the same decision is handed out
+    assert decider.remembered(live) is decision
+    clock.advance(10)  # 3 days and 5 seconds before the deadline: a day fewer
+    assert decider.remembered(live) is None
+    assert (await decider.decide_for(live)).days_left == 3
 
 
 async def test_a_remembered_decision_is_made_anew_for_a_changed_user(

@@ -171,3 +171,40 @@ async def test_a_session_ended_while_it_is_being_loaded_is_not_cached_back(
     assert await b.lookup(raw) is None
     await first.close()
     await second.close()
+
+
+async def test_the_warm_path_answers_only_for_a_cached_session_that_is_plainly_on(
+    tmp_path: Path,
+) -> None:
+    store = await Store.open(tmp_path / "s.sqlite3")
+    clock = ManualClock(1000.0)
+    manager = SessionManager(store, LIMITS, clock)
+    raw, live = await manager.create(await add_user(store), client_addr=None)
+    assert manager.warm(hash_session_id("not a session")) is None
+
+    clock.advance(60)
+    assert manager.warm(live.id_hash) is live
+    assert live.last_seen == clock()  # touched as used now
+    await manager.flush()
+    stored = await store.sessions.get(live.id_hash)
+    assert stored is not None
+    assert stored.last_seen_at == clock()
+
+    # Idle too long: the warm path does not judge; the full lookup ends the session.
+    clock.advance(LIMITS.idle)
+    assert manager.warm(live.id_hash) is None
+    assert await manager.lookup(raw) is None
+    ended = await store.sessions.get(live.id_hash)
+    assert ended is not None
+    assert ended.ended_at == clock()
+    assert manager.warm(live.id_hash) is None
+
+    # Not cached in this process (a restart, another worker): loaded by the full lookup,
+    # after which the warm path serves it.
+    raw2, live2 = await manager.create(await add_user(store, "b@b.example"), client_addr=None)
+    fresh = SessionManager(store, LIMITS, clock)
+    assert fresh.warm(live2.id_hash) is None
+    loaded = await fresh.lookup(raw2)
+    assert loaded is not None
+    assert fresh.warm(live2.id_hash) is loaded
+    await store.close()

@@ -22,6 +22,7 @@ from aiohttp.typedefs import Handler
 from gateway.headers import client_address, simple_cookies
 from gateway.proxy import CLIENT_SEEN
 from gateway.services import CLIENT_ADDR, OUTCOME, REQUEST_ID, SERVICES, SESSION
+from gateway.sessions import hash_session_id
 from gateway.web.problems import body_stalled, problem_response
 
 log = logging.getLogger("gateway.access")
@@ -54,6 +55,46 @@ class _RequestIds:
 
 
 new_request_id = _RequestIds().next
+
+
+class _SessionHashes:
+    """The hash of the session id in a Cookie header, remembered by header.
+
+    A browser sends the same Cookie header request after request; parsing it and hashing
+    the id each time is most of what finding a warm session costs. The answer is a function
+    of the header alone, so nothing ever needs forgetting; the table is bounded in entries
+    and header length, and starts afresh when full. (It holds cookie values in memory, as the
+    request buffers do anyway; the store still sees only hashes.)
+    """
+
+    MAX_ENTRIES = 10_000
+    MAX_HEADER = 1024
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, str], str | None] = {}
+
+    def __call__(self, request: web.Request, cookie_name: str) -> str | None:
+        header = request.headers.get("Cookie", "")
+        key = (cookie_name, header)
+        known = self._known
+        try:
+            return known[key]
+        except KeyError:
+            pass
+        # aiohttp's request.cookies parses every cookie (Morsels and all); a plain header,
+        # the usual kind, is read directly, with the same result.
+        plain = simple_cookies(header)
+        cookies: Mapping[str, str] = request.cookies if plain is None else plain
+        raw_id = cookies.get(cookie_name)
+        id_hash = hash_session_id(raw_id) if raw_id else None
+        if len(header) <= self.MAX_HEADER:
+            if len(known) >= self.MAX_ENTRIES:
+                known.clear()
+            known[key] = id_hash
+        return id_hash
+
+
+_session_hash = _SessionHashes()
 
 
 class _BodyTimedOut(Exception):
@@ -97,13 +138,12 @@ def in_context(handler: Handler) -> Handler:
         request[REQUEST_ID] = request_id
         status = 500
         try:
-            # aiohttp's request.cookies parses every cookie (Morsels and all); a plain header,
-            # the usual kind, is read directly, with the same result.
-            plain = simple_cookies(request.headers.get("Cookie", ""))
-            cookies: Mapping[str, str] = request.cookies if plain is None else plain
-            raw_id = cookies.get(services.cookies.session)
-            if raw_id:
-                live = await services.sessions.lookup(raw_id)
+            id_hash = _session_hash(request, services.cookies.session)
+            if id_hash is not None:
+                sessions = services.sessions
+                live = sessions.warm(id_hash)
+                if live is None:
+                    live = await sessions.lookup_hash(id_hash)
                 if live is not None:
                     request[SESSION] = live
             response = await handler(request)

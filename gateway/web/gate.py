@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from urllib.parse import quote
 
 from aiohttp import web
@@ -18,8 +19,8 @@ from gateway.headers import (
     claimed_hosts,
 )
 from gateway.policy import Decision, MfaHeader, Outcome
-from gateway.proxy import CLIENT_SEEN
-from gateway.services import OUTCOME, REQUEST_ID, SERVICES, SESSION
+from gateway.proxy import CLIENT_SEEN, settled
+from gateway.services import OUTCOME, REQUEST_ID, SERVICES, SESSION, Services
 from gateway.sessions import LiveSession
 from gateway.web.paths import normalise_path
 from gateway.web.problems import problem_response, wants_html
@@ -60,18 +61,27 @@ def _is_navigation(request: web.Request) -> bool:
     return request.method in ("GET", "HEAD") and wants_html(request)
 
 
-async def gate(request: web.Request) -> web.StreamResponse:
+def gate(request: web.Request) -> Awaitable[web.StreamResponse]:
+    """Decide whether ``request`` may reach the app; the answer, to be awaited.
+
+    Not a coroutine itself: a warm request (its session's decision remembered) is decided
+    without an await and handed on as the proxy's own coroutine, so the request is not
+    carried through one more coroutine at every resume. Only a decision that must be worked
+    out (which may read the store) goes through :func:`_decide_then_pass`.
+    """
     services = request.app[SERVICES]
     allowed_hosts = services.config.server.allowed_hosts
     if allowed_hosts and not _hosts_allowed(request, allowed_hosts):
         # The app builds links (password resets, redirects) from the forwarded Host.
         request[OUTCOME] = "rejected"
-        return problem_response(
-            request,
-            status=421,
-            slug="unknown-host",
-            title="Unknown host",
-            detail="This gateway does not serve that host name.",
+        return settled(
+            problem_response(
+                request,
+                status=421,
+                slug="unknown-host",
+                title="Unknown host",
+                detail="This gateway does not serve that host name.",
+            )
         )
     raw_path = request.raw_path.split("?", 1)[0]
     normalised = normalise_path(raw_path)
@@ -79,12 +89,14 @@ async def gate(request: web.Request) -> web.StreamResponse:
         # The second case is a path like /x/../_gateway/…: the gateway's own namespace must
         # never reach the app, however it is spelled.
         request[OUTCOME] = "rejected"
-        return problem_response(
-            request,
-            status=400,
-            slug="bad-path",
-            title="Bad path",
-            detail="The request path cannot be interpreted safely.",
+        return settled(
+            problem_response(
+                request,
+                status=400,
+                slug="bad-path",
+                title="Bad path",
+                detail="The request path cannot be interpreted safely.",
+            )
         )
     # The app receives the raw path, and apps differ in how they read `..`, `;` and escapes:
     # only a path already in normal form can skip sign-in, so what is judged public is
@@ -93,26 +105,53 @@ async def gate(request: web.Request) -> web.StreamResponse:
     live = request.get(SESSION)
     if live is None:
         if not public:
-            return _ask_to_sign_in(request)
+            return settled(_ask_to_sign_in(request))
         request[OUTCOME] = "public"
-        identity: dict[str, str] = {}
-    else:
-        decision = await services.decider.decide_for(live)
-        mfa = _admitted_as(decision)
-        if mfa is None:
-            if not public:
-                return _hold_back(request, decision)
-            identity = {}  # a held-back user reaches public pages only as a visitor
-        elif decision.outcome is Outcome.PROMPT and not public and _is_navigation(request):
-            request[OUTCOME] = "mfa_prompt"
-            raise web.HTTPFound(
-                with_next(PROMPT_PATH, request.raw_path), headers={"Cache-Control": "no-store"}
-            )
-        else:
-            identity = identity_headers(live, mfa)
-        request[OUTCOME] = "public" if public else "proxied"
+        return _forward(request, services, None, {})
+    decision = services.decider.remembered(live)
+    if decision is None:
+        return _decide_then_pass(request, services, live, public)
+    return _pass(request, services, live, decision, public)
+
+
+async def _decide_then_pass(
+    request: web.Request, services: Services, live: LiveSession, public: bool
+) -> web.StreamResponse:
+    decision = await services.decider.decide_for(live)
+    return await _pass(request, services, live, decision, public)
+
+
+def _pass(
+    request: web.Request,
+    services: Services,
+    live: LiveSession,
+    decision: Decision,
+    public: bool,
+) -> Awaitable[web.StreamResponse]:
+    """Hand a signed-in request on as ``decision`` says: to the app, or back to the user."""
+    mfa = _admitted_as(decision)
+    if mfa is None:
+        if not public:
+            return settled(_hold_back(request, decision))
+        request[OUTCOME] = "public"
+        return _forward(request, services, None, {})  # held back: public pages as a visitor
+    if decision.outcome is Outcome.PROMPT and not public and _is_navigation(request):
+        request[OUTCOME] = "mfa_prompt"
+        raise web.HTTPFound(
+            with_next(PROMPT_PATH, request.raw_path), headers={"Cache-Control": "no-store"}
+        )
+    request[OUTCOME] = "public" if public else "proxied"
+    return _forward(request, services, live, identity_headers(live, mfa))
+
+
+def _forward(
+    request: web.Request,
+    services: Services,
+    live: LiveSession | None,
+    identity: dict[str, str],
+) -> Awaitable[web.StreamResponse]:
     still_allowed = None
-    if live is not None and identity:
+    if live is not None:
         signed_in = live
 
         async def still_allowed(last_activity: float) -> bool:
@@ -126,7 +165,7 @@ async def gate(request: web.Request) -> web.StreamResponse:
                 log.warning("could not re-check an open WebSocket; will retry", exc_info=True)
                 return True
 
-    return await services.proxy.forward(
+    return services.proxy.forward(
         request, identity=identity, request_id=request[REQUEST_ID], still_allowed=still_allowed
     )
 
