@@ -153,6 +153,9 @@ async def start_site(
         max_field_size=max_field_size,
         keepalive_timeout=idle_timeout,
         shutdown_timeout=shutdown_timeout,
+        # The request context writes the access log (JSON, with request ids); aiohttp's own
+        # would only repeat it, and costs each connection a logger of its own.
+        access_log=None,
     )
     await runner.setup()
     try:

@@ -141,9 +141,10 @@ def test_identity_names_outside_the_namespace_are_protected_too() -> None:
     assert "Remote_User" not in out
 
 
-def test_identity_values_with_line_breaks_are_refused() -> None:
-    with pytest.raises(ValueError, match="control character"):
-        upstream({}, identity={"X-Gateway-User-Id": "a\r\nX-Evil: 1"})
+@pytest.mark.parametrize("bad", ["a\r\nX-Evil: 1", "a\nb", "a\rb", "a\0b"])
+def test_identity_values_with_line_breaks_are_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="'X-Gateway-User-Email' has a control character"):
+        upstream({}, identity={"X-Gateway-User-Id": "u", "X-Gateway-User-Email": bad})
 
 
 def test_request_id_replaces_the_clients() -> None:
