@@ -210,3 +210,6 @@ def test_remembered_session_hashes_are_bounded(monkeypatch: pytest.MonkeyPatch) 
     long = "s=id; pad=" + "x" * _SessionHashes.MAX_HEADER
     assert read(long) == hash_session_id("id")
     assert ("s", long) not in hashes._known
+    wide = "s=id; pad=" + "\U0001f36a" * 100  # short, but four bytes a character
+    assert read(wide) == hash_session_id("id")
+    assert ("s", wide) not in hashes._known

@@ -62,9 +62,10 @@ class _SessionHashes:
 
     A browser sends the same Cookie header request after request; parsing it and hashing
     the id each time is most of what finding a warm session costs. The answer is a function
-    of the header alone, so nothing ever needs forgetting; the table is bounded in entries
-    and header length, and starts afresh when full. (It holds cookie values in memory, as the
-    request buffers do anyway; the store still sees only hashes.)
+    of the header alone, so nothing ever needs forgetting. The table is bounded in entries
+    and in header size (ASCII headers of at most 1 KiB) and starts afresh when full. It
+    holds cookie values in memory, as the request buffers do anyway; the store still sees
+    only hashes.
     """
 
     MAX_ENTRIES = 10_000
@@ -87,7 +88,7 @@ class _SessionHashes:
         cookies: Mapping[str, str] = request.cookies if plain is None else plain
         raw_id = cookies.get(cookie_name)
         id_hash = hash_session_id(raw_id) if raw_id else None
-        if len(header) <= self.MAX_HEADER:
+        if len(header) <= self.MAX_HEADER and header.isascii():  # so at most 1 KiB each
             if len(known) >= self.MAX_ENTRIES:
                 known.clear()
             known[key] = id_hash
