@@ -418,18 +418,10 @@ def claimed_hosts(headers: Mapping[str, str], *, trusted_proxy: bool) -> list[st
     and from a trusted proxy also X-Forwarded-Host (which the proxy passes on, so an
     allow-list must hold for it too) and Forwarded ``host=`` (not passed on, but a front
     proxy's claim all the same: a request naming a host outside the list is refused)."""
-    getall = getattr(headers, "getall", None)
-
-    def values(name: str) -> list[str]:
-        if getall is not None:
-            return list(getall(name, []))
-        value = headers.get(name)
-        return [value] if value is not None else []
-
-    hosts = [v.strip().lower() for v in values("Host")] or [""]
+    hosts = [v.strip().lower() for v in _values(headers, "host")] or [""]
     if trusted_proxy:
-        for value in values("X-Forwarded-Host"):
+        for value in _values(headers, "x-forwarded-host"):
             hosts.extend(part.strip().lower() for part in value.split(","))
-        for value in values("Forwarded"):
+        for value in _values(headers, "forwarded"):
             hosts.extend(m.group(1).strip('"').lower() for m in _FORWARDED_HOST.finditer(value))
     return hosts
