@@ -189,8 +189,8 @@ class SessionManager:
         last_use = max(current.last_seen, live.last_seen, last_activity)
         if not await self._still_on(current, last_use, self._clock()):
             return False
-        current.last_seen = live.last_seen = last_use
-        self._dirty[live.id_hash] = last_use
+        live.last_seen = last_use
+        self._touch(current, last_use)
         return True
 
     async def end(self, id_hash: str) -> None:
