@@ -168,9 +168,7 @@ class Decider:
         """The decision from the per-user cache (shared by a user's sessions), else made."""
         user = live.user
         book = self._book
-        dismissals = self._dismissals.get(user.id)
-        if dismissals is None:  # only a cold user awaits the store
-            dismissals = await self.dismissals(user.id)
+        dismissals = await self.dismissals(user.id)
         key = (
             user.id,
             user.org_id,
