@@ -115,6 +115,12 @@ async def body_deadline(request: web.Request) -> AsyncIterator[None]:
         raise _BodyTimedOut from None
 
 
+async def read_form(request: web.Request) -> Mapping[str, object]:
+    """The form posted to one of the gateway's own pages, read under :func:`body_deadline`."""
+    async with body_deadline(request):
+        return await request.post()
+
+
 _IN_CONTEXT = "__gateway_in_context__"
 
 

@@ -12,7 +12,7 @@ from gateway.policy import Decision, Outcome
 from gateway.services import CLIENT_ADDR, OUTCOME, SERVICES, SESSION
 from gateway.sessions import LiveSession
 from gateway.store.dismissals import DismissalLimitError
-from gateway.web.context import add_get, add_route, body_deadline
+from gateway.web.context import add_get, add_route, read_form
 from gateway.web.csrf import csrf_token, csrf_valid
 from gateway.web.gate import (
     BLOCKED_PATH,
@@ -82,8 +82,7 @@ async def prompt_page(request: web.Request) -> web.StreamResponse:
 async def dismiss(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     live = _signed_in(request)
-    async with body_deadline(request):
-        form = await request.post()
+    form = await read_form(request)
     next_target = safe_next(form_field(form, "next", 2048))
     if not csrf_valid(services.secret, live.record.csrf_secret, form_field(form, "csrf", 128)):
         request[OUTCOME] = "rejected"

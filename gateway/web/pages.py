@@ -15,7 +15,7 @@ from aiohttp import web
 from gateway.services import CLIENT_ADDR, OUTCOME, SERVICES, SESSION, Services
 from gateway.store.records import ThrottleState
 from gateway.throttle import ThrottleRule, book_attempt, refund, retry_after
-from gateway.web.context import body_deadline
+from gateway.web.context import read_form
 from gateway.web.csrf import csrf_token, csrf_valid, new_nonce
 from gateway.web.redirects import safe_next
 
@@ -103,8 +103,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 
 async def login_submit(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
-    async with body_deadline(request):
-        form = await request.post()
+    form = await read_form(request)
     next_target = safe_next(form_field(form, "next", 2048))
     email = form_field(form, "email", MAX_EMAIL).strip().lower()
     password = form_field(form, "password", MAX_PASSWORD)
@@ -199,8 +198,7 @@ async def logout_page(request: web.Request) -> web.StreamResponse:
 async def logout_submit(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     live = request.get(SESSION)
-    async with body_deadline(request):
-        form = await request.post()
+    form = await read_form(request)
     if live is not None:
         if not csrf_valid(services.secret, live.record.csrf_secret, form_field(form, "csrf", 128)):
             request[OUTCOME] = "rejected"
