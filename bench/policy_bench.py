@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.clock import ManualClock
-from gateway.decisions import Decider, PolicyBook
+from gateway.enforcement.decisions import Decider, PolicyBook
+from gateway.enforcement.policy_files import apply_policies, load_policy_path
 from gateway.policy import Facts, TenantFact
-from gateway.policy_store import apply_policies, load_policy_path
-from gateway.readiness import readiness
-from gateway.sessions import LiveSession
+from gateway.policy.readiness import readiness
+from gateway.signin.sessions import LiveSession
 from gateway.store import Store
 from gateway.store.records import SessionRecord, User
 

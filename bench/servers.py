@@ -120,10 +120,10 @@ async def start_bare(args: argparse.Namespace) -> tuple[web.AppRunner, int, str]
 async def start_gateway_role(args: argparse.Namespace) -> tuple[web.AppRunner, int, str]:
     # Imported here so the upstream and the bare proxy start even while the gateway does not.
     from gateway.accounts.passwords import Passwords
-    from gateway.app import SESSION_FLUSH_SECONDS
     from gateway.clock import system_clock
     from gateway.ops.logs import configure_logging
-    from gateway.runner import start_gateway
+    from gateway.runtime.app import SESSION_FLUSH_SECONDS
+    from gateway.runtime.runner import start_gateway
     from gateway.sandbox.demo import demo_config, seed_demo, seed_demo_xero
     from gateway.store import Store
 

@@ -7,17 +7,17 @@ from ipaddress import IPv4Network, IPv6Network
 
 from aiohttp import web
 
-from gateway.accounts.local import IdentitySource
 from gateway.accounts.passwords import Passwords
 from gateway.clock import Clock
 from gateway.config import Config
-from gateway.decisions import Decider
+from gateway.enforcement.decisions import Decider
+from gateway.http.paths import PathRules
 from gateway.ops.metrics import Metrics
-from gateway.proxy import UpstreamProxy
-from gateway.sessions import LiveSession, SessionManager
+from gateway.proxy.forwarder import UpstreamProxy
+from gateway.signin.local import IdentitySource
+from gateway.signin.sessions import LiveSession, SessionManager
+from gateway.signin.throttle import ThrottleRule
 from gateway.store import Store
-from gateway.throttle import ThrottleRule
-from gateway.web.paths import PathRules
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,7 +52,4 @@ class Services:
 
 
 SERVICES = web.AppKey("services", Services)
-CLIENT_ADDR = web.RequestKey("client_addr", str)
-REQUEST_ID = web.RequestKey("request_id", str)
 SESSION = web.RequestKey("session", LiveSession)
-OUTCOME = web.RequestKey("outcome", str)

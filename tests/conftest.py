@@ -14,14 +14,14 @@ from argon2 import PasswordHasher
 from yarl import URL
 
 from gateway.accounts.passwords import Passwords
-from gateway.app import create_app, open_services
 from gateway.clock import ManualClock
 from gateway.config import Config, build_config
+from gateway.enforcement.policy_files import load_policy_file
 from gateway.policy import policy_to_document
-from gateway.policy_store import load_policy_file
+from gateway.runtime.app import create_app, open_services
+from gateway.runtime.server import start_site
 from gateway.sandbox.demo import DEMO_PASSWORD, seed_demo, seed_demo_xero
 from gateway.sandbox.sample_app import create_sample_app
-from gateway.server import start_site
 from gateway.services import Services
 from gateway.store import Store
 

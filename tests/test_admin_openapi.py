@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.admin.api import ROUTES, route_scopes
-from gateway.app import create_app
+from gateway.runtime.app import create_app
 from gateway.web.openapi import OPENAPI_PATH, build_document
 from tests.conftest import GatewayFactory, RunningGateway
 

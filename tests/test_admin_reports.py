@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.decisions import PROMPT_KEY
+from gateway.enforcement.decisions import PROMPT_KEY
 from gateway.errors import StoreError
 from gateway.store import tenants as store_tenants
 from tests.conftest import START, GatewayFactory, RunningGateway

@@ -7,8 +7,8 @@ from typing import Any
 import aiohttp
 
 from gateway.admin.tokens import create_admin_token
+from gateway.enforcement.policy_files import load_policy_file
 from gateway.policy import policy_to_document
-from gateway.policy_store import load_policy_file
 from gateway.sandbox.demo import SHIPPED_POLICIES
 from tests.conftest import RunningGateway
 

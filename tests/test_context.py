@@ -192,7 +192,7 @@ async def test_the_session_is_read_from_any_cookie_header_and_only_while_it_last
 def test_remembered_session_hashes_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     from aiohttp.test_utils import make_mocked_request
 
-    from gateway.sessions import hash_session_id
+    from gateway.signin.sessions import hash_session_id
     from gateway.web.context import _SessionHashes
 
     hashes = _SessionHashes()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.web.csrf import csrf_token, csrf_valid, new_nonce
+from gateway.http.csrf import csrf_token, csrf_valid, new_nonce
 
 KEY = b"k" * 32
 

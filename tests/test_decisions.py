@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import ManualClock
-from gateway.decisions import Decider, PolicyBook
+from gateway.enforcement.decisions import Decider, PolicyBook
+from gateway.enforcement.policy_files import apply_policies, load_policy_path
 from gateway.policy import Outcome, PolicyError
-from gateway.policy_store import apply_policies, load_policy_path
-from gateway.sessions import LiveSession
+from gateway.signin.sessions import LiveSession
 from gateway.store import Store
 from gateway.store.records import SessionRecord
 from tests.conftest import cap_dismissals

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gateway.cli import build_parser
+from gateway.cli.main import build_parser
+from gateway.enforcement.policy_files import load_policy_path
 from gateway.policy import policy_to_document
-from gateway.policy_store import load_policy_path
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.sessions import hash_session_id
+from gateway.signin.sessions import hash_session_id
 from tests.conftest import GatewayFactory, RunningGateway, sign_in
 
 

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
-import gateway.headers as headers_module
-from gateway.headers import (
+import gateway.http.headers as headers_module
+from gateway.http.headers import (
     HOP_BY_HOP,
     IPNetwork,
     claimed_hosts,

@@ -7,7 +7,7 @@ import re
 import pytest
 from yarl import URL
 
-from gateway.decisions import PROMPT_KEY
+from gateway.enforcement.decisions import PROMPT_KEY
 from tests.conftest import START, GatewayFactory, RunningGateway, cap_dismissals, sign_in
 
 HTML = {"Accept": "text/html"}

@@ -230,7 +230,7 @@ async def test_last_use_is_written_behind_for_the_idle_timeout(gateway: RunningG
         gateway.clock.advance(600)
         await client.get("/api/whoami")
     await gateway.services.sessions.flush()
-    from gateway.sessions import hash_session_id
+    from gateway.signin.sessions import hash_session_id
 
     record = await gateway.services.store.sessions.get(hash_session_id(raw))
     assert record is not None

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from gateway.web.paths import PathRules, _normalise_slowly, normalise_path
+from gateway.http.paths import PathRules, _normalise_slowly, normalise_path
 
 RULES = PathRules(["/public/", "/favicon.ico", "/assets/app-*"])
 

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.enforcement.policy_files import load_policy_file
 from gateway.policy import (
     BACKUP_METHODS,
     COUNTRY_CODES,
@@ -29,7 +30,6 @@ from gateway.policy import (
     policy_to_document,
 )
 from gateway.policy.document import key_lines
-from gateway.policy_store import load_policy_file
 
 SYDNEY = ZoneInfo("Australia/Sydney")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from gateway.enforcement.policy_files import load_policy_file
 from gateway.policy import (
     Enrolment,
     Facts,
@@ -21,7 +22,6 @@ from gateway.policy import (
     parse_policy,
     policy_to_document,
 )
-from gateway.policy_store import load_policy_file
 
 SHIPPED = Path(__file__).resolve().parent.parent / "policies" / "au-ato-2fa.toml"
 SYDNEY = ZoneInfo("Australia/Sydney")

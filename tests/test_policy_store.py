@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import ConflictError
-from gateway.policy import Policy, PolicyError, policy_to_document
-from gateway.policy_store import (
+from gateway.enforcement.policy_files import (
     Applied,
     apply_policies,
     create_policy,
     load_policy_path,
     replace_policy,
 )
+from gateway.errors import ConflictError
+from gateway.policy import Policy, PolicyError, policy_to_document
 from gateway.store import AuditEntry, Store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,11 +23,11 @@ from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from gateway.headers import IPNetwork
+from gateway.http.headers import IPNetwork
+from gateway.http.problems import PROBLEM_BASE, problem_response
 from gateway.ops.metrics import OUTCOMES, Metrics
-from gateway.proxy import UpstreamProxy
-from gateway.server import start_site
-from gateway.web.problems import PROBLEM_BASE, problem_response
+from gateway.proxy.forwarder import UpstreamProxy
+from gateway.runtime.server import start_site
 from gateway.web.templating import setup_templates
 
 IDENTITY = {"X-Gateway-User-Id": "u-42", "X-Gateway-Role": "member"}

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.web.redirects import MAX_NEXT_LENGTH, safe_next
+from gateway.http.redirects import MAX_NEXT_LENGTH, safe_next
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 
 from gateway.clock import ManualClock
 from gateway.errors import StoreError
-from gateway.sessions import SessionLimits, SessionManager, end_reason, hash_session_id
+from gateway.signin.sessions import SessionLimits, SessionManager, end_reason, hash_session_id
 from gateway.store import Store
 from gateway.store.records import SessionRecord, User
 

@@ -8,10 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import policy_cli
-from gateway.errors import NotFoundError, UsageError
-from gateway.store import AuditEntry, Organisation, Store, tenant_document
-from gateway.tenancy import (
+from gateway.accounts.tenancy import (
     MAX_TENANT_ID,
     TenantLinkError,
     country_code_problem,
@@ -20,6 +17,9 @@ from gateway.tenancy import (
     link_tenant,
     unlink_tenant,
 )
+from gateway.cli import policy as policy_cli
+from gateway.errors import NotFoundError, UsageError
+from gateway.store import AuditEntry, Organisation, Store, tenant_document
 
 OPS = AuditEntry(actor="ops")
 

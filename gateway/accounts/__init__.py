@@ -1,1 +1,1 @@
-"""Local accounts: organisations, users and their passwords."""
+"""Local accounts: organisations, users, passwords, and the Xero tenants organisations link."""

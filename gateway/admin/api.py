@@ -8,7 +8,13 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import tenancy
+from gateway.accounts import tenancy
+from gateway.accounts.tenancy import (
+    MAX_TENANT_ID,
+    MAX_TENANT_NAME,
+    country_code_problem,
+    text_problem,
+)
 from gateway.admin import policies
 from gateway.admin.explain import Candidate, explain
 from gateway.admin.http import (
@@ -28,12 +34,11 @@ from gateway.admin.http import (
     read_json_object,
 )
 from gateway.admin.tokens import AUDIT_READ, ORGS_WRITE, POLICIES_READ, POLICIES_WRITE, REPORTS_READ
-from gateway.decisions import PROMPT_KEY
+from gateway.enforcement.decisions import PROMPT_KEY
+from gateway.enforcement.reports import readiness_report
 from gateway.errors import NotFoundError
 from gateway.policy import PolicyError, parse_policy
-from gateway.reports import readiness_report
 from gateway.store import User, event_document, tenant_document
-from gateway.tenancy import MAX_TENANT_ID, MAX_TENANT_NAME, country_code_problem, text_problem
 from gateway.web import openapi
 from gateway.web.context import add_route
 

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.decisions import NOT_ENROLLED
+from gateway.enforcement.decisions import NOT_ENROLLED
+from gateway.enforcement.policy_files import facts_by_org
 from gateway.policy import (
     Decision,
     Facts,
@@ -17,7 +18,6 @@ from gateway.policy import (
     applicable,
     decide,
 )
-from gateway.policy_store import facts_by_org
 from gateway.store import Tenant, User
 
 

@@ -16,10 +16,11 @@ from aiohttp.typedefs import Handler
 
 from gateway.admin.tokens import actor, allows, authenticate
 from gateway.errors import StoreError
-from gateway.services import CLIENT_ADDR, OUTCOME, REQUEST_ID, SERVICES, Services
+from gateway.http.problems import problem_response
+from gateway.http.requests import CLIENT_ADDR, OUTCOME, REQUEST_ID
+from gateway.services import SERVICES, Services
 from gateway.store import AdminToken, AuditEntry
 from gateway.web.context import body_deadline
-from gateway.web.problems import problem_response
 
 log = logging.getLogger("gateway.admin")
 

@@ -9,7 +9,6 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import policy_store
 from gateway.admin.diff import diff_documents
 from gateway.admin.http import (
     ADMIN_PREFIX,
@@ -23,6 +22,7 @@ from gateway.admin.http import (
     precondition_failed,
     read_json_object,
 )
+from gateway.enforcement import policy_files
 from gateway.errors import ConflictError, NotFoundError
 from gateway.policy import Policy, PolicyError, lint, parse_policy
 from gateway.store import PolicyVersion, PreconditionFailedError, StoredPolicy, policy_document
@@ -160,7 +160,7 @@ async def get_policy(call: Call) -> web.StreamResponse:
 async def create_policy(call: Call) -> web.StreamResponse:
     policy = _parse(await read_json_object(call.request), url_id=None)
     try:
-        change = await policy_store.create_policy(
+        change = await policy_files.create_policy(
             call.services.store, policy, now=call.now, audit=call.audit
         )
     except ConflictError:
@@ -188,7 +188,7 @@ async def replace_policy(call: Call) -> web.StreamResponse:
     if before.version not in versions:
         raise precondition_failed(policy_id, before.version)
     with _writing(policy_id):
-        change = await policy_store.replace_policy(
+        change = await policy_files.replace_policy(
             call.services.store,
             policy,
             expected_version=before.version,

@@ -1,6 +1,6 @@
 """2FA policy: who must use two-factor authentication, how, and by when (ATO / Xero rules).
 
-The package is pure: no files, no store. gateway.policy_store reads policy files.
+The package is pure: no files, no store. gateway.enforcement.policy_files reads policy files.
 """
 
 from __future__ import annotations

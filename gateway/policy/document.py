@@ -1,6 +1,6 @@
 """Policy documents: TOML text or JSON-shaped dicts in, Policy out, every problem at once.
 
-Nothing here reads a file; gateway.policy_store does, and hands the text to
+Nothing here reads a file; gateway.enforcement.policy_files does, and hands the text to
 :func:`parse_policy_text`.
 """
 

@@ -12,12 +12,12 @@ from pathlib import Path
 from gateway.accounts.passwords import Passwords
 from gateway.clock import Clock, ShiftedClock, system_clock
 from gateway.config import Config, build_config
+from gateway.enforcement.policy_files import Applied, apply_policies, load_policy_path
 from gateway.errors import NotFoundError
 from gateway.ops.logs import configure_logging
-from gateway.policy_store import Applied, apply_policies, load_policy_path
-from gateway.runner import start_gateway, wait_for_stop_signal
+from gateway.runtime.runner import start_gateway, wait_for_stop_signal
+from gateway.runtime.server import start_site
 from gateway.sandbox.sample_app import create_sample_app
-from gateway.server import start_site
 from gateway.store import Store
 
 DEMO_PASSWORD = "demo-password-2026"  # noqa: S105 - printed for the demo accounts on purpose

@@ -19,11 +19,11 @@ from collections.abc import AsyncIterator, Mapping
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.headers import client_address, simple_cookies
-from gateway.proxy import CLIENT_SEEN
-from gateway.services import CLIENT_ADDR, OUTCOME, REQUEST_ID, SERVICES, SESSION
-from gateway.sessions import hash_session_id
-from gateway.web.problems import body_stalled, problem_response
+from gateway.http.headers import client_address, simple_cookies
+from gateway.http.problems import body_stalled, problem_response
+from gateway.http.requests import CLIENT_ADDR, CLIENT_SEEN, OUTCOME, REQUEST_ID
+from gateway.services import SERVICES, SESSION
+from gateway.signin.sessions import hash_session_id
 
 log = logging.getLogger("gateway.access")
 

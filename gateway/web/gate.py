@@ -9,7 +9,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from gateway.errors import StoreError
-from gateway.headers import (
+from gateway.http.headers import (
     X_GATEWAY_MFA,
     X_GATEWAY_ORG_ID,
     X_GATEWAY_ROLE,
@@ -18,16 +18,15 @@ from gateway.headers import (
     X_GATEWAY_USER_ID,
     claimed_hosts,
 )
+from gateway.http.paths import GATEWAY_PATHS, normalise_path
+from gateway.http.problems import problem_response, wants_html
+from gateway.http.requests import CLIENT_SEEN, OUTCOME, REQUEST_ID, settled
 from gateway.policy import Decision, MfaHeader, Outcome
-from gateway.proxy import CLIENT_SEEN, settled
-from gateway.services import OUTCOME, REQUEST_ID, SERVICES, SESSION, Services
-from gateway.sessions import LiveSession
-from gateway.web.paths import normalise_path
-from gateway.web.problems import problem_response, wants_html
+from gateway.services import SERVICES, SESSION, Services
+from gateway.signin.sessions import LiveSession
 
 log = logging.getLogger(__name__)
 
-GATEWAY_PREFIX = "/_gateway/"
 LOGIN_PATH = "/_gateway/login"
 PROMPT_PATH = "/_gateway/mfa/prompt"
 BLOCKED_PATH = "/_gateway/mfa/blocked"
@@ -85,7 +84,7 @@ def gate(request: web.Request) -> Awaitable[web.StreamResponse]:
         )
     raw_path = request.raw_path.split("?", 1)[0]
     normalised = normalise_path(raw_path)
-    if normalised is None or normalised.startswith(GATEWAY_PREFIX):
+    if normalised is None or normalised.startswith(GATEWAY_PATHS):
         # The second case is a path like /x/../_gateway/…: the gateway's own namespace must
         # never reach the app, however it is spelled.
         request[OUTCOME] = "rejected"

@@ -7,13 +7,16 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from gateway.decisions import PROMPT_KEY
+from gateway.enforcement.decisions import PROMPT_KEY
+from gateway.http.csrf import csrf_token, csrf_valid
+from gateway.http.problems import problem_response
+from gateway.http.redirects import safe_next
+from gateway.http.requests import CLIENT_ADDR, OUTCOME
 from gateway.policy import Decision, Outcome
-from gateway.services import CLIENT_ADDR, OUTCOME, SERVICES, SESSION
-from gateway.sessions import LiveSession
+from gateway.services import SERVICES, SESSION
+from gateway.signin.sessions import LiveSession
 from gateway.store.dismissals import DismissalLimitError
 from gateway.web.context import add_get, add_route, read_form
-from gateway.web.csrf import csrf_token, csrf_valid
 from gateway.web.gate import (
     BLOCKED_PATH,
     ENROL_PATH,
@@ -23,8 +26,6 @@ from gateway.web.gate import (
     with_next,
 )
 from gateway.web.pages import form_field, render_page
-from gateway.web.problems import problem_response
-from gateway.web.redirects import safe_next
 
 
 def _signed_in(request: web.Request) -> LiveSession:

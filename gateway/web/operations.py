@@ -8,9 +8,10 @@ import logging
 from aiohttp import web
 
 from gateway.errors import StoreError
+from gateway.http.problems import problem_response
+from gateway.http.requests import CLIENT_ADDR
 from gateway.ops.metrics import CONTENT_TYPE
-from gateway.services import CLIENT_ADDR, SERVICES
-from gateway.web.problems import problem_response
+from gateway.services import SERVICES
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,13 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from gateway.services import CLIENT_ADDR, OUTCOME, SERVICES, SESSION, Services
+from gateway.http.csrf import csrf_token, csrf_valid, new_nonce
+from gateway.http.redirects import safe_next
+from gateway.http.requests import CLIENT_ADDR, OUTCOME
+from gateway.services import SERVICES, SESSION, Services
+from gateway.signin.throttle import ThrottleRule, book_attempt, refund, retry_after
 from gateway.store.records import ThrottleState
-from gateway.throttle import ThrottleRule, book_attempt, refund, retry_after
 from gateway.web.context import read_form
-from gateway.web.csrf import csrf_token, csrf_valid, new_nonce
-from gateway.web.redirects import safe_next
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ import signal
 
 from aiohttp import web
 
-from gateway.app import create_app, open_services
 from gateway.clock import Clock, system_clock
 from gateway.config import Config
 from gateway.ops.logs import configure_logging
-from gateway.server import start_site
+from gateway.runtime.app import create_app, open_services
+from gateway.runtime.server import start_site
 
 log = logging.getLogger(__name__)
 

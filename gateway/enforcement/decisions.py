@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from cachetools import LRUCache
 
 from gateway.clock import Clock
+from gateway.enforcement.policy_files import facts_by_org, stored_policies
 from gateway.policy import (
     Decision,
     Enrolment,
@@ -22,8 +23,7 @@ from gateway.policy import (
     Subject,
     decide,
 )
-from gateway.policy_store import facts_by_org, stored_policies
-from gateway.sessions import LiveSession
+from gateway.signin.sessions import LiveSession
 from gateway.store import Store
 
 log = logging.getLogger(__name__)

@@ -10,15 +10,15 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TextIO
 
+from gateway.accounts.tenancy import TenantLinkError, find_org, link_tenant, unlink_tenant
+from gateway.cli.terminal import parse_instant, table
 from gateway.clock import system_clock
 from gateway.config import Config
+from gateway.enforcement.policy_files import apply_policies, load_policy_file, load_policy_path
+from gateway.enforcement.reports import readiness_report
 from gateway.errors import UsageError
 from gateway.policy import PolicyError, lint
-from gateway.policy_store import apply_policies, load_policy_file, load_policy_path
-from gateway.reports import readiness_report
 from gateway.store import AuditEntry, Store
-from gateway.tenancy import TenantLinkError, find_org, link_tenant, unlink_tenant
-from gateway.terminal import parse_instant, table
 
 EXIT_OK, EXIT_FAILED = 0, 1
 

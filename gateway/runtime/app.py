@@ -11,21 +11,21 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway import admin
-from gateway.accounts.local import LocalAccounts
 from gateway.accounts.passwords import Passwords
 from gateway.clock import Clock, system_clock
 from gateway.config import Config
-from gateway.decisions import Decider, PolicyBook
+from gateway.enforcement.decisions import Decider, PolicyBook
 from gateway.errors import StoreError
+from gateway.http.paths import PathRules
 from gateway.ops.metrics import Metrics
-from gateway.proxy import UpstreamProxy
+from gateway.proxy.forwarder import UpstreamProxy
 from gateway.services import SERVICES, CookieNames, Services
-from gateway.sessions import SessionLimits, SessionManager
+from gateway.signin.local import LocalAccounts
+from gateway.signin.sessions import SessionLimits, SessionManager
+from gateway.signin.throttle import ThrottleRule
 from gateway.store import Store
-from gateway.throttle import ThrottleRule
 from gateway.web import gate, interstitial, operations, pages
 from gateway.web.context import add_get, add_route, require_context
-from gateway.web.paths import PathRules
 from gateway.web.templating import setup_templates
 
 SESSION_FLUSH_SECONDS = 15.0

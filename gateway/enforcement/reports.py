@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from gateway.policy_store import facts_by_org, stored_policies
-from gateway.readiness import PolicyReadiness, readiness
+from gateway.enforcement.policy_files import facts_by_org, stored_policies
+from gateway.policy.readiness import PolicyReadiness, readiness
 from gateway.store import Store
 
 

@@ -6,6 +6,10 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
+# Everything under /_gateway/ is the gateway's own: never relayed, never a redirect target.
+GATEWAY_ROOT = "/_gateway"
+GATEWAY_PATHS = GATEWAY_ROOT + "/"
+
 _PERCENT = re.compile(rb"%([0-9A-Fa-f]{2})")
 
 # Characters that, once decoded, mean different things to different upstreams: "/" and

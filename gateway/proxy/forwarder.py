@@ -9,19 +9,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass
 
 import aiohttp
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from aiohttp.typedefs import LooseHeaders
 from multidict import CIMultiDict
 from yarl import URL
 
-from gateway.headers import (
+from gateway.http.headers import (
     X_REQUEST_ID,
     IPNetwork,
     client_address,
     request_headers_for_upstream,
     response_headers_for_client,
 )
-from gateway.web.problems import body_stalled, problem_response
+from gateway.http.problems import body_stalled, problem_response
+from gateway.http.requests import CLIENT_SEEN, settled
+from gateway.proxy.websocket import StillAllowed, is_websocket_upgrade, relay_websocket
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +34,6 @@ UpstreamObserver = Callable[[int, float], None]
 # made-up Content-Type or User-Agent would misreport what the client sent.
 _SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 _SKIPPED: CIMultiDict[None] = CIMultiDict((name, None) for name in _SKIP_AUTO_HEADERS)
-
-
-# Asked while a relayed WebSocket is open, with when its client last sent anything: may its
-# user still use it?
-StillAllowed = Callable[[float], Awaitable[bool]]
 
 
 class _VerbatimRequest(aiohttp.ClientRequest):
@@ -79,13 +76,7 @@ _WS_HANDSHAKE = frozenset(
 _UPSTREAM_MAX_LINE = 64 * 1024
 _UPSTREAM_MAX_FIELD = 64 * 1024
 
-# ``(real client address, whether the peer is a trusted proxy)`` as the request context
-# (gateway.web.context) worked it out from the same request (see headers.client_address);
-# forward() works it out itself when the key is missing (a proxy used without that context).
-CLIENT_SEEN = web.RequestKey[tuple[str, bool]]("client_seen")
-
 _WS_CLOSE_TIMEOUT = 5.0
-_WS_UNSENDABLE = frozenset({1004, 1005, 1006, 1015})
 
 
 class _CoalescingResponse(web.StreamResponse):
@@ -255,7 +246,7 @@ class UpstreamProxy:
         )
         # encoded=True: the path and query go upstream byte for byte, never re-normalised.
         url = URL(self._origin + request.raw_path, encoded=True)
-        if _is_websocket_upgrade(request):
+        if is_websocket_upgrade(request):
             return self._forward_websocket(
                 request, session, url, headers, request_id, still_allowed
             )
@@ -552,29 +543,12 @@ class UpstreamProxy:
             await upstream_ws.close()
             raise
         try:
-            await _relay_websocket(
+            await relay_websocket(
                 client_ws, upstream_ws, still_allowed, self._ws_recheck_seconds, self._clock
             )
         finally:
             await upstream_ws.close()
         return client_ws
-
-
-async def settled(response: web.StreamResponse) -> web.StreamResponse:
-    """``response``, as an awaitable (for code that hands on an exchange's coroutine)."""
-    return response
-
-
-def _is_websocket_upgrade(request: web.Request) -> bool:
-    if request.method != "GET" or "Upgrade" not in request.headers:
-        return False
-    upgrade = {
-        t.strip().lower() for v in request.headers.getall("Upgrade", []) for t in v.split(",")
-    }
-    connection = {
-        t.strip().lower() for v in request.headers.getall("Connection", []) for t in v.split(",")
-    }
-    return "websocket" in upgrade and "upgrade" in connection
 
 
 def _closing(response: web.StreamResponse) -> web.StreamResponse:
@@ -593,96 +567,3 @@ def _cut(request: web.Request, response: web.StreamResponse) -> None:
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
-
-
-def _close_args(code: int, reason: str) -> tuple[int, bytes]:
-    if code in _WS_UNSENDABLE or not (1000 <= code < 5000):
-        code = 1000
-    return code, reason.encode()[:123]
-
-
-async def _pump(
-    source: WebSocket, sink: WebSocket, on_message: Callable[[], None] | None = None
-) -> tuple[int, str]:
-    """Copy messages from ``source`` to ``sink`` until ``source`` closes; return its close."""
-    while True:
-        msg = await source.receive()
-        try:
-            if msg.type is WSMsgType.TEXT:
-                await sink.send_str(msg.data)
-            elif msg.type is WSMsgType.BINARY:
-                await sink.send_bytes(msg.data)
-            elif msg.type is WSMsgType.CLOSE:
-                return int(msg.data), str(msg.extra or "")
-            elif msg.type is WSMsgType.ERROR:
-                return int(getattr(msg.data, "code", 1011)), ""
-            elif msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED):
-                # Gone without a close frame (or closing on our own word): "going away".
-                return 1001, ""
-            # PING and PONG are answered by each side's autoping; nothing to relay.
-            if on_message is not None and msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                on_message()
-        except ConnectionError:
-            return 1001, ""
-
-
-class _Activity:
-    """When the client last sent a message, on the gateway's clock."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self.last = clock()
-
-    def touch(self) -> None:
-        self.last = self._clock()
-
-
-async def _watch(
-    still_allowed: StillAllowed, activity: _Activity, interval: float
-) -> tuple[int, str]:
-    """Return once the user may no longer use the socket (signed out, expired, idle, blocked)."""
-    while True:
-        await asyncio.sleep(interval)
-        if not await still_allowed(activity.last):
-            return 1008, "sign-in required"
-
-
-async def _relay_websocket(
-    client_ws: web.WebSocketResponse,
-    upstream_ws: aiohttp.ClientWebSocketResponse,
-    still_allowed: StillAllowed | None = None,
-    recheck_seconds: float = 15.0,
-    clock: Callable[[], float] = time.time,
-) -> None:
-    """Pump both ways; when one side closes, pass its close code on to the other. A socket
-    outlives no session: ``still_allowed`` is re-asked and closes both sides with 1008."""
-    # Only what the client sends shows that someone is there; the app's pushes do not.
-    activity = _Activity(clock)
-    to_upstream = asyncio.create_task(_pump(client_ws, upstream_ws, activity.touch))
-    to_client = asyncio.create_task(_pump(upstream_ws, client_ws))
-    tasks = {to_upstream, to_client}
-    watcher = None
-    if still_allowed is not None:
-        watcher = asyncio.create_task(_watch(still_allowed, activity, recheck_seconds))
-        tasks.add(watcher)
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        if watcher is not None and watcher in done:
-            code, message = _close_args(*watcher.result())
-            await client_ws.close(code=code, message=message)
-            await upstream_ws.close(code=1001, message=b"client signed out")
-        elif to_upstream in done:
-            code, message = _close_args(*to_upstream.result())
-            await upstream_ws.close(code=code, message=message)
-            await client_ws.close(code=code, message=message)
-        else:
-            code, message = _close_args(*to_client.result())
-            await client_ws.close(code=code, message=message)
-            await upstream_ws.close(code=code, message=message)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

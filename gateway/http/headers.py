@@ -30,7 +30,7 @@ HOP_BY_HOP: frozenset[str] = frozenset(
     }
 )
 
-GATEWAY_PREFIX = "x-gateway-"
+IDENTITY_HEADER_PREFIX = "x-gateway-"
 
 # The names the gateway writes on every proxied request, as multidict ``istr``: a
 # case-insensitive multidict keeps an istr's folded form instead of working it out again at
@@ -75,7 +75,7 @@ def _canonical(name: str) -> str:
 
 def is_gateway_header(name: str) -> bool:
     """True for any header in the gateway's own namespace, whatever its case or underscores."""
-    return _canonical(name).startswith(GATEWAY_PREFIX)
+    return _canonical(name).startswith(IDENTITY_HEADER_PREFIX)
 
 
 def _is_forwarding(canonical: str) -> bool:
@@ -127,7 +127,7 @@ def _classify(name: str) -> _Kind:
     lower = name.lower()
     canonical = _canonical(name)
     dropped = lower in HOP_BY_HOP or lower in _HANDLED_HERE
-    if dropped or canonical.startswith(GATEWAY_PREFIX) or canonical == "x-request-id":
+    if dropped or canonical.startswith(IDENTITY_HEADER_PREFIX) or canonical == "x-request-id":
         kind = _DROP
     elif lower == "cookie":
         kind = _COOKIE
@@ -155,7 +155,7 @@ def _identity_extra(identity: Mapping[str, str]) -> frozenset[str]:
     extra = _IDENTITY_EXTRA.get(key)
     if extra is None:
         extra = frozenset(
-            c for c in (_canonical(n) for n in identity) if not c.startswith(GATEWAY_PREFIX)
+            c for c in (_canonical(n) for n in identity) if not c.startswith(IDENTITY_HEADER_PREFIX)
         )
         if len(_IDENTITY_EXTRA) < 64:
             _IDENTITY_EXTRA[key] = extra

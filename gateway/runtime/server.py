@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 
-from gateway.web.problems import PROBLEM_BASE
+from gateway.http.problems import PROBLEM_BASE
 
 log = logging.getLogger(__name__)
 

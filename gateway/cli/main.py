@@ -16,15 +16,15 @@ from pathlib import Path
 
 from gateway.accounts.onboarding import import_users
 from gateway.accounts.passwords import Passwords, password_problem
+from gateway.accounts.tenancy import find_org
 from gateway.admin.tokens import ADMIN, SCOPES, create_admin_token, revoke_admin_token
+from gateway.cli.policy import build_commands
+from gateway.cli.terminal import parse_instant, table
 from gateway.clock import system_clock
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError, GatewayError, UsageError
 from gateway.policy import PolicyError
-from gateway.policy_cli import build_commands
 from gateway.store import EVENT_FIELDS, Store, event_document
-from gateway.tenancy import find_org
-from gateway.terminal import parse_instant, table
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DEFAULT_CONFIG = "config.toml"
@@ -56,7 +56,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.runner import serve
+    from gateway.runtime.runner import serve
 
     config = load_config(args.serve_config or _config_path(args))
     return asyncio.run(serve(config))
@@ -423,7 +423,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

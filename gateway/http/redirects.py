@@ -6,10 +6,9 @@ import re
 import string
 from urllib.parse import unquote_to_bytes
 
-from gateway.web.paths import normalise_path
+from gateway.http.paths import GATEWAY_PATHS, GATEWAY_ROOT, normalise_path
 
 MAX_NEXT_LENGTH = 2048
-GATEWAY_PREFIX = "/_gateway"
 
 # RFC 3986 characters only: anything else (space, quotes, "<", "\", controls, non-ASCII)
 # is either an attack or something a browser would have encoded, so it is refused, not fixed.
@@ -45,6 +44,6 @@ def safe_next(value: str | None, default: str = "/") -> str:
     path = normalise_path(value.split("#", 1)[0])
     if path is None:
         return default
-    if path == GATEWAY_PREFIX or path.startswith(GATEWAY_PREFIX + "/"):
+    if path == GATEWAY_ROOT or path.startswith(GATEWAY_PATHS):
         return default
     return value

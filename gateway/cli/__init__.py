@@ -1,0 +1,1 @@
+"""The xero-gateway command: serve, demo, check the config, administer accounts and policies."""

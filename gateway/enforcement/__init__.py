@@ -1,0 +1,1 @@
+"""The policy service: stored policies and facts in memory, decisions, policy files, reports."""

@@ -1,0 +1,1 @@
+"""HTTP vocabulary all listeners share: problems, paths, headers, redirects, CSRF, request keys."""

@@ -1,0 +1,20 @@
+"""What every listener knows about a request in flight: its request keys, and responses
+handed on as awaitables."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+CLIENT_ADDR = web.RequestKey("client_addr", str)
+REQUEST_ID = web.RequestKey("request_id", str)
+OUTCOME = web.RequestKey("outcome", str)
+
+# ``(real client address, whether the peer is a trusted proxy)`` as the request context
+# (gateway.web.context) worked it out from the same request (see headers.client_address);
+# the proxy works it out itself when the key is missing (a proxy used without that context).
+CLIENT_SEEN = web.RequestKey[tuple[str, bool]]("client_seen")
+
+
+async def settled(response: web.StreamResponse) -> web.StreamResponse:
+    """``response``, as an awaitable (for code that hands on an exchange's coroutine)."""
+    return response

@@ -1,0 +1,1 @@
+"""Running the gateway: shared services opened once, listeners started on them, the process."""
