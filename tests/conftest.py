@@ -40,6 +40,14 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A migrated store on a real SQLite file of its own, closed after the test."""
+    opened = await Store.open(tmp_path / "gateway.sqlite3")
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
 async def upstream_url() -> AsyncIterator[str]:
     runner, port = await start_site(
         create_sample_app(), "127.0.0.1", 0, max_line_size=8190, max_field_size=8190

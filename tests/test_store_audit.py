@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from gateway.errors import StoreError
 from gateway.store import AuditEntry, AuditEvent, Store
 from gateway.store.audit import record_change
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "gateway.sqlite3")
-    yield opened
-    await opened.close()
 
 
 async def _record_many(store: Store, count: int, *, start: float = 0.0) -> list[int]:

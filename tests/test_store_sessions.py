@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from gateway.errors import ConflictError, NotFoundError
 from gateway.store import SessionRecord, Store, User
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "gateway.sqlite3")
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture
@@ -181,8 +173,8 @@ async def test_active_sessions_are_counted_excluding_ended_and_expired(
 
 async def test_a_users_sessions_go_when_the_user_goes(store: Store, user: User) -> None:
     await store.sessions.add(_session(user, "hash-1"))
-    async with store.db.transaction() as conn:
-        await conn.execute("DELETE FROM users WHERE id = ?", (user.id,))
+    async with store.db.transaction() as tx:
+        await tx.execute("DELETE FROM users WHERE id = :id", {"id": user.id})
     assert await store.sessions.get("hash-1") is None
 
 

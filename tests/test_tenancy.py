@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -22,13 +20,6 @@ from gateway.errors import NotFoundError, UsageError
 from gateway.store import AuditEntry, Organisation, Store, tenant_document
 
 OPS = AuditEntry(actor="ops")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "gateway.sqlite3")
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.errors import ConflictError, NotFoundError
-from gateway.store.database import Database, execute, query_one
+from gateway.store.database import Database
 
 # One statement: insert the first dismissal or add one to the count, but only while the
 # count is under the limit (a NULL limit means none). It returns no row when the limit stops it.
@@ -28,16 +28,16 @@ class DismissalRepository:
     async def count(self, user_id: str, policy_key: str) -> int:
         """How many times the user has dismissed this policy (0 if never)."""
         row = await self._db.fetch_one(
-            "SELECT count FROM dismissals WHERE user_id = ? AND policy_key = ?",
-            (user_id, policy_key),
+            "SELECT count FROM dismissals WHERE user_id = :user_id AND policy_key = :policy_key",
+            {"user_id": user_id, "policy_key": policy_key},
         )
-        return int(row[0]) if row is not None else 0
+        return int(row["count"]) if row is not None else 0
 
     async def counts_for_user(self, user_id: str) -> dict[str, int]:
         """The user's dismissal count for each policy key they have dismissed at least once."""
         rows = await self._db.fetch_all(
-            "SELECT policy_key, count FROM dismissals WHERE user_id = ? ORDER BY policy_key",
-            (user_id,),
+            "SELECT policy_key, count FROM dismissals WHERE user_id = :user_id ORDER BY policy_key",
+            {"user_id": user_id},
         )
         return {row["policy_key"]: int(row["count"]) for row in rows}
 
@@ -51,20 +51,23 @@ class DismissalRepository:
         """
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be None or at least 0, not {limit}")
-        async with self._db.transaction() as conn:
-            if not await query_one(conn, "SELECT 1 FROM users WHERE id = ?", (user_id,)):
+        async with self._db.transaction() as tx:
+            if not await tx.fetch_one(
+                "SELECT 1 AS found FROM users WHERE id = :id", {"id": user_id}
+            ):
                 raise NotFoundError(f"no user has id {user_id!r}")
             params = {"user_id": user_id, "policy_key": policy_key, "now": now, "limit": limit}
-            async with conn.execute(_RECORD, params) as cursor:
-                row = await cursor.fetchone()
+            row = await tx.fetch_one(_RECORD, params)
             if row is None:
                 raise DismissalLimitError(
                     f"user {user_id!r} has already dismissed {policy_key!r} {limit} times, "
                     "the most allowed"
                 )
-            return int(row[0])
+            return int(row["count"])
 
     async def reset(self, user_id: str) -> None:
         """Forget every dismissal the user made."""
-        async with self._db.transaction() as conn:
-            await execute(conn, "DELETE FROM dismissals WHERE user_id = ?", (user_id,))
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "DELETE FROM dismissals WHERE user_id = :user_id", {"user_id": user_id}
+            )
