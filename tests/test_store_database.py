@@ -395,6 +395,62 @@ async def test_a_write_lock_held_too_long_by_another_connection_raises_store_err
         await holder.close()
 
 
+# --- the protocol: rows, named parameters, the error family -----------------------------------
+
+
+async def test_rows_are_plain_dicts_by_column_name(db: SqliteDatabase) -> None:
+    row = await db.fetch_one("SELECT 1 AS one, 'x' AS name")
+    assert type(row) is dict
+    assert row == {"one": 1, "name": "x"}
+    assert await db.fetch_all("SELECT 1 AS n UNION SELECT 2 ORDER BY n") == [{"n": 1}, {"n": 2}]
+    assert await db.fetch_one("SELECT 1 AS n WHERE 0 = 1") is None
+
+
+async def test_named_parameters_bind_by_name_and_may_repeat(db: SqliteDatabase) -> None:
+    row = await db.fetch_one("SELECT :a AS a, :b AS b, :a + :b AS total", {"b": 2, "a": 40})
+    assert row == {"a": 40, "b": 2, "total": 42}
+
+
+async def test_a_missing_named_parameter_is_a_store_error(db: SqliteDatabase) -> None:
+    with pytest.raises(StoreError, match="missing"):
+        await db.fetch_one("SELECT :missing AS m", {})
+
+
+async def test_execute_returns_how_many_rows_changed(db: SqliteDatabase) -> None:
+    async with db.transaction() as tx:
+        await tx.execute_many(
+            "INSERT INTO organisations (id, name, created_at) VALUES (:id, :id, 0)",
+            [{"id": f"org_{n}"} for n in range(3)],
+        )
+        assert await tx.execute("UPDATE organisations SET created_at = 1") == 3
+        assert await tx.execute("DELETE FROM organisations WHERE id = :id", {"id": "nope"}) == 0
+    assert await _org_count(db) == 3
+
+
+async def test_a_unique_violation_is_a_conflict_at_the_statement_and_the_rest_commits(
+    db: SqliteDatabase,
+) -> None:
+    async with db.transaction() as tx:
+        await _insert_org(tx, "org_1", "One")
+        with pytest.raises(ConflictError, match="same identity"):
+            await _insert_org(tx, "org_1", "One again")
+        await _insert_org(tx, "org_2", "Two")
+    assert await _org_count(db) == 2
+
+
+async def test_insert_returning_hands_back_the_new_row(db: SqliteDatabase) -> None:
+    async with db.transaction() as tx:
+        first = await tx.fetch_one(
+            "INSERT INTO revocations (at, user_id) VALUES (1, 'u') RETURNING id", {}
+        )
+        second = await tx.fetch_one(
+            "INSERT INTO revocations (at, user_id) VALUES (2, 'u') RETURNING id", {}
+        )
+    assert first is not None
+    assert second is not None
+    assert second["id"] == first["id"] + 1
+
+
 # --- statement counting, health, closing ------------------------------------------------------
 
 

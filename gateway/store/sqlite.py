@@ -11,7 +11,7 @@ import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import aiosqlite
 
@@ -126,7 +126,7 @@ class SqliteDatabase:
         *,
         busy_timeout_ms: int = 5000,
         migrations: tuple[Migration, ...] = MIGRATIONS,
-    ) -> SqliteDatabase:
+    ) -> Self:
         """Open (creating if need be) the database file, set its pragmas and migrate it."""
         db = await cls.connect(path, busy_timeout_ms=busy_timeout_ms)
         try:
@@ -137,7 +137,7 @@ class SqliteDatabase:
         return db
 
     @classmethod
-    async def connect(cls, path: str | Path, *, busy_timeout_ms: int = 5000) -> SqliteDatabase:
+    async def connect(cls, path: str | Path, *, busy_timeout_ms: int = 5000) -> Self:
         """Open (creating if need be) the database file and set its pragmas; no migrations."""
         if busy_timeout_ms < 0:
             raise ValueError(f"busy_timeout_ms must be >= 0, not {busy_timeout_ms}")

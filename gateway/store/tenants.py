@@ -115,7 +115,9 @@ class TenantRepository:
                 " :linked_at, :now, :source, (SELECT coalesce(max(seq), 0) + 1 FROM tenants))"
                 " ON CONFLICT (org_id, tenant_id) DO UPDATE SET name = excluded.name,"
                 " country_code = excluded.country_code, active = 1,"
-                " linked_at = excluded.linked_at, checked_at = excluded.checked_at,"
+                # An active link keeps its time even if another writer linked it meanwhile.
+                " linked_at = CASE WHEN tenants.active = 1 THEN tenants.linked_at"
+                " ELSE excluded.linked_at END, checked_at = excluded.checked_at,"
                 " source = excluded.source",
                 {
                     "org_id": org_id,
