@@ -451,6 +451,16 @@ async def test_insert_returning_hands_back_the_new_row(db: SqliteDatabase) -> No
     assert second["id"] == first["id"] + 1
 
 
+async def test_a_transaction_cannot_be_used_after_its_block(db: SqliteDatabase) -> None:
+    async with db.transaction() as tx:
+        await _insert_org(tx, "org_1", "One")
+    with pytest.raises(StoreError, match="has ended"):
+        await _insert_org(tx, "org_2", "Two")
+    with pytest.raises(StoreError, match="has ended"):
+        await tx.fetch_all("SELECT id FROM organisations")
+    assert await _org_count(db) == 1
+
+
 # --- statement counting, health, closing ------------------------------------------------------
 
 

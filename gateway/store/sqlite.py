@@ -76,8 +76,15 @@ class SqliteTransaction:
 
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+        self.open = True
+
+    def _ensure_open(self) -> None:
+        if not self.open:
+            raise StoreError("this transaction has ended; open a new one")
 
     async def execute(self, sql: str, params: Params = NO_PARAMS) -> int:
+        self._ensure_open()
+
         async def run(conn: aiosqlite.Connection) -> int:
             async with conn.execute(sql, dict(params)) as cursor:
                 return cursor.rowcount
@@ -85,6 +92,8 @@ class SqliteTransaction:
         return await self._db._run(run, "cannot write to the database")
 
     async def execute_many(self, sql: str, params: Iterable[Params]) -> None:
+        self._ensure_open()
+
         async def run(conn: aiosqlite.Connection) -> None:
             await conn.executemany(sql, (dict(p) for p in params))
 
@@ -95,9 +104,11 @@ class SqliteTransaction:
             await self.execute(statement)
 
     async def fetch_one(self, sql: str, params: Params = NO_PARAMS) -> Row | None:
+        self._ensure_open()
         return await self._db._fetch_one(sql, params)
 
     async def fetch_all(self, sql: str, params: Params = NO_PARAMS) -> list[Row]:
+        self._ensure_open()
         return await self._db._fetch_all(sql, params)
 
 
@@ -224,11 +235,14 @@ class SqliteDatabase:
             self._owner = asyncio.current_task()
             try:
                 await self._begin()
+                tx = SqliteTransaction(self)
                 try:
-                    yield SqliteTransaction(self)
+                    yield tx
                 except BaseException:
+                    tx.open = False
                     await self._rollback_quietly()
                     raise
+                tx.open = False
                 try:
                     await self._conn.execute("COMMIT")
                 except BaseException as exc:
