@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,7 @@ DEADLINE = 1_798_722_000.0  # 2027-01-01T00:00:00+11:00
 
 
 @pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[tuple[Store, Decider, LiveSession, ManualClock]]:
-    store = await Store.open(tmp_path / "d.sqlite3")
+async def setup(store: Store) -> tuple[Store, Decider, LiveSession, ManualClock]:
     clock = ManualClock(DEADLINE - 3 * 86400 - 10)  # 3 days and 10 seconds before
     org = await store.organisations.add(name="Harbour", now=clock())
     await store.tenants.link(
@@ -51,8 +49,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Store, Decider, LiveSessi
         ended_at=None,
     )
     live = LiveSession(record=record, user=user, last_seen=clock())
-    yield store, Decider(book, store, clock), live, clock
-    await store.close()
+    return store, Decider(book, store, clock), live, clock
 
 
 async def test_cached_prompt_counts_the_days_down(

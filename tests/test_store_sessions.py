@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
 
@@ -178,8 +177,7 @@ async def test_a_users_sessions_go_when_the_user_goes(store: Store, user: User) 
     assert await store.sessions.get("hash-1") is None
 
 
-async def test_change_marks_move_with_policies_tenants_and_revocations(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "m.sqlite3")
+async def test_change_marks_move_with_policies_tenants_and_revocations(store: Store) -> None:
     assert await store.change_marks() == (0, 0, 0)
     org = await store.organisations.add(name="Org", now=1.0)
     await store.tenants.link(org_id=org.id, tenant_id="t", name="T", country_code="AU", now=1.0)
@@ -198,4 +196,3 @@ async def test_change_marks_move_with_policies_tenants_and_revocations(tmp_path:
     before = store.db.statement_count
     await store.change_marks()
     assert store.db.statement_count == before + 1
-    await store.close()

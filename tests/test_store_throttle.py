@@ -107,8 +107,7 @@ async def test_concurrent_increments_through_two_connections_count_every_one(
     assert state.failures == 50
 
 
-async def test_purge_drops_only_counters_that_are_over(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "t.sqlite3")
+async def test_purge_drops_only_counters_that_are_over(store: Store) -> None:
     await store.throttle.update(
         "old", lambda _: ThrottleState(failures=2, window_started_at=0.0, locked_until=0.0)
     )
@@ -122,7 +121,6 @@ async def test_purge_drops_only_counters_that_are_over(tmp_path: Path) -> None:
     assert await store.throttle.get("old") is None
     assert await store.throttle.get("locked") is not None
     assert await store.throttle.get("recent") is not None
-    await store.close()
 
 
 # --- compare-and-swap: a write computed from a state that is no longer there changes nothing ---
