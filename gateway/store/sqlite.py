@@ -67,7 +67,7 @@ def split_statements(sql: str) -> list[str]:
 
 def _mappings(cursor: aiosqlite.Cursor, rows: Iterable[Iterable[Any]]) -> list[Row]:
     """Rows as plain dicts from column name to value."""
-    names = [column[0] for column in cursor.description]
+    names = [column[0] for column in cursor.description or ()]
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 
@@ -76,10 +76,13 @@ class SqliteTransaction:
 
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
-        self.open = True
+        self._open = True
+
+    def _end(self) -> None:
+        self._open = False
 
     def _ensure_open(self) -> None:
-        if not self.open:
+        if not self._open:
             raise StoreError("this transaction has ended; open a new one")
 
     async def execute(self, sql: str, params: Params = NO_PARAMS) -> int:
@@ -239,10 +242,10 @@ class SqliteDatabase:
                 try:
                     yield tx
                 except BaseException:
-                    tx.open = False
+                    tx._end()
                     await self._rollback_quietly()
                     raise
-                tx.open = False
+                tx._end()
                 try:
                     await self._conn.execute("COMMIT")
                 except BaseException as exc:
