@@ -110,6 +110,7 @@ def test_any_text_is_a_number_or_a_clear_refusal(typed: str) -> None:
 
 def test_masked_forms_hide_all_but_the_end() -> None:
     assert masked_phone("+61412345678") == "+61 \u2022\u2022\u2022 \u2022\u2022\u2022 678"
+    assert masked_phone("not a number") == "\u2022\u2022\u2022ber"
     assert masked_email("ann@example.com") == "a\u2022\u2022\u2022@example.com"
 
 

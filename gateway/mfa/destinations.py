@@ -100,8 +100,12 @@ def display_phone(e164: str) -> str:
 
 
 def masked_phone(e164: str) -> str:
-    """The number with all but its country code and last three digits hidden."""
-    shown = display_phone(e164)
+    """The number with all but its country code and last three digits hidden (for logs and
+    pages); something that is no number is hidden but for its last three characters."""
+    try:
+        shown = display_phone(e164)
+    except phonenumbers.NumberParseException:
+        return "•••" + e164[-3:]
     country, _, rest = shown.partition(" ")
     kept = 3
     digits = sum(c.isdigit() for c in rest)
