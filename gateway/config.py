@@ -238,7 +238,13 @@ class XeroConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class SmsConfig:
-    provider_url: str = setting("", doc="HTTP endpoint of the SMS provider.", check=_http_url)
+    provider_url: str = setting(
+        "",
+        doc="Base URL of the Twilio-compatible SMS API (e.g. https://api.twilio.com); "
+        "empty disables SMS delivery.",
+        check=_http_url,
+    )
+    account: str = setting("", doc="Account id at the SMS provider (Twilio's Account SID).")
     api_key: str = setting("", doc="API key for the SMS provider.", env="XERO_GATEWAY_SMS_API_KEY")
     sender: str = setting("", doc="Sender id or number shown on the phone.")
 
@@ -248,6 +254,9 @@ class EmailConfig:
     host: str = setting("", doc="SMTP server host; empty disables email delivery.")
     port: int = setting(587, doc="SMTP server port.", check=_port)
     starttls: bool = setting(True, doc="Upgrade the SMTP connection with STARTTLS.")
+    tls: bool = setting(
+        False, doc="Connect with TLS from the start (SMTPS, usually port 465) instead of STARTTLS."
+    )
     username: str = setting("", doc="SMTP user name, if the server asks for one.")
     password: str = setting("", doc="SMTP password.", env="XERO_GATEWAY_EMAIL_PASSWORD")
     sender: str = setting("", doc="From address of the gateway's mail.")

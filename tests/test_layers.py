@@ -15,8 +15,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
 # Lowest first; a room may import its own layer and those below it.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"http", "ops", "config", "clock", "errors"}),
-    frozenset({"policy", "store"}),
-    frozenset({"signin", "enforcement", "accounts", "proxy"}),
+    frozenset({"policy", "store", "mfa"}),
+    frozenset({"signin", "enforcement", "accounts", "proxy", "delivery"}),
     frozenset({"services"}),
     frozenset({"web", "admin"}),
     frozenset({"runtime"}),
