@@ -16,7 +16,7 @@ from gateway.accounts.tenancy import (
     text_problem,
 )
 from gateway.admin import policies
-from gateway.admin.explain import Candidate, explain
+from gateway.admin.explain import explain
 from gateway.admin.http import (
     ADMIN_PREFIX,
     AdminHandler,
@@ -35,9 +35,9 @@ from gateway.admin.http import (
 )
 from gateway.admin.tokens import AUDIT_READ, ORGS_WRITE, POLICIES_READ, POLICIES_WRITE, REPORTS_READ
 from gateway.enforcement.decisions import PROMPT_KEY
+from gateway.enforcement.policy_files import read_stored
 from gateway.enforcement.reports import readiness_report
 from gateway.errors import NotFoundError
-from gateway.policy import PolicyError, parse_policy
 from gateway.store import User, event_document, tenant_document
 from gateway.web import openapi
 from gateway.web.context import add_route
@@ -78,18 +78,9 @@ async def explain_decision(call: Call) -> web.StreamResponse:
     at = instant_param(call.request, "at", call.now)
     user = await _user(call, key)
     store = call.services.store
-    candidates = []
-    for stored in await store.policies.list():
-        # Parsed exactly as the gateway's policy book parses them, enabled flag included.
-        try:
-            policy = parse_policy(policies.document_of(stored.document, stored.enabled))
-            candidates.append(Candidate(id=stored.id, enabled=stored.enabled, policy=policy))
-        except PolicyError as exc:
-            candidates.append(
-                Candidate(
-                    id=stored.id, enabled=stored.enabled, policy=None, problems=tuple(exc.problems)
-                )
-            )
+    # Read as the policy book reads them: a stored document that no longer parses is explained
+    # by the version it keeps in force, since that is what the gateway enforces.
+    candidates = await read_stored(store, call.services.decider.book.in_force())
     try:
         org_name: str | None = (await store.organisations.get(user.org_id)).name
     except NotFoundError:
@@ -110,7 +101,7 @@ async def readiness(call: Call) -> web.StreamResponse:
     at = instant_param(call.request, "at", call.now)
     store = call.services.store
     names = {org.id: org.name for org in await store.organisations.list()}
-    report = await readiness_report(store, at)
+    report = await readiness_report(store, at, call.services.decider.book.in_force())
     return json_response(
         {
             "at": at.isoformat(),

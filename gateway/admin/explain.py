@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.enforcement.decisions import NOT_ENROLLED
-from gateway.enforcement.policy_files import facts_by_org
+from gateway.enforcement.policy_files import StoredRead, facts_by_org
 from gateway.policy import (
     Decision,
     Facts,
@@ -19,16 +19,6 @@ from gateway.policy import (
     decide,
 )
 from gateway.store import Tenant, User
-
-
-@dataclass(frozen=True, kw_only=True)
-class Candidate:
-    """A stored policy as explain sees it: parsed, or the problems that stop it parsing."""
-
-    id: str
-    enabled: bool
-    policy: Policy | None
-    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,7 +110,7 @@ def explain(
     user: User,
     org_name: str | None,
     tenants: Sequence[Tenant],
-    candidates: Sequence[Candidate],
+    candidates: Sequence[StoredRead],
     dismissals: int,
     at: dt.datetime,
 ) -> dict[str, Any]:
@@ -128,6 +118,8 @@ def explain(
 
     A fresh session has neither confirmed 2FA nor dismissed the prompt; the user's stored
     dismissal count still counts against any cap. Nobody is enrolled until enrolment ships.
+    ``candidates`` are the stored policies as enforcement reads them, so a stored document that
+    no longer parses is explained by the version kept in force, as the gateway enforces it.
     """
     subject = Subject(user_id=user.id, org_id=user.org_id, role=user.role)
     facts = facts_by_org(t for t in tenants if t.org_id == user.org_id).get(
@@ -150,13 +142,17 @@ def explain(
             )
             continue
         found = scope(candidate.policy, subject, facts, at)
+        why = found.why
+        if candidate.problems:
+            why += "; the stored document no longer parses, so the version in force stands: "
+            why += "; ".join(candidate.problems)
         scopes.append(
             {
                 "policy_id": found.policy_id,
                 "enabled": found.enabled,
                 "applies": found.applies,
                 "code": found.code,
-                "why": found.why,
+                "why": why,
             }
         )
     return {
