@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from gateway.policy.document import format_duration
+from gateway.policy.fields import format_duration
 from gateway.policy.model import Policy
 
 ATO_PROFILE = "ato-dsp-osf"
