@@ -6,16 +6,18 @@ import asyncio
 from typing import Any
 
 import pytest
+from yarl import URL
 
 from gateway.enforcement.decisions import PROMPT_KEY
 from gateway.errors import StoreError
 from gateway.store import tenants as store_tenants
-from tests.conftest import START, GatewayFactory, RunningGateway
+from tests.conftest import START, GatewayFactory, RunningGateway, sign_in
 from tests.test_admin_support import (
     API,
     AU_MEMBER,
     AU_ORG,
     AU_POLICY,
+    HTML,
     NZ_MEMBER,
     NZ_ORG,
     bearer,
@@ -124,6 +126,40 @@ async def test_explain_says_why_a_policy_does_not_apply(
     disabled = await explained(gateway, token, user=AU_MEMBER)
     assert disabled["outcome"] == "allow"
     assert disabled["policies"][0]["code"] == "disabled"
+
+
+async def test_a_stored_policy_that_breaks_is_explained_as_the_version_kept_in_force(
+    gateway: RunningGateway, token: str
+) -> None:
+    store = gateway.services.store
+    stored = await store.policies.get(AU_POLICY)
+    # A record that no longer parses (written by a newer release, say): the store accepts it,
+    # and the running gateway keeps enforcing the version it had.
+    await store.policies.replace(
+        policy_id=AU_POLICY,
+        document={**stored.document, "schedule": {"deadline": "someday"}},
+        enabled=True,
+        expected_version=stored.version,
+        now=START,
+        by="t",
+    )
+    await gateway.services.decider.book.refresh()
+    assert [p.id for p in gateway.services.decider.book.policies] == [AU_POLICY]
+    async with gateway.client() as user:
+        await sign_in(user, email=AU_MEMBER)
+        gated = await user.get("/", headers=HTML, allow_redirects=False)
+    assert URL(gated.headers["Location"]).path == "/_gateway/mfa/prompt"  # still enforced
+
+    body = await explained(gateway, token, user=AU_MEMBER)
+    assert body["outcome"] == "prompt"
+    assert body["policy_ids"] == [AU_POLICY]
+    (scope,) = body["policies"]
+    assert (scope["applies"], scope["code"]) == (True, "in-scope")
+    assert "no longer parses, so the version in force stands" in scope["why"]
+    async with gateway.client() as http:
+        response = await http.get(READINESS, params={"at": "2026-12-23"}, headers=bearer(token))
+        (report,) = (await response.json())["policies"]
+    assert (report["policy_id"], report["in_scope"]) == (AU_POLICY, 2)
 
 
 @pytest.mark.parametrize(
