@@ -10,6 +10,7 @@ from typing import Any
 
 import aiosqlite
 
+from gateway.audit import Event, event_row
 from gateway.errors import StoreError
 from gateway.store.database import Database, execute_insert
 from gateway.store.records import AuditEntry, AuditEvent
@@ -81,48 +82,42 @@ def _detail_json(kind: str, detail: Mapping[str, Any] | None) -> str:
 
 async def _insert(
     conn: aiosqlite.Connection,
+    event: Event,
     *,
-    kind: str,
     at: float,
     actor: str | None,
-    subject: str | None,
-    org_id: str | None,
     client_addr: str | None,
-    detail_json: str,
+    extra: Mapping[str, Any] | None = None,
 ) -> int:
+    """Write one event: every audit event goes through here, in the caller's transaction."""
+    row = event_row(event)
     return await execute_insert(
         conn,
         "INSERT INTO audit_events (at, kind, actor, subject, org_id, client_addr, detail)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (at, kind, actor, subject, org_id, client_addr, detail_json),
+        (
+            at,
+            row.kind,
+            actor,
+            row.subject,
+            row.org_id,
+            client_addr,
+            _detail_json(row.kind, {**(extra or {}), **row.detail}),
+        ),
     )
 
 
 async def record_change(
-    conn: aiosqlite.Connection,
-    entry: AuditEntry,
-    *,
-    kind: str,
-    at: float,
-    subject: str,
-    detail: Mapping[str, Any],
-    org_id: str | None = None,
+    conn: aiosqlite.Connection, entry: AuditEntry, event: Event, *, at: float
 ) -> int:
     """Append the event of a change inside the caller's (the change's) transaction.
 
-    ``detail`` (what the change saw: before, after...) is laid over ``entry.detail``. If the
-    event cannot be written, the error rolls the whole transaction back: no change goes
+    The event's detail (what the change saw: before, after...) is laid over ``entry.detail``.
+    If the event cannot be written, the error rolls the whole transaction back: no change goes
     unaudited.
     """
     return await _insert(
-        conn,
-        kind=kind,
-        at=at,
-        actor=entry.actor,
-        subject=subject,
-        org_id=org_id,
-        client_addr=entry.client_addr,
-        detail_json=_detail_json(kind, {**entry.detail, **detail}),
+        conn, event, at=at, actor=entry.actor, client_addr=entry.client_addr, extra=entry.detail
     )
 
 
@@ -132,32 +127,19 @@ class AuditRepository:
 
     async def record(
         self,
+        event: Event,
         *,
-        kind: str,
         at: float,
         actor: str | None = None,
-        subject: str | None = None,
-        org_id: str | None = None,
         client_addr: str | None = None,
-        detail: Mapping[str, Any] | None = None,
     ) -> int:
-        """Append one event and return its id; ``detail`` must be JSON-serialisable.
+        """Append one event and return its id; its fields must be JSON-serialisable.
 
         This is a transaction of its own: an event about a change another repository makes is
         written by that repository, in the change's transaction (see :func:`record_change`).
         """
-        detail_json = _detail_json(kind, detail)
         async with self._db.transaction() as conn:
-            return await _insert(
-                conn,
-                kind=kind,
-                at=at,
-                actor=actor,
-                subject=subject,
-                org_id=org_id,
-                client_addr=client_addr,
-                detail_json=detail_json,
-            )
+            return await _insert(conn, event, at=at, actor=actor, client_addr=client_addr)
 
     async def list(
         self,
