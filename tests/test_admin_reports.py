@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from gateway.audit import Event
 from gateway.enforcement.decisions import PROMPT_KEY
 from gateway.errors import StoreError
 from gateway.store import tenants as store_tenants
@@ -27,6 +29,12 @@ from tests.test_admin_support import (
 EXPLAIN = f"{API}/decisions/explain"
 READINESS = f"{API}/reports/readiness"
 AU_TENANT = "3f6a1c2e-0000-4000-8000-0000000000au"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Numbered(Event):
+    kind = "test.event"
+    n: int
 
 
 @pytest.fixture
@@ -243,7 +251,7 @@ async def test_orgs_are_listed_with_their_tenants(gateway: RunningGateway, token
 async def test_the_audit_trail_by_kind_time_and_page(gateway: RunningGateway, token: str) -> None:
     store = gateway.services.store
     for n in range(3):
-        await store.audit.record(kind="test.event", at=START + n, detail={"n": n})
+        await store.audit.record(Numbered(n=n), at=START + n)
     async with gateway.client() as http:
         page = await (
             await http.get(

@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 
 from gateway.accounts.passwords import Passwords, password_problem
+from gateway.audit import Event, OrgAdded, UserAdded, UsersImported
 from gateway.errors import ImportRowError
 from gateway.store import Store
 from gateway.store.records import NewUser, User, new_id
@@ -87,7 +88,12 @@ async def import_users(
             )
         )
     users = await store.users.add_many(new_users, now=now, new_orgs=new_orgs)
-    await store.audit.record(
-        kind="user.imported", at=now, actor="cli", detail={"count": len(users)}
-    )
+    # Every organisation and account it added is audited as if added one by one, and the
+    # import itself names the accounts it brought in.
+    events: list[Event] = [OrgAdded(org_id=org_id, name=name) for org_id, name in new_orgs.items()]
+    events += [UserAdded(user_id=u.id, org_id=u.org_id, email=u.email, role=u.role) for u in users]
+    accounts = tuple({"id": u.id, "email": u.email, "org_id": u.org_id} for u in users)
+    events.append(UsersImported(count=len(users), users=accounts))
+    for event in events:
+        await store.audit.record(event, at=now, actor="cli")
     return ImportResult(users=users, generated=generated)

@@ -18,6 +18,7 @@ from gateway.accounts.onboarding import import_users
 from gateway.accounts.passwords import Passwords, password_problem
 from gateway.accounts.tenancy import find_org
 from gateway.admin.tokens import ADMIN, SCOPES, create_admin_token, revoke_admin_token
+from gateway.audit import OrgAdded, UserAdded, UserDisabled, UserEnabled
 from gateway.cli.policy import build_commands
 from gateway.cli.terminal import parse_instant, table
 from gateway.clock import system_clock
@@ -85,12 +86,7 @@ def cmd_org_add(args: argparse.Namespace) -> int:
     async def action(store: Store) -> int:
         org = await store.organisations.add(name=args.name, now=system_clock())
         await store.audit.record(
-            kind="org.added",
-            at=system_clock(),
-            actor="cli",
-            subject=org.id,
-            org_id=org.id,
-            detail={"name": org.name},
+            OrgAdded(org_id=org.id, name=org.name), at=org.created_at, actor="cli"
         )
         print(org.id)
         return EXIT_OK
@@ -139,14 +135,8 @@ def cmd_user_add(args: argparse.Namespace) -> int:
             password_hash=Passwords().hash(password),
             now=now,
         )
-        await store.audit.record(
-            kind="user.added",
-            at=now,
-            actor="cli",
-            subject=user.id,
-            org_id=org.id,
-            detail={"email": user.email, "role": user.role},
-        )
+        added = UserAdded(user_id=user.id, org_id=org.id, email=user.email, role=user.role)
+        await store.audit.record(added, at=now, actor="cli")
         print(user.id)
         if generated:
             print(f"password: {password}", file=sys.stderr)
@@ -190,13 +180,8 @@ def cmd_user_set_disabled(args: argparse.Namespace) -> int:
         now = system_clock()
         # Disabling also ends the user's sessions, in every running gateway within seconds.
         await store.users.set_disabled(user.id, disabled, now=now)
-        await store.audit.record(
-            kind="user.disabled" if disabled else "user.enabled",
-            at=now,
-            actor="cli",
-            subject=user.id,
-            org_id=user.org_id,
-        )
+        change = UserDisabled if disabled else UserEnabled
+        await store.audit.record(change(user_id=user.id, org_id=user.org_id), at=now, actor="cli")
         print(f"{'disabled' if disabled else 'enabled'} {user.email}")
         return EXIT_OK
 
