@@ -22,6 +22,7 @@ from gateway.policy import (
     parse_policy,
     policy_to_document,
 )
+from gateway.sandbox.demo import DEMO_ZONE
 
 SHIPPED = Path(__file__).resolve().parent.parent / "policies" / "au-ato-2fa.toml"
 SYDNEY = ZoneInfo("Australia/Sydney")
@@ -99,3 +100,7 @@ def test_the_comment_on_remembered_devices_says_what_lint_does() -> None:
     document["windows"]["remember_device"] = "30d"
     warnings = lint(parse_policy(document), now=datetime(2026, 11, 30, 12, tzinfo=SYDNEY))
     assert [w.field for w in warnings] == ["windows.remember_device"]
+
+
+def test_the_demo_reads_a_plain_date_in_the_shipped_policy_zone() -> None:
+    assert load_policy_file(SHIPPED).timezone == DEMO_ZONE

@@ -7,6 +7,7 @@ import io
 import secrets
 from dataclasses import dataclass
 
+from gateway.accounts.emails import email_problem, normalise_email
 from gateway.accounts.passwords import Passwords, password_problem
 from gateway.audit import Event, OrgAdded, UserAdded, UsersImported
 from gateway.errors import ImportRowError
@@ -39,14 +40,14 @@ async def import_users(
     for row in reader:
         line = reader.line_num
         org = (row.get("org") or "").strip()
-        email = (row.get("email") or "").strip().lower()
+        email = normalise_email(row.get("email") or "")
         name = (row.get("name") or "").strip()
         role = (row.get("role") or "").strip().lower()
         password = row.get("password") or None
         if not org or not name:
             problems.append(f"line {line}: org and name are required")
-        if "@" not in email or email.startswith("@") or email.endswith("@"):
-            problems.append(f"line {line}: {email!r} is not an email address")
+        if problem := email_problem(email):
+            problems.append(f"line {line}: {problem}")
         elif email in seen:
             problems.append(f"line {line}: {email} appears twice in the file")
         seen.add(email)
