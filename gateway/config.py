@@ -329,8 +329,18 @@ def _read_secret_file(path: str, base: Path) -> tuple[str, str | None]:
         return "", f"cannot read {full}: {exc.strerror or exc}"
 
 
+# Settings only a running gateway needs: commands that only read and write the store may leave
+# them unset (an administrator need not hold the secret key to list organisations).
+SERVING_ONLY = frozenset({"security.secret_key"})
+
+
 def _build_section(
-    name: str, cls: type[Any], raw: Mapping[str, Any], env: Mapping[str, str], base: Path
+    name: str,
+    cls: type[Any],
+    raw: Mapping[str, Any],
+    env: Mapping[str, str],
+    base: Path,
+    may_be_unset: frozenset[str],
 ) -> tuple[Any, list[str]]:
     problems: list[str] = []
     hints = typing.get_type_hints(cls)
@@ -375,6 +385,8 @@ def _build_section(
                 problems.append(f"{key}: {problem}")
                 continue
         check: Check | None = f.metadata.get("check")
+        if not given and key in may_be_unset:
+            check = None
         problem = check(value) if check else None
         if problem:
             problems.append(f"{key}: {problem}")
@@ -386,9 +398,17 @@ def _build_section(
 
 
 def build_config(
-    raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None, base: Path | None = None
+    raw: Mapping[str, Any],
+    *,
+    env: Mapping[str, str] | None = None,
+    base: Path | None = None,
+    serving: bool = True,
 ) -> Config:
-    """Turn parsed TOML into a Config, or raise ConfigError listing every bad key."""
+    """Turn parsed TOML into a Config, or raise ConfigError listing every bad key.
+
+    With ``serving`` false the SERVING_ONLY settings may be left unset (a value given is
+    still checked): for commands that do not run the gateway.
+    """
     env = os.environ if env is None else env
     base = Path.cwd() if base is None else base
     problems: list[str] = []
@@ -401,7 +421,8 @@ def build_config(
         if not isinstance(section_raw, dict):
             problems.append(f"{name}: must be a table ([{name}])")
             continue
-        built, section_problems = _build_section(name, cls, section_raw, env, base)
+        may_be_unset = frozenset() if serving else SERVING_ONLY
+        built, section_problems = _build_section(name, cls, section_raw, env, base, may_be_unset)
         problems.extend(section_problems)
         if built is not None:
             sections[name] = built
@@ -410,8 +431,13 @@ def build_config(
     return Config(**sections)
 
 
-def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
-    """Read and check a TOML config file; relative paths inside it are taken from its folder."""
+def load_config(
+    path: str | Path, *, env: Mapping[str, str] | None = None, serving: bool = True
+) -> Config:
+    """Read and check a TOML config file; relative paths inside it are taken from its folder.
+
+    ``serving`` as for :func:`build_config`.
+    """
     path = Path(path)
     try:
         text = path.read_bytes()
@@ -421,7 +447,7 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         raw = tomllib.loads(text.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
-    config = build_config(raw, env=env, base=path.parent)
+    config = build_config(raw, env=env, base=path.parent, serving=serving)
     store_path = Path(config.store.path)
     if not store_path.is_absolute():
         store = dataclasses.replace(config.store, path=str(path.parent / store_path))

@@ -30,7 +30,7 @@ async def org(store: Store) -> Organisation:
 async def test_an_organisation_is_found_by_name_then_by_id(store: Store, org: Organisation) -> None:
     assert await find_org(store, "Harbour") == org
     assert await find_org(store, org.id) == org
-    with pytest.raises(NotFoundError, match="Nowhere"):
+    with pytest.raises(NotFoundError, match="no organisation has the name or id 'Nowhere'"):
         await find_org(store, "Nowhere")
 
 

@@ -48,25 +48,37 @@ def load_policy_file(path: str | Path) -> Policy:
     return parse_policy_text(text, str(path))
 
 
-def load_policy_path(path: str | Path) -> list[Policy]:
-    """One policy file, or every ``*.toml`` in a folder; every problem of every file at once."""
+def policy_files(path: str | Path) -> list[Path]:
+    """The file itself, or every ``*.toml`` in a folder, in name order."""
     path = Path(path)
     files = sorted(path.glob("*.toml")) if path.is_dir() else [path]
     if not files:
         raise PolicyError([f"{path}: no *.toml policy files here"])
-    loaded: list[tuple[Path, Policy]] = []  # each policy with its own file, as they load
-    problems: list[str] = []
-    for file in files:
-        try:
-            loaded.append((file, load_policy_file(file)))
-        except PolicyError as exc:
-            problems.extend(exc.problems)
+    return files
+
+
+def duplicate_ids(loaded: Sequence[tuple[Path, Policy]]) -> list[str]:
+    """A problem for each policy whose id an earlier file already uses."""
+    problems = []
     seen: dict[str, Path] = {}
     for file, policy in loaded:
         if policy.id in seen:
             problems.append(f"{file}: id {policy.id!r} is also used by {seen[policy.id]}")
         else:
             seen[policy.id] = file
+    return problems
+
+
+def load_policy_path(path: str | Path) -> list[Policy]:
+    """One policy file, or every ``*.toml`` in a folder; every problem of every file at once."""
+    loaded: list[tuple[Path, Policy]] = []  # each policy with its own file, as they load
+    problems: list[str] = []
+    for file in policy_files(path):
+        try:
+            loaded.append((file, load_policy_file(file)))
+        except PolicyError as exc:
+            problems.extend(exc.problems)
+    problems += duplicate_ids(loaded)
     if problems:
         raise PolicyError(problems)
     return [policy for _, policy in loaded]

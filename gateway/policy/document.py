@@ -47,6 +47,16 @@ def _to_instant(value: date | datetime, zone_name: str, *, end_of_day: bool) -> 
         return "is out of range"
 
 
+def _plainly_after(announce: object, deadline: object) -> bool:
+    """Whether announce is after the deadline as written, without a time zone to place them:
+    two plain dates, or two date-times with offsets, compare; a mix cannot."""
+    if isinstance(announce, datetime) and isinstance(deadline, datetime):
+        return announce > deadline
+    if isinstance(announce, datetime) or isinstance(deadline, datetime):
+        return False
+    return isinstance(announce, date) and isinstance(deadline, date) and announce > deadline
+
+
 def _check(data: object) -> tuple[Policy | None, list[Problem]]:
     problems: list[Problem] = []
     if not isinstance(data, Mapping):
@@ -99,6 +109,7 @@ def _check(data: object) -> tuple[Policy | None, list[Problem]]:
                 continue
         values[f.name] = value
 
+    as_written = (values.get("announce"), values.get("deadline"))
     if "timezone" in values:
         for name, end_of_day in (("announce", False), ("deadline", True)):
             if name in values:
@@ -112,7 +123,9 @@ def _check(data: object) -> tuple[Policy | None, list[Problem]]:
         values.pop("announce", None)
         values.pop("deadline", None)
     dates = [values[name].astimezone(UTC) for name in ("announce", "deadline") if name in values]
-    if len(dates) == 2 and dates[0] > dates[1]:
+    # Not both placed in time (no valid zone): compare them as written, if they can be.
+    after = dates[0] > dates[1] if len(dates) == 2 else _plainly_after(*as_written)
+    if after:
         problems.append(("schedule.announce", "is after schedule.deadline"))
 
     if problems:

@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+from gateway.audit import Event, event_row
 from gateway.errors import StoreError
 from gateway.store.database import Database, Row, Transaction
 from gateway.store.records import AuditEntry, AuditEvent
@@ -73,58 +74,42 @@ def _detail_json(kind: str, detail: Mapping[str, Any] | None) -> str:
 
 async def _insert(
     tx: Transaction,
+    event: Event,
     *,
-    kind: str,
     at: float,
     actor: str | None,
-    subject: str | None,
-    org_id: str | None,
     client_addr: str | None,
-    detail_json: str,
+    extra: Mapping[str, Any] | None = None,
 ) -> int:
-    row = await tx.fetch_one(
+    """Write one event: every audit event goes through here, in the caller's transaction."""
+    row = event_row(event)
+    inserted = await tx.fetch_one(
         "INSERT INTO audit_events (at, kind, actor, subject, org_id, client_addr, detail)"
         " VALUES (:at, :kind, :actor, :subject, :org_id, :client_addr, :detail) RETURNING id",
         {
             "at": at,
-            "kind": kind,
+            "kind": row.kind,
             "actor": actor,
-            "subject": subject,
-            "org_id": org_id,
+            "subject": row.subject,
+            "org_id": row.org_id,
             "client_addr": client_addr,
-            "detail": detail_json,
+            "detail": _detail_json(row.kind, {**(extra or {}), **row.detail}),
         },
     )
-    if row is None:  # pragma: no cover - an INSERT ... RETURNING always returns its row
-        raise StoreError(f"the audit event {kind!r} was not given an id")
-    return int(row["id"])
+    if inserted is None:  # pragma: no cover - an INSERT ... RETURNING always returns its row
+        raise StoreError(f"the audit event {row.kind!r} was not given an id")
+    return int(inserted["id"])
 
 
-async def record_change(
-    tx: Transaction,
-    entry: AuditEntry,
-    *,
-    kind: str,
-    at: float,
-    subject: str,
-    detail: Mapping[str, Any],
-    org_id: str | None = None,
-) -> int:
+async def record_change(tx: Transaction, entry: AuditEntry, event: Event, *, at: float) -> int:
     """Append the event of a change inside the caller's (the change's) transaction.
 
-    ``detail`` (what the change saw: before, after...) is laid over ``entry.detail``. If the
-    event cannot be written, the error rolls the whole transaction back: no change goes
+    The event's detail (what the change saw: before, after...) is laid over ``entry.detail``.
+    If the event cannot be written, the error rolls the whole transaction back: no change goes
     unaudited.
     """
     return await _insert(
-        tx,
-        kind=kind,
-        at=at,
-        actor=entry.actor,
-        subject=subject,
-        org_id=org_id,
-        client_addr=entry.client_addr,
-        detail_json=_detail_json(kind, {**entry.detail, **detail}),
+        tx, event, at=at, actor=entry.actor, client_addr=entry.client_addr, extra=entry.detail
     )
 
 
@@ -134,32 +119,19 @@ class AuditRepository:
 
     async def record(
         self,
+        event: Event,
         *,
-        kind: str,
         at: float,
         actor: str | None = None,
-        subject: str | None = None,
-        org_id: str | None = None,
         client_addr: str | None = None,
-        detail: Mapping[str, Any] | None = None,
     ) -> int:
-        """Append one event and return its id; ``detail`` must be JSON-serialisable.
+        """Append one event and return its id; its fields must be JSON-serialisable.
 
         This is a transaction of its own: an event about a change another repository makes is
         written by that repository, in the change's transaction (see :func:`record_change`).
         """
-        detail_json = _detail_json(kind, detail)
         async with self._db.transaction() as tx:
-            return await _insert(
-                tx,
-                kind=kind,
-                at=at,
-                actor=actor,
-                subject=subject,
-                org_id=org_id,
-                client_addr=client_addr,
-                detail_json=detail_json,
-            )
+            return await _insert(tx, event, at=at, actor=actor, client_addr=client_addr)
 
     async def list(
         self,

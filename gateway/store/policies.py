@@ -7,6 +7,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.audit import (
+    PolicyChanged,
+    PolicyCreated,
+    PolicyDeleted,
+    PolicyDisabled,
+    PolicyEnabled,
+    PolicyReplaced,
+)
 from gateway.errors import ConflictError, NotFoundError, StoreError
 from gateway.store.audit import record_change
 from gateway.store.database import Database, Row, Transaction
@@ -20,12 +28,12 @@ _SELECT_VERSION = (
 
 
 # The audit event of each change (the names in POLICY_CHANGES).
-AUDIT_KINDS = {
-    "create": "policy.created",
-    "replace": "policy.replaced",
-    "enable": "policy.enabled",
-    "disable": "policy.disabled",
-    "delete": "policy.deleted",
+AUDIT_EVENTS: dict[str, type[PolicyChanged]] = {
+    "create": PolicyCreated,
+    "replace": PolicyReplaced,
+    "enable": PolicyEnabled,
+    "disable": PolicyDisabled,
+    "delete": PolicyDeleted,
 }
 
 
@@ -147,18 +155,13 @@ async def _audit(
     """The change's audit event, in its transaction: the documents as read, before and after."""
     if audit is None:
         return
-    await record_change(
-        tx,
-        audit,
-        kind=AUDIT_KINDS[change],
-        at=now,
-        subject=policy_id,
-        detail={
-            "before": policy_document(before.document, before.enabled) if before else None,
-            "after": policy_document(after.document, after.enabled) if after else None,
-            "version": version,
-        },
+    event = AUDIT_EVENTS[change](
+        policy_id=policy_id,
+        before=policy_document(before.document, before.enabled) if before else None,
+        after=policy_document(after.document, after.enabled) if after else None,
+        version=version,
     )
+    await record_change(tx, audit, event, at=now)
 
 
 async def _update(

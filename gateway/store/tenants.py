@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
+from gateway.audit import TenantLinked, TenantUnlinked
 from gateway.errors import NotFoundError, StoreError
 from gateway.store.audit import record_change
 from gateway.store.database import Database, Row, Transaction
@@ -16,7 +17,6 @@ _SELECT = (
     " FROM tenants"
 )
 _BUMP = "UPDATE facts_version SET version = version + 1 WHERE id = 1"
-LINKED, UNLINKED = "org.tenant_linked", "org.tenant_unlinked"  # the audit events of changes
 
 
 def _tenant(row: Row) -> Tenant:
@@ -133,20 +133,15 @@ class TenantRepository:
             if change.changed:
                 await tx.execute(_BUMP)
                 if audit is not None:
-                    await record_change(
-                        tx,
-                        audit,
-                        kind=LINKED,
-                        at=now,
-                        subject=tenant_id,
+                    linked = TenantLinked(
+                        tenant_id=tenant_id,
                         org_id=org_id,
-                        detail={
-                            "before": tenant_document(old) if old is not None else None,
-                            "after": tenant_document(tenant),
-                            "name": tenant.name,
-                            "country_code": tenant.country_code,
-                        },
+                        before=tenant_document(old) if old is not None else None,
+                        after=tenant_document(tenant),
+                        name=tenant.name,
+                        country_code=tenant.country_code,
                     )
+                    await record_change(tx, audit, linked, at=now)
         return change
 
     async def unlink(
@@ -172,15 +167,13 @@ class TenantRepository:
             await tx.execute(_BUMP)
             tenant = dataclasses.replace(old, active=False, checked_at=now)
             if audit is not None:
-                await record_change(
-                    tx,
-                    audit,
-                    kind=UNLINKED,
-                    at=now,
-                    subject=tenant_id,
+                unlinked = TenantUnlinked(
+                    tenant_id=tenant_id,
                     org_id=org_id,
-                    detail={"before": tenant_document(old), "after": tenant_document(tenant)},
+                    before=tenant_document(old),
+                    after=tenant_document(tenant),
                 )
+                await record_change(tx, audit, unlinked, at=now)
         return TenantChange(before=old, after=tenant)
 
     async def for_org(self, org_id: str) -> list[Tenant]:
