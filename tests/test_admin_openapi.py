@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.admin.api import ROUTES, route_scopes
-from gateway.runtime.app import create_app
+from gateway.runtime.app import create_front_app
 from gateway.web.openapi import OPENAPI_PATH, build_document
 from tests.conftest import GatewayFactory, RunningGateway
 
@@ -39,7 +39,7 @@ def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, A
 
 def admin_routes_in_router(gateway: RunningGateway) -> set[tuple[str, str]]:
     # A second app over the same services, never started: only its router is read.
-    app = create_app(gateway.services)
+    app = create_front_app(gateway.services)
     found = set()
     for resource in app.router.resources():
         path = resource.canonical

@@ -20,13 +20,14 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import make_mocked_request
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from gateway.http.headers import IPNetwork
 from gateway.http.problems import PROBLEM_BASE, problem_response
 from gateway.ops.metrics import OUTCOMES, Metrics
-from gateway.proxy.forwarder import UpstreamProxy
+from gateway.proxy.client import open_upstream_session
+from gateway.proxy.forwarder import ExchangeObserver, Sending, UpstreamProxy
 from gateway.runtime.server import start_site
 from gateway.web.templating import setup_templates
 
@@ -301,6 +302,8 @@ class Stack:
     state: UpstreamState
     proxy: UpstreamProxy
     observed: list[tuple[int, float]]
+    # The response headers the observer was shown, one entry per exchange.
+    answers: list[CIMultiDictProxy[str]]
 
     @property
     def url(self) -> str:
@@ -315,21 +318,31 @@ async def make_stack(
     max_body_size: int = 64 * MiB,
     max_line_size: int = 8190,
     max_field_size: int = 8190,
+    forwarding: bool = True,
+    sending: Sending | None = None,
 ) -> AsyncIterator[Stack]:
     state = UpstreamState()
     upstream_runner, upstream_port = await run_upstream(state)
     observed: list[tuple[int, float]] = []
+    answers: list[CIMultiDictProxy[str]] = []
+
+    def answered(
+        _request: web.Request, status: int, headers: CIMultiDictProxy[str], seconds: float
+    ) -> None:
+        observed.append((status, seconds))
+        answers.append(headers)
+
     networks: list[IPNetwork] = [ipaddress.ip_network(n) for n in trusted]
+    session = open_upstream_session(connect_timeout=2.0, read_timeout=read_timeout)
     proxy = UpstreamProxy(
+        session,
         f"http://127.0.0.1:{upstream_port}",
-        connect_timeout=2.0,
-        read_timeout=read_timeout,
         max_body_size=max_body_size,
         trusted_proxies=networks,
-        on_upstream=lambda status, seconds: observed.append((status, seconds)),
+        forwarding=forwarding,
+        observer=ExchangeObserver(sending=sending, answered=answered),
     )
-    running = Stack(0, upstream_port, upstream_runner, state, proxy, observed)
-    await proxy.start()
+    running = Stack(0, upstream_port, upstream_runner, state, proxy, observed, answers)
     try:
         async with serve_front(
             proxy, max_line_size=max_line_size, max_field_size=max_field_size
@@ -340,7 +353,7 @@ async def make_stack(
             finally:
                 state.release_all()
     finally:
-        await proxy.close()
+        await session.close()
         await running.upstream_runner.cleanup()
 
 
@@ -883,14 +896,8 @@ async def test_errors_are_html_for_browsers_and_problem_json_otherwise(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead_port = sock.getsockname()[1]
-    proxy = UpstreamProxy(
-        f"http://127.0.0.1:{dead_port}",
-        connect_timeout=1.0,
-        read_timeout=1.0,
-        max_body_size=MiB,
-        trusted_proxies=[],
-    )
-    await proxy.start()
+    session = open_upstream_session(connect_timeout=1.0, read_timeout=1.0)
+    proxy = UpstreamProxy(session, f"http://127.0.0.1:{dead_port}", max_body_size=MiB)
     try:
         async with (
             serve_front(proxy) as port,
@@ -915,7 +922,7 @@ async def test_errors_are_html_for_browsers_and_problem_json_otherwise(
                     "request_id": REQUEST_ID,
                 }
     finally:
-        await proxy.close()
+        await session.close()
 
 
 # --- WebSockets ----------------------------------------------------------------------------
@@ -1076,20 +1083,20 @@ async def test_ambiguous_framing_gets_400_and_never_reaches_the_upstream(
 async def test_a_failing_metrics_callback_does_not_break_proxying(
     client: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def explode(status: int, seconds: float) -> None:
+    def explode(
+        _request: web.Request, status: int, headers: CIMultiDictProxy[str], seconds: float
+    ) -> None:
         raise RuntimeError("metrics down")
 
     state = UpstreamState()
     upstream_runner, upstream_port = await run_upstream(state)
+    session = open_upstream_session(connect_timeout=1.0, read_timeout=1.0)
     proxy = UpstreamProxy(
+        session,
         f"http://127.0.0.1:{upstream_port}",
-        connect_timeout=1.0,
-        read_timeout=1.0,
         max_body_size=MiB,
-        trusted_proxies=[],
-        on_upstream=explode,
+        observer=ExchangeObserver(answered=explode),
     )
-    await proxy.start()
     try:
         async with (
             serve_front(proxy) as port,
@@ -1097,17 +1104,16 @@ async def test_a_failing_metrics_callback_does_not_break_proxying(
         ):
             assert resp.status == 200
     finally:
-        await proxy.close()
+        await session.close()
         await upstream_runner.cleanup()
-    assert any("on_upstream callback failed" in r.getMessage() for r in caplog.records)
+    assert any("exchange observer failed" in r.getMessage() for r in caplog.records)
 
 
-def test_upstream_url_must_be_a_plain_origin() -> None:
-    for bad in ("ftp://x", "http://", "http://x/base", "http://x/?q=1", "http://u:p@x"):
-        with pytest.raises(ValueError, match="upstream URL"):
-            UpstreamProxy(
-                bad, connect_timeout=1, read_timeout=1, max_body_size=1, trusted_proxies=[]
-            )
+async def test_upstream_url_must_be_a_plain_origin() -> None:
+    async with open_upstream_session(connect_timeout=1, read_timeout=1) as session:
+        for bad in ("ftp://x", "http://", "http://x/base", "http://x/?q=1", "http://u:p@x"):
+            with pytest.raises(ValueError, match="upstream URL"):
+                UpstreamProxy(session, bad, max_body_size=1)
 
 
 def _problem_app(with_templates: bool) -> web.Application:

@@ -110,18 +110,18 @@ async def run_demo(*, host: str, port: int, workdir: Path | None, at: float | No
     finally:
         await store.close()
     try:
-        gateway_runner, gateway_port = await start_gateway(config, clock=clock)
+        gateway = await start_gateway(config, clock=clock)
     except OSError as exc:
         await sample_runner.cleanup()
         print(f"xero-gateway demo: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         print("Try another port: xero-gateway demo --port 8090", file=sys.stderr)
         return 1
-    _print_welcome(f"http://{host}:{gateway_port}", workdir, clock())
+    _print_welcome(gateway.front.url, workdir, clock())
     try:
         await wait_for_stop_signal()
     finally:
         print("\nStopping the demo…", flush=True)
-        await gateway_runner.cleanup()
+        await gateway.stop()
         await sample_runner.cleanup()
     return 0
 
