@@ -24,6 +24,7 @@ from gateway.sandbox.demo import DEMO_PASSWORD, seed_demo, seed_demo_xero
 from gateway.sandbox.sample_app import create_sample_app
 from gateway.services import Services
 from gateway.store import Store
+from tests.proxy_stack import Stack, make_stack
 
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 START = 1_798_000_000.0  # a fixed instant in December 2026
@@ -102,6 +103,22 @@ async def make_gateway(
     yield start
     for gateway in started:
         await gateway.stop()
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[Stack]:
+    """The proxy alone between a real upstream and a minimal front (tests/proxy_stack.py)."""
+    async with make_stack() as running:
+        yield running
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    # The test client neither decompresses nor adds headers of its own unless asked.
+    async with aiohttp.ClientSession(
+        auto_decompress=False, skip_auto_headers=("Accept-Encoding", "User-Agent")
+    ) as session:
+        yield session
 
 
 @pytest.fixture
