@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import aiohttp
+import pytest
+from aiohttp import web
 from multidict import CIMultiDict
 
 from tests.proxy_stack import (
@@ -166,3 +168,74 @@ async def test_cookies_and_repeated_headers_pass_through_in_order(stack: Stack) 
     seen = received_headers(json.loads(body_of(raw)))
     assert named(seen, "Cookie") == ["a=1", "b=2"]
     assert named(seen, "Accept") == ["text/plain", "application/json"]
+
+
+# --- what differs per listener: forwarding headers, and what the listener observes ---------
+
+
+async def test_without_forwarding_headers_the_upstream_learns_nothing_of_the_client(
+    client: aiohttp.ClientSession,
+) -> None:
+    claims = {
+        "X-Forwarded-For": "6.6.6.6",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "evil.example",
+        "X-Real-IP": "6.6.6.6",
+        "Forwarded": "for=6.6.6.6",
+        "X-Gateway-User-Id": "forged",
+        "Connection": "X-Foo",
+        "X-Foo": "1",
+    }
+    # Even from a trusted peer: this upstream is told nothing of who the client is.
+    async with make_stack(forwarding=False, trusted=("127.0.0.0/8",)) as quiet:
+        async with client.get(quiet.url + "/echo", headers=claims) as resp:
+            seen = received_headers(await resp.json())
+        upstream_port = quiet.upstream_port
+    for absent in ("X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Real-IP"):
+        assert named(seen, absent) == [], absent
+    assert named(seen, "Forwarded") == []
+    assert named(seen, "X-Foo") == []
+    assert named(seen, "Host") == [f"127.0.0.1:{upstream_port}"]
+    assert named(seen, "X-Request-Id") == [REQUEST_ID]
+    assert named(seen, "X-Gateway-User-Id") == [IDENTITY["X-Gateway-User-Id"]]
+
+
+async def test_the_observer_may_change_what_is_sent_and_sees_what_came_back(
+    client: aiohttp.ClientSession,
+) -> None:
+    def swap_credentials(request: web.Request, headers: CIMultiDict[str]) -> None:
+        # What a listener holding the upstream's credential does with the caller's.
+        if headers.get("Authorization") == "Bearer gateway-token":
+            headers["Authorization"] = "Bearer upstream-token"
+
+    async with make_stack(sending=swap_credentials) as observed:
+        headers = {"Authorization": "Bearer gateway-token"}
+        async with client.get(observed.url + "/echo", headers=headers) as resp:
+            seen = received_headers(await resp.json())
+        async with client.get(observed.url + "/_t/hop") as resp:
+            assert resp.status == 200
+            assert "X-Internal" not in resp.headers
+        assert [s for s, _ in observed.observed] == [200, 200]
+        (echoed, hop) = observed.answers
+    assert named(seen, "Authorization") == ["Bearer upstream-token"]
+    # The listener sees the upstream's own headers, before the gateway filters them.
+    assert echoed["Content-Type"] == "application/json; charset=utf-8"
+    assert hop["X-Visible"] == "yes"
+    assert hop["X-Internal"] == "secret"
+
+
+async def test_an_observer_that_refuses_a_request_keeps_it_from_the_upstream(
+    client: aiohttp.ClientSession,
+) -> None:
+    def refuse(request: web.Request, headers: CIMultiDict[str]) -> None:
+        raise web.HTTPForbidden(text="not for you")
+
+    async with make_stack(sending=refuse) as guarded:
+        async with client.get(guarded.url + "/echo") as resp:
+            assert resp.status == 403
+            assert await resp.text() == "not for you"
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await client.ws_connect(guarded.url + "/_t/ws")
+        assert refused.value.status == 403
+        assert guarded.state.requests == 0
+        assert guarded.observed == []

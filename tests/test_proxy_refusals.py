@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from gateway.http.problems import PROBLEM_BASE
+from gateway.proxy.refusals import BAD_TARGET, BAD_TRANSFER_ENCODING, Refusal, refuse, too_large
 from tests.proxy_stack import BLOCK, Stack, body_of, make_stack, raw_exchange, status_of
 
 
@@ -182,3 +183,63 @@ async def test_ambiguous_framing_gets_400_and_never_reaches_the_upstream(
     )
     assert status_of(ok) == 200
     assert stack.state.requests == 1
+
+
+# --- the refusal rules on their own, without sockets ---------------------------------------
+
+LIMIT = 1000
+HTTP11, HTTP10 = (1, 1), (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "transfer_encodings", "version", "length", "slug"),
+    [
+        ("GET", "/", [], HTTP11, None, None),
+        ("POST", "/a?b=c", [], HTTP11, LIMIT, None),
+        ("POST", "/upload", ["chunked"], HTTP11, None, None),
+        ("POST", "/upload", ["Chunked "], HTTP11, None, None),
+        ("DELETE", "/%2e%2e/x;y", [], HTTP10, 0, None),
+        ("PATCH", "/", [], HTTP11, LIMIT + 1, "body-too-large"),
+        ("TRACE", "/", [], HTTP11, None, "method-not-allowed"),
+        ("TRACK", "/", [], HTTP11, None, "method-not-allowed"),
+        ("GET", "http://evil.example/x", [], HTTP11, None, "bad-request-target"),
+        ("OPTIONS", "*", [], HTTP11, None, "bad-request-target"),
+        ("GET", "/a#b", [], HTTP11, None, "bad-request-target"),
+        ("GET", "", [], HTTP11, None, "bad-request-target"),
+        ("POST", "/", ["gzip"], HTTP11, None, "bad-transfer-encoding"),
+        ("POST", "/", ["gzip, chunked"], HTTP11, None, "bad-transfer-encoding"),
+        ("POST", "/", ["chunked, gzip"], HTTP11, None, "bad-transfer-encoding"),
+        ("POST", "/", ["chunked", "chunked"], HTTP11, None, "bad-transfer-encoding"),
+        ("POST", "/", ["xchunked"], HTTP11, None, "bad-transfer-encoding"),
+        ("POST", "/", [""], HTTP11, None, "bad-transfer-encoding"),
+        ("POST", "/", ["chunked"], HTTP10, None, "bad-transfer-encoding"),
+        # The first rule that applies gives the answer.
+        ("TRACE", "http://x/", ["gzip"], HTTP10, LIMIT + 1, "method-not-allowed"),
+        ("GET", "*", ["gzip"], HTTP11, LIMIT + 1, "bad-request-target"),
+        ("POST", "/", ["gzip"], HTTP11, LIMIT + 1, "bad-transfer-encoding"),
+    ],
+)
+def test_refusal_rules(
+    method: str,
+    target: str,
+    transfer_encodings: list[str],
+    version: tuple[int, int],
+    length: int | None,
+    slug: str | None,
+) -> None:
+    refusal = refuse(method, target, transfer_encodings, version, length, LIMIT)
+    assert (refusal.slug if refusal else None) == slug
+
+
+@pytest.mark.parametrize(
+    ("refusal", "status", "detail"),
+    [
+        (refuse("TRACK", "/", [], HTTP11, None, LIMIT), 405, "TRACK is not passed to the app."),
+        (refuse("GET", "*", [], HTTP11, None, LIMIT), 400, BAD_TARGET.detail),
+        (refuse("POST", "/", ["gzip"], HTTP11, None, LIMIT), 400, BAD_TRANSFER_ENCODING.detail),
+        (too_large(LIMIT), 413, "The request body may be at most 1000 bytes."),
+    ],
+)
+def test_each_refusal_says_why(refusal: Refusal | None, status: int, detail: str) -> None:
+    assert refusal is not None
+    assert (refusal.status, refusal.detail) == (status, detail)
