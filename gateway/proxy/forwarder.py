@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 Sending = Callable[[web.Request, CIMultiDict[str]], None]
 Answered = Callable[[web.Request, int, CIMultiDictProxy[str], float], None]
 
-_NONE: tuple[str, ...] = ()
+_NO_VALUES: tuple[str, ...] = ()
 _TRANSFER_ENCODING = hdrs.TRANSFER_ENCODING
 
 # The headers of an answer the gateway made up itself (502, 504): none from the upstream.
@@ -186,7 +186,7 @@ class UpstreamProxy:
         refusal = refuse(
             request.method,
             request.raw_path,
-            headers.getall(_TRANSFER_ENCODING, _NONE),
+            headers.getall(_TRANSFER_ENCODING, _NO_VALUES),
             request.version,
             request.content_length,
             self._max_body_size,
