@@ -46,9 +46,10 @@ class ExchangeObserver:
     sent, with the headers about to go out, which it may change (a listener that swaps
     Authorization for an upstream credential does it here); an exception from it fails the
     request, and nothing is sent. ``answered(request, status, headers, seconds)`` runs once
-    the upstream's response head has come, ``seconds`` after sending; when the upstream
-    could not be reached or took too long, with the 502 or 504 the client gets and no
-    headers. An exception from ``answered`` is logged and the response relayed all the same.
+    the upstream's response head has come, ``seconds`` after sending (for an accepted
+    WebSocket: 101, without headers); when the upstream could not be reached or took too
+    long, with the 502 or 504 the client gets and no headers. An exception from
+    ``answered`` is logged and the response relayed all the same.
     """
 
     sending: Sending | None = None
