@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.admin.api import ROUTES, openapi_document, route_scopes
-from gateway.runtime.app import create_app
+from gateway.runtime.app import create_front_app
 from gateway.web.openapi import OPENAPI_PATH
 from tests.conftest import GatewayFactory, RunningGateway
 from tests.test_admin_support import AU_MEMBER, AU_POLICY, NZ_ORG, bearer, mint, org_id
@@ -41,7 +41,7 @@ def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, A
 
 def admin_routes_in_router(gateway: RunningGateway) -> set[tuple[str, str]]:
     # A second app over the same services, never started: only its router is read.
-    app = create_app(gateway.services)
+    app = create_front_app(gateway.services)
     found = set()
     for resource in app.router.resources():
         path = resource.canonical

@@ -163,7 +163,7 @@ async def run_demo(*, host: str, port: int, workdir: Path | None, at: float | No
     finally:
         await store.close()
     try:
-        gateway_runner, gateway_port = await start_gateway(config, clock=clock)
+        gateway = await start_gateway(config, clock=clock)
     except OSError as exc:
         await sample_runner.cleanup()
         print(f"xero-gateway demo: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
@@ -171,14 +171,14 @@ async def run_demo(*, host: str, port: int, workdir: Path | None, at: float | No
         return 1
     # The config as it runs (with the port it got), for the CLI and the admin API's examples.
     config_path = workdir / CONFIG_NAME
-    settings["server"]["port"] = gateway_port
+    settings["server"]["port"] = gateway.front.port
     write_config(config_path, settings)
-    _print_welcome(f"http://{host}:{gateway_port}", workdir, config_path, clock())
+    _print_welcome(gateway.front.url, workdir, config_path, clock())
     try:
         await wait_for_stop_signal()
     finally:
         print("\nStopping the demo…", flush=True)
-        await gateway_runner.cleanup()
+        await gateway.stop()
         await sample_runner.cleanup()
     return 0
 
