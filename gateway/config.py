@@ -150,6 +150,11 @@ class UpstreamConfig:
         doc="Paths served without sign-in: '/x/' covers a subtree, '/x*' a prefix, else exact.",
         check=_paths,
     )
+    drop_underscore_headers: bool = setting(
+        True,
+        doc="Never pass on a request header whose name has an underscore (apps fold '_' "
+        "onto '-'); false only for an app that needs such names.",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -140,6 +140,7 @@ class UpstreamProxy:
         ws_recheck_seconds: float = 15.0,
         clock: Callable[[], float] = time.time,
         private_cookies: Iterable[str] = (),
+        drop_underscore_headers: bool = True,
         pool_size: int = 1024,
         dns_cache_seconds: int = 10,
     ) -> None:
@@ -163,6 +164,7 @@ class UpstreamProxy:
         self._ws_recheck_seconds = ws_recheck_seconds
         self._clock = clock
         self._private_cookies = frozenset(private_cookies)
+        self._drop_underscores = drop_underscore_headers
         self._pool_size = pool_size
         self._dns_cache_seconds = dns_cache_seconds
         # sock_read counts from the end of the upload, so slow uploads are not cut short;
@@ -243,6 +245,7 @@ class UpstreamProxy:
             request_id=request_id,
             real_ip=real_ip,
             private_cookies=self._private_cookies,
+            drop_underscores=self._drop_underscores,
         )
         # encoded=True: the path and query go upstream byte for byte, never re-normalised.
         url = URL(self._origin + request.raw_path, encoded=True)

@@ -67,6 +67,7 @@ async def open_services(
         ws_recheck_seconds=config.upstream.websocket_recheck_seconds,
         clock=clock,
         private_cookies=(cookies.session, cookies.login_nonce),
+        drop_underscore_headers=config.upstream.drop_underscore_headers,
     )
     await sessions.follow_revocations()  # from here on, every revocation is followed
     book = PolicyBook(store)

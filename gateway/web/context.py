@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Mapping
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.http.headers import client_address, simple_cookies
+from gateway.http.headers import client_address, request_cookies
 from gateway.http.problems import body_stalled, problem_response
 from gateway.http.requests import CLIENT_ADDR, CLIENT_SEEN, OUTCOME, REQUEST_ID
 from gateway.services import SERVICES, SESSION
@@ -82,11 +82,8 @@ class _SessionHashes:
             return known[key]
         except KeyError:
             pass
-        # aiohttp's request.cookies parses every cookie (Morsels and all); a plain header,
-        # the usual kind, is read directly, with the same result.
-        plain = simple_cookies(header)
-        cookies: Mapping[str, str] = request.cookies if plain is None else plain
-        raw_id = cookies.get(cookie_name)
+        # The same reading as the one that takes the session out of what the app is sent.
+        raw_id = request_cookies(header).get(cookie_name)
         id_hash = hash_session_id(raw_id) if raw_id else None
         if len(header) <= self.MAX_HEADER and header.isascii():  # so at most 1 KiB each
             if len(known) >= self.MAX_ENTRIES:
