@@ -99,6 +99,16 @@ class ServerConfig:
     max_field_size: int = setting(
         8190, doc="Longest header field accepted, in bytes; longer gets 431.", check=_positive
     )
+    max_head_size: int = setting(
+        64 * 1024,
+        doc="Largest request head (request line and headers together), in bytes; larger gets 431.",
+        check=_positive,
+    )
+    max_connections: int = setting(
+        1024,
+        doc="Client connections open at once; past it a new one gets 503 and is closed.",
+        check=_positive,
+    )
     max_body_size: int = setting(
         50 * 1024 * 1024,
         doc="Largest request body passed to the app, in bytes; larger gets 413.",

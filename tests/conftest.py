@@ -19,7 +19,7 @@ from gateway.config import Config, build_config
 from gateway.enforcement.policy_files import load_policy_file
 from gateway.policy import policy_to_document
 from gateway.runtime.app import create_app, open_services
-from gateway.runtime.server import start_site
+from gateway.runtime.server import ClientLimits, start_site
 from gateway.sandbox.demo import DEMO_PASSWORD, seed_demo, seed_demo_xero
 from gateway.sandbox.sample_app import create_sample_app
 from gateway.services import Services
@@ -101,6 +101,7 @@ async def make_gateway(
             max_line_size=config.server.max_line_size,
             max_field_size=config.server.max_field_size,
             idle_timeout=config.server.idle_timeout,
+            limits=ClientLimits.for_server(config.server, services.metrics.refuse_connection),
         )
         runners.append(runner)
         return RunningGateway(url=URL(f"http://127.0.0.1:{port}"), services=services, clock=clock)

@@ -12,7 +12,7 @@ from gateway.clock import Clock, system_clock
 from gateway.config import Config
 from gateway.ops.logs import configure_logging
 from gateway.runtime.app import create_app, open_services
-from gateway.runtime.server import start_site
+from gateway.runtime.server import ClientLimits, start_site
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ async def start_gateway(
         max_line_size=config.server.max_line_size,
         max_field_size=config.server.max_field_size,
         idle_timeout=config.server.idle_timeout,
+        limits=ClientLimits.for_server(config.server, services.metrics.refuse_connection),
     )
 
 
