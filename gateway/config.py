@@ -64,6 +64,14 @@ def _hosts(value: tuple[str, ...]) -> str | None:
     return None
 
 
+def _origins(value: tuple[str, ...]) -> str | None:
+    for item in value:
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            return f"{item!r} must be an origin: scheme and host, e.g. 'https://app.example.com'"
+    return None
+
+
 def _paths(value: tuple[str, ...]) -> str | None:
     for item in value:
         if not item.startswith("/") or item.startswith("/_gateway/"):
@@ -125,6 +133,11 @@ class ServerConfig:
         (),
         doc="Host header values (host or host:port) the gateway answers; empty allows any.",
         check=_hosts,
+    )
+    websocket_origins: tuple[str, ...] = setting(
+        (),
+        doc="Origins besides the gateway's own whose pages may open WebSockets through it.",
+        check=_origins,
     )
     metrics_allow: tuple[str, ...] = setting(
         ("127.0.0.1/32", "::1/128"),
@@ -296,15 +309,6 @@ class Config:
 SECTIONS: dict[str, type[Any]] = {
     f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)
 }
-
-
-def settings_table() -> list[tuple[str, str, str]]:
-    """Every setting as (section.key, default, doc): the source for docs and their test."""
-    rows = []
-    for section, cls in SECTIONS.items():
-        for f in dataclasses.fields(cls):
-            rows.append((f"{section}.{f.name}", repr(f.default), str(f.metadata["doc"])))
-    return rows
 
 
 def _coerce(kind: Any, value: Any) -> tuple[Any, str | None]:

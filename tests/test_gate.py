@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+from typing import Any
 
 import aiohttp
 import pytest
@@ -69,7 +72,18 @@ async def test_paths_that_only_resolve_to_public_ones_still_need_sign_in(
 
 
 @pytest.mark.parametrize(
-    "target", ["/x/../_gateway/admin/api/policies", "/public/%2e%2e/_gateway/login", "//_gateway/x"]
+    "target",
+    [
+        "/x/../_gateway/admin/api/policies",
+        "/public/%2e%2e/_gateway/login",
+        "//_gateway/x",
+        "/_gateway",
+        "/_gateway?x=1",
+        "/_gateway./x",
+        "/_gateway%2e/x",
+        "/_gateway.%20/x",
+        "/_GATEWAY/login",
+    ],
 )
 async def test_paths_into_the_gateways_namespace_never_reach_the_app(
     gateway: RunningGateway, target: str
@@ -93,6 +107,8 @@ async def test_public_path_is_served_without_sign_in(gateway: RunningGateway) ->
         "X-Gateway-User-Id: usr_attacker\r\n",
         "x-gateway-user-id: usr_attacker\r\n",
         "X_Gateway_User_Id: usr_attacker\r\n",
+        "X-Gateway.User.Id: usr_attacker\r\n",
+        "HTTP_X_GATEWAY_USER_ID: usr_attacker\r\n",
         "X-GATEWAY-ROLE: principal\r\n",
         "X-Gateway-Mfa: verified\r\n",
         "X-Gateway-Token: stolen\r\n",
@@ -100,27 +116,89 @@ async def test_public_path_is_served_without_sign_in(gateway: RunningGateway) ->
     ],
 )
 async def test_client_identity_headers_never_reach_the_app(
-    gateway: RunningGateway, spoof: str
+    make_gateway: GatewayFactory, echo_url: str, spoof: str
 ) -> None:
+    # Through an app that reports every header as it arrived, whatever its spelling.
+    gateway: RunningGateway = await make_gateway(echo_url)
     async with gateway.client() as client:
         await sign_in(client, email="max@harbour.example")
         name, value = spoof.rstrip("\r\n").split(": ", 1)
         response = await client.get("/api/whoami", headers={name: value})
-        seen = (await response.json())["headers"]
+        seen = [(k, v) for k, v in (await response.json())["headers"]]
     user = await gateway.services.store.users.find_by_email("max@harbour.example")
     assert user is not None
-    assert seen["X-Gateway-User-Id"] == user.id
-    assert seen["X-Gateway-Role"] == "member"
-    assert seen["X-Gateway-Mfa"] == "not-required"
-    assert seen["X-Gateway-Token"] == ""
-    assert set(seen) == {
-        "X-Gateway-User-Id",
-        "X-Gateway-User-Email",
-        "X-Gateway-Org-Id",
-        "X-Gateway-Role",
-        "X-Gateway-Mfa",
-        "X-Gateway-Token",
-    }
+    assert value not in [v for _, v in seen]
+    folded = {k.lower().replace("_", "-").replace(".", "-"): v for k, v in seen}
+    assert sorted(k for k in folded if "gateway" in k) == [
+        "x-gateway-mfa",
+        "x-gateway-org-id",
+        "x-gateway-role",
+        "x-gateway-token",
+        "x-gateway-user-email",
+        "x-gateway-user-id",
+    ]
+    assert folded["x-gateway-user-id"] == user.id
+    assert folded["x-gateway-role"] == "member"
+    assert folded["x-gateway-mfa"] == "not-required"
+    assert folded["x-gateway-token"] == ""
+
+
+async def echo_raw(gateway: RunningGateway, request: bytes) -> tuple[int, dict[str, Any]]:
+    """Send raw bytes to the gateway in front of the echo app: the status, and the report."""
+    reader, writer = await asyncio.open_connection(gateway.url.host, gateway.url.port)
+    writer.write(request)
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, json.loads(body) if status == 200 else {}
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "X-Original-URL: /admin",
+        "X-Rewrite-URL: /admin",
+        "X-Remote-User: admin",
+        "Remote-User: admin",
+        "X-Auth-Request-User: admin",
+        "X-Forwarded-User: admin",
+        "X-Forwarded-Email: admin@evil.example",
+        "X_Custom_Thing: admin",
+    ],
+)
+async def test_other_proxies_identity_headers_never_reach_the_app_even_unauthenticated(
+    make_gateway: GatewayFactory, echo_url: str, header: str
+) -> None:
+    gateway: RunningGateway = await make_gateway(
+        echo_url, security={"trusted_proxies": ["127.0.0.1/32"]}
+    )
+    status, report = await echo_raw(
+        gateway,
+        f"GET /public/x HTTP/1.1\r\nHost: gw\r\n{header}\r\nConnection: close\r\n\r\n".encode(),
+    )
+    assert status == 200
+    name = header.split(":", 1)[0].lower()
+    assert [k for k, _ in report["headers"] if k.lower() == name] == []
+
+
+async def test_framing_headers_are_not_passed_on_as_they_came(
+    make_gateway: GatewayFactory, echo_url: str
+) -> None:
+    gateway: RunningGateway = await make_gateway(
+        echo_url, upstream={"drop_underscore_headers": False}
+    )
+    status, report = await echo_raw(
+        gateway,
+        b"POST /public/x HTTP/1.1\r\nHost: gw\r\nTransfer_Encoding: chunked\r\n"
+        b"Content-Length: 005\r\nConnection: close\r\n\r\nhello",
+    )
+    assert status == 200
+    headers = [(k.lower(), v) for k, v in report["headers"]]
+    assert ("content-length", "5") in headers
+    assert not [k for k, _ in headers if k.replace("_", "-") == "transfer-encoding"]
+    assert report["body"] == "hello"
 
 
 async def test_spoofed_identity_without_session_gets_nothing(gateway: RunningGateway) -> None:
@@ -147,17 +225,23 @@ async def test_app_receives_the_request_id_the_gateway_logged(gateway: RunningGa
 
 
 async def test_app_down_gives_502_and_the_gateway_keeps_serving(
-    make_gateway: GatewayFactory,
+    make_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     gateway: RunningGateway = await make_gateway(app_url="http://127.0.0.1:9")
     async with gateway.client() as client:
         await sign_in(client)
+        caplog.set_level(logging.INFO, logger="gateway.access")
         response = await client.get("/api/whoami", headers={"Accept": "application/json"})
         body = await response.json(content_type=None)
         assert response.status == 502
         assert body["type"].endswith("/upstream-unavailable")
         health = await client.get("/_gateway/health")
         assert health.status == 200
+    (logged,) = [r for r in caplog.records if getattr(r, "path", None) == "/api/whoami"]
+    assert logged.__dict__["outcome"] == "upstream_error"  # not "proxied": it never was
+    metrics = gateway.services.metrics.render().decode()
+    assert 'gateway_requests_total{outcome="upstream_error"} 1.0' in metrics
+    assert 'gateway_requests_total{outcome="proxied"} 0.0' in metrics
 
 
 async def test_health_and_metrics(gateway: RunningGateway) -> None:
@@ -275,6 +359,43 @@ async def test_a_websocket_left_untouched_does_not_keep_its_session_alive(
             message = await asyncio.wait_for(ws.receive(), timeout=5)
         assert message.type is aiohttp.WSMsgType.CLOSE
         assert (await client.get("/api/whoami")).status == 401
+
+
+@pytest.mark.parametrize(
+    ("target", "host", "expected"),
+    [
+        ("/_gateway/login", "127.0.0.1", 421),
+        ("/_gateway/login", "app.example.com", 200),
+        ("/_gateway/no-such-page", "evil.example", 421),
+        ("/_gateway/admin/api/policies", "evil.example", 421),
+        ("/_gateway/health", "10.0.0.7", 200),  # load balancers probe by address
+    ],
+)
+async def test_allowed_hosts_hold_for_the_gateways_own_pages_too(
+    make_gateway: GatewayFactory, target: str, host: str, expected: int
+) -> None:
+    gateway: RunningGateway = await make_gateway(server={"allowed_hosts": ["app.example.com"]})
+    reader, writer = await asyncio.open_connection(gateway.url.host, gateway.url.port)
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    answer = (await reader.read()).decode()
+    writer.close()
+    assert answer.startswith(f"HTTP/1.1 {expected} "), answer[:300]
+
+
+async def test_a_websocket_from_another_origin_is_refused(make_gateway: GatewayFactory) -> None:
+    gateway: RunningGateway = await make_gateway(
+        server={"websocket_origins": ["https://admin.example.com"]}
+    )
+    own = f"http://{gateway.url.host}:{gateway.url.port}"
+    async with gateway.client() as client:
+        await sign_in(client, email="max@harbour.example")
+        for origin in ("http://evil.example", "null", own.replace("http:", "https:")):
+            with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+                await client.ws_connect("/ws", origin=origin)
+            assert info.value.status == 403, origin
+        for origin in (own, own.upper(), "https://admin.example.com:443"):
+            async with client.ws_connect("/ws", origin=origin) as ws:
+                assert await ws.receive_str() == "hello max@harbour.example"
 
 
 async def test_allowed_hosts_also_hold_for_hosts_a_trusted_proxy_passes_on(

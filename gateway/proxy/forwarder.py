@@ -22,7 +22,7 @@ from gateway.http.headers import (
     response_headers_for_client,
 )
 from gateway.http.problems import body_stalled, problem_response
-from gateway.http.requests import CLIENT_SEEN, settled
+from gateway.http.requests import CLIENT_SEEN, OUTCOME, settled
 from gateway.proxy.websocket import StillAllowed, is_websocket_upgrade, relay_websocket
 
 log = logging.getLogger(__name__)
@@ -464,6 +464,8 @@ class UpstreamProxy:
         if upload.client_failed or transport is None or transport.is_closing():
             log.debug("client went away during the upload: %s", _describe(exc))
             return _closing(web.Response(status=400))
+        # The app was not reached: the request was not proxied, whatever was decided before.
+        request[OUTCOME] = "upstream_error"
         if isinstance(exc, TimeoutError):
             self._observe(504, started)
             log.warning("upstream timed out: %s", _describe(exc))
