@@ -220,7 +220,10 @@ class SessionConfig:
 @dataclass(frozen=True, kw_only=True)
 class ThrottleConfig:
     account_failures: int = setting(
-        5, doc="Failed sign-ins per account within the window before it is locked.", check=_positive
+        5,
+        doc="Failed sign-ins per account within the window, for each browser that signed in "
+        "to it before and for all others together, before they must wait.",
+        check=_positive,
     )
     address_failures: int = setting(
         20,
@@ -232,6 +235,12 @@ class ThrottleConfig:
     )
     lockout_minutes: float = setting(
         15, doc="How long a locked account or address must wait.", check=_positive
+    )
+    slowdown_seconds: float = setting(
+        30,
+        doc="Wait for devices new to an account once its failures reach account_failures; "
+        "it doubles with each further failure, up to lockout_minutes.",
+        check=_positive,
     )
 
 

@@ -66,7 +66,7 @@ async def open_services(
         on_upstream=metrics.observe_upstream,
         ws_recheck_seconds=config.upstream.websocket_recheck_seconds,
         clock=clock,
-        private_cookies=(cookies.session, cookies.login_nonce),
+        private_cookies=cookies.private,
         drop_underscore_headers=config.upstream.drop_underscore_headers,
     )
     await sessions.follow_revocations()  # from here on, every revocation is followed
@@ -93,6 +93,7 @@ async def open_services(
             max_failures=throttle.account_failures,
             window=throttle.window_minutes * 60,
             lockout=throttle.lockout_minutes * 60,
+            slowdown=min(throttle.slowdown_seconds, throttle.lockout_minutes * 60),
         ),
         address_throttle=ThrottleRule(
             max_failures=throttle.address_failures,
