@@ -264,6 +264,40 @@ async def test_metrics_are_refused_to_other_networks(make_gateway: GatewayFactor
     assert response.status == 404
 
 
+async def test_the_not_found_page_gives_a_reference(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        page = await client.get("/_gateway/no-such-page", headers={"Accept": "text/html"})
+        text = await page.text()
+        problem = await (await client.get("/_gateway/no-such-page")).json(content_type=None)
+    assert page.status == 404
+    assert f"reference <code>{page.headers['X-Request-Id']}</code>" in text
+    assert len(problem["request_id"]) == 32
+
+
+async def test_the_icon_is_served_to_every_browser_and_cached(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway: RunningGateway = await make_gateway(policies=True)
+    gateway.clock.set(1_798_722_000.0)  # after the deadline: the AU user is blocked
+    html = {"Accept": "text/html"}
+    async with gateway.client() as client:
+        for path in ("/_gateway/favicon.ico", "/favicon.ico"):  # signed out
+            icon = await client.get(path, headers=html, allow_redirects=False)
+            assert icon.status == 200, path
+            assert icon.content_type == "image/x-icon"
+            assert (await icon.read())[:4] == b"\x00\x00\x01\x00"  # an ICO file
+            assert "max-age" in icon.headers["Cache-Control"]
+        again = await client.get(
+            "/_gateway/favicon.ico", headers={"If-None-Match": icon.headers["ETag"]}
+        )
+        assert again.status == 304
+        await sign_in(client, email="max@harbour.example")  # blocked from the app
+        blocked = await client.get("/favicon.ico", headers=html, allow_redirects=False)
+        assert blocked.status == 200
+        login = await (await client.get("/_gateway/logout")).text()
+    assert '<link rel="icon" href="/_gateway/favicon.ico">' in login
+
+
 async def test_gateway_session_cookie_never_reaches_the_app(gateway: RunningGateway) -> None:
     async with gateway.client() as client:
         await sign_in(client)

@@ -120,6 +120,7 @@ def create_app(services: Services) -> web.Application:
     add_route(app, "POST", "/_gateway/logout", pages.logout_submit)
     add_get(app, "/_gateway/health", operations.health)
     add_get(app, "/_gateway/metrics", operations.metrics)
+    add_get(app, operations.FAVICON_PATH, operations.favicon)
     interstitial.add_routes(app)
     admin.add_routes(app)
     # [\s\S]: a decoded newline in the path is still the gateway's to answer (".*" stops at one).

@@ -25,6 +25,7 @@ from gateway.policy import Decision, MfaHeader, Outcome
 from gateway.proxy.websocket import is_websocket_upgrade
 from gateway.services import SERVICES, SESSION, Services
 from gateway.signin.sessions import LiveSession
+from gateway.web import operations
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,11 @@ PROMPT_PATH = "/_gateway/mfa/prompt"
 BLOCKED_PATH = "/_gateway/mfa/blocked"
 ENROL_PATH = "/_gateway/mfa/enrol"
 VERIFY_PATH = "/_gateway/mfa/verify"
+
+
+# What browsers ask for on every page they show: answered by the gateway for anyone it will
+# not let through to the app (the app's own icon is for those it does).
+_FAVICON = "/favicon.ico"
 
 
 def identity_headers(live: LiveSession, mfa: MfaHeader) -> dict[str, str]:
@@ -96,6 +102,8 @@ def gate(request: web.Request) -> Awaitable[web.StreamResponse]:
     live = request.get(SESSION)
     if live is None:
         if not public:
+            if raw_path == _FAVICON:
+                return operations.favicon(request)
             return settled(_ask_to_sign_in(request))
         request[OUTCOME] = "public"
         return _forward(request, services, None, {})
@@ -123,6 +131,8 @@ def _pass(
     mfa = _admitted_as(decision)
     if mfa is None:
         if not public:
+            if request.path == _FAVICON:
+                return operations.favicon(request)
             return settled(_hold_back(request, decision))
         request[OUTCOME] = "public"
         return _forward(request, services, None, {})  # held back: public pages as a visitor
