@@ -158,11 +158,14 @@ class _GatewayRequestHandler(web.RequestHandler):
             assert isinstance(transport, asyncio.Transport)
             transport.write(_BUSY)
             transport.close()
-            log.warning("refused a connection: %d already open", server.open_connections)
+            if not server.refusing:  # once per spell of refusals: a flood must not flood logs
+                server.refusing = True
+                log.warning("refusing connections: %d already open", server.open_connections)
             if self._limits.on_refused is not None:
                 self._limits.on_refused()
             return
         self._accepted = True
+        server.refusing = False
         server.open_connections += 1
         super().connection_made(transport)
 
@@ -255,6 +258,7 @@ class _GatewayServer(web.Server):
         super().__init__(*args, **kwargs)
         self.limits = limits
         self.open_connections = 0
+        self.refusing = False
         # web.Server passes everything but these on to each connection's handler.
         self._handler_kwargs = {
             k: v
