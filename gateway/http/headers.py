@@ -396,8 +396,25 @@ def _cookie_name(pair: str) -> str:
 
 _LOOSE_SEPARATORS = re.compile(r"[\s,]+")
 
+# A browser sends the same Cookie header request after request: the filtered value is
+# remembered by (names, header), for headers of at most 1 KiB, in at most 4096 entries.
+_STRIPPED: dict[tuple[frozenset[str], str], str] = {}
+_STRIPPED_MAX_HEADER = 1024
+
 
 def _without_cookies(value: str, names: frozenset[str]) -> str:
+    key = (names, value)
+    found = _STRIPPED.get(key)
+    if found is None:
+        found = _strip_cookies(value, names)
+        if len(value) <= _STRIPPED_MAX_HEADER:
+            if len(_STRIPPED) >= _KINDS_MAX:
+                _STRIPPED.clear()
+            _STRIPPED[key] = found
+    return found
+
+
+def _strip_cookies(value: str, names: frozenset[str]) -> str:
     """A Cookie header value with the named cookies taken out, as :func:`request_cookies`
     reads them: that parse also splits on ``,`` and spaces (``app=1, gw-session=…``), so a
     ``;``-separated part in which it finds one of ``names`` goes whole. The empty string

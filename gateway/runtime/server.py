@@ -189,27 +189,35 @@ class _GatewayRequestHandler(web.RequestHandler):
             self._head_bytes += len(data)
         count = self._request_count
         super().data_received(data)
-        new = self._request_count - count
-        if new and self._messages:
-            # One read can hold a whole head, or the end of one and more: measure each head
-            # the parser completed. What this read held after the last is not counted, so
-            # an unfinished head may overrun the cap by at most one read (asyncio: 256 KiB).
+        if self._request_count != count and self._messages:
+            if self._head_bytes > self._limits.max_head_size and self._completed_too_large(
+                self._request_count - count
+            ):
+                return
+            # What this read held after the last head is not counted, so an unfinished head
+            # may overrun the cap by at most one read (asyncio reads at most 256 KiB).
             self._head_bytes = 0
-            fresh = list(self._messages)[-new:]
-            for index, (message, _) in enumerate(fresh):
-                if isinstance(message, RawRequestMessage) and (
-                    _head_size(message) > self._limits.max_head_size
-                ):
-                    for _ in fresh[index:]:
-                        self._messages.pop()
-                    self._request_count -= len(fresh) - index
-                    self._refuse_head()
-                    return
-            payload = fresh[-1][1]
+            payload = self._messages[-1][1]
             if payload is not EMPTY_PAYLOAD and not payload.is_eof():
                 self._body = payload
         elif self._head_bytes > self._limits.max_head_size and not self._upgraded:
             self._refuse_head()
+
+    def _completed_too_large(self, new: int) -> bool:
+        """Whether one of the ``new`` heads the parser just completed is over the cap (only
+        asked when this read took the count past it: one read can hold a whole head, or the
+        end of one and more); if so, it and those after it are replaced by a 431."""
+        fresh = list(self._messages)[-new:]
+        for index, (message, _) in enumerate(fresh):
+            if isinstance(message, RawRequestMessage) and (
+                _head_size(message) > self._limits.max_head_size
+            ):
+                for _ in fresh[index:]:
+                    self._messages.pop()
+                self._request_count -= len(fresh) - index
+                self._refuse_head()
+                return True
+        return False
 
     def _refuse_head(self) -> None:
         """Queue a 431 as aiohttp queues a parse error, and read nothing more."""

@@ -78,7 +78,7 @@ def gate(request: web.Request) -> Awaitable[web.StreamResponse]:
     services = request.app[SERVICES]
     raw_path = request.raw_path.split("?", 1)[0]
     normalised = normalise_path(raw_path)
-    if normalised is None or in_gateway_namespace(normalised):
+    if normalised is None or (normalised[1:2] == "_" and in_gateway_namespace(normalised)):
         # The second case is a path like /x/../_gateway/… or /_gateway./x: the gateway's own
         # namespace must never reach the app, however it is spelled.
         request[OUTCOME] = "rejected"
