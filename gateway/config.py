@@ -64,6 +64,14 @@ def _hosts(value: tuple[str, ...]) -> str | None:
     return None
 
 
+def _origins(value: tuple[str, ...]) -> str | None:
+    for item in value:
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            return f"{item!r} must be an origin: scheme and host, e.g. 'https://app.example.com'"
+    return None
+
+
 def _paths(value: tuple[str, ...]) -> str | None:
     for item in value:
         if not item.startswith("/") or item.startswith("/_gateway/"):
@@ -99,6 +107,16 @@ class ServerConfig:
     max_field_size: int = setting(
         8190, doc="Longest header field accepted, in bytes; longer gets 431.", check=_positive
     )
+    max_head_size: int = setting(
+        64 * 1024,
+        doc="Largest request head (request line and headers together), in bytes; larger gets 431.",
+        check=_positive,
+    )
+    max_connections: int = setting(
+        1024,
+        doc="Client connections open at once; past it a new one gets 503 and is closed.",
+        check=_positive,
+    )
     max_body_size: int = setting(
         50 * 1024 * 1024,
         doc="Largest request body passed to the app, in bytes; larger gets 413.",
@@ -115,6 +133,11 @@ class ServerConfig:
         (),
         doc="Host header values (host or host:port) the gateway answers; empty allows any.",
         check=_hosts,
+    )
+    websocket_origins: tuple[str, ...] = setting(
+        (),
+        doc="Origins besides the gateway's own whose pages may open WebSockets through it.",
+        check=_origins,
     )
     metrics_allow: tuple[str, ...] = setting(
         ("127.0.0.1/32", "::1/128"),
@@ -149,6 +172,11 @@ class UpstreamConfig:
         (),
         doc="Paths served without sign-in: '/x/' covers a subtree, '/x*' a prefix, else exact.",
         check=_paths,
+    )
+    drop_underscore_headers: bool = setting(
+        True,
+        doc="Never pass on a request header whose name has an underscore (apps fold '_' "
+        "onto '-'); false only for an app that needs such names.",
     )
 
 
@@ -192,7 +220,10 @@ class SessionConfig:
 @dataclass(frozen=True, kw_only=True)
 class ThrottleConfig:
     account_failures: int = setting(
-        5, doc="Failed sign-ins per account within the window before it is locked.", check=_positive
+        5,
+        doc="Failed sign-ins per account within the window, for each browser that signed in "
+        "to it before and for all others together, before they must wait.",
+        check=_positive,
     )
     address_failures: int = setting(
         20,
@@ -204,6 +235,12 @@ class ThrottleConfig:
     )
     lockout_minutes: float = setting(
         15, doc="How long a locked account or address must wait.", check=_positive
+    )
+    slowdown_seconds: float = setting(
+        30,
+        doc="Wait for devices new to an account once its failures reach account_failures; "
+        "it doubles with each further failure, up to lockout_minutes.",
+        check=_positive,
     )
 
 
@@ -290,15 +327,6 @@ class Config:
 SECTIONS: dict[str, type[Any]] = {
     f.name: typing.get_type_hints(Config)[f.name] for f in dataclasses.fields(Config)
 }
-
-
-def settings_table() -> list[tuple[str, str, str]]:
-    """Every setting as (section.key, default, doc): the source for docs and their test."""
-    rows = []
-    for section, cls in SECTIONS.items():
-        for f in dataclasses.fields(cls):
-            rows.append((f"{section}.{f.name}", repr(f.default), str(f.metadata["doc"])))
-    return rows
 
 
 def _coerce(kind: Any, value: Any) -> tuple[Any, str | None]:

@@ -24,12 +24,22 @@ from gateway.store import Store
 class CookieNames:
     session: str
     login_nonce: str
+    device: str
 
     @classmethod
     def for_config(cls, secure: bool) -> CookieNames:
         # With the __Host- prefix a browser refuses the cookie unless Secure, Path=/, no Domain.
         prefix = "__Host-" if secure else ""
-        return cls(session=f"{prefix}gw-session", login_nonce=f"{prefix}gw-login")
+        return cls(
+            session=f"{prefix}gw-session",
+            login_nonce=f"{prefix}gw-login",
+            device=f"{prefix}gw-device",
+        )
+
+    @property
+    def private(self) -> tuple[str, ...]:
+        """The gateway's own cookies: never passed to the app, never set by it."""
+        return (self.session, self.login_nonce, self.device)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from argon2 import PasswordHasher
 from yarl import URL
 
@@ -53,6 +54,28 @@ async def upstream_url() -> AsyncIterator[str]:
     runner, port = await start_site(
         create_sample_app(), "127.0.0.1", 0, max_line_size=8190, max_field_size=8190
     )
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def _echo(request: web.Request) -> web.Response:
+    body = await request.read()
+    return web.json_response(
+        {
+            "method": request.method,
+            "raw_path": request.raw_path,
+            "headers": [[k, v] for k, v in request.headers.items()],
+            "body": body.decode("latin-1"),
+        }
+    )
+
+
+@pytest.fixture
+async def echo_url() -> AsyncIterator[str]:
+    """An app that answers every request with what reached it: every header, as received."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", _echo)
+    runner, port = await start_site(app, "127.0.0.1", 0, max_line_size=8190, max_field_size=8190)
     yield f"http://127.0.0.1:{port}"
     await runner.cleanup()
 

@@ -7,7 +7,7 @@ import shutil
 from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 from gateway.sandbox.demo import DEMO_PASSWORD
 from tests.conftest import GatewayFactory, RunningGateway
@@ -87,15 +87,34 @@ async def test_sign_in_page_fits_a_phone_screen(gateway: RunningGateway, browser
     await context.close()
 
 
+async def sign_in_on_page(page: Page, email: str) -> None:
+    await page.fill("#email", email)
+    await page.fill("#password", DEMO_PASSWORD)
+    await page.click("button[type=submit]")
+
+
+async def test_the_sample_apps_heading_fits_a_phone_screen(
+    gateway: RunningGateway, browser: Browser
+) -> None:
+    context = await browser.new_context(viewport={"width": 320, "height": 640})
+    page = await context.new_page()
+    await page.goto(f"{gateway.url}/")
+    await sign_in_on_page(page, "max@harbour.example")
+    await page.wait_for_selector("#identity")
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 320
+    heading = await page.locator("h1").bounding_box()
+    assert heading is not None
+    assert heading["x"] + heading["width"] <= 320
+    await context.close()
+
+
 async def test_prompted_user_dismisses_the_reminder_and_reaches_the_app(
     make_gateway: GatewayFactory, browser: Browser
 ) -> None:
     gateway: RunningGateway = await make_gateway(policies=True)
     page = await browser.new_page()
     await page.goto(f"{gateway.url}/reports")
-    await page.fill("#email", "max@harbour.example")
-    await page.fill("#password", DEMO_PASSWORD)
-    await page.click("button[type=submit]")
+    await sign_in_on_page(page, "max@harbour.example")
     await page.wait_for_selector("text=Set up two-factor authentication")
     assert "/_gateway/mfa/prompt" in page.url
     assert "9 days left" in (await page.text_content("[role=status]") or "")

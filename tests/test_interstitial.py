@@ -214,3 +214,46 @@ async def test_each_page_sends_the_user_to_the_one_for_their_state(
     assert early.headers["Location"] == "/_gateway/mfa/prompt?next=/a"
     assert late.headers["Location"] == "/_gateway/mfa/blocked?next=/a"
     assert free.headers["Location"] == "/a"
+
+
+async def _page(client: object, path: str) -> str:
+    response = await client.get(path, headers=HTML)  # type: ignore[attr-defined]
+    assert response.status == 200, path
+    return str(await response.text())
+
+
+@pytest.mark.parametrize("path", ["/_gateway/mfa/prompt", "/_gateway/mfa/enrol"])
+async def test_pages_name_methods_in_words_and_the_deadline_once(
+    gateway: RunningGateway, path: str
+) -> None:
+    async with gateway.client() as client:
+        await sign_in(client, email=AU_USER)
+        text = await _page(client, path)
+    assert "au-ato-2fa" not in text  # the policy's id is for admins
+    assert not re.search(r"\b(sms|totp)\b", text)
+    assert "an authenticator app or a text message" in text
+    assert text.count("31 December 2026") == 1
+
+
+async def test_the_blocked_page_names_no_policy_id_or_method_code(
+    gateway: RunningGateway,
+) -> None:
+    gateway.clock.set(DEADLINE)
+    async with gateway.client() as client:
+        await sign_in(client, email=AU_USER)
+        text = await _page(client, "/_gateway/mfa/blocked")
+    assert "au-ato-2fa" not in text
+    assert not re.search(r"\b(sms|totp)\b", text)
+    assert "31 December 2026, 23:59 (Australia/Sydney), has passed" in text
+    assert "set up an authenticator app or a text message" in text
+
+
+async def test_a_user_no_policy_covers_is_told_so_once_on_the_set_up_page(
+    gateway: RunningGateway,
+) -> None:
+    async with gateway.client() as client:
+        await sign_in(client, email=NZ_USER)
+        text = await _page(client, "/_gateway/mfa/enrol")
+    assert "does not need two-factor authentication" in text
+    assert "reminder period" not in text
+    assert "policy" not in text.lower()

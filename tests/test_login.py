@@ -7,6 +7,8 @@ import json
 import re
 from pathlib import Path
 
+import aiohttp
+import pytest
 from yarl import URL
 
 from gateway.sandbox.demo import DEMO_PASSWORD
@@ -119,19 +121,91 @@ async def test_session_id_is_stored_only_as_a_hash(gateway: RunningGateway) -> N
     assert all(raw not in r["id_hash"] for r in rows)
 
 
-async def test_account_is_locked_after_repeated_failures_and_told_when_to_retry(
+async def test_account_is_slowed_after_repeated_failures_and_told_when_to_retry(
     gateway: RunningGateway,
 ) -> None:
     async with gateway.client() as client:
         for _ in range(5):
             assert (await sign_in(client, password="wrong-password!")).status == 401
-        locked = await sign_in(client)  # the right password, but too soon
-        text = await locked.text()
-        assert locked.status == 429
-        assert locked.headers["Retry-After"] == "900"
-        assert "Too many attempts. Try again in 15 minutes." in text
-        gateway.clock.advance(15 * 60)
+        slowed = await sign_in(client)  # the right password, but too soon
+        text = await slowed.text()
+        assert slowed.status == 429
+        assert slowed.headers["Retry-After"] == "30"
+        assert "Too many attempts. Try again in 1 minute." in text
+        gateway.clock.advance(30)
+        assert (await sign_in(client, password="wrong-password!")).status == 401
+        assert (await sign_in(client)).headers["Retry-After"] == "60"  # each wait doubles
+        gateway.clock.advance(60)
         assert (await sign_in(client)).status == 303
+
+
+async def test_waits_for_devices_new_to_the_account_double_up_to_the_lockout(
+    gateway: RunningGateway,
+) -> None:
+    waits = []
+    async with gateway.client() as client:
+        for _ in range(4):
+            assert (await sign_in(client, password="wrong-password!")).status == 401
+        for _ in range(7):
+            assert (await sign_in(client, password="wrong-password!")).status == 401
+            refused = await sign_in(client, password="wrong-password!")
+            assert refused.status == 429
+            waits.append(int(refused.headers["Retry-After"]))
+            gateway.clock.advance(waits[-1])
+    assert waits == [30, 60, 120, 240, 480, 900, 900]
+
+
+def device_cookie_of(client: aiohttp.ClientSession) -> str:
+    (value,) = [c.value for c in client.cookie_jar if c.key == "gw-device"]
+    return value
+
+
+async def test_guesses_from_elsewhere_never_lock_the_owner_out(gateway: RunningGateway) -> None:
+    async with gateway.client() as first:
+        assert (await sign_in(first)).status == 303  # the owner's browser, remembered
+        device = device_cookie_of(first)
+    async with gateway.client() as attacker:
+        statuses = [(await sign_in(attacker, password=f"guess-{n}-pass")).status for n in range(20)]
+    assert statuses.count(401) == 5
+    assert statuses.count(429) == 15
+    async with gateway.client() as owner:
+        owner.cookie_jar.update_cookies({"gw-device": device}, gateway.url)
+        assert (await sign_in(owner)).status == 303
+
+
+async def test_a_known_device_has_an_allowance_of_its_own(gateway: RunningGateway) -> None:
+    async with gateway.client() as first:
+        assert (await sign_in(first)).status == 303
+        device = device_cookie_of(first)
+    async with gateway.client() as owner:
+        owner.cookie_jar.update_cookies({"gw-device": device}, gateway.url)
+        for _ in range(5):
+            assert (await sign_in(owner, password="wrong-password!")).status == 401
+        locked = await sign_in(owner)
+        assert locked.status == 429
+        assert locked.headers["Retry-After"] == "900"  # its own allowance locks, as before
+    async with gateway.client() as other:
+        assert (await sign_in(other)).status == 303  # the shared allowance is untouched
+
+
+@pytest.mark.parametrize("forged", ["moved", "made-up", "garbage"])
+async def test_a_device_cookie_counts_only_for_its_own_account(
+    gateway: RunningGateway, forged: str
+) -> None:
+    async with gateway.client() as first:
+        assert (await sign_in(first, email="max@harbour.example")).status == 303
+        max_device = device_cookie_of(first)
+    cookie = {
+        "moved": max_device,  # issued for another account
+        "made-up": max_device.split(".")[0] + "." + "0" * 64,
+        "garbage": "x",
+    }[forged]
+    async with gateway.client() as attacker:
+        for n in range(5):
+            assert (await sign_in(attacker, password=f"guess-{n}-pass")).status == 401
+    async with gateway.client() as pretender:
+        pretender.cookie_jar.update_cookies({"gw-device": cookie}, gateway.url)
+        assert (await sign_in(pretender)).status == 429
 
 
 async def test_client_address_is_locked_after_failures_across_accounts(

@@ -91,14 +91,12 @@ async def test_oversize_upload_after_the_response_started_cuts_the_connection(
 
 async def test_a_stalled_upload_gets_408_after_the_read_timeout() -> None:
     async with make_stack(read_timeout=0.2) as quick:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
+        # Without the timeout nobody would answer, and raw_exchange would give up at 5 s.
         raw = await raw_exchange(
             quick.front_port,
             b"POST /echo HTTP/1.1\r\nHost: gw\r\nContent-Length: 10\r\n\r\nabc",
         )
         assert status_of(raw) == 408
-        assert loop.time() - started < 2
         assert quick.state.bodies == []
 
 

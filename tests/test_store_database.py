@@ -302,7 +302,10 @@ async def test_reads_never_see_another_coroutines_uncommitted_writes(db: SqliteD
     writing = asyncio.create_task(writer())
     await written.wait()
     reading = asyncio.create_task(_org_count(db))
-    await asyncio.sleep(0.05)
+    # Let the read go as far as it can: a read that did not wait for the transaction would
+    # queue its query on the connection now, ahead of the rollback, and count the row.
+    for _ in range(5):
+        await asyncio.sleep(0)
     assert not reading.done(), "the read should wait for the open transaction"
     release.set()
     with pytest.raises(RuntimeError):
@@ -466,7 +469,7 @@ async def test_a_transaction_cannot_be_used_after_its_block(db: SqliteDatabase) 
 
 async def test_statement_count_rises_with_each_query_and_not_otherwise(db: SqliteDatabase) -> None:
     before = db.statement_count
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # nothing runs statements behind the caller's back
     assert db.statement_count == before
     await db.fetch_one("SELECT 1")
     assert db.statement_count == before + 1
@@ -504,16 +507,22 @@ async def test_close_waits_for_the_open_transaction_to_commit(
     db: SqliteDatabase, tmp_path: Path
 ) -> None:
     started = asyncio.Event()
+    proceed = asyncio.Event()
 
     async def writer() -> None:
         async with db.transaction() as tx:
             started.set()
-            await asyncio.sleep(0.05)
+            await proceed.wait()
             await _insert_org(tx, "org_1", "One")
 
     task = asyncio.create_task(writer())
     await started.wait()
-    await db.close()
+    closing = asyncio.create_task(db.close())  # asked to close mid-transaction
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not closing.done()
+    proceed.set()
+    await closing
     await task
     reopened = await SqliteDatabase.open(tmp_path / "gateway.sqlite3")
     try:

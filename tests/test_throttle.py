@@ -10,10 +10,10 @@ from gateway.store.records import ThrottleState
 RULE = ThrottleRule(max_failures=3, window=60.0, lockout=300.0)
 
 
-def fail_at(*times: float) -> ThrottleState | None:
+def fail_at(*times: float, rule: ThrottleRule = RULE) -> ThrottleState | None:
     state: ThrottleState | None = None
     for t in times:
-        state = after_failure(state, RULE, t)
+        state = after_failure(state, rule, t)
     return state
 
 
@@ -61,3 +61,44 @@ def test_refund_takes_back_one_attempt_and_lifts_a_lock_it_caused() -> None:
     assert refund(state, RULE) == ThrottleState(failures=2, window_started_at=0.0, locked_until=0.0)
     assert refund(fail_at(0.0), RULE) is None
     assert refund(None, RULE) is None
+
+
+SLOWED = ThrottleRule(max_failures=3, window=60.0, lockout=300.0, slowdown=10.0)
+
+
+@pytest.mark.parametrize(
+    ("times", "now", "wait"),
+    [
+        ((0.0, 1.0), 1.0, 0.0),
+        ((0.0, 1.0, 2.0), 2.0, 10.0),  # the limit reached: a short wait, not the lockout
+        ((0.0, 1.0, 2.0, 12.0), 12.0, 20.0),  # then each wait doubles
+        ((0.0, 1.0, 2.0, 12.0, 32.0), 32.0, 40.0),
+        ((0.0, 1.0, 2.0, 12.0, 32.0, 72.0, 152.0), 152.0, 160.0),
+        ((0.0, 1.0, 2.0, 12.0, 32.0, 72.0, 152.0, 312.0), 312.0, 300.0),  # up to the lockout
+        ((0.0, 1.0, 2.0, 12.0, 32.0, 72.0, 152.0, 312.0, 612.0), 612.0, 300.0),
+        # Quiet for a window after the last wait ended: counting starts over.
+        ((0.0, 1.0, 2.0, 72.0), 72.0, 0.0),
+        # Failures spread out more than a window apart never add up.
+        ((0.0, 61.0, 122.0, 183.0), 183.0, 0.0),
+    ],
+)
+def test_a_slowing_rule_makes_each_wait_longer_instead_of_locking(
+    times: tuple[float, ...], now: float, wait: float
+) -> None:
+    assert retry_after(fail_at(*times, rule=SLOWED), now) == wait
+
+
+def test_a_slowing_rule_counts_while_waits_keep_coming() -> None:
+    state = fail_at(0.0, 1.0, 2.0, 12.0, 32.0, 72.0, rule=SLOWED)  # no quiet window since the first
+    assert state is not None
+    assert state.failures == 6
+
+
+def test_locking_gives_the_same_limit_without_the_slowdown() -> None:
+    assert SLOWED.locking() == RULE
+
+
+@pytest.mark.parametrize("slowdown", [0.0, -1.0, 301.0])
+def test_a_slowdown_must_be_positive_and_within_the_lockout(slowdown: float) -> None:
+    with pytest.raises(ValueError, match="invalid throttle rule"):
+        ThrottleRule(max_failures=3, window=60.0, lockout=300.0, slowdown=slowdown)

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TypeAlias, TypeVar
 
+from aiohttp._cookie_helpers import parse_cookie_header
 from multidict import CIMultiDict, istr
 
 IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -67,10 +68,68 @@ _FORWARDING_PREFIX = "x-forwarded-"
 # client, and passing it on would make the upstream send an interim 100 that nobody wants.
 _HANDLED_HERE: frozenset[str] = frozenset({"host", "expect"})
 
+# Headers that other proxies and identity-aware front ends set to tell an app who the user
+# is or which URL was "really" asked for (nginx, oauth2-proxy, Authelia, Grafana, Kong,
+# Azure App Service, Google IAP, AWS ALB, Cloudflare Access, IIS URL rewrite). Behind this
+# gateway they can only come from the client, so they never reach the app, from any peer,
+# in any spelling. The README lists them.
+OTHER_PROXIES_HEADERS: frozenset[str] = frozenset(
+    {
+        "x-original-url",
+        "x-original-uri",
+        "x-rewrite-url",
+        "x-remote-user",
+        "x-remote-email",
+        "x-remote-groups",
+        "x-remote-name",
+        "remote-user",
+        "remote-email",
+        "remote-groups",
+        "remote-name",
+        "x-auth-request-user",
+        "x-auth-request-email",
+        "x-auth-request-preferred-username",
+        "x-auth-request-groups",
+        "x-auth-request-access-token",
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-forwarded-preferred-username",
+        "x-forwarded-groups",
+        "x-forwarded-access-token",
+        "x-webauth-user",
+        "x-authenticated-user",
+        "x-authenticated-userid",
+        "x-ms-client-principal",
+        "x-ms-client-principal-id",
+        "x-ms-client-principal-name",
+        "x-ms-client-principal-idp",
+        "x-goog-authenticated-user-email",
+        "x-goog-authenticated-user-id",
+        "x-goog-iap-jwt-assertion",
+        "x-amzn-oidc-identity",
+        "x-amzn-oidc-data",
+        "x-amzn-oidc-accesstoken",
+        "cf-access-authenticated-user-email",
+        "cf-access-jwt-assertion",
+    }
+)
+
+# Names whose meaning the gateway relies on: spelled any other way (``Transfer_Encoding``,
+# ``HTTP_COOKIE``, ``Content.Length``) they are dropped, so an app that folds the spelling
+# cannot be handed a framing, host or cookie header the gateway never checked.
+_FOLDED_AWAY: frozenset[str] = HOP_BY_HOP | _HANDLED_HERE | {"content-length", "cookie"}
+
+_CGI_PREFIX = "http-"
+_DIGITS = re.compile(r"[0-9]+")
+
 
 def _canonical(name: str) -> str:
-    """The spelling a CGI/WSGI-style app would collapse ``name`` to (``_`` and ``-`` alike)."""
-    return name.strip().lower().replace("_", "-")
+    """The name a CGI/WSGI-style app or framework could fold ``name`` onto: case, ``_`` and
+    ``.`` for ``-``, and the ``HTTP_`` prefix of a CGI environment all ignored."""
+    canonical = name.strip().lower().replace("_", "-").replace(".", "-")
+    if canonical.startswith(_CGI_PREFIX):
+        canonical = canonical[len(_CGI_PREFIX) :]
+    return canonical
 
 
 def is_gateway_header(name: str) -> bool:
@@ -98,7 +157,7 @@ def _values(headers: Mapping[str, str], lower_name: str) -> list[str]:
 
 # What the request rewrite does with a header, by the name's exact spelling. Client header
 # names come from a small set, so each spelling is classified once and then looked up.
-_DROP = 0  # hop-by-hop, handled here, the gateway's namespace, X-Request-Id
+_DROP = 0  # hop-by-hop, handled here, the gateway's namespace, X-Request-Id, other proxies'
 _PASS = 1
 _COOKIE = 2
 _FORWARDING = 3  # kept from a trusted peer in the real spelling only
@@ -107,8 +166,10 @@ _FORWARDING = 3  # kept from a trusted peer in the real spelling only
 # it does not extend would give the app two accounts of the hops that disagree.
 _FORWARDING_ALIAS = 4
 _XFF = 5  # X-Forwarded-For itself, from a trusted peer joined into the chain
+_LENGTH = 6  # Content-Length, passed on as the number it is (no leading zeros)
 
-_Kind: TypeAlias = tuple[int, str, str]  # (what to do, lower-cased name, canonical name)
+# (what to do, lower-cased name, canonical name, whether the name has an underscore)
+_Kind: TypeAlias = tuple[int, str, str, bool]
 _KINDS: dict[str, _Kind] = {}
 # Past this many spellings, or for a longer name, classify without remembering: the tables
 # stay small (at most 4096 names of 64 characters) whatever names clients and the app send.
@@ -126,9 +187,16 @@ def _remember(table: dict[str, _T], name: str, kind: _T) -> _T:
 def _classify(name: str) -> _Kind:
     lower = name.lower()
     canonical = _canonical(name)
-    dropped = lower in HOP_BY_HOP or lower in _HANDLED_HERE
+    dropped = (
+        lower in HOP_BY_HOP
+        or lower in _HANDLED_HERE
+        or (lower != canonical and canonical in _FOLDED_AWAY)
+        or canonical in OTHER_PROXIES_HEADERS
+    )
     if dropped or canonical.startswith(IDENTITY_HEADER_PREFIX) or canonical == "x-request-id":
         kind = _DROP
+    elif lower == "content-length":
+        kind = _LENGTH
     elif lower == "cookie":
         kind = _COOKIE
     elif _is_forwarding(canonical):
@@ -140,7 +208,7 @@ def _classify(name: str) -> _Kind:
             kind = _FORWARDING
     else:
         kind = _PASS
-    return _remember(_KINDS, name, (kind, lower, canonical))
+    return _remember(_KINDS, name, (kind, lower, canonical, "_" in name))
 
 
 # The canonical names of an identity mapping's keys that the gateway prefix does not cover
@@ -174,6 +242,7 @@ def request_headers_for_upstream(
     real_ip: str | None = None,
     private_cookies: frozenset[str] = frozenset(),
     forwarding: bool = True,
+    drop_underscores: bool = True,
 ) -> CIMultiDict[str]:
     """The headers to send upstream for a client request that arrived with ``headers``.
 
@@ -181,7 +250,10 @@ def request_headers_for_upstream(
     X-Forwarded-For, as every proxy hop does); ``real_ip`` is the end client found by
     :func:`client_address` (sent as X-Real-IP; defaults to ``client_addr``). ``host`` and
     ``scheme`` are what the client used to reach the gateway. Cookies named in
-    ``private_cookies`` (the gateway's own session) are taken out of Cookie headers.
+    ``private_cookies`` (the gateway's own session) are taken out of Cookie headers. With
+    ``drop_underscores`` no header whose name has an underscore is passed on (nginx's
+    default): apps and frameworks fold ``_`` onto ``-``. Other proxies' identity and
+    rewrite headers (:data:`OTHER_PROXIES_HEADERS`) are never passed on.
 
     Host is not forwarded: the HTTP client sends the upstream's own host, and the original
     one travels in X-Forwarded-Host (nginx's default, ``Host $proxy_host``). The app then
@@ -209,10 +281,14 @@ def request_headers_for_upstream(
             if found[1] == "connection" and connection_named is None:
                 connection_named = _connection_tokens(headers)
             continue
-        if identity_extra and found[2] in identity_extra:
+        if (identity_extra and found[2] in identity_extra) or (drop_underscores and found[3]):
             continue
         if kind == _PASS:
             pairs.append((name, value))
+        elif kind == _LENGTH:
+            # The parser accepted it as a number; the app gets that number, not "007".
+            if _DIGITS.fullmatch(value):
+                pairs.append((name, str(int(value))))
         elif kind == _COOKIE:
             if private_cookies:
                 kept = _without_cookies(value, private_cookies)
@@ -287,9 +363,10 @@ def _add_forwarding(
         out[X_REAL_IP] = real
 
 
-# Response header names, by exact spelling: 0 relay, 1 hop-by-hop (2: Connection itself),
-# 3 Set-Cookie (relayed unless it names a private cookie). Upstream responses reuse a few
-# names, so each spelling is lowered and looked up once.
+# Response header names, by exact spelling: 0 relay, 1 not relayed (hop-by-hop, and Server:
+# the gateway names no software, its own or the app's; 2: Connection itself), 3 Set-Cookie
+# (relayed unless it names a private cookie). Upstream responses reuse a few names, so each
+# spelling is lowered and looked up once.
 _RELAY, _HOP, _CONNECTION, _SET_COOKIE = 0, 1, 2, 3
 _RESPONSE_KINDS: dict[str, int] = {}
 
@@ -298,7 +375,7 @@ def _response_kind(name: str) -> int:
     lower = name.lower()
     if lower == "connection":
         kind = _CONNECTION
-    elif lower in HOP_BY_HOP:
+    elif lower in HOP_BY_HOP or lower == "server":
         kind = _HOP
     elif lower == "set-cookie":
         kind = _SET_COOKIE
@@ -339,14 +416,49 @@ def _cookie_name(pair: str) -> str:
     return pair.split("=", 1)[0].strip()
 
 
+_LOOSE_SEPARATORS = re.compile(r"[\s,]+")
+
+# A browser sends the same Cookie header request after request: the filtered value is
+# remembered by (names, header), for headers of at most 1 KiB, in at most 4096 entries.
+_STRIPPED: dict[tuple[frozenset[str], str], str] = {}
+_STRIPPED_MAX_HEADER = 1024
+
+
 def _without_cookies(value: str, names: frozenset[str]) -> str:
-    """A Cookie header value with the named cookies taken out."""
+    key = (names, value)
+    found = _STRIPPED.get(key)
+    if found is None:
+        found = _strip_cookies(value, names)
+        if len(value) <= _STRIPPED_MAX_HEADER:
+            if len(_STRIPPED) >= _KINDS_MAX:
+                _STRIPPED.clear()
+            _STRIPPED[key] = found
+    return found
+
+
+def _strip_cookies(value: str, names: frozenset[str]) -> str:
+    """A Cookie header value with the named cookies taken out, as :func:`request_cookies`
+    reads them: that parse also splits on ``,`` and spaces (``app=1, gw-session=…``), so a
+    ``;``-separated part in which it finds one of ``names`` goes whole. The empty string
+    when nothing is left, or when the parse would still find one of ``names`` in the rest.
+    """
+    plain = _SIMPLE_COOKIE_HEADER.fullmatch(value) is not None
     kept = []
     for part in value.split(";"):
         part = part.strip()
-        if part and part.partition("=")[0].rstrip() not in names:
-            kept.append(part)
-    return "; ".join(kept)
+        if not part or part.partition("=")[0].rstrip() in names:
+            continue
+        if not plain and (
+            not names.isdisjoint(request_cookies(part))
+            # Also what an app splitting on "," or spaces might read as a cookie name.
+            or any(t.partition("=")[0] in names for t in _LOOSE_SEPARATORS.split(part))
+        ):
+            continue
+        kept.append(part)
+    header = "; ".join(kept)
+    if not plain and not names.isdisjoint(request_cookies(header)):
+        return ""
+    return header
 
 
 # A Cookie header as browsers send it: name=value pairs of plain characters, "; " between.
@@ -366,6 +478,15 @@ def simple_cookies(header: str) -> dict[str, str] | None:
     if _SIMPLE_COOKIE_HEADER.fullmatch(header) is None:
         return None
     return dict(pair.split("=", 1) for pair in header.split("; "))
+
+
+def request_cookies(header: str) -> dict[str, str]:
+    """The cookies in a Cookie header value: the one reading that finds the gateway's session
+    and that takes it out before the request goes on (aiohttp's own, as ``request.cookies``)."""
+    plain = simple_cookies(header)
+    if plain is not None:
+        return plain
+    return {name: morsel.value for name, morsel in parse_cookie_header(header)}
 
 
 def _parse_ip(text: str) -> IPAddress | None:

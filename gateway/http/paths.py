@@ -8,9 +8,17 @@ from collections.abc import Iterable
 
 # Everything under /_gateway/ is the gateway's own: never relayed, never a redirect target.
 GATEWAY_ROOT = "/_gateway"
-GATEWAY_PATHS = GATEWAY_ROOT + "/"
 
 _PERCENT = re.compile(rb"%([0-9A-Fa-f]{2})")
+
+
+def in_gateway_namespace(path: str) -> bool:
+    """Whether a normalised path names the gateway's namespace, as the gateway or an app
+    could read its first segment: ``/_gateway`` itself, any case, and with the trailing dots
+    and spaces that some servers (IIS, Windows file systems) drop (``/_gateway./x``)."""
+    first = path[1:].split("/", 1)[0]
+    return first.rstrip(". ").lower() == GATEWAY_ROOT[1:]
+
 
 # Characters that, once decoded, mean different things to different upstreams: "/" and
 # "\" as separators (Tomcat, IIS, Go and Node disagree), "%" as a second round of decoding,
@@ -126,14 +134,6 @@ class PathRules:
                 exact.add(body)
         self._exact = frozenset(exact)
         self._prefixes = tuple(prefixes)
-
-    @property
-    def prefixes(self) -> tuple[str, ...]:
-        return self._prefixes
-
-    @property
-    def exact(self) -> frozenset[str]:
-        return self._exact
 
     def is_public(self, raw_path: str) -> bool:
         path = normalise_path(raw_path)

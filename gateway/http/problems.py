@@ -19,7 +19,7 @@ _RESERVED = frozenset({"type", "title", "status", "detail"})
 
 # Error pages need nothing but their own inline style: no scripts, no frames, no forms.
 _ERROR_PAGE_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
 

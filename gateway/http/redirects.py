@@ -6,7 +6,7 @@ import re
 import string
 from urllib.parse import unquote_to_bytes
 
-from gateway.http.paths import GATEWAY_PATHS, GATEWAY_ROOT, normalise_path
+from gateway.http.paths import in_gateway_namespace, normalise_path
 
 MAX_NEXT_LENGTH = 2048
 
@@ -44,6 +44,6 @@ def safe_next(value: str | None, default: str = "/") -> str:
     path = normalise_path(value.split("#", 1)[0])
     if path is None:
         return default
-    if path == GATEWAY_ROOT or path.startswith(GATEWAY_PATHS):
+    if in_gateway_namespace(path):
         return default
     return value

@@ -132,12 +132,20 @@ class Metrics:
         )
         if statements is not None:
             self.statements.set_function(statements)
+        self.connections_refused = Counter(
+            "gateway_connections_refused",
+            "Client connections refused because [server] max_connections were open.",
+            registry=self.registry,
+        )
         self.logins = Counter(
             "gateway_logins",
             "Sign-in attempts by result.",
             ["result"],
             registry=self.registry,
         )
+
+    def refuse_connection(self) -> None:
+        self.connections_refused.inc()
 
     def count(self, outcome: str) -> None:
         self._requests[outcome] += 1  # KeyError for an outcome not in OUTCOMES, as before

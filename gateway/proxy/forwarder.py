@@ -21,7 +21,7 @@ from gateway.http.headers import (
     response_headers_for_client,
 )
 from gateway.http.problems import body_stalled, problem_response
-from gateway.http.requests import CLIENT_SEEN, settled
+from gateway.http.requests import CLIENT_SEEN, OUTCOME, settled
 from gateway.proxy.refusals import Refusal, refuse, too_large
 from gateway.proxy.websocket import StillAllowed, is_websocket_upgrade, relay_websocket
 
@@ -136,6 +136,7 @@ class UpstreamProxy:
         ws_recheck_seconds: float = 15.0,
         clock: Callable[[], float] = time.time,
         private_cookies: Iterable[str] = (),
+        drop_underscore_headers: bool = True,
     ) -> None:
         """``forwarding``: add X-Forwarded-For, -Proto, -Host and X-Real-IP (extending those
         of a peer in ``trusted_proxies``), as the front listener does; without it, the
@@ -166,6 +167,7 @@ class UpstreamProxy:
         self._ws_recheck_seconds = ws_recheck_seconds
         self._clock = clock
         self._private_cookies = frozenset(private_cookies)
+        self._drop_underscores = drop_underscore_headers
 
     def forward(
         self,
@@ -215,6 +217,7 @@ class UpstreamProxy:
             real_ip=real_ip,
             private_cookies=self._private_cookies,
             forwarding=self._forwarding,
+            drop_underscores=self._drop_underscores,
         )
         # encoded=True: the path and query go upstream byte for byte, never re-normalised.
         url = URL(self._origin + request.raw_path, encoded=True)
@@ -373,6 +376,8 @@ class UpstreamProxy:
         if upload.client_failed or transport is None or transport.is_closing():
             log.debug("client went away during the upload: %s", _describe(exc))
             return _closing(web.Response(status=400))
+        # The app was not reached: the request was not proxied, whatever was decided before.
+        request[OUTCOME] = "upstream_error"
         if isinstance(exc, TimeoutError):
             self._observe(request, 504, _NO_HEADERS, started)
             log.warning("upstream timed out: %s", _describe(exc))

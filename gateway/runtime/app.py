@@ -19,6 +19,7 @@ from gateway.http.paths import PathRules
 from gateway.ops.metrics import Metrics
 from gateway.proxy.forwarder import Answered, ExchangeObserver, UpstreamProxy
 from gateway.runtime.listeners import HttpListener
+from gateway.runtime.server import ClientLimits
 from gateway.services import SERVICES, CookieNames, Services
 from gateway.signin.local import LocalAccounts
 from gateway.signin.sessions import SessionLimits, SessionManager
@@ -76,7 +77,8 @@ async def _build_services(
         observer=ExchangeObserver(answered=_upstream_latency(metrics.observe_upstream)),
         ws_recheck_seconds=config.upstream.websocket_recheck_seconds,
         clock=clock,
-        private_cookies=(cookies.session, cookies.login_nonce),
+        private_cookies=cookies.private,
+        drop_underscore_headers=config.upstream.drop_underscore_headers,
     )
     await sessions.follow_revocations()  # from here on, every revocation is followed
     book = PolicyBook(store)
@@ -100,6 +102,7 @@ async def _build_services(
             max_failures=throttle.account_failures,
             window=throttle.window_minutes * 60,
             lockout=throttle.lockout_minutes * 60,
+            slowdown=min(throttle.slowdown_seconds, throttle.lockout_minutes * 60),
         ),
         address_throttle=ThrottleRule(
             max_failures=throttle.address_failures,
@@ -138,6 +141,7 @@ def create_front_app(services: Services) -> web.Application:
     add_route(app, "POST", "/_gateway/logout", pages.logout_submit)
     add_get(app, "/_gateway/health", operations.health)
     add_get(app, "/_gateway/metrics", operations.metrics)
+    add_get(app, operations.FAVICON_PATH, operations.favicon)
     interstitial.add_routes(app)
     admin.add_routes(app)
     # [\s\S]: a decoded newline in the path is still the gateway's to answer (".*" stops at one).
@@ -158,4 +162,5 @@ def front_listener(services: Services) -> HttpListener:
         max_line_size=server.max_line_size,
         max_field_size=server.max_field_size,
         idle_timeout=server.idle_timeout,
+        limits=ClientLimits.for_server(server, services.metrics.refuse_connection),
     )

@@ -7,7 +7,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from gateway.runtime.server import start_site
+from gateway.runtime.server import ClientLimits, start_site
 
 
 class Listener(Protocol):
@@ -50,6 +50,7 @@ class HttpListener:
         max_field_size: int,
         idle_timeout: float,
         shutdown_timeout: float = 10.0,
+        limits: ClientLimits | None = None,
     ) -> None:
         self._name = name
         self._app = app
@@ -59,6 +60,7 @@ class HttpListener:
         self._max_field_size = max_field_size
         self._idle_timeout = idle_timeout
         self._shutdown_timeout = shutdown_timeout
+        self._limits = limits
         self._runner: web.AppRunner | None = None
 
     @property
@@ -95,6 +97,7 @@ class HttpListener:
             max_field_size=self._max_field_size,
             idle_timeout=self._idle_timeout,
             shutdown_timeout=self._shutdown_timeout,
+            limits=self._limits,
         )
 
     async def stop(self) -> None:

@@ -11,9 +11,11 @@ PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Sample app</title>
+<link rel="icon" href="/_gateway/favicon.ico">
 <style>
  body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 40rem;
         margin: 2rem auto; padding: 0 1rem; }}
+ h1 {{ overflow-wrap: anywhere; }}
  table {{ border-collapse: collapse; width: 100%; }}
  td, th {{ border-bottom: 1px solid #ddd; padding: .4rem; text-align: left;
           word-break: break-all; }}

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Mapping
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.http.headers import client_address, simple_cookies
+from gateway.http.headers import claimed_hosts, client_address, request_cookies
 from gateway.http.problems import body_stalled, problem_response
 from gateway.http.requests import CLIENT_ADDR, CLIENT_SEEN, OUTCOME, REQUEST_ID
 from gateway.services import SERVICES, SESSION
@@ -82,11 +82,8 @@ class _SessionHashes:
             return known[key]
         except KeyError:
             pass
-        # aiohttp's request.cookies parses every cookie (Morsels and all); a plain header,
-        # the usual kind, is read directly, with the same result.
-        plain = simple_cookies(header)
-        cookies: Mapping[str, str] = request.cookies if plain is None else plain
-        raw_id = cookies.get(cookie_name)
+        # The same reading as the one that takes the session out of what the app is sent.
+        raw_id = request_cookies(header).get(cookie_name)
         id_hash = hash_session_id(raw_id) if raw_id else None
         if len(header) <= self.MAX_HEADER and header.isascii():  # so at most 1 KiB each
             if len(known) >= self.MAX_ENTRIES:
@@ -145,15 +142,21 @@ def in_context(handler: Handler) -> Handler:
         request[REQUEST_ID] = request_id
         status = 500
         try:
-            id_hash = _session_hash(request, services.cookies.session)
-            if id_hash is not None:
-                sessions = services.sessions
-                live = sessions.warm(id_hash)
-                if live is None:
-                    live = await sessions.lookup_hash(id_hash)
-                if live is not None:
-                    request[SESSION] = live
-            response = await handler(request)
+            response: web.StreamResponse
+            allowed_hosts = services.config.server.allowed_hosts
+            if allowed_hosts and not _hosts_allowed(request, allowed_hosts, trusted):
+                request[OUTCOME] = "rejected"
+                response = _unknown_host(request)
+            else:
+                id_hash = _session_hash(request, services.cookies.session)
+                if id_hash is not None:
+                    sessions = services.sessions
+                    live = sessions.warm(id_hash)
+                    if live is None:
+                        live = await sessions.lookup_hash(id_hash)
+                    if live is not None:
+                        request[SESSION] = live
+                response = await handler(request)
             status = response.status
             if not response.prepared:
                 response.headers["X-Request-Id"] = request_id
@@ -210,6 +213,28 @@ def in_context(handler: Handler) -> Handler:
 
     setattr(handle, _IN_CONTEXT, True)
     return handle
+
+
+# Load balancers probe health by address, not by the public host name.
+_ANY_HOST_PATH = "/_gateway/health"
+
+
+def _hosts_allowed(request: web.Request, allowed: tuple[str, ...], trusted: bool) -> bool:
+    """Whether every host the request names is in ``allowed`` (the gateway's own pages build
+    links from the Host too, and the app builds password resets and redirects from it)."""
+    if request.path == _ANY_HOST_PATH:
+        return True
+    return all(host in allowed for host in claimed_hosts(request.headers, trusted_proxy=trusted))
+
+
+def _unknown_host(request: web.Request) -> web.Response:
+    return problem_response(
+        request,
+        status=421,
+        slug="unknown-host",
+        title="Unknown host",
+        detail="This gateway does not serve that host name.",
+    )
 
 
 def add_route(app: web.Application, method: str, path: str, handler: Handler) -> None:

@@ -16,14 +16,16 @@ from gateway.http.headers import (
     X_GATEWAY_TOKEN,
     X_GATEWAY_USER_EMAIL,
     X_GATEWAY_USER_ID,
-    claimed_hosts,
 )
-from gateway.http.paths import GATEWAY_PATHS, normalise_path
+from gateway.http.origins import origin_allowed
+from gateway.http.paths import in_gateway_namespace, normalise_path
 from gateway.http.problems import problem_response, wants_html
 from gateway.http.requests import CLIENT_SEEN, OUTCOME, REQUEST_ID, settled
 from gateway.policy import Decision, MfaHeader, Outcome
+from gateway.proxy.websocket import is_websocket_upgrade
 from gateway.services import SERVICES, SESSION, Services
 from gateway.signin.sessions import LiveSession
+from gateway.web import operations
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,11 @@ PROMPT_PATH = "/_gateway/mfa/prompt"
 BLOCKED_PATH = "/_gateway/mfa/blocked"
 ENROL_PATH = "/_gateway/mfa/enrol"
 VERIFY_PATH = "/_gateway/mfa/verify"
+
+
+# What browsers ask for on every page they show: answered by the gateway for anyone it will
+# not let through to the app (the app's own icon is for those it does).
+_FAVICON = "/favicon.ico"
 
 
 def identity_headers(live: LiveSession, mfa: MfaHeader) -> dict[str, str]:
@@ -69,24 +76,11 @@ def gate(request: web.Request) -> Awaitable[web.StreamResponse]:
     out (which may read the store) goes through :func:`_decide_then_pass`.
     """
     services = request.app[SERVICES]
-    allowed_hosts = services.config.server.allowed_hosts
-    if allowed_hosts and not _hosts_allowed(request, allowed_hosts):
-        # The app builds links (password resets, redirects) from the forwarded Host.
-        request[OUTCOME] = "rejected"
-        return settled(
-            problem_response(
-                request,
-                status=421,
-                slug="unknown-host",
-                title="Unknown host",
-                detail="This gateway does not serve that host name.",
-            )
-        )
     raw_path = request.raw_path.split("?", 1)[0]
     normalised = normalise_path(raw_path)
-    if normalised is None or normalised.startswith(GATEWAY_PATHS):
-        # The second case is a path like /x/../_gateway/…: the gateway's own namespace must
-        # never reach the app, however it is spelled.
+    if normalised is None or (normalised[1:2] == "_" and in_gateway_namespace(normalised)):
+        # The second case is a path like /x/../_gateway/… or /_gateway./x: the gateway's own
+        # namespace must never reach the app, however it is spelled.
         request[OUTCOME] = "rejected"
         return settled(
             problem_response(
@@ -97,6 +91,10 @@ def gate(request: web.Request) -> Awaitable[web.StreamResponse]:
                 detail="The request path cannot be interpreted safely.",
             )
         )
+    if "Upgrade" in request.headers and is_websocket_upgrade(request.method, request.headers):
+        refusal = _cross_origin_socket(request, services)
+        if refusal is not None:
+            return settled(refusal)
     # The app receives the raw path, and apps differ in how they read `..`, `;` and escapes:
     # only a path already in normal form can skip sign-in, so what is judged public is
     # exactly what the app is sent.
@@ -104,6 +102,8 @@ def gate(request: web.Request) -> Awaitable[web.StreamResponse]:
     live = request.get(SESSION)
     if live is None:
         if not public:
+            if raw_path == _FAVICON:
+                return operations.favicon(request)
             return settled(_ask_to_sign_in(request))
         request[OUTCOME] = "public"
         return _forward(request, services, None, {})
@@ -131,6 +131,8 @@ def _pass(
     mfa = _admitted_as(decision)
     if mfa is None:
         if not public:
+            if request.path == _FAVICON:
+                return operations.favicon(request)
             return settled(_hold_back(request, decision))
         request[OUTCOME] = "public"
         return _forward(request, services, None, {})  # held back: public pages as a visitor
@@ -169,10 +171,32 @@ def _forward(
     )
 
 
-def _hosts_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
+def _cross_origin_socket(request: web.Request, services: Services) -> web.Response | None:
+    """403 for a WebSocket upgrade from a page on another origin, else None.
+
+    The browser sends the user's cookies with the upgrade whatever page asks for it, and
+    WebSockets have no CORS: without this check any site could talk to the app as the user.
+    """
     seen = request.get(CLIENT_SEEN)
-    trusted = seen[1] if seen is not None else False
-    return all(host in allowed for host in claimed_hosts(request.headers, trusted_proxy=trusted))
+    trusted = seen is not None and seen[1]
+    headers = request.headers
+    scheme, host = request.scheme, headers.get("Host", "")
+    if trusted:
+        # What the browser used, as the trusted proxy in front tells it.
+        scheme = headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip()
+        host = headers.get("X-Forwarded-Host", host).split(",")[0].strip()
+    allowed = services.config.server.websocket_origins
+    if origin_allowed(headers.get("Origin"), scheme=scheme, host=host, allowed=allowed):
+        return None
+    request[OUTCOME] = "rejected"
+    log.info("refused a cross-origin WebSocket", extra={"origin": headers.get("Origin")})
+    return problem_response(
+        request,
+        status=403,
+        slug="websocket-origin",
+        title="WebSocket from another site",
+        detail="The gateway accepts WebSockets only from its own pages.",
+    )
 
 
 def _admitted_as(decision: Decision) -> MfaHeader | None:

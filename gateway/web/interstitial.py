@@ -43,15 +43,34 @@ def _deadline_text(decision: Decision) -> str:
     return f"{local.day} {local:%B %Y}, {local:%H:%M} ({decision.effective.timezone})"
 
 
+# How the pages name second factors: users read these, never the policy's codes.
+_METHOD_NAMES = {"totp": "an authenticator app", "sms": "a text message"}
+
+
+def _methods_text(decision: Decision) -> str:
+    """The second factors the user may set up, in words ("an authenticator app or a text
+    message"); empty when no policy applies."""
+    if decision.effective is None:
+        return ""
+    codes = decision.effective.primary_methods
+    names = [name for code, name in _METHOD_NAMES.items() if code in codes]
+    names += sorted(code for code in codes if code not in _METHOD_NAMES)
+    return " or ".join(names)
+
+
 def _context(request: web.Request, live: LiveSession, decision: Decision) -> dict[str, Any]:
+    """What the pages show. Not the decision's reason: that names policy ids and method codes
+    for logs, admins and API callers; users get the same facts in words, each once."""
     services = request.app[SERVICES]
     return {
         "email": live.user.email,
-        "reason": decision.reason,
+        "outcome": decision.outcome.value,
+        # Blocked either because the deadline passed or because "later" was used up.
+        "deadline_passed": decision.outcome is Outcome.ENROL and decision.days_left is None,
         "days_left": decision.days_left,
         "deadline": _deadline_text(decision),
         "dismissals_left": decision.dismissals_left,
-        "methods": sorted(decision.effective.primary_methods) if decision.effective else [],
+        "methods": _methods_text(decision),
         "next": safe_next(request.query.get("next")),
         "csrf": csrf_token(services.secret, live.record.csrf_secret),
         "enrol_path": ENROL_PATH,

@@ -1,7 +1,10 @@
-"""Health and metrics endpoints for load balancers and Prometheus."""
+"""Health and metrics endpoints for load balancers and Prometheus, the gateway's icon, and
+the answer for its unknown paths."""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.resources
 import ipaddress
 import logging
 
@@ -9,12 +12,16 @@ from aiohttp import web
 
 from gateway.errors import StoreError
 from gateway.http.problems import problem_response
-from gateway.http.requests import CLIENT_ADDR
+from gateway.http.requests import CLIENT_ADDR, REQUEST_ID
 from gateway.ops.metrics import CONTENT_TYPE
 from gateway.schema.operations import Health, HealthChecks
 from gateway.services import SERVICES
 
 log = logging.getLogger(__name__)
+
+FAVICON_PATH = "/_gateway/favicon.ico"
+_FAVICON = importlib.resources.files("gateway.web").joinpath("static/favicon.ico").read_bytes()
+_FAVICON_ETAG = '"' + hashlib.sha256(_FAVICON).hexdigest()[:16] + '"'
 
 
 async def health(request: web.Request) -> web.Response:
@@ -57,4 +64,14 @@ async def not_found(request: web.Request) -> web.StreamResponse:
         slug="not-found",
         title="Not found",
         detail="There is no gateway page at this address.",
+        request_id=request[REQUEST_ID],
     )
+
+
+async def favicon(request: web.Request) -> web.Response:
+    """The gateway's icon, for its own pages and for browsers not (or no longer) let through
+    to the app, which would otherwise get a 401, 403 or 404 for every page they show."""
+    headers = {"Cache-Control": "public, max-age=86400", "ETag": _FAVICON_ETAG}
+    if request.headers.get("If-None-Match") == _FAVICON_ETAG:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=_FAVICON, content_type="image/x-icon", headers=headers)

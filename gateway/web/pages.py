@@ -17,6 +17,12 @@ from gateway.http.csrf import csrf_token, csrf_valid, new_nonce
 from gateway.http.redirects import safe_next
 from gateway.http.requests import CLIENT_ADDR, OUTCOME
 from gateway.services import SERVICES, SESSION, Services
+from gateway.signin.devices import (
+    DEVICE_COOKIE_SECONDS,
+    device_cookie,
+    known_device,
+    new_device_id,
+)
 from gateway.signin.throttle import ThrottleRule, book_attempt, refund, retry_after
 from gateway.store.records import ThrottleState
 from gateway.web.context import read_form
@@ -48,11 +54,18 @@ def render_page(
     return response
 
 
-def set_cookie(services: Services, response: web.StreamResponse, name: str, value: str) -> None:
+def set_cookie(
+    services: Services,
+    response: web.StreamResponse,
+    name: str,
+    value: str,
+    max_age: int | None = None,
+) -> None:
     response.set_cookie(
         name,
         value,
         path="/",
+        max_age=max_age,
         secure=services.config.security.cookie_secure,
         httponly=True,
         samesite="Lax",
@@ -124,10 +137,8 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     now = services.clock()
     # What was typed is kept only as a keyed hash: people do type passwords into the email box.
     typed = csrf_token(services.secret, email, "login-name")[:32]
-    throttles = (
-        (f"login:account:{typed}", services.account_throttle),
-        (f"login:address:{client}", services.address_throttle),
-    )
+    device = known_device(services.secret, typed, request.cookies.get(services.cookies.device))
+    throttles = _throttles(services, typed, device, client)
     wait = await _book(services, throttles, now)
     if wait > 0:
         await services.store.audit.record(LoginThrottled(typed=typed), at=now, client_addr=client)
@@ -154,10 +165,10 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         )
 
     user = result.user
-    await services.store.throttle.clear(throttles[0][0])
-    await services.store.throttle.update(
-        throttles[1][0], partial(refund, rule=services.address_throttle)
-    )
+    account_key, _ = throttles[-1]
+    await services.store.throttle.clear(account_key)
+    for key, rule in throttles[:-1]:
+        await services.store.throttle.update(key, partial(refund, rule=rule))
     previous = request.get(SESSION)
     if previous is not None:
         await services.sessions.end(previous.id_hash)
@@ -173,6 +184,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     response = web.HTTPSeeOther(next_target, headers={"Cache-Control": "no-store"})
     set_cookie(services, response, services.cookies.session, raw_id)
     clear_cookie(services, response, services.cookies.login_nonce)
+    # From now on this browser has an allowance of its own for this account (see _throttles).
+    cookie = device_cookie(services.secret, typed, device or new_device_id())
+    set_cookie(services, response, services.cookies.device, cookie, DEVICE_COOKIE_SECONDS)
     raise response
 
 
@@ -218,6 +232,26 @@ async def logout_submit(request: web.Request) -> web.StreamResponse:
     raise response
 
 
+def _throttles(
+    services: Services, typed: str, device: str | None, client: str
+) -> tuple[tuple[str, ThrottleRule], ...]:
+    """The counters one sign-in attempt is booked on, the account's last.
+
+    A browser that signed in to this account before (``device``, from its signed cookie)
+    has its own allowance, which locks like any other: guesses from elsewhere, or from the
+    same network, cannot use it up. Every other browser counts against the client address
+    and one shared counter per account, which slows rather than locks (see ThrottleRule), so
+    someone who knows only the email address can delay the owner on a new device by
+    seconds but never lock them out of the devices they use.
+    """
+    if device is not None:
+        return ((f"login:account:{typed}:device:{device}", services.account_throttle.locking()),)
+    return (
+        (f"login:address:{client}", services.address_throttle),
+        (f"login:account:{typed}", services.account_throttle),
+    )
+
+
 class _Booking:
     """One key's check-and-count, run by the store inside its write transaction."""
 
@@ -232,17 +266,18 @@ class _Booking:
 async def _book(
     services: Services, throttles: tuple[tuple[str, ThrottleRule], ...], now: float
 ) -> float:
-    """Book this attempt on every key; returns 0 when it may go ahead, else the seconds to
-    wait (handing back any booking already made, as nothing will be judged)."""
+    """Book this attempt on each key in turn; returns 0 when it may go ahead, else the seconds
+    to wait (handing back any booking already made, as nothing will be judged; the keys
+    after a refusal are left alone)."""
     booked: list[tuple[str, ThrottleRule]] = []
     wait = 0.0
     for key, rule in throttles:
         booking = _Booking(rule, now)
         state = await services.store.throttle.update(key, booking)
-        if booking.allowed:
-            booked.append((key, rule))
-        else:
-            wait = max(wait, retry_after(state, now))
+        if not booking.allowed:
+            wait = retry_after(state, now)
+            break
+        booked.append((key, rule))
     if wait > 0:
         for key, rule in booked:
             await services.store.throttle.update(key, partial(refund, rule=rule))
