@@ -16,8 +16,8 @@ from gateway.ops.metrics import Metrics
 from gateway.proxy.forwarder import UpstreamProxy
 from gateway.signin.local import IdentitySource
 from gateway.signin.sessions import LiveSession, SessionManager
-from gateway.signin.throttle import ThrottleRule
 from gateway.store import Store
+from gateway.throttle import ThrottleRule
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,16 +9,16 @@ import pytest
 
 from gateway.mfa.attempts import (
     GENERIC_FAILURE,
-    AttemptRule,
     after_success,
     attempt_key,
-    book_attempt,
-    locked_for,
+    attempt_rule,
+    policy_attempt_rule,
 )
 from gateway.policy import combine, parse_policy
 from gateway.store.records import ThrottleState
+from gateway.throttle import book_attempt, retry_after
 
-RULE = AttemptRule(max_failed=3, lockout=900.0)
+RULE = attempt_rule(max_failed=3, lockout=900.0)
 SHIPPED = Path(__file__).resolve().parent.parent / "policies" / "au-ato-2fa.toml"
 
 
@@ -35,7 +35,7 @@ def test_failures_up_to_the_limit_are_judged_then_the_factor_locks() -> None:
     state, allowed = book(0.0, 1.0, 2.0, 3.0)
     assert allowed == [True, True, True, False]
     assert state == ThrottleState(failures=3, window_started_at=0.0, locked_until=902.0)
-    assert locked_for(state, 3.0) == 899.0
+    assert retry_after(state, 3.0) == 899.0
 
 
 @pytest.mark.parametrize(
@@ -50,8 +50,8 @@ def test_failures_up_to_the_limit_are_judged_then_the_factor_locks() -> None:
         ((0.0, 5000.0, 9000.0), 9000.0, 900.0),  # consecutive failures count however far apart
     ],
 )
-def test_locked_for(times: tuple[float, ...], now: float, wait: float) -> None:
-    assert locked_for(book(*times)[0], now) == wait
+def test_retry_after(times: tuple[float, ...], now: float, wait: float) -> None:
+    assert retry_after(book(*times)[0], now) == wait
 
 
 def test_after_the_lock_runs_out_counting_starts_over() -> None:
@@ -82,13 +82,13 @@ def test_the_count_is_one_per_user_whatever_the_method() -> None:
 
 def test_the_rule_comes_from_the_policy() -> None:
     policy = parse_policy(tomllib.loads(SHIPPED.read_text()))
-    assert AttemptRule.of(combine([policy])) == AttemptRule(max_failed=5, lockout=900.0)
+    assert policy_attempt_rule(combine([policy])) == attempt_rule(max_failed=5, lockout=900.0)
 
 
 @pytest.mark.parametrize(("max_failed", "lockout"), [(0, 60.0), (3, 0.0), (3, -1.0)])
 def test_a_bad_rule_is_refused(max_failed: int, lockout: float) -> None:
-    with pytest.raises(ValueError, match="invalid attempt rule"):
-        AttemptRule(max_failed=max_failed, lockout=lockout)
+    with pytest.raises(ValueError, match="invalid throttle rule"):
+        attempt_rule(max_failed=max_failed, lockout=lockout)
 
 
 def test_the_user_message_names_no_cause() -> None:

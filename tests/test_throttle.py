@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.signin.throttle import ThrottleRule, after_failure, book_attempt, refund, retry_after
 from gateway.store.records import ThrottleState
+from gateway.throttle import ThrottleRule, after_failure, book_attempt, refund, retry_after
 
 RULE = ThrottleRule(max_failures=3, window=60.0, lockout=300.0)
 

@@ -23,8 +23,8 @@ from gateway.runtime.server import ClientLimits
 from gateway.services import SERVICES, CookieNames, Services
 from gateway.signin.local import LocalAccounts
 from gateway.signin.sessions import SessionLimits, SessionManager
-from gateway.signin.throttle import ThrottleRule
 from gateway.store import Store
+from gateway.throttle import ThrottleRule
 from gateway.web import gate, interstitial, operations, pages
 from gateway.web.context import add_get, add_route, require_context
 from gateway.web.templating import setup_templates

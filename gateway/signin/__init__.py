@@ -1,1 +1,1 @@
-"""Signing in: the first factor, sessions with server-side timeouts, and the attempt throttle."""
+"""Signing in: the first factor, sessions with server-side timeouts, and known devices."""

@@ -23,8 +23,8 @@ from gateway.signin.devices import (
     known_device,
     new_device_id,
 )
-from gateway.signin.throttle import ThrottleRule, book_attempt, refund, retry_after
 from gateway.store.records import ThrottleState
+from gateway.throttle import ThrottleRule, book_attempt, refund, retry_after
 from gateway.web.context import read_form
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Judging repeated failures: pure rules over a failure count, with the time passed in."""
+"""Judging repeated failures (sign-in and second factors): pure rules over a failure count."""
 
 from __future__ import annotations
 
