@@ -14,6 +14,7 @@ from gateway import admin
 from gateway.accounts.passwords import Passwords
 from gateway.clock import Clock, system_clock
 from gateway.config import Config
+from gateway.crypto.keys import Keys
 from gateway.enforcement.decisions import Decider, PolicyBook
 from gateway.errors import StoreError
 from gateway.http.paths import PathRules
@@ -84,7 +85,7 @@ async def open_services(
         passwords=passwords,
         proxy=proxy,
         metrics=metrics,
-        secret=config.security.secret_key.encode(),
+        keys=Keys.derive(config.security.secret_key, config.security.previous_secret_keys),
         cookies=cookies,
         public_paths=PathRules(config.upstream.public_paths),
         trusted_proxies=trusted,

@@ -52,7 +52,7 @@ def _context(request: web.Request, live: LiveSession, decision: Decision) -> dic
         "dismissals_left": decision.dismissals_left,
         "methods": sorted(decision.effective.primary_methods) if decision.effective else [],
         "next": safe_next(request.query.get("next")),
-        "csrf": csrf_token(services.secret, live.record.csrf_secret),
+        "csrf": csrf_token(services.keys.csrf, live.record.csrf_secret),
         "enrol_path": ENROL_PATH,
         "ato": bool(decision.effective and "ato-dsp-osf" in decision.effective.compliance_profiles),
     }
@@ -85,7 +85,7 @@ async def dismiss(request: web.Request) -> web.StreamResponse:
     live = _signed_in(request)
     form = await read_form(request)
     next_target = safe_next(form_field(form, "next", 2048))
-    if not csrf_valid(services.secret, live.record.csrf_secret, form_field(form, "csrf", 128)):
+    if not csrf_valid(services.keys.csrf, live.record.csrf_secret, form_field(form, "csrf", 128)):
         request[OUTCOME] = "rejected"
         return problem_response(
             request,
