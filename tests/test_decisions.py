@@ -156,7 +156,7 @@ async def test_a_sessions_remembered_decision_follows_what_it_was_made_from(
     assert (await decider.decide_for(live)).outcome is Outcome.ENROL
 
     # This session's own state is part of what the decision was made from.
-    live.prompt_dismissed = True
+    live.record = dataclasses.replace(live.record, prompt_dismissed_at=clock())
     assert decider.remembered(live) is None
     assert (await decider.decide_for(live)).outcome is Outcome.ALLOW
 

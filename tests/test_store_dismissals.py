@@ -118,7 +118,12 @@ async def test_reset_forgets_only_that_users_dismissals(store: Store, user: User
     await store.dismissals.record(user.id, "mfa", 1.0, limit=None)
     await store.dismissals.record(user.id, "xero-2fa", 1.0, limit=None)
     await store.dismissals.record(other.id, "mfa", 1.0, limit=None)
-    await store.dismissals.reset(user.id)
+    seen = await store.changes.latest()
+    await store.dismissals.reset(user.id, now=2.0)
     assert await store.dismissals.counts_for_user(user.id) == {}
     assert await store.dismissals.counts_for_user(other.id) == {"mfa": 1}
+    # Every process learns that the user's counts moved.
+    assert [(c.kind, c.user_id) for c in await store.changes.since(seen)] == [
+        ("dismissal", user.id)
+    ]
     assert await store.dismissals.record(user.id, "mfa", 2.0, limit=1) == 1

@@ -186,9 +186,11 @@ async def test_a_users_sessions_go_when_the_user_goes(store: Store, user: User) 
     assert await store.sessions.get("hash-1") is None
 
 
-async def test_change_marks_move_with_policies_tenants_and_revocations(tmp_path: Path) -> None:
+async def test_change_marks_move_with_policies_tenants_revocations_and_user_changes(
+    tmp_path: Path,
+) -> None:
     store = await Store.open(tmp_path / "m.sqlite3")
-    assert await store.change_marks() == (0, 0, 0)
+    assert await store.change_marks() == (0, 0, 0, 0)
     org = await store.organisations.add(name="Org", now=1.0)
     await store.tenants.link(org_id=org.id, tenant_id="t", name="T", country_code="AU", now=1.0)
     user = await store.users.add(
@@ -200,9 +202,11 @@ async def test_change_marks_move_with_policies_tenants_and_revocations(tmp_path:
         now=1.0,
     )
     await store.users.set_disabled(user.id, True, now=2.0)
-    policies, facts, revocations = await store.change_marks()
-    assert (policies, facts) == (0, 1)
-    assert revocations == await store.revocations.latest() > 0
+    marks = await store.change_marks()
+    assert (marks.policies, marks.facts, marks.user_changes) == (0, 1, 0)
+    assert marks.revocations == await store.revocations.latest() > 0
+    await store.dismissals.record(user.id, "mfa-prompt", 3.0, limit=None)
+    assert (await store.change_marks()).user_changes == await store.changes.latest() > 0
     before = store.db.statement_count
     await store.change_marks()
     assert store.db.statement_count == before + 1

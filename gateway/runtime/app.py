@@ -70,6 +70,7 @@ async def open_services(
         private_cookies=(cookies.session, cookies.login_nonce),
     )
     await sessions.follow_revocations()  # from here on, every revocation is followed
+    await sessions.follow_changes()  # and every second-factor check and dismissal
     book = PolicyBook(store)
     await book.refresh()
     await proxy.start()
@@ -146,17 +147,20 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _follow_other_processes(services: Services) -> None:
-    """Pick up what the CLI or another replica changed: policies, tenants, ended sessions."""
+    """Pick up what the CLI or another replica changed: policies, tenants, ended sessions,
+    sessions' second-factor checks and dismissals."""
     book, sessions = services.decider.book, services.sessions
     while True:
         await asyncio.sleep(REFRESH_SECONDS)
         try:
             # One statement per tick while nothing changes; the reloads only when needed.
-            policies, facts, revocations = await services.store.change_marks()
-            if policies != book.set_version or facts != book.facts_version:
+            marks = await services.store.change_marks()
+            if marks.policies != book.set_version or marks.facts != book.facts_version:
                 await book.refresh()
-            if revocations != sessions.revocations_seen:
+            if marks.revocations != sessions.revocations_seen:
                 await sessions.follow_revocations()
+            if marks.user_changes != sessions.changes_seen:
+                services.decider.forget_users(await sessions.follow_changes())
         except StoreError:
             log.exception("could not refresh from the store; keeping what is in force")
 
@@ -170,6 +174,7 @@ async def _housekeeping(services: Services) -> None:
                 now=now, window=services.account_throttle.window
             )
             await services.store.revocations.purge(now - services.sessions.limits.absolute)
+            await services.store.changes.purge(now - services.sessions.limits.absolute)
             if purged or counters:
                 log.info("housekeeping", extra={"sessions": purged, "throttles": counters})
         except StoreError:

@@ -100,18 +100,16 @@ async def dismiss(request: web.Request) -> web.StreamResponse:
     if decision.outcome is not Outcome.PROMPT:
         raise web.HTTPSeeOther(next_target)
     cap = decision.effective.max_dismissals if decision.effective else None
-    now = services.clock()
     try:
-        count = await services.store.dismissals.record(live.user.id, PROMPT_KEY, now, limit=cap)
+        count = await services.sessions.dismiss_prompt(live, PROMPT_KEY, limit=cap)
     except DismissalLimitError:
         # Used up elsewhere (another session or replica): the cached count was behind.
         services.decider.note_dismissals(live.user.id, cap or 0)
         raise web.HTTPSeeOther(with_next(BLOCKED_PATH, next_target)) from None
     services.decider.note_dismissals(live.user.id, count)
-    live.prompt_dismissed = True
     await services.store.audit.record(
         kind="mfa.prompt_dismissed",
-        at=now,
+        at=services.clock(),
         actor=live.user.id,
         subject=live.user.id,
         org_id=live.user.org_id,
