@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConflictError, NotFoundError
-from gateway.store import DismissalLimitError, Store, User
+from gateway.store import DismissalLimitError, SessionRecord, Store, User
 
 
 @pytest.fixture
@@ -127,3 +127,35 @@ async def test_reset_forgets_only_that_users_dismissals(store: Store, user: User
         ("dismissal", user.id)
     ]
     assert await store.dismissals.record(user.id, "mfa", 2.0, limit=1) == 1
+
+
+async def test_a_dismissal_marks_its_session_and_tells_every_process(
+    store: Store, user: User
+) -> None:
+    record = SessionRecord(
+        id_hash="hash-1",
+        user_id=user.id,
+        created_at=1.0,
+        last_seen_at=1.0,
+        expires_at=1000.0,
+        csrf_secret="c",
+        client_addr=None,
+        ended_at=None,
+    )
+    await store.sessions.add(record)
+    seen = await store.changes.latest()
+    assert await store.dismissals.record(user.id, "mfa", 5.0, limit=1, session_hash="hash-1") == 1
+    stored = await store.sessions.get("hash-1")
+    assert stored is not None
+    assert stored.prompt_dismissed_at == 5.0
+    assert [(c.kind, c.user_id, c.session_hash) for c in await store.changes.since(seen)] == [
+        ("dismissal", user.id, "hash-1")
+    ]
+    # At the limit nothing changes: no count, no mark, nothing in the feed.
+    seen = await store.changes.latest()
+    with pytest.raises(DismissalLimitError):
+        await store.dismissals.record(user.id, "mfa", 6.0, limit=1, session_hash="hash-1")
+    stored = await store.sessions.get("hash-1")
+    assert stored is not None
+    assert stored.prompt_dismissed_at == 5.0
+    assert await store.changes.since(seen) == []

@@ -146,21 +146,25 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await close_services(services)
 
 
-async def _follow_other_processes(services: Services) -> None:
+async def follow_other_processes(services: Services) -> None:
     """Pick up what the CLI or another replica changed: policies, tenants, ended sessions,
-    sessions' second-factor checks and dismissals."""
+    sessions' second-factor checks and dismissals. One statement while nothing changed;
+    the reloads only when needed."""
     book, sessions = services.decider.book, services.sessions
+    marks = await services.store.change_marks()
+    if marks.policies != book.set_version or marks.facts != book.facts_version:
+        await book.refresh()
+    if marks.revocations != sessions.revocations_seen:
+        await sessions.follow_revocations()
+    if marks.user_changes != sessions.changes_seen:
+        services.decider.forget_users(await sessions.follow_changes())
+
+
+async def _follow_other_processes(services: Services) -> None:
     while True:
         await asyncio.sleep(REFRESH_SECONDS)
         try:
-            # One statement per tick while nothing changes; the reloads only when needed.
-            marks = await services.store.change_marks()
-            if marks.policies != book.set_version or marks.facts != book.facts_version:
-                await book.refresh()
-            if marks.revocations != sessions.revocations_seen:
-                await sessions.follow_revocations()
-            if marks.user_changes != sessions.changes_seen:
-                services.decider.forget_users(await sessions.follow_changes())
+            await follow_other_processes(services)
         except StoreError:
             log.exception("could not refresh from the store; keeping what is in force")
 
