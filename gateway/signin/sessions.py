@@ -75,7 +75,7 @@ class LiveSession:
 
     @property
     def prompt_dismissed(self) -> bool:
-        """ "Remind me later" was chosen in this session: it lasts for the session only."""
+        """Whether "Remind me later" was chosen in this session (it lasts for the session)."""
         return self.record.prompt_dismissed_at is not None
 
 
