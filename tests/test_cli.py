@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from gateway.sandbox.demo import DEMO_PASSWORD
+from gateway.store import LATEST_VERSION
 
 SECRET = "cli-secret-key-long-enough-for-the-check-123"
 
@@ -132,7 +133,7 @@ def test_audit_export_writes_one_json_object_per_event(config_file: Path) -> Non
 def test_migrate_reports_the_schema_version(config_file: Path) -> None:
     result = run(config_file, "migrate")
     assert result.returncode == 0
-    assert "schema version 3" in result.stdout
+    assert f"schema version {LATEST_VERSION}" in result.stdout
 
 
 @contextlib.contextmanager
