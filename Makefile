@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# `make demo PORT=8090` when 8080 is taken.
+PORT ?= 8080
 demo: $(STAMP)
-	$(BIN)/xero-gateway demo
+	$(BIN)/xero-gateway demo --port $(PORT)
 
 test: lint typecheck pytest
 

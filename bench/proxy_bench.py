@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from gateway.runtime.app import REFRESH_SECONDS
+from gateway.runtime.background import REFRESH_SECONDS
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -36,7 +36,7 @@ RPS_RATIO_TARGET = 0.85  # gateway req/s / bare proxy req/s, at least
 P99_DELTA_TARGET_MS = 1.0  # gateway p99 - bare proxy p99, at most
 # One write-behind flush of session last-use times: BEGIN IMMEDIATE, UPDATE, COMMIT.
 FLUSH_STATEMENTS = 3
-POLL_STATEMENTS = 1  # gateway.runtime.app: one change-marks query per REFRESH_SECONDS tick
+POLL_STATEMENTS = 1  # gateway.runtime.background: one change-marks query per REFRESH_SECONDS tick
 # A single-process server under saturating load should keep one CPU busy; less means it
 # was waiting for a CPU that something else held, which skews that run.
 STARVED_BELOW = 0.85

@@ -98,31 +98,34 @@ def create_bare_proxy_app(upstream_url: str) -> web.Application:
     return app
 
 
-async def serve_plain(app: web.Application) -> tuple[web.AppRunner, int]:
+Stop = Callable[[], Awaitable[None]]
+
+
+async def serve_plain(app: web.Application) -> tuple[Stop, int]:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, HOST, 0)
     await site.start()
     port = int(runner.addresses[0][1])
-    return runner, port
+    return runner.cleanup, port
 
 
-async def start_upstream(_args: argparse.Namespace) -> tuple[web.AppRunner, int, str]:
-    runner, port = await serve_plain(create_upstream_app())
-    return runner, port, ""
+async def start_upstream(_args: argparse.Namespace) -> tuple[Stop, int, str]:
+    stop, port = await serve_plain(create_upstream_app())
+    return stop, port, ""
 
 
-async def start_bare(args: argparse.Namespace) -> tuple[web.AppRunner, int, str]:
-    runner, port = await serve_plain(create_bare_proxy_app(args.upstream))
-    return runner, port, ""
+async def start_bare(args: argparse.Namespace) -> tuple[Stop, int, str]:
+    stop, port = await serve_plain(create_bare_proxy_app(args.upstream))
+    return stop, port, ""
 
 
-async def start_gateway_role(args: argparse.Namespace) -> tuple[web.AppRunner, int, str]:
+async def start_gateway_role(args: argparse.Namespace) -> tuple[Stop, int, str]:
     # Imported here so the upstream and the bare proxy start even while the gateway does not.
     from gateway.accounts.passwords import Passwords
     from gateway.clock import system_clock
     from gateway.ops.logs import configure_logging
-    from gateway.runtime.app import SESSION_FLUSH_SECONDS
+    from gateway.runtime.background import SESSION_FLUSH_SECONDS
     from gateway.runtime.runner import start_gateway
     from gateway.sandbox.demo import demo_config, seed_demo, seed_demo_xero
     from gateway.store import Store
@@ -142,11 +145,12 @@ async def start_gateway_role(args: argparse.Namespace) -> tuple[web.AppRunner, i
             await seed_demo_xero(store, system_clock())
         finally:
             await store.close()
-    runner, port = await start_gateway(config)
-    return runner, port, f"flush_seconds={SESSION_FLUSH_SECONDS} log_level={config.logging.level}"
+    gateway = await start_gateway(config)
+    extra = f"flush_seconds={SESSION_FLUSH_SECONDS} log_level={config.logging.level}"
+    return gateway.stop, gateway.front.port, extra
 
 
-Starter = Callable[[argparse.Namespace], Awaitable[tuple[web.AppRunner, int, str]]]
+Starter = Callable[[argparse.Namespace], Awaitable[tuple[Stop, int, str]]]
 ROLES: dict[str, Starter] = {
     "upstream": start_upstream,
     "bare": start_bare,
@@ -173,7 +177,7 @@ async def wait_until_stopped(max_seconds: float) -> str:
 
 
 async def run(args: argparse.Namespace) -> int:
-    runner, port, extra = await ROLES[args.role](args)
+    stop, port, extra = await ROLES[args.role](args)
     try:
         # The parent reads this one line to learn the bound port.
         print(f"READY {port} {extra}".rstrip(), flush=True)
@@ -181,7 +185,7 @@ async def run(args: argparse.Namespace) -> int:
         if why != "signal":
             print(f"bench {args.role}: stopping ({why})", file=sys.stderr, flush=True)
     finally:
-        await runner.cleanup()
+        await stop()
     return 0
 
 

@@ -251,7 +251,13 @@ class XeroConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class SmsConfig:
-    provider_url: str = setting("", doc="HTTP endpoint of the SMS provider.", check=_http_url)
+    provider_url: str = setting(
+        "",
+        doc="Base URL of the Twilio-compatible SMS API (e.g. https://api.twilio.com); "
+        "empty disables SMS delivery.",
+        check=_http_url,
+    )
+    account: str = setting("", doc="Account id at the SMS provider (Twilio's Account SID).")
     api_key: str = setting("", doc="API key for the SMS provider.", env="XERO_GATEWAY_SMS_API_KEY")
     sender: str = setting("", doc="Sender id or number shown on the phone.")
 
@@ -261,6 +267,9 @@ class EmailConfig:
     host: str = setting("", doc="SMTP server host; empty disables email delivery.")
     port: int = setting(587, doc="SMTP server port.", check=_port)
     starttls: bool = setting(True, doc="Upgrade the SMTP connection with STARTTLS.")
+    tls: bool = setting(
+        False, doc="Connect with TLS from the start (SMTPS, usually port 465) instead of STARTTLS."
+    )
     username: str = setting("", doc="SMTP user name, if the server asks for one.")
     password: str = setting("", doc="SMTP password.", env="XERO_GATEWAY_EMAIL_PASSWORD")
     sender: str = setting("", doc="From address of the gateway's mail.")
@@ -340,8 +349,18 @@ def _secret_value(kind: Any, text: str) -> str | list[str]:
     return text
 
 
+# Settings only a running gateway needs: commands that only read and write the store may leave
+# them unset (an administrator need not hold the secret key to list organisations).
+SERVING_ONLY = frozenset({"security.secret_key"})
+
+
 def _build_section(
-    name: str, cls: type[Any], raw: Mapping[str, Any], env: Mapping[str, str], base: Path
+    name: str,
+    cls: type[Any],
+    raw: Mapping[str, Any],
+    env: Mapping[str, str],
+    base: Path,
+    may_be_unset: frozenset[str],
 ) -> tuple[Any, list[str]]:
     problems: list[str] = []
     hints = typing.get_type_hints(cls)
@@ -386,6 +405,8 @@ def _build_section(
                 problems.append(f"{key}: {problem}")
                 continue
         check: Check | None = f.metadata.get("check")
+        if not given and key in may_be_unset:
+            check = None
         problem = check(value) if check else None
         if problem:
             problems.append(f"{key}: {problem}")
@@ -397,9 +418,17 @@ def _build_section(
 
 
 def build_config(
-    raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None, base: Path | None = None
+    raw: Mapping[str, Any],
+    *,
+    env: Mapping[str, str] | None = None,
+    base: Path | None = None,
+    serving: bool = True,
 ) -> Config:
-    """Turn parsed TOML into a Config, or raise ConfigError listing every bad key."""
+    """Turn parsed TOML into a Config, or raise ConfigError listing every bad key.
+
+    With ``serving`` false the SERVING_ONLY settings may be left unset (a value given is
+    still checked): for commands that do not run the gateway.
+    """
     env = os.environ if env is None else env
     base = Path.cwd() if base is None else base
     problems: list[str] = []
@@ -412,7 +441,8 @@ def build_config(
         if not isinstance(section_raw, dict):
             problems.append(f"{name}: must be a table ([{name}])")
             continue
-        built, section_problems = _build_section(name, cls, section_raw, env, base)
+        may_be_unset = frozenset() if serving else SERVING_ONLY
+        built, section_problems = _build_section(name, cls, section_raw, env, base, may_be_unset)
         problems.extend(section_problems)
         if built is not None:
             sections[name] = built
@@ -421,8 +451,13 @@ def build_config(
     return Config(**sections)
 
 
-def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Config:
-    """Read and check a TOML config file; relative paths inside it are taken from its folder."""
+def load_config(
+    path: str | Path, *, env: Mapping[str, str] | None = None, serving: bool = True
+) -> Config:
+    """Read and check a TOML config file; relative paths inside it are taken from its folder.
+
+    ``serving`` as for :func:`build_config`.
+    """
     path = Path(path)
     try:
         text = path.read_bytes()
@@ -432,7 +467,7 @@ def load_config(path: str | Path, *, env: Mapping[str, str] | None = None) -> Co
         raw = tomllib.loads(text.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
-    config = build_config(raw, env=env, base=path.parent)
+    config = build_config(raw, env=env, base=path.parent, serving=serving)
     store_path = Path(config.store.path)
     if not store_path.is_absolute():
         store = dataclasses.replace(config.store, path=str(path.parent / store_path))

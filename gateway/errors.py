@@ -27,6 +27,10 @@ class ConflictError(StoreError):
     """A record with the same identity already exists."""
 
 
+class StoreBusyError(StoreError):
+    """The database stayed locked by another connection for longer than the store waits."""
+
+
 class ImportRowError(GatewayError):
     """A row of an onboarding CSV file is invalid."""
 

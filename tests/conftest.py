@@ -18,12 +18,13 @@ from gateway.clock import ManualClock
 from gateway.config import Config, build_config
 from gateway.enforcement.policy_files import load_policy_file
 from gateway.policy import policy_to_document
-from gateway.runtime.app import create_app, open_services
+from gateway.runtime.runner import Gateway
 from gateway.runtime.server import start_site
 from gateway.sandbox.demo import DEMO_PASSWORD, seed_demo, seed_demo_xero
 from gateway.sandbox.sample_app import create_sample_app
 from gateway.services import Services
 from gateway.store import Store
+from tests.proxy_stack import Stack, make_stack
 
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 START = 1_798_000_000.0  # a fixed instant in December 2026
@@ -37,6 +38,14 @@ def fast_passwords() -> Passwords:
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(START)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A migrated store on a real SQLite file of its own, closed after the test."""
+    opened = await Store.open(tmp_path / "gateway.sqlite3")
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture
@@ -81,7 +90,7 @@ def gateway_config(tmp_path: Path, app_url: str, **sections: dict[str, Any]) -> 
 async def make_gateway(
     tmp_path: Path, upstream_url: str, clock: ManualClock
 ) -> AsyncIterator[GatewayFactory]:
-    runners = []
+    started: list[Gateway] = []
 
     async def start(
         app_url: str | None = None, *, policies: bool = False, **sections: dict[str, Any]
@@ -89,25 +98,35 @@ async def make_gateway(
         """A gateway with the demo accounts; ``policies``: also the demo's Xero tenants and
         the shipped AU policy (so users of the AU organisation are in scope)."""
         config = gateway_config(tmp_path, app_url or upstream_url, **sections)
-        services = await open_services(config, clock=clock, passwords=fast_passwords())
+        gateway = await Gateway.open(config, clock=clock, passwords=fast_passwords())
+        started.append(gateway)
+        services = gateway.services
         await seed_demo(services.store, services.passwords, clock())
         if policies:
             await seed_demo_xero(services.store, clock())
             await services.decider.book.refresh()
-        runner, port = await start_site(
-            create_app(services),
-            "127.0.0.1",
-            0,
-            max_line_size=config.server.max_line_size,
-            max_field_size=config.server.max_field_size,
-            idle_timeout=config.server.idle_timeout,
-        )
-        runners.append(runner)
-        return RunningGateway(url=URL(f"http://127.0.0.1:{port}"), services=services, clock=clock)
+        await gateway.start()
+        return RunningGateway(url=URL(gateway.front.url), services=services, clock=clock)
 
     yield start
-    for runner in runners:
-        await runner.cleanup()
+    for gateway in started:
+        await gateway.stop()
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[Stack]:
+    """The proxy alone between a real upstream and a minimal front (tests/proxy_stack.py)."""
+    async with make_stack() as running:
+        yield running
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    # The test client neither decompresses nor adds headers of its own unless asked.
+    async with aiohttp.ClientSession(
+        auto_decompress=False, skip_auto_headers=("Accept-Encoding", "User-Agent")
+    ) as session:
+        yield session
 
 
 @pytest.fixture

@@ -9,8 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from dataclasses import dataclass
 
+from gateway.audit import Event
 from gateway.store import Store, ThrottleState
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tick(Event):
+    kind = "crash.tick"
+    round: int
+    n: int
 
 
 def _ack(line: str) -> None:
@@ -32,9 +41,7 @@ async def main(path: str, round_no: int) -> None:
     n = 0
     while True:
         n += 1
-        event_id = await store.audit.record(
-            kind="crash.tick", at=float(n), detail={"round": round_no, "n": n}
-        )
+        event_id = await store.audit.record(Tick(round=round_no, n=n), at=float(n))
         _ack(f"audit {event_id}")
         user = await store.users.add(
             org_id=org.id,

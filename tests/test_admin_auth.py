@@ -50,10 +50,10 @@ async def test_a_token_is_shown_once_and_stored_only_as_its_sha256(
     assert len(raw) == 4 + 43
     assert token.scopes == {"policies:write", "reports:read"}
     assert token.expires_at == START + 86400
-    row = await store.db.fetch_one("SELECT * FROM admin_tokens WHERE id = ?", (token.id,))
+    row = await store.db.fetch_one("SELECT * FROM admin_tokens WHERE id = :id", {"id": token.id})
     assert row is not None
     assert row["token_hash"] == hashlib.sha256(raw.encode()).hexdigest()
-    assert raw not in [str(value) for value in tuple(row)]
+    assert raw not in [str(value) for value in row.values()]
     (event,) = await store.audit.list(kind="admin_token.created")
     assert (event.actor, event.subject) == ("cli", token.id)
     assert event.detail == {

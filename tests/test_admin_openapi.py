@@ -10,24 +10,26 @@ from typing import Any
 
 import pytest
 
-from gateway.admin.api import ROUTES, route_scopes
-from gateway.runtime.app import create_app
-from gateway.web.openapi import OPENAPI_PATH, build_document
+from gateway.admin.api import ROUTES, openapi_document, route_scopes
+from gateway.runtime.app import create_front_app
+from gateway.web.openapi import OPENAPI_PATH
 from tests.conftest import GatewayFactory, RunningGateway
+from tests.test_admin_support import AU_MEMBER, AU_POLICY, NZ_ORG, bearer, mint, org_id
 
 ADMIN = "/_gateway/admin/api/"
+SCHEME = "adminToken"
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
 @pytest.fixture
 async def gateway(make_gateway: GatewayFactory) -> RunningGateway:
-    running: RunningGateway = await make_gateway()
+    running: RunningGateway = await make_gateway(policies=True)
     return running
 
 
 @pytest.fixture
 def document() -> dict[str, Any]:
-    return build_document(route_scopes())
+    return openapi_document()
 
 
 def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -39,7 +41,7 @@ def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, A
 
 def admin_routes_in_router(gateway: RunningGateway) -> set[tuple[str, str]]:
     # A second app over the same services, never started: only its router is read.
-    app = create_app(gateway.services)
+    app = create_front_app(gateway.services)
     found = set()
     for resource in app.router.resources():
         path = resource.canonical
@@ -58,7 +60,7 @@ async def test_the_document_is_served_without_a_token(gateway: RunningGateway) -
     assert response.status == 200
     assert response.content_type == "application/json"
     assert body["openapi"] == "3.1.0"
-    assert body == build_document(route_scopes())
+    assert body == openapi_document()
 
 
 async def test_every_admin_route_is_documented_and_nothing_else(
@@ -163,3 +165,68 @@ def test_the_document_is_well_formed(document: dict[str, Any]) -> None:
 def test_the_document_passes_openapi_spec_validator(document: dict[str, Any]) -> None:
     validator = importlib.import_module("openapi_spec_validator")
     validator.validate(document)
+
+
+def test_each_operation_admits_the_scopes_its_route_does(document: dict[str, Any]) -> None:
+    for (method, path), scopes in route_scopes().items():
+        operation = document["paths"][path][method.lower()]
+        admitted = [scope for requirement in operation["security"] for scope in requirement[SCHEME]]
+        assert admitted == [*scopes, "admin"], f"{method} {path}"
+
+
+def body_schema(document: dict[str, Any], path: str, method: str, status: int) -> dict[str, Any]:
+    """The JSON Schema the document gives for one answer, able to resolve its references."""
+    response = document["paths"][path][method]["responses"][str(status)]
+    response = resolve(document, response["$ref"]) if "$ref" in response else response
+    (content,) = response["content"].values()
+    return {**content["schema"], "components": document["components"]}
+
+
+async def test_answers_fit_the_schemas_the_document_gives_them(
+    gateway: RunningGateway, document: dict[str, Any]
+) -> None:
+    """The models that describe the answers are the ones that make them: a sample of each."""
+    jsonschema = pytest.importorskip("jsonschema")
+    token = await mint(gateway)
+    nz = await org_id(gateway, NZ_ORG)
+    link = {"tenant_id": "nz-au-branch", "name": "Kauri Australia Pty Ltd", "country_code": "AU"}
+    policy = f"{ADMIN}policies/{{policy_id}}"
+    calls = [
+        ("get", f"{ADMIN}policies", f"{ADMIN}policies", None, {}),
+        ("get", policy, f"{ADMIN}policies/{AU_POLICY}", None, {}),
+        (
+            "post",
+            f"{policy}/disable",
+            f"{ADMIN}policies/{AU_POLICY}/disable",
+            None,
+            {"If-Match": '"1"'},
+        ),
+        ("get", f"{policy}/versions", f"{ADMIN}policies/{AU_POLICY}/versions", None, {}),
+        (
+            "get",
+            f"{policy}/versions/{{version}}",
+            f"{ADMIN}policies/{AU_POLICY}/versions/1",
+            None,
+            {},
+        ),
+        ("get", f"{policy}/diff", f"{ADMIN}policies/{AU_POLICY}/diff", None, {}),
+        (
+            "get",
+            f"{ADMIN}decisions/explain",
+            f"{ADMIN}decisions/explain?user={AU_MEMBER}",
+            None,
+            {},
+        ),
+        ("get", f"{ADMIN}reports/readiness", f"{ADMIN}reports/readiness", None, {}),
+        ("post", f"{ADMIN}orgs/{{org_id}}/tenants", f"{ADMIN}orgs/{nz}/tenants", link, {}),
+        ("get", f"{ADMIN}orgs", f"{ADMIN}orgs", None, {}),
+        ("get", f"{ADMIN}audit", f"{ADMIN}audit", None, {}),
+        ("post", f"{ADMIN}orgs/{{org_id}}/tenants", f"{ADMIN}orgs/{nz}/tenants", {"x": 1}, {}),
+        ("get", "/_gateway/health", "/_gateway/health", None, {}),
+    ]
+    async with gateway.client() as http:
+        for method, template, url, body, headers in calls:
+            response = await http.request(method, url, json=body, headers=bearer(token, **headers))
+            answer = await response.json(content_type=None)
+            schema = body_schema(document, template, method, response.status)
+            jsonschema.validate(answer, schema, cls=jsonschema.Draft202012Validator)

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from yarl import URL
 
+from gateway.audit import Event
 from gateway.enforcement.decisions import PROMPT_KEY
 from gateway.errors import StoreError
+from gateway.sandbox.demo import DEMO_ACTOR
+from gateway.store import AuditEvent
 from gateway.store import tenants as store_tenants
-from tests.conftest import START, GatewayFactory, RunningGateway
+from tests.conftest import START, GatewayFactory, RunningGateway, sign_in
 from tests.test_admin_support import (
     API,
     AU_MEMBER,
     AU_ORG,
     AU_POLICY,
+    HTML,
     NZ_MEMBER,
     NZ_ORG,
     bearer,
@@ -27,6 +33,18 @@ from tests.test_admin_support import (
 EXPLAIN = f"{API}/decisions/explain"
 READINESS = f"{API}/reports/readiness"
 AU_TENANT = "3f6a1c2e-0000-4000-8000-0000000000au"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Numbered(Event):
+    kind = "test.event"
+    n: int
+
+
+async def changes(gateway: RunningGateway, kind: str) -> list[AuditEvent]:
+    """The events of ``kind`` after the demo's set-up (which links the demo tenants itself)."""
+    events = await gateway.services.store.audit.list(kind=kind)
+    return [event for event in events if event.actor != DEMO_ACTOR]
 
 
 @pytest.fixture
@@ -126,6 +144,40 @@ async def test_explain_says_why_a_policy_does_not_apply(
     assert disabled["policies"][0]["code"] == "disabled"
 
 
+async def test_a_stored_policy_that_breaks_is_explained_as_the_version_kept_in_force(
+    gateway: RunningGateway, token: str
+) -> None:
+    store = gateway.services.store
+    stored = await store.policies.get(AU_POLICY)
+    # A record that no longer parses (written by a newer release, say): the store accepts it,
+    # and the running gateway keeps enforcing the version it had.
+    await store.policies.replace(
+        policy_id=AU_POLICY,
+        document={**stored.document, "schedule": {"deadline": "someday"}},
+        enabled=True,
+        expected_version=stored.version,
+        now=START,
+        by="t",
+    )
+    await gateway.services.decider.book.refresh()
+    assert [p.id for p in gateway.services.decider.book.policies] == [AU_POLICY]
+    async with gateway.client() as user:
+        await sign_in(user, email=AU_MEMBER)
+        gated = await user.get("/", headers=HTML, allow_redirects=False)
+    assert URL(gated.headers["Location"]).path == "/_gateway/mfa/prompt"  # still enforced
+
+    body = await explained(gateway, token, user=AU_MEMBER)
+    assert body["outcome"] == "prompt"
+    assert body["policy_ids"] == [AU_POLICY]
+    (scope,) = body["policies"]
+    assert (scope["applies"], scope["code"]) == (True, "in-scope")
+    assert "no longer parses, so the version in force stands" in scope["why"]
+    async with gateway.client() as http:
+        response = await http.get(READINESS, params={"at": "2026-12-23"}, headers=bearer(token))
+        (report,) = (await response.json())["policies"]
+    assert (report["policy_id"], report["in_scope"]) == (AU_POLICY, 2)
+
+
 @pytest.mark.parametrize(
     ("query", "status", "slug"),
     [
@@ -211,7 +263,7 @@ async def test_tenant_links_are_checked_audited_and_take_effect(
     body = await explained(gateway, token, user=NZ_MEMBER)
     assert body["outcome"] == "prompt"
     assert body["policies"][0]["why"] == "the organisation has an active tenant in AU"
-    (event,) = await gateway.services.store.audit.list(kind="org.tenant_linked")
+    (event,) = await changes(gateway, "org.tenant_linked")
     assert (event.subject, event.org_id) == ("nz-au-branch", nz_org)
     assert event.actor is not None
     assert event.actor.endswith("(ci)")
@@ -225,7 +277,7 @@ async def test_tenant_links_are_checked_audited_and_take_effect(
     assert (await unlinked.json())["tenant"]["active"] is False
     assert missing.status == 404
     assert (await explained(gateway, token, user=NZ_MEMBER))["outcome"] == "allow"
-    (event,) = await gateway.services.store.audit.list(kind="org.tenant_unlinked")
+    (event,) = await changes(gateway, "org.tenant_unlinked")
     assert event.detail["before"]["active"] is True
     assert event.detail["after"]["active"] is False
 
@@ -243,7 +295,7 @@ async def test_orgs_are_listed_with_their_tenants(gateway: RunningGateway, token
 async def test_the_audit_trail_by_kind_time_and_page(gateway: RunningGateway, token: str) -> None:
     store = gateway.services.store
     for n in range(3):
-        await store.audit.record(kind="test.event", at=START + n, detail={"n": n})
+        await store.audit.record(Numbered(n=n), at=START + n)
     async with gateway.client() as http:
         page = await (
             await http.get(
@@ -282,7 +334,7 @@ async def test_concurrent_identical_links_make_one_link_and_one_event(
         bodies = [await response.json() for response in responses]
     assert sorted(response.status for response in responses) == [200, 200, 200, 201]
     assert sorted(body["changed"] for body in bodies) == [False, False, False, True]
-    assert len(await gateway.services.store.audit.list(kind="org.tenant_linked")) == 1
+    assert len(await changes(gateway, "org.tenant_linked")) == 1
 
 
 async def test_a_tenant_change_whose_audit_event_fails_is_not_made(
@@ -306,5 +358,5 @@ async def test_a_tenant_change_whose_audit_event_fails_is_not_made(
     assert (linked.status, unlinked.status) == (500, 500)
     assert "nz-au-branch" not in {t.tenant_id for t in await store.tenants.all()}
     assert await store.tenants.for_org(au_org) == [before]
-    assert await store.audit.list(kind="org.tenant_linked") == []
-    assert await store.audit.list(kind="org.tenant_unlinked") == []
+    assert await changes(gateway, "org.tenant_linked") == []
+    assert await changes(gateway, "org.tenant_unlinked") == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -17,8 +18,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from gateway.audit import LoginThrottled
 from gateway.sandbox.demo import DEMO_PASSWORD
-from gateway.store import LATEST_VERSION
+from gateway.store import LATEST_VERSION, Store
 
 SECRET = "cli-secret-key-long-enough-for-the-check-123"
 
@@ -41,6 +43,27 @@ def run(config: Path, *args: str, stdin: str | None = None) -> subprocess.Comple
         text=True,
         check=False,
         timeout=60,
+    )
+
+
+GOOD_PASSWORD = "a-long-enough-password"
+
+
+def add_user(
+    config: Path, org: str, email: str, *, password: str = GOOD_PASSWORD
+) -> subprocess.CompletedProcess[str]:
+    return run(
+        config,
+        "user",
+        "add",
+        "--org",
+        org,
+        "--email",
+        email,
+        "--name",
+        "U",
+        "--password-stdin",
+        stdin=f"{password}\n",
     )
 
 
@@ -73,19 +96,7 @@ def test_org_and_user_commands_round_trip(config_file: Path) -> None:
 
 def test_user_add_refuses_a_short_password(config_file: Path) -> None:
     run(config_file, "org", "add", "Harbour")
-    result = run(
-        config_file,
-        "user",
-        "add",
-        "--org",
-        "Harbour",
-        "--email",
-        "a@b.example",
-        "--name",
-        "A",
-        "--password-stdin",
-        stdin="short\n",
-    )
+    result = add_user(config_file, "Harbour", "a@b.example", password="short")
     assert result.returncode == 2
     assert "password must be at least 12 characters" in result.stderr
 
@@ -137,8 +148,11 @@ def test_migrate_reports_the_schema_version(config_file: Path) -> None:
 
 
 @contextlib.contextmanager
-def running_demo(tmp_path: Path, *extra: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """Start `xero-gateway demo` on a free port; yields the process and its URL."""
+def running_demo(
+    tmp_path: Path, *extra: str, welcome: list[str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Start `xero-gateway demo` on a free port; yields the process and its URL, once it has
+    printed its welcome (into ``welcome``, if given)."""
     exe = shutil.which("xero-gateway") or str(Path(sys.executable).parent / "xero-gateway")
     proc = subprocess.Popen(
         [exe, "demo", "--port", "0", "--workdir", str(tmp_path / "demo"), *extra],
@@ -151,8 +165,11 @@ def running_demo(tmp_path: Path, *extra: str) -> Iterator[tuple[subprocess.Popen
         assert proc.stdout is not None
         url = None
         for line in proc.stdout:
+            if welcome is not None:
+                welcome.append(line.rstrip("\n"))
             if line.strip().startswith("Open http://"):
                 url = line.split()[1].rstrip("/")
+            if line.strip() == "Press Ctrl-C to stop.":
                 break
         assert url, "the demo did not print its URL"
         yield proc, url
@@ -170,8 +187,42 @@ def test_demo_serves_and_stops_cleanly_on_interrupt(tmp_path: Path) -> None:
         assert proc.wait(timeout=20) == 0
 
 
+def test_the_demo_writes_a_config_for_the_cli_and_audits_its_set_up(tmp_path: Path) -> None:
+    welcome: list[str] = []
+    with running_demo(tmp_path, welcome=welcome) as (proc, url):
+        config = tmp_path / "demo" / "gateway.toml"
+        assert f"    export XERO_GATEWAY_CONFIG={config}" in welcome
+        assert "ava@harbour.example" in run(config, "user", "list").stdout
+        token = run(config, "admin-token", "create", "--name", "t", "--scope", "admin").stdout
+        curl = next(line for line in welcome if line.strip().startswith("curl "))
+        readiness = re.search(r'"(http://[^"]+)"$', curl)
+        assert readiness is not None
+        assert readiness[1] == f"{url}/_gateway/admin/api/reports/readiness?at=2026-12-01"
+        request = urllib.request.Request(  # noqa: S310 - loopback
+            readiness[1], headers={"Authorization": f"Bearer {token.strip()}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            assert json.load(response)["policies"][0]["policy_id"] == "au-ato-2fa"
+        events = [json.loads(line) for line in run(config, "audit", "export").stdout.splitlines()]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    by_demo = [e["kind"] for e in events if e["actor"] == "demo"]
+    assert by_demo == [
+        *["org.added"] * 2,
+        *["user.added"] * 4,
+        *["org.tenant_linked"] * 2,
+        "policy.created",
+    ]
+
+
 async def test_demo_at_a_later_date_shows_the_blocked_state(tmp_path: Path) -> None:
-    with running_demo(tmp_path, "--at", "2027-01-05") as (_, url):
+    welcome: list[str] = []
+    with running_demo(tmp_path, "--at", "2027-01-05", welcome=welcome) as (_, url):
+        # A plain date is read in the shipped policy's zone, and shown in it.
+        assert any(
+            line.strip().startswith("Demo time: 2027-01-05T00:00+11:00 (Australia/Sydney).")
+            for line in welcome
+        )
         async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
             page = await (await client.get(f"{url}/_gateway/login")).text()
             csrf = re.search(r'name="csrf" value="([^"]+)"', page)
@@ -264,25 +315,16 @@ def test_policy_simulate_counts_who_would_be_blocked(config_file: Path) -> None:
         ("Harbour", "b@h.example"),
         ("Kauri", "c@k.example"),
     ):
-        run(
-            config_file,
-            "user",
-            "add",
-            "--org",
-            org,
-            "--email",
-            email,
-            "--name",
-            "U",
-            "--password-stdin",
-            stdin="a-long-enough-password\n",
-        )
+        add_user(config_file, org, email)
     run(config_file, "policy", "apply", str(ROOT / "policies"))
     result = run(config_file, "policy", "simulate", "--at", "2026-12-01")
     rows = [line.split() for line in result.stdout.splitlines()[2:]]
     assert [r[2:] for r in rows] == [["Harbour", "2", "0", "2"], ["(all)", "2", "0", "2"]]
     only_kauri = run(config_file, "policy", "simulate", "--at", "2026-12-01", "--org", "Kauri")
-    assert len(only_kauri.stdout.splitlines()) == 2  # the heading and the column names only
+    assert only_kauri.stdout.splitlines() == [
+        "As of 2026-12-01, read in each policy's time zone:",
+        "No policy applies to the users of Kauri.",
+    ]
 
 
 def test_link_tenant_refuses_an_unknown_country(config_file: Path) -> None:
@@ -367,8 +409,154 @@ def test_disabling_a_user_ends_their_sessions_and_is_audited(config_file: Path) 
     assert run(config_file, "user", "enable", "a@h.example").returncode == 0
     assert "active" in run(config_file, "user", "list").stdout
     missing = run(config_file, "user", "disable", "nobody@h.example")
-    assert missing.returncode == 2
+    assert missing.returncode == 1  # not found, as for every other unknown name
+    assert missing.stderr == "xero-gateway: no user has the email 'nobody@h.example'\n"
     kinds = [
         json.loads(line)["kind"] for line in run(config_file, "audit", "export").stdout.split()
     ]
     assert kinds[-2:] == ["user.disabled", "user.enabled"]
+
+
+def test_commands_on_the_store_need_no_secret_key(tmp_path: Path) -> None:
+    keyless = tmp_path / "keyless.toml"
+    keyless.write_text('[upstream]\nurl = "http://127.0.0.1:9"\n[store]\npath = "gw.sqlite3"\n')
+    assert run(keyless, "org", "add", "Harbour").returncode == 0
+    listed = run(keyless, "org", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "Harbour" in listed.stdout
+    checked = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check-config", str(keyless)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert checked.returncode == 2  # serving does need it
+    assert "security.secret_key: is required" in checked.stderr
+
+
+def test_check_config_refuses_a_store_in_a_folder_that_does_not_exist(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        '[upstream]\nurl = "http://127.0.0.1:9"\n[store]\npath = "nowhere/gw.sqlite3"\n'
+        f'[security]\nsecret_key = "{SECRET}"\n'
+    )
+    result = run(path, "check-config", str(path))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"config: store.path: the folder {tmp_path / 'nowhere'} does not exist;"
+        " create it or fix the path\n"
+    )
+    (tmp_path / "nowhere").mkdir()
+    assert run(path, "check-config", str(path)).returncode == 0
+
+
+def test_user_import_of_a_missing_file_says_so_without_a_traceback(
+    config_file: Path, tmp_path: Path
+) -> None:
+    result = run(config_file, "user", "import", str(tmp_path / "missing.csv"))
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"xero-gateway: cannot read {tmp_path / 'missing.csv'}: No such file or directory\n"
+    )
+
+
+async def _record_events(path: Path, count: int) -> None:
+    async with await Store.open(path) as store:
+        for n in range(count):
+            await store.audit.record(LoginThrottled(typed=f"{n:064d}"), at=float(n))
+
+
+def test_audit_export_into_a_closed_pipe_stops_quietly(config_file: Path) -> None:
+    # About 150 bytes a line: far more than a pipe's buffer holds.
+    asyncio.run(_record_events(config_file.parent / "state/gw.sqlite3", 1000))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "--config",
+            str(config_file),
+            "audit",
+            "export",
+            "--format",
+            "csv",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("id,at,kind")
+    proc.stdout.close()  # as `| head -1` does
+    _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err) == (141, "")
+
+
+def test_user_add_refuses_an_address_that_is_not_an_email(config_file: Path) -> None:
+    run(config_file, "org", "add", "Harbour")
+    result = add_user(config_file, "Harbour", "not-an-email")
+    assert result.returncode == 2
+    assert result.stderr == "xero-gateway: --email: 'not-an-email' is not an email address\n"
+    assert "not-an-email" not in run(config_file, "user", "list").stdout
+
+
+def test_an_unknown_organisation_is_reported_by_name_or_id(config_file: Path) -> None:
+    result = run(config_file, "user", "list", "--org", "Nowhere")
+    assert result.returncode == 1
+    assert result.stderr == "xero-gateway: no organisation has the name or id 'Nowhere'\n"
+
+
+def test_admin_token_scopes_may_follow_one_flag(config_file: Path) -> None:
+    created = run(
+        config_file,
+        "admin-token",
+        "create",
+        "--name",
+        "ops",
+        "--scope",
+        "audit:read",
+        "reports:read",
+        "--scope",
+        "orgs:write",
+    )
+    assert created.returncode == 0, created.stderr
+    listing = run(config_file, "admin-token", "list").stdout
+    assert "audit:read,orgs:write,reports:read" in listing
+
+
+def test_policy_lint_takes_a_folder_as_apply_does(config_file: Path, tmp_path: Path) -> None:
+    shipped = run(config_file, "policy", "lint", str(ROOT / "policies"))
+    assert shipped.returncode == 0, shipped.stderr
+    assert shipped.stdout == f"{ROOT / 'policies/au-ato-2fa.toml'}: ok\n"
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    for name in ("a.toml", "b.toml"):
+        shutil.copy(ROOT / "policies/au-ato-2fa.toml", folder / name)
+    twice = run(config_file, "policy", "lint", str(folder))
+    assert twice.returncode == 1
+    assert f"error: {folder / 'b.toml'}: id 'au-ato-2fa' is also used by" in twice.stderr
+
+
+def test_user_import_with_new_organisations_audits_every_account(
+    config_file: Path, tmp_path: Path
+) -> None:
+    users = tmp_path / "users.csv"
+    users.write_text(
+        "org,email,name,role\nHarbour,a@h.example,A,principal\nHarbour,b@h.example,B,member\n"
+    )
+    assert run(config_file, "user", "import", str(users), "--create-orgs").returncode == 0
+    events = [json.loads(line) for line in run(config_file, "audit", "export").stdout.split()]
+    assert [e["kind"] for e in events] == ["org.added", "user.added", "user.added", "user.imported"]
+    org_id = events[0]["subject"]
+    assert events[0]["detail"] == {"name": "Harbour"}
+    added = {e["detail"]["email"]: e["subject"] for e in events[1:3]}
+    assert sorted(added) == ["a@h.example", "b@h.example"]
+    assert events[3]["detail"] == {
+        "count": 2,
+        "users": [
+            {"id": added["a@h.example"], "email": "a@h.example", "org_id": org_id},
+            {"id": added["b@h.example"], "email": "b@h.example", "org_id": org_id},
+        ],
+    }

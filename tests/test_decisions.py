@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,7 @@ DEADLINE = 1_798_722_000.0  # 2027-01-01T00:00:00+11:00
 
 
 @pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[tuple[Store, Decider, LiveSession, ManualClock]]:
-    store = await Store.open(tmp_path / "d.sqlite3")
+async def setup(store: Store) -> tuple[Store, Decider, LiveSession, ManualClock]:
     clock = ManualClock(DEADLINE - 3 * 86400 - 10)  # 3 days and 10 seconds before
     org = await store.organisations.add(name="Harbour", now=clock())
     await store.tenants.link(
@@ -51,8 +49,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Store, Decider, LiveSessi
         ended_at=None,
     )
     live = LiveSession(record=record, user=user, last_seen=clock())
-    yield store, Decider(book, store, clock), live, clock
-    await store.close()
+    return store, Decider(book, store, clock), live, clock
 
 
 async def test_cached_prompt_counts_the_days_down(
@@ -189,13 +186,13 @@ async def test_a_remembered_decision_is_made_anew_for_a_changed_user(
 
 
 async def test_a_dismissal_made_in_another_process_counts_once_it_is_learnt(
-    setup: tuple[Store, Decider, LiveSession, ManualClock],
+    setup: tuple[Store, Decider, LiveSession, ManualClock], tmp_path: Path
 ) -> None:
     store, decider, live, clock = setup
     await cap_dismissals(store, 2, now=clock())
     await decider.book.refresh()
     assert (await decider.decide_for(live)).dismissals_left == 2
-    other = await Store.open(store.db.path)  # another gateway process
+    other = await Store.open(tmp_path / "gateway.sqlite3")  # another gateway process
     await other.dismissals.record(live.user.id, PROMPT_KEY, clock(), limit=2)
     await other.close()
     assert (await decider.decide_for(live)).dismissals_left == 2  # not learnt yet

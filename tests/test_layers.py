@@ -14,9 +14,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
 
 # Lowest first; a room may import its own layer and those below it.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"http", "crypto", "ops", "config", "clock", "errors"}),
-    frozenset({"policy", "store"}),
-    frozenset({"signin", "enforcement", "accounts", "proxy"}),
+    frozenset({"http", "crypto", "ops", "config", "clock", "errors", "audit"}),
+    frozenset({"policy", "store", "mfa"}),
+    frozenset({"signin", "enforcement", "accounts", "proxy", "delivery", "schema"}),
     frozenset({"services"}),
     frozenset({"web", "admin"}),
     frozenset({"runtime"}),
@@ -71,3 +71,31 @@ def test_the_layer_check_sees_an_upward_import(tmp_path: Path) -> None:
     module.write_text("from gateway.runtime.app import create_app\nfrom gateway import cli\n")
     assert [m for _, m in _imports(module)] == ["gateway.runtime.app", "gateway.cli"]
     assert LAYER_OF[_room("gateway.runtime.app") or ""] > LAYER_OF["web"]
+
+
+DRIVERS = frozenset({"sqlite3", "aiosqlite"})
+DRIVER_ADAPTER = PACKAGE / "store" / "sqlite.py"
+
+
+def _drivers(path: Path) -> list[str]:
+    return [
+        f"line {line}: {module}"
+        for line, module in _imports(path)
+        if module.split(".")[0] in DRIVERS
+    ]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in _modules() if p != DRIVER_ADAPTER],
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
+def test_only_the_sqlite_adapter_imports_a_database_driver(path: Path) -> None:
+    assert _drivers(path) == [], "the store's modules speak gateway.store.database"
+
+
+def test_the_driver_check_sees_a_driver_import(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text("import sqlite3\nfrom aiosqlite import Connection\nimport json\n")
+    assert _drivers(module) == ["line 1: sqlite3", "line 2: aiosqlite"]
+    assert _drivers(DRIVER_ADAPTER) != []

@@ -209,6 +209,31 @@ def test_dates_are_not_placed_in_time_without_a_valid_zone() -> None:
     ]
 
 
+ZONE_PROBLEM = (
+    "schedule.timezone: unknown time zone 'Mars/Olympus': use an IANA name such as"
+    " 'Australia/Sydney' (is the tz database installed?)"
+)
+
+
+@pytest.mark.parametrize(
+    ("announce", "deadline", "reported"),
+    [
+        ("2027-02-01", "2026-12-31", True),  # plain dates compare in any one zone
+        ("2027-02-01T00:00:00+11:00", "2026-12-31T23:00:00+11:00", True),
+        ("2027-02-01T00:00:00+11:00", "2026-12-31", False),  # a mix needs the zone
+        ("2026-11-01", "2026-12-31", False),
+    ],
+)
+def test_announce_after_the_deadline_is_reported_beside_a_bad_zone(
+    announce: str, deadline: str, reported: bool
+) -> None:
+    doc = doc_with(
+        schedule__timezone="Mars/Olympus", schedule__announce=announce, schedule__deadline=deadline
+    )
+    after = ["schedule.announce: is after schedule.deadline"] if reported else []
+    assert problems_of(doc) == [ZONE_PROBLEM, *after]
+
+
 def test_a_document_that_is_not_a_table_is_refused() -> None:
     with pytest.raises(PolicyError, match="policy: must be a table of keys"):
         parse_policy(["not", "a", "table"])  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from gateway.policy import (
     parse_policy,
     policy_to_document,
 )
+from gateway.sandbox.demo import DEMO_ZONE
 
 SHIPPED = Path(__file__).resolve().parent.parent / "policies" / "au-ato-2fa.toml"
 SYDNEY = ZoneInfo("Australia/Sydney")
@@ -76,7 +77,6 @@ def test_every_key_of_the_shipped_policy_has_a_comment_above_it() -> None:
 def test_the_shipped_policy_explains_its_remember_me_limit_and_the_dismissal_cap() -> None:
     text = SHIPPED.read_text(encoding="utf-8")
     assert "under 24 hours" in text
-    assert "30d would fail lint" in text
     assert "# max_dismissals = 5" in text
 
 
@@ -90,3 +90,17 @@ def test_an_australian_user_is_blocked_the_moment_1_january_2027_begins_in_sydne
     first = datetime.fromisoformat("2027-01-01T00:00:00+11:00")
     assert decide([policy], user, enrolment, facts, session, last).outcome is Outcome.PROMPT
     assert decide([policy], user, enrolment, facts, session, first).outcome is Outcome.ENROL
+
+
+def test_the_comment_on_remembered_devices_says_what_lint_does() -> None:
+    # The comment promises a warning for 30d, and a failure only with --strict: check that.
+    comments = " ".join(line.lstrip("# ") for line in SHIPPED.read_text().splitlines())
+    assert "30d gets a lint warning, and fails `policy lint --strict`" in comments
+    document = policy_to_document(load_policy_file(SHIPPED))
+    document["windows"]["remember_device"] = "30d"
+    warnings = lint(parse_policy(document), now=datetime(2026, 11, 30, 12, tzinfo=SYDNEY))
+    assert [w.field for w in warnings] == ["windows.remember_device"]
+
+
+def test_the_demo_reads_a_plain_date_in_the_shipped_policy_zone() -> None:
+    assert load_policy_file(SHIPPED).timezone == DEMO_ZONE

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,6 @@ from gateway.store import AuditEntry, Store
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "policies"
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "gateway.sqlite3")
-    yield opened
-    await opened.close()
 
 
 def shipped() -> Policy:

@@ -274,9 +274,9 @@ async def test_a_session_over_or_ended_elsewhere_is_not_marked_verified(tmp_path
     clock.advance(LIMITS.idle)
     with pytest.raises(NotFoundError, match="idle"):
         await a.mark_verified(idle, "totp", clock())
-    count = await first.db.fetch_one("SELECT count(*) FROM sessions")
+    count = await first.db.fetch_one("SELECT count(*) AS sessions FROM sessions")
     assert count is not None
-    assert count[0] == 2  # nothing was added
+    assert count["sessions"] == 2  # nothing was added
     await first.close()
     await second.close()
 

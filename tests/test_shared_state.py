@@ -7,7 +7,7 @@ import aiohttp
 from yarl import URL
 
 from gateway.enforcement.decisions import PROMPT_KEY
-from gateway.runtime.app import follow_other_processes
+from gateway.runtime.background import follow_other_processes
 from tests.conftest import GatewayFactory, RunningGateway, sign_in
 
 HTML = {"Accept": "text/html"}

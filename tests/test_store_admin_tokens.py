@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -12,13 +10,6 @@ from gateway.errors import ConflictError, NotFoundError, StoreError
 from gateway.store import AdminToken, Store
 
 HASH = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "gateway.sqlite3")
-    yield opened
-    await opened.close()
 
 
 async def _add(store: Store, token_hash: str = HASH, name: str = "ci") -> AdminToken:
@@ -52,9 +43,11 @@ async def test_an_added_token_is_found_by_its_hash(store: Store) -> None:
 
 async def test_the_hash_is_stored_as_given_and_never_handed_back(store: Store) -> None:
     token = await _add(store)
-    row = await store.db.fetch_one("SELECT token_hash FROM admin_tokens WHERE id = ?", (token.id,))
+    row = await store.db.fetch_one(
+        "SELECT token_hash FROM admin_tokens WHERE id = :id", {"id": token.id}
+    )
     assert row is not None
-    assert row[0] == HASH
+    assert row["token_hash"] == HASH
     fields = {field.name for field in dataclasses.fields(AdminToken)}
     assert not any("hash" in name for name in fields)
     for found in [token, await store.admin_tokens.find_by_hash(HASH), *await _listed(store)]:

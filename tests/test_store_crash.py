@@ -62,12 +62,12 @@ async def test_acknowledged_writes_survive_repeated_sigkill(tmp_path: Path) -> N
 
     async with await Store.open(path) as store:
         integrity = await store.db.fetch_all("PRAGMA integrity_check")
-        assert [row[0] for row in integrity] == ["ok"]
+        assert [row["integrity_check"] for row in integrity] == ["ok"]
         assert await store.db.fetch_all("PRAGMA foreign_key_check") == []
         stored_audit = {
-            int(row[0]) for row in await store.db.fetch_all("SELECT id FROM audit_events")
+            int(row["id"]) for row in await store.db.fetch_all("SELECT id FROM audit_events")
         }
-        stored_users = {str(row[0]) for row in await store.db.fetch_all("SELECT id FROM users")}
+        stored_users = {str(row["id"]) for row in await store.db.fetch_all("SELECT id FROM users")}
         throttle = await store.throttle.get("crash")
 
     assert audit_ids - stored_audit == set(), "acknowledged audit events were lost"

@@ -1,4 +1,4 @@
-"""Tests for the store's connection: pragmas, migrations, transactions, reads and health."""
+"""Tests for the SQLite database behind the seam: pragmas, migrations, transactions, health."""
 
 from __future__ import annotations
 
@@ -7,31 +7,38 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiosqlite
 import pytest
 
-from gateway.errors import ConflictError, StoreError
-from gateway.store import LATEST_VERSION, MIGRATIONS, Database, Migration, migrate
-from gateway.store.migrations import split_statements
+from gateway.errors import ConflictError, StoreBusyError, StoreError
+from gateway.store import (
+    LATEST_VERSION,
+    MIGRATIONS,
+    Migration,
+    SqliteDatabase,
+    Transaction,
+    migrate,
+)
+from gateway.store.sqlite import split_statements
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "gateway.sqlite3")
+async def db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
+    database = await SqliteDatabase.open(tmp_path / "gateway.sqlite3")
     yield database
     await database.close()
 
 
-async def _insert_org(conn: aiosqlite.Connection, org_id: str, name: str) -> None:
-    await conn.execute(
-        "INSERT INTO organisations (id, name, created_at) VALUES (?, ?, 0)", (org_id, name)
+async def _insert_org(tx: Transaction, org_id: str, name: str) -> None:
+    await tx.execute(
+        "INSERT INTO organisations (id, name, created_at) VALUES (:id, :name, 0)",
+        {"id": org_id, "name": name},
     )
 
 
-async def _org_count(db: Database) -> int:
-    row = await db.fetch_one("SELECT count(*) FROM organisations")
+async def _org_count(db: SqliteDatabase) -> int:
+    row = await db.fetch_one("SELECT count(*) AS n FROM organisations")
     assert row is not None
-    return int(row[0])
+    return int(row["n"])
 
 
 # --- opening and pragmas ---------------------------------------------------------------------
@@ -39,7 +46,7 @@ async def _org_count(db: Database) -> int:
 
 async def test_open_creates_missing_parent_directories(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "er" / "gateway.sqlite3"
-    database = await Database.open(path)
+    database = await SqliteDatabase.open(path)
     try:
         assert path.exists()
         assert database.path == path
@@ -47,11 +54,12 @@ async def test_open_creates_missing_parent_directories(tmp_path: Path) -> None:
         await database.close()
 
 
-async def test_durability_and_integrity_pragmas_are_in_force(db: Database) -> None:
+async def test_durability_and_integrity_pragmas_are_in_force(db: SqliteDatabase) -> None:
     async def pragma(name: str) -> object:
         row = await db.fetch_one(f"PRAGMA {name}")
         assert row is not None
-        return row[0]
+        (value,) = row.values()
+        return value
 
     assert await pragma("journal_mode") == "wal"
     assert await pragma("synchronous") == 2  # FULL
@@ -60,50 +68,50 @@ async def test_durability_and_integrity_pragmas_are_in_force(db: Database) -> No
 
 
 async def test_an_in_memory_database_works_for_throwaway_use() -> None:
-    database = await Database.open(":memory:")
+    database = await SqliteDatabase.open(":memory:")
     try:
         assert await database.schema_version() == LATEST_VERSION
-        async with database.transaction() as conn:
-            await _insert_org(conn, "org_1", "One")
+        async with database.transaction() as tx:
+            await _insert_org(tx, "org_1", "One")
         assert await _org_count(database) == 1
     finally:
         await database.close()
 
 
 async def test_busy_timeout_is_configurable(tmp_path: Path) -> None:
-    database = await Database.open(tmp_path / "g.sqlite3", busy_timeout_ms=1234)
+    database = await SqliteDatabase.open(tmp_path / "g.sqlite3", busy_timeout_ms=1234)
     try:
         row = await database.fetch_one("PRAGMA busy_timeout")
         assert row is not None
-        assert row[0] == 1234
+        assert row["timeout"] == 1234
     finally:
         await database.close()
 
 
 async def test_negative_busy_timeout_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="busy_timeout_ms"):
-        await Database.open(tmp_path / "g.sqlite3", busy_timeout_ms=-1)
+        await SqliteDatabase.open(tmp_path / "g.sqlite3", busy_timeout_ms=-1)
 
 
 async def test_an_unopenable_path_raises_store_error(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     with pytest.raises(StoreError, match="cannot open"):
-        await Database.open(blocker / "gateway.sqlite3")
+        await SqliteDatabase.open(blocker / "gateway.sqlite3")
 
 
 async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "garbage.sqlite3"
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError):
-        await Database.open(path)
+        await SqliteDatabase.open(path)
 
 
 # --- migrations ------------------------------------------------------------------------------
 
 
 async def test_a_new_database_is_migrated_to_the_latest_version_and_it_is_recorded(
-    db: Database,
+    db: SqliteDatabase,
 ) -> None:
     assert await db.schema_version() == LATEST_VERSION
     rows = await db.fetch_all(
@@ -126,9 +134,9 @@ async def test_a_new_database_is_migrated_to_the_latest_version_and_it_is_record
 
 async def test_migrations_are_idempotent(tmp_path: Path) -> None:
     path = tmp_path / "gateway.sqlite3"
-    first = await Database.open(path)
+    first = await SqliteDatabase.open(path)
     await first.close()
-    second = await Database.open(path)
+    second = await SqliteDatabase.open(path)
     try:
         rows = await second.fetch_all("SELECT version FROM schema_migrations")
         assert len(rows) == len(MIGRATIONS)
@@ -138,25 +146,29 @@ async def test_migrations_are_idempotent(tmp_path: Path) -> None:
 
 
 async def test_migrate_applies_only_what_is_missing_and_reports_it(tmp_path: Path) -> None:
-    async with aiosqlite.connect(tmp_path / "g.sqlite3", isolation_level=None) as conn:
+    db = await SqliteDatabase.connect(tmp_path / "g.sqlite3")
+    try:
         extra = Migration(LATEST_VERSION + 1, "notes", "CREATE TABLE notes (body TEXT)")
-        assert await migrate(conn) == [m.version for m in MIGRATIONS]
-        assert await migrate(conn) == []
-        assert await migrate(conn, migrations=(*MIGRATIONS, extra)) == [extra.version]
-        assert await migrate(conn, migrations=(*MIGRATIONS, extra)) == []
+        assert await migrate(db) == [m.version for m in MIGRATIONS]
+        assert await migrate(db) == []
+        assert await migrate(db, migrations=(*MIGRATIONS, extra)) == [extra.version]
+        assert await migrate(db, migrations=(*MIGRATIONS, extra)) == []
+    finally:
+        await db.close()
 
 
 async def test_a_database_from_the_future_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "gateway.sqlite3"
-    database = await Database.open(path)
-    async with database.transaction() as conn:
-        await conn.execute(
-            "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
-            (LATEST_VERSION + 1, "from a newer gateway", 0.0),
+    database = await SqliteDatabase.open(path)
+    async with database.transaction() as tx:
+        await tx.execute(
+            "INSERT INTO schema_migrations (version, description, applied_at)"
+            " VALUES (:version, 'from a newer gateway', 0)",
+            {"version": LATEST_VERSION + 1},
         )
     await database.close()
     with pytest.raises(StoreError, match="newer than this gateway knows"):
-        await Database.open(path)
+        await SqliteDatabase.open(path)
 
 
 async def test_a_failing_migration_is_rolled_back_entirely(tmp_path: Path) -> None:
@@ -165,16 +177,19 @@ async def test_a_failing_migration_is_rolled_back_entirely(tmp_path: Path) -> No
         "half good",
         "CREATE TABLE good (x INTEGER); INSERT INTO no_such_table VALUES (1);",
     )
-    async with aiosqlite.connect(tmp_path / "g.sqlite3", isolation_level=None) as conn:
+    db = await SqliteDatabase.connect(tmp_path / "g.sqlite3")
+    try:
         with pytest.raises(StoreError, match="half good"):
-            await migrate(conn, migrations=(*MIGRATIONS, broken))
-        tables = {row[0] for row in await conn.execute_fetchall("SELECT name FROM sqlite_master")}
+            await migrate(db, migrations=(*MIGRATIONS, broken))
+        tables = {row["name"] for row in await db.fetch_all("SELECT name FROM sqlite_master")}
         assert "good" not in tables
         assert "organisations" in tables  # the earlier migration stands
         versions = {
-            row[0] for row in await conn.execute_fetchall("SELECT version FROM schema_migrations")
+            row["version"] for row in await db.fetch_all("SELECT version FROM schema_migrations")
         }
         assert versions == {m.version for m in MIGRATIONS}
+    finally:
+        await db.close()
 
 
 def test_migration_versions_are_unique_and_ascending() -> None:
@@ -196,16 +211,16 @@ def test_scripts_are_split_into_single_statements_respecting_quotes() -> None:
 # --- transactions ----------------------------------------------------------------------------
 
 
-async def test_a_transaction_commits_when_its_block_succeeds(db: Database) -> None:
-    async with db.transaction() as conn:
-        await _insert_org(conn, "org_1", "One")
+async def test_a_transaction_commits_when_its_block_succeeds(db: SqliteDatabase) -> None:
+    async with db.transaction() as tx:
+        await _insert_org(tx, "org_1", "One")
     assert await _org_count(db) == 1
 
 
-async def test_a_transaction_rolls_back_when_its_block_raises(db: Database) -> None:
+async def test_a_transaction_rolls_back_when_its_block_raises(db: SqliteDatabase) -> None:
     async def insert_then_fail() -> None:
-        async with db.transaction() as conn:
-            await _insert_org(conn, "org_1", "One")
+        async with db.transaction() as tx:
+            await _insert_org(tx, "org_1", "One")
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
@@ -213,14 +228,16 @@ async def test_a_transaction_rolls_back_when_its_block_raises(db: Database) -> N
     assert await _org_count(db) == 0
 
 
-async def test_a_unique_violation_escaping_a_transaction_becomes_a_conflict(db: Database) -> None:
-    async with db.transaction() as conn:
-        await _insert_org(conn, "org_1", "One")
+async def test_a_unique_violation_escaping_a_transaction_becomes_a_conflict(
+    db: SqliteDatabase,
+) -> None:
+    async with db.transaction() as tx:
+        await _insert_org(tx, "org_1", "One")
 
     async def insert_two() -> None:
-        async with db.transaction() as conn:
-            await _insert_org(conn, "org_2", "Two")
-            await _insert_org(conn, "org_3", "One")
+        async with db.transaction() as tx:
+            await _insert_org(tx, "org_2", "Two")
+            await _insert_org(tx, "org_3", "One")
 
     with pytest.raises(ConflictError) as caught:
         await insert_two()
@@ -229,40 +246,40 @@ async def test_a_unique_violation_escaping_a_transaction_becomes_a_conflict(db: 
 
 
 async def test_other_sqlite_errors_escaping_a_transaction_become_store_errors(
-    db: Database,
+    db: SqliteDatabase,
 ) -> None:
     with pytest.raises(StoreError, match="no such table") as caught:
-        async with db.transaction() as conn:
-            await conn.execute("INSERT INTO no_such_table VALUES (1)")
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO no_such_table VALUES (1)")
     assert not isinstance(caught.value, ConflictError)
 
 
-async def test_foreign_keys_are_enforced(db: Database) -> None:
+async def test_foreign_keys_are_enforced(db: SqliteDatabase) -> None:
     with pytest.raises(StoreError, match="FOREIGN KEY"):
-        async with db.transaction() as conn:
-            await conn.execute(
+        async with db.transaction() as tx:
+            await tx.execute(
                 "INSERT INTO users (id, org_id, email, display_name, role, password_hash,"
                 " created_at) VALUES ('usr_1', 'org_missing', 'a@b.c', 'A', 'member', 'h', 0)"
             )
 
 
-async def test_transactions_do_not_nest(db: Database) -> None:
+async def test_transactions_do_not_nest(db: SqliteDatabase) -> None:
     async with db.transaction():
         with pytest.raises(StoreError, match="do not nest"):
             async with db.transaction():
                 pass  # pragma: no cover
 
 
-async def test_concurrent_transactions_are_serialised(db: Database) -> None:
+async def test_concurrent_transactions_are_serialised(db: SqliteDatabase) -> None:
     inside = 0
     most_inside = 0
 
     async def job(n: int) -> None:
         nonlocal inside, most_inside
-        async with db.transaction() as conn:
+        async with db.transaction() as tx:
             inside += 1
             most_inside = max(most_inside, inside)
-            await _insert_org(conn, f"org_{n}", f"Org {n}")
+            await _insert_org(tx, f"org_{n}", f"Org {n}")
             await asyncio.sleep(0)
             inside -= 1
 
@@ -271,13 +288,13 @@ async def test_concurrent_transactions_are_serialised(db: Database) -> None:
     assert await _org_count(db) == 20
 
 
-async def test_reads_never_see_another_coroutines_uncommitted_writes(db: Database) -> None:
+async def test_reads_never_see_another_coroutines_uncommitted_writes(db: SqliteDatabase) -> None:
     written = asyncio.Event()
     release = asyncio.Event()
 
     async def writer() -> None:
-        async with db.transaction() as conn:
-            await _insert_org(conn, "org_1", "One")
+        async with db.transaction() as tx:
+            await _insert_org(tx, "org_1", "One")
             written.set()
             await release.wait()
             raise RuntimeError("changed my mind")
@@ -293,20 +310,20 @@ async def test_reads_never_see_another_coroutines_uncommitted_writes(db: Databas
     assert await reading == 0
 
 
-async def test_the_transaction_holder_can_read_its_own_writes(db: Database) -> None:
-    async with db.transaction() as conn:
-        await _insert_org(conn, "org_1", "One")
+async def test_the_transaction_holder_can_read_its_own_writes(db: SqliteDatabase) -> None:
+    async with db.transaction() as tx:
+        await _insert_org(tx, "org_1", "One")
         assert await _org_count(db) == 1
 
 
 async def test_a_cancelled_transaction_is_rolled_back_and_the_database_stays_usable(
-    db: Database,
+    db: SqliteDatabase,
 ) -> None:
     written = asyncio.Event()
 
     async def writer() -> None:
-        async with db.transaction() as conn:
-            await _insert_org(conn, "org_1", "One")
+        async with db.transaction() as tx:
+            await _insert_org(tx, "org_1", "One")
             written.set()
             await asyncio.Event().wait()
 
@@ -316,37 +333,43 @@ async def test_a_cancelled_transaction_is_rolled_back_and_the_database_stays_usa
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await _org_count(db) == 0
-    async with db.transaction() as conn:
-        await _insert_org(conn, "org_2", "Two")
+    async with db.transaction() as tx:
+        await _insert_org(tx, "org_2", "Two")
     assert await _org_count(db) == 1
 
 
-async def test_a_transaction_cancelled_while_starting_leaves_nothing_open(db: Database) -> None:
+async def test_a_transaction_cancelled_while_starting_leaves_nothing_open(
+    db: SqliteDatabase,
+) -> None:
     for _ in range(20):
         task = asyncio.create_task(_write_one(db))
         await asyncio.sleep(0)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-    async with db.transaction() as conn:
-        await _insert_org(conn, "org_last", "Last")
-    row = await db.fetch_one("SELECT count(*) FROM organisations WHERE id = 'org_last'")
+    async with db.transaction() as tx:
+        await _insert_org(tx, "org_last", "Last")
+    row = await db.fetch_one("SELECT count(*) AS n FROM organisations WHERE id = 'org_last'")
     assert row is not None
-    assert row[0] == 1
+    assert row["n"] == 1
 
 
-async def _write_one(db: Database) -> None:
-    async with db.transaction() as conn:
-        await _insert_org(conn, "org_x", "X")
+async def _write_one(db: SqliteDatabase) -> None:
+    async with db.transaction() as tx:
+        await _insert_org(tx, "org_x", "X")
         await asyncio.Event().wait()
 
 
-async def test_a_stale_open_transaction_is_rolled_back_before_the_next_one(db: Database) -> None:
+async def test_a_stale_open_transaction_is_rolled_back_before_the_next_one(
+    db: SqliteDatabase,
+) -> None:
     # What a COMMIT that failed after its caller was cancelled would leave behind.
     await db._conn.execute("BEGIN")
-    await _insert_org(db._conn, "org_stale", "Stale")
-    async with db.transaction() as conn:
-        await _insert_org(conn, "org_1", "One")
+    await db._conn.execute(
+        "INSERT INTO organisations (id, name, created_at) VALUES ('org_stale', 'Stale', 0)"
+    )
+    async with db.transaction() as tx:
+        await _insert_org(tx, "org_1", "One")
     rows = await db.fetch_all("SELECT id FROM organisations")
     assert [row["id"] for row in rows] == ["org_1"]
 
@@ -355,27 +378,93 @@ async def test_a_write_lock_held_too_long_by_another_connection_raises_store_err
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "gateway.sqlite3"
-    holder = await Database.open(path)
-    waiter = await Database.open(path, busy_timeout_ms=100)
+    holder = await SqliteDatabase.open(path)
+    waiter = await SqliteDatabase.open(path, busy_timeout_ms=100)
     try:
-        async with holder.transaction() as conn:
-            await _insert_org(conn, "org_1", "One")
-            with pytest.raises(StoreError, match="locked by another connection for 100 ms"):
+        async with holder.transaction() as tx:
+            await _insert_org(tx, "org_1", "One")
+            with pytest.raises(StoreBusyError, match="locked by another connection for 100 ms"):
                 async with waiter.transaction():
                     pass  # pragma: no cover
         # Once the lock is released the waiter works, and sees the committed row.
-        async with waiter.transaction() as conn:
-            await _insert_org(conn, "org_2", "Two")
+        async with waiter.transaction() as tx:
+            await _insert_org(tx, "org_2", "Two")
         assert await _org_count(waiter) == 2
     finally:
         await waiter.close()
         await holder.close()
 
 
+# --- the protocol: rows, named parameters, the error family -----------------------------------
+
+
+async def test_rows_are_plain_dicts_by_column_name(db: SqliteDatabase) -> None:
+    row = await db.fetch_one("SELECT 1 AS one, 'x' AS name")
+    assert type(row) is dict
+    assert row == {"one": 1, "name": "x"}
+    assert await db.fetch_all("SELECT 1 AS n UNION SELECT 2 ORDER BY n") == [{"n": 1}, {"n": 2}]
+    assert await db.fetch_one("SELECT 1 AS n WHERE 0 = 1") is None
+
+
+async def test_named_parameters_bind_by_name_and_may_repeat(db: SqliteDatabase) -> None:
+    row = await db.fetch_one("SELECT :a AS a, :b AS b, :a + :b AS total", {"b": 2, "a": 40})
+    assert row == {"a": 40, "b": 2, "total": 42}
+
+
+async def test_a_missing_named_parameter_is_a_store_error(db: SqliteDatabase) -> None:
+    with pytest.raises(StoreError, match="missing"):
+        await db.fetch_one("SELECT :missing AS m", {})
+
+
+async def test_execute_returns_how_many_rows_changed(db: SqliteDatabase) -> None:
+    async with db.transaction() as tx:
+        await tx.execute_many(
+            "INSERT INTO organisations (id, name, created_at) VALUES (:id, :id, 0)",
+            [{"id": f"org_{n}"} for n in range(3)],
+        )
+        assert await tx.execute("UPDATE organisations SET created_at = 1") == 3
+        assert await tx.execute("DELETE FROM organisations WHERE id = :id", {"id": "nope"}) == 0
+    assert await _org_count(db) == 3
+
+
+async def test_a_unique_violation_is_a_conflict_at_the_statement_and_the_rest_commits(
+    db: SqliteDatabase,
+) -> None:
+    async with db.transaction() as tx:
+        await _insert_org(tx, "org_1", "One")
+        with pytest.raises(ConflictError, match="same identity"):
+            await _insert_org(tx, "org_1", "One again")
+        await _insert_org(tx, "org_2", "Two")
+    assert await _org_count(db) == 2
+
+
+async def test_insert_returning_hands_back_the_new_row(db: SqliteDatabase) -> None:
+    async with db.transaction() as tx:
+        first = await tx.fetch_one(
+            "INSERT INTO revocations (at, user_id) VALUES (1, 'u') RETURNING id", {}
+        )
+        second = await tx.fetch_one(
+            "INSERT INTO revocations (at, user_id) VALUES (2, 'u') RETURNING id", {}
+        )
+    assert first is not None
+    assert second is not None
+    assert second["id"] == first["id"] + 1
+
+
+async def test_a_transaction_cannot_be_used_after_its_block(db: SqliteDatabase) -> None:
+    async with db.transaction() as tx:
+        await _insert_org(tx, "org_1", "One")
+    with pytest.raises(StoreError, match="has ended"):
+        await _insert_org(tx, "org_2", "Two")
+    with pytest.raises(StoreError, match="has ended"):
+        await tx.fetch_all("SELECT id FROM organisations")
+    assert await _org_count(db) == 1
+
+
 # --- statement counting, health, closing ------------------------------------------------------
 
 
-async def test_statement_count_rises_with_each_query_and_not_otherwise(db: Database) -> None:
+async def test_statement_count_rises_with_each_query_and_not_otherwise(db: SqliteDatabase) -> None:
     before = db.statement_count
     await asyncio.sleep(0.01)
     assert db.statement_count == before
@@ -383,24 +472,24 @@ async def test_statement_count_rises_with_each_query_and_not_otherwise(db: Datab
     assert db.statement_count == before + 1
     await db.fetch_all("SELECT 1 UNION SELECT 2")
     assert db.statement_count == before + 2
-    async with db.transaction() as conn:
-        await _insert_org(conn, "org_1", "One")
+    async with db.transaction() as tx:
+        await _insert_org(tx, "org_1", "One")
     assert db.statement_count == before + 5  # BEGIN, INSERT, COMMIT
     await db.check()
     assert db.statement_count == before + 6
 
 
-async def test_check_passes_on_a_healthy_database(db: Database) -> None:
+async def test_check_passes_on_a_healthy_database(db: SqliteDatabase) -> None:
     await db.check()
 
 
-async def test_check_fails_on_a_closed_database(db: Database) -> None:
+async def test_check_fails_on_a_closed_database(db: SqliteDatabase) -> None:
     await db.close()
     with pytest.raises(StoreError, match="closed"):
         await db.check()
 
 
-async def test_using_a_closed_database_raises_store_error(db: Database) -> None:
+async def test_using_a_closed_database_raises_store_error(db: SqliteDatabase) -> None:
     await db.close()
     await db.close()  # closing twice is harmless
     assert db.closed
@@ -411,20 +500,22 @@ async def test_using_a_closed_database_raises_store_error(db: Database) -> None:
             pass  # pragma: no cover
 
 
-async def test_close_waits_for_the_open_transaction_to_commit(db: Database, tmp_path: Path) -> None:
+async def test_close_waits_for_the_open_transaction_to_commit(
+    db: SqliteDatabase, tmp_path: Path
+) -> None:
     started = asyncio.Event()
 
     async def writer() -> None:
-        async with db.transaction() as conn:
+        async with db.transaction() as tx:
             started.set()
             await asyncio.sleep(0.05)
-            await _insert_org(conn, "org_1", "One")
+            await _insert_org(tx, "org_1", "One")
 
     task = asyncio.create_task(writer())
     await started.wait()
     await db.close()
     await task
-    reopened = await Database.open(tmp_path / "gateway.sqlite3")
+    reopened = await SqliteDatabase.open(tmp_path / "gateway.sqlite3")
     try:
         assert await _org_count(reopened) == 1
     finally:

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from gateway.errors import ConflictError, NotFoundError
 from gateway.store import DismissalLimitError, SessionRecord, Store, User
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "gateway.sqlite3")
-    yield opened
-    await opened.close()
 
 
 async def _user(store: Store, email: str = "ava@example.com") -> User:
@@ -50,10 +42,10 @@ async def test_record_counts_up_and_returns_the_new_count(store: Store, user: Us
     assert await store.dismissals.count(user.id, "mfa") == 2
     assert await store.dismissals.counts_for_user(user.id) == {"mfa": 2, "xero-2fa": 1}
     row = await store.db.fetch_one(
-        "SELECT last_at FROM dismissals WHERE user_id = ? AND policy_key = 'mfa'", (user.id,)
+        "SELECT last_at FROM dismissals WHERE user_id = :id AND policy_key = 'mfa'", {"id": user.id}
     )
     assert row is not None
-    assert row[0] == 11.0
+    assert row["last_at"] == 11.0
 
 
 async def test_record_at_the_limit_raises_and_changes_nothing(store: Store, user: User) -> None:
@@ -62,9 +54,11 @@ async def test_record_at_the_limit_raises_and_changes_nothing(store: Store, user
     with pytest.raises(DismissalLimitError, match="2 times"):
         await store.dismissals.record(user.id, "mfa", 99.0, limit=2)
     assert await store.dismissals.count(user.id, "mfa") == 2
-    row = await store.db.fetch_one("SELECT last_at FROM dismissals WHERE user_id = ?", (user.id,))
+    row = await store.db.fetch_one(
+        "SELECT last_at FROM dismissals WHERE user_id = :id", {"id": user.id}
+    )
     assert row is not None
-    assert row[0] == 2.0
+    assert row["last_at"] == 2.0
     assert issubclass(DismissalLimitError, ConflictError)
 
 

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from gateway.errors import ConflictError, NotFoundError
 from gateway.store import Organisation, Store
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "gateway.sqlite3")
-    yield opened
-    await opened.close()
 
 
 async def test_an_added_organisation_can_be_read_back(store: Store) -> None:

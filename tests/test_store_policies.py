@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import pytest
 
 from gateway.errors import ConflictError, NotFoundError, StoreError
@@ -18,20 +17,13 @@ from gateway.store import (
     PolicyChange,
     PolicyVersion,
     PreconditionFailedError,
+    SqliteDatabase,
     Store,
     StoredPolicy,
-    migrate,
 )
 
 DOC: dict[str, Any] = {"rule": "mfa", "apply_to": ["member"], "grace_days": 7}
 OTHER: dict[str, Any] = {"rule": "mfa", "apply_to": ["member", "principal"], "grace_days": 0}
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "gateway.sqlite3")
-    yield opened
-    await opened.close()
 
 
 async def _create(store: Store, policy_id: str = "pol-mfa", now: float = 10.0) -> StoredPolicy:
@@ -42,11 +34,11 @@ async def _create(store: Store, policy_id: str = "pol-mfa", now: float = 10.0) -
 
 
 async def _row_counts(store: Store) -> tuple[int, int]:
-    versions = await store.db.fetch_one("SELECT count(*) FROM policy_versions")
-    policies = await store.db.fetch_one("SELECT count(*) FROM policies")
+    versions = await store.db.fetch_one("SELECT count(*) AS n FROM policy_versions")
+    policies = await store.db.fetch_one("SELECT count(*) AS n FROM policies")
     assert versions is not None
     assert policies is not None
-    return int(policies[0]), int(versions[0])
+    return int(policies["n"]), int(versions["n"])
 
 
 # --- create, read, list ----------------------------------------------------------------------
@@ -107,7 +99,7 @@ async def test_documents_are_stored_as_canonical_json(store: Store) -> None:
     )
     row = await store.db.fetch_one("SELECT document FROM policies WHERE id = 'p'")
     assert row is not None
-    assert row[0] == '{"a":{"c":"é","d":2},"b":1}'
+    assert row["document"] == '{"a":{"c":"é","d":2},"b":1}'
 
 
 async def test_a_document_that_is_not_a_json_object_is_refused(store: Store) -> None:
@@ -492,17 +484,17 @@ async def test_a_change_whose_audit_event_cannot_be_written_is_not_made(
 
 async def test_migration_2_applies_to_a_version_1_database_that_has_data(tmp_path: Path) -> None:
     path = tmp_path / "gateway.sqlite3"
-    async with aiosqlite.connect(path, isolation_level=None) as conn:
-        assert await migrate(conn, migrations=MIGRATIONS[:1]) == [1]
-        await conn.execute("PRAGMA foreign_keys = ON")
-        await conn.execute(
+    old = await SqliteDatabase.open(path, migrations=MIGRATIONS[:1])
+    async with old.transaction() as tx:
+        await tx.execute(
             "INSERT INTO organisations (id, name, created_at) VALUES ('org_old', 'Old Co', 1)"
         )
-        await conn.execute(
+        await tx.execute(
             "INSERT INTO users (id, org_id, email, display_name, role, password_hash,"
             " created_at) VALUES ('usr_old', 'org_old', 'old@example.com', 'Old', 'member',"
             " 'h', 1)"
         )
+    await old.close()
     assert LATEST_VERSION >= 2
     async with await Store.open(path) as store:
         assert await store.db.schema_version() == LATEST_VERSION

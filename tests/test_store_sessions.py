@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from gateway.errors import ConflictError, NotFoundError
 from gateway.store import SessionRecord, Store, User
 from gateway.store.records import SecondFactor
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "gateway.sqlite3")
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture
@@ -187,15 +178,14 @@ async def test_active_sessions_are_counted_excluding_ended_and_expired(
 
 async def test_a_users_sessions_go_when_the_user_goes(store: Store, user: User) -> None:
     await store.sessions.add(_session(user, "hash-1"))
-    async with store.db.transaction() as conn:
-        await conn.execute("DELETE FROM users WHERE id = ?", (user.id,))
+    async with store.db.transaction() as tx:
+        await tx.execute("DELETE FROM users WHERE id = :id", {"id": user.id})
     assert await store.sessions.get("hash-1") is None
 
 
 async def test_change_marks_move_with_policies_tenants_revocations_and_user_changes(
-    tmp_path: Path,
+    store: Store,
 ) -> None:
-    store = await Store.open(tmp_path / "m.sqlite3")
     assert await store.change_marks() == (0, 0, 0, 0)
     org = await store.organisations.add(name="Org", now=1.0)
     await store.tenants.link(org_id=org.id, tenant_id="t", name="T", country_code="AU", now=1.0)
@@ -216,7 +206,6 @@ async def test_change_marks_move_with_policies_tenants_revocations_and_user_chan
     before = store.db.statement_count
     await store.change_marks()
     assert store.db.statement_count == before + 1
-    await store.close()
 
 
 async def test_a_session_rotated_for_a_second_factor_check_carries_it(

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
-from gateway.store import Store, ThrottleState
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "gateway.sqlite3")
-    yield opened
-    await opened.close()
+from gateway.errors import StoreBusyError
+from gateway.store import SqliteDatabase, Store, ThrottleRepository, ThrottleState
+from gateway.store.database import NO_PARAMS, Params, Row
+from gateway.store.sqlite import SqliteTransaction
 
 
 def _increment(state: ThrottleState | None) -> ThrottleState:
@@ -110,8 +107,7 @@ async def test_concurrent_increments_through_two_connections_count_every_one(
     assert state.failures == 50
 
 
-async def test_purge_drops_only_counters_that_are_over(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "t.sqlite3")
+async def test_purge_drops_only_counters_that_are_over(store: Store) -> None:
     await store.throttle.update(
         "old", lambda _: ThrottleState(failures=2, window_started_at=0.0, locked_until=0.0)
     )
@@ -125,4 +121,99 @@ async def test_purge_drops_only_counters_that_are_over(tmp_path: Path) -> None:
     assert await store.throttle.get("old") is None
     assert await store.throttle.get("locked") is not None
     assert await store.throttle.get("recent") is not None
-    await store.close()
+
+
+# --- compare-and-swap: a write computed from a state that is no longer there changes nothing ---
+
+
+class _RacedTransaction(SqliteTransaction):
+    def __init__(self, db: _RacedDatabase) -> None:
+        super().__init__(db)
+        self._raced = db
+
+    async def fetch_one(self, sql: str, params: Params = NO_PARAMS) -> Row | None:
+        row = await super().fetch_one(sql, params)
+        if self._raced.sneaks:
+            self._raced.sneaks -= 1
+            await self.execute(self._raced.sneak)
+        return row
+
+
+class _RacedDatabase(SqliteDatabase):
+    """A real database where another writer slips in between a transaction's read and its
+    write, as it can under PostgreSQL's READ COMMITTED (SQLite's BEGIN IMMEDIATE never lets
+    it): ``sneak`` runs right after each of the next ``sneaks`` reads."""
+
+    sneak = ""
+    sneaks = 0
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqliteTransaction]:
+        async with super().transaction():
+            yield _RacedTransaction(self)
+
+
+@pytest.fixture
+async def raced(tmp_path: Path) -> AsyncIterator[_RacedDatabase]:
+    db = await _RacedDatabase.open(tmp_path / "raced.sqlite3")
+    yield db
+    await db.close()
+
+
+def _state(failures: int) -> ThrottleState:
+    return ThrottleState(failures=failures, window_started_at=100.0, locked_until=0.0)
+
+
+def _clear(_: ThrottleState | None) -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    ("before", "sneak", "fn", "seen", "after"),
+    [
+        (1, "UPDATE throttle SET failures = failures + 10", _increment, [1, 11], 12),
+        (
+            None,
+            "INSERT INTO throttle (key, failures, window_started_at, locked_until)"
+            " VALUES ('k', 5, 100.0, 0)",
+            _increment,
+            [None, 5],
+            6,
+        ),
+        (3, "UPDATE throttle SET failures = 7", _clear, [3, 7], None),
+    ],
+    ids=["replace", "insert", "delete"],
+)
+async def test_an_update_that_lost_a_race_is_worked_out_again_on_the_winners_state(
+    raced: _RacedDatabase,
+    before: int | None,
+    sneak: str,
+    fn: Callable[[ThrottleState | None], ThrottleState | None],
+    seen: list[int | None],
+    after: int | None,
+) -> None:
+    throttle = ThrottleRepository(raced)
+    if before is not None:
+        await throttle.update("k", lambda _: _state(before))
+    raced.sneak, raced.sneaks = sneak, 1
+    calls: list[int | None] = []
+
+    def spy(state: ThrottleState | None) -> ThrottleState | None:
+        calls.append(state.failures if state else None)
+        return fn(state)
+
+    result = await throttle.update("k", spy)
+    assert calls == seen
+    stored = await throttle.get("k")
+    assert (stored.failures if stored else None) == after
+    assert result == stored
+
+
+async def test_an_update_that_loses_every_race_gives_up_with_a_busy_error(
+    raced: _RacedDatabase,
+) -> None:
+    throttle = ThrottleRepository(raced)
+    await throttle.update("k", lambda _: _state(1))
+    raced.sneak, raced.sneaks = "UPDATE throttle SET failures = failures + 1", 1000
+    with pytest.raises(StoreBusyError, match="try again"):
+        await throttle.update("k", _increment)

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from gateway.errors import ConflictError, NotFoundError, StoreError
-from gateway.store import NewUser, Organisation, Store, User
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "gateway.sqlite3")
-    yield opened
-    await opened.close()
+from gateway.store import MIGRATIONS, NewUser, Organisation, SqliteDatabase, Store, User
+from gateway.store.users import email_key
 
 
 @pytest.fixture
@@ -201,3 +194,45 @@ async def test_add_many_adds_new_organisations_in_the_same_transaction(
     users = await store.users.add_many(good, now=1.0, new_orgs={"org_fresh": "Fresh Co"})
     assert [u.org_id for u in users] == ["org_fresh"]
     assert (await store.organisations.get("org_fresh")).name == "Fresh Co"
+
+
+@pytest.mark.parametrize(
+    ("email", "key"),
+    [
+        ("Ava@Harbour.Example", "ava@harbour.example"),
+        ("ava@harbour.example", "ava@harbour.example"),
+        # Only ASCII letters fold, as SQLite's NOCASE and lower() did.
+        ("ÉLODIE@x.example", "Élodie@x.example"),
+    ],
+)
+def test_emails_are_compared_with_ascii_letters_lower_cased(email: str, key: str) -> None:
+    assert email_key(email) == key
+
+
+async def test_users_stored_before_version_4_keep_a_case_blind_email_and_their_order(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.sqlite3"
+    old = await SqliteDatabase.open(path, migrations=MIGRATIONS[:3])
+    async with old.transaction() as tx:
+        for org_id in ("org_b", "org_a"):
+            await tx.execute(
+                "INSERT INTO organisations (id, name, created_at) VALUES (:id, :id, 1)",
+                {"id": org_id},
+            )
+        for user_id, email in [("usr_z", "Zed@Example.com"), ("usr_a", "amy@example.com")]:
+            await tx.execute(
+                "INSERT INTO users (id, org_id, email, display_name, role, password_hash,"
+                " created_at) VALUES (:id, 'org_b', :email, 'N', 'member', 'h', 1)",
+                {"id": user_id, "email": email},
+            )
+    await old.close()
+    async with await Store.open(path) as store:
+        found = await store.users.find_by_email("zed@example.COM")
+        assert found is not None
+        assert found.id == "usr_z"
+        assert [org.id for org in await store.organisations.list()] == ["org_b", "org_a"]
+        with pytest.raises(ConflictError):
+            await _add(store, await store.organisations.get("org_a"), "AMY@example.com")
+        added = await _add(store, await store.organisations.get("org_a"), "new@example.com")
+        assert [user.id for user in await store.users.list()] == ["usr_z", "usr_a", added.id]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -25,13 +23,6 @@ OPS = AuditEntry(actor="ops")
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(tmp_path / "gateway.sqlite3")
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
 async def org(store: Store) -> Organisation:
     return await store.organisations.add(name="Harbour", now=1.0)
 
@@ -39,7 +30,7 @@ async def org(store: Store) -> Organisation:
 async def test_an_organisation_is_found_by_name_then_by_id(store: Store, org: Organisation) -> None:
     assert await find_org(store, "Harbour") == org
     assert await find_org(store, org.id) == org
-    with pytest.raises(NotFoundError, match="Nowhere"):
+    with pytest.raises(NotFoundError, match="no organisation has the name or id 'Nowhere'"):
         await find_org(store, "Nowhere")
 
 

@@ -7,7 +7,9 @@ import io
 import secrets
 from dataclasses import dataclass
 
+from gateway.accounts.emails import email_problem, normalise_email
 from gateway.accounts.passwords import Passwords, password_problem
+from gateway.audit import Event, OrgAdded, UserAdded, UsersImported
 from gateway.errors import ImportRowError
 from gateway.store import Store
 from gateway.store.records import NewUser, User, new_id
@@ -38,14 +40,14 @@ async def import_users(
     for row in reader:
         line = reader.line_num
         org = (row.get("org") or "").strip()
-        email = (row.get("email") or "").strip().lower()
+        email = normalise_email(row.get("email") or "")
         name = (row.get("name") or "").strip()
         role = (row.get("role") or "").strip().lower()
         password = row.get("password") or None
         if not org or not name:
             problems.append(f"line {line}: org and name are required")
-        if "@" not in email or email.startswith("@") or email.endswith("@"):
-            problems.append(f"line {line}: {email!r} is not an email address")
+        if problem := email_problem(email):
+            problems.append(f"line {line}: {problem}")
         elif email in seen:
             problems.append(f"line {line}: {email} appears twice in the file")
         seen.add(email)
@@ -87,7 +89,12 @@ async def import_users(
             )
         )
     users = await store.users.add_many(new_users, now=now, new_orgs=new_orgs)
-    await store.audit.record(
-        kind="user.imported", at=now, actor="cli", detail={"count": len(users)}
-    )
+    # Every organisation and account it added is audited as if added one by one, and the
+    # import itself names the accounts it brought in.
+    events: list[Event] = [OrgAdded(org_id=org_id, name=name) for org_id, name in new_orgs.items()]
+    events += [UserAdded(user_id=u.id, org_id=u.org_id, email=u.email, role=u.role) for u in users]
+    accounts = tuple({"id": u.id, "email": u.email, "org_id": u.org_id} for u in users)
+    events.append(UsersImported(count=len(users), users=accounts))
+    for event in events:
+        await store.audit.record(event, at=now, actor="cli")
     return ImportResult(users=users, generated=generated)

@@ -6,7 +6,7 @@ the same way, and audited by the store in the change's own transaction.
 
 from __future__ import annotations
 
-from gateway.errors import UsageError
+from gateway.errors import NotFoundError, UsageError
 from gateway.policy import COUNTRY_CODES
 from gateway.store import AuditEntry, Organisation, Store, TenantChange
 
@@ -52,9 +52,12 @@ def link_problems(*, tenant_id: str, name: str, country_code: str) -> list[tuple
 async def find_org(store: Store, name_or_id: str) -> Organisation:
     """The organisation with this name, else with this id; NotFoundError if neither."""
     org = await store.organisations.find_by_name(name_or_id)
-    if org is None:
-        org = await store.organisations.get(name_or_id)
-    return org
+    if org is not None:
+        return org
+    try:
+        return await store.organisations.get(name_or_id)
+    except NotFoundError:
+        raise NotFoundError(f"no organisation has the name or id {name_or_id!r}") from None
 
 
 async def link_tenant(

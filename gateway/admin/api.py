@@ -1,4 +1,4 @@
-"""The admin API's routes, and its handlers for decisions, readiness, organisations and audit."""
+"""The admin API's route table: each route's handler, token scopes and OpenAPI description."""
 
 from __future__ import annotations
 
@@ -8,296 +8,317 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.accounts import tenancy
-from gateway.accounts.tenancy import (
-    MAX_TENANT_ID,
-    MAX_TENANT_NAME,
-    country_code_problem,
-    text_problem,
-)
-from gateway.admin import policies
-from gateway.admin.explain import Candidate, explain
-from gateway.admin.http import (
-    ADMIN_PREFIX,
-    AdminHandler,
-    ApiProblem,
-    Call,
-    bad_parameter,
-    fallback,
-    guard,
-    instant,
-    instant_param,
-    int_param,
-    json_response,
-    not_found,
-    optional_instant_param,
-    read_json_object,
-)
+from gateway.admin import openapi, organisations, policies, reports
+from gateway.admin.http import ADMIN_PREFIX, AdminHandler, fallback, guard
+from gateway.admin.openapi import BODY_REPLIES, GUARDED_REPLIES, query, whole
 from gateway.admin.tokens import AUDIT_READ, ORGS_WRITE, POLICIES_READ, POLICIES_WRITE, REPORTS_READ
-from gateway.enforcement.decisions import PROMPT_KEY
-from gateway.enforcement.reports import readiness_report
-from gateway.errors import NotFoundError
-from gateway.policy import PolicyError, parse_policy
-from gateway.store import User, event_document, tenant_document
-from gateway.web import openapi
+from gateway.schema.openapi import DATE_TIME, Operation, Reply
+from gateway.schema.organisations import OrgList, TenantChange, TenantLink
+from gateway.schema.policies import (
+    PolicyDeleted,
+    PolicyDiff,
+    PolicyDocument,
+    PolicyHistory,
+    PolicyList,
+    PolicyRecord,
+    PolicyVersion,
+    PolicyWritten,
+)
+from gateway.schema.reports import AuditPage, Explanation, Readiness
+from gateway.web import openapi as served
 from gateway.web.context import add_route
-
-MAX_KIND = 64
-DEFAULT_AUDIT_LIMIT = 100
-MAX_AUDIT_LIMIT = 1000
 
 
 @dataclass(frozen=True, kw_only=True)
 class AdminRoute:
-    """One admin endpoint: ``scopes`` lists the token scopes any one of which admits a call."""
+    """One admin endpoint: its handler, and the operation the OpenAPI document describes
+    (whose ``scopes`` are the token scopes any one of which admits a call)."""
 
-    method: str
-    path: str
     handler: AdminHandler
-    scopes: tuple[str, ...]
+    operation: Operation
+
+    @property
+    def method(self) -> str:
+        return self.operation.method
+
+    @property
+    def path(self) -> str:
+        return self.operation.path
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return self.operation.scopes or ()
 
 
-async def _user(call: Call, key: str) -> User:
-    users = call.services.store.users
-    if "@" in key:
-        found = await users.find_by_email(key)
-        if found is not None:
-            return found
-    else:
-        try:
-            return await users.get(key)
-        except NotFoundError:
-            pass
-    raise not_found("user-not-found", f"There is no user {key!r} (give a user id or an email).")
-
-
-async def explain_decision(call: Call) -> web.StreamResponse:
-    key = call.request.query.get("user", "").strip()
-    if not key:
-        raise bad_parameter("user", "is required: a user id or an email")
-    at = instant_param(call.request, "at", call.now)
-    user = await _user(call, key)
-    store = call.services.store
-    candidates = []
-    for stored in await store.policies.list():
-        # Parsed exactly as the gateway's policy book parses them, enabled flag included.
-        try:
-            policy = parse_policy(policies.document_of(stored.document, stored.enabled))
-            candidates.append(Candidate(id=stored.id, enabled=stored.enabled, policy=policy))
-        except PolicyError as exc:
-            candidates.append(
-                Candidate(
-                    id=stored.id, enabled=stored.enabled, policy=None, problems=tuple(exc.problems)
-                )
-            )
-    try:
-        org_name: str | None = (await store.organisations.get(user.org_id)).name
-    except NotFoundError:
-        org_name = None
-    return json_response(
-        explain(
-            user=user,
-            org_name=org_name,
-            tenants=await store.tenants.for_org(user.org_id),
-            candidates=candidates,
-            dismissals=await store.dismissals.count(user.id, PROMPT_KEY),
-            at=at,
-        )
+def _route(
+    method: str,
+    path: str,
+    handler: AdminHandler,
+    scopes: tuple[str, ...],
+    operation_id: str,
+    summary: str,
+    tag: str,
+    replies: Mapping[str, Reply | str],
+    **more: Any,
+) -> AdminRoute:
+    return AdminRoute(
+        handler=handler,
+        operation=Operation(
+            method=method,
+            path=path,
+            operation_id=operation_id,
+            summary=summary,
+            tag=tag,
+            replies=replies,
+            scopes=scopes,
+            **more,
+        ),
     )
 
 
-async def readiness(call: Call) -> web.StreamResponse:
-    at = instant_param(call.request, "at", call.now)
-    store = call.services.store
-    names = {org.id: org.name for org in await store.organisations.list()}
-    report = await readiness_report(store, at)
-    return json_response(
-        {
-            "at": at.isoformat(),
-            "policies": [
-                {
-                    "policy_id": item.policy_id,
-                    "enabled": item.enabled,
-                    "deadline": item.deadline.isoformat(),
-                    "in_scope": item.in_scope,
-                    "enrolled": item.enrolled,
-                    "blocked_at_deadline": item.blocked_at_deadline,
-                    "orgs": [
-                        {
-                            "org_id": org.org_id,
-                            "org_name": names.get(org.org_id),
-                            "in_scope": org.in_scope,
-                            "enrolled": org.enrolled,
-                            "blocked_at_deadline": org.blocked_at_deadline,
-                        }
-                        for org in item.orgs
-                    ],
-                }
-                for item in report
-            ],
-        }
-    )
+def _ok(model: type[Any], description: str, *headers: str) -> Reply:
+    return Reply(description=description, model=model, headers=headers)
 
 
-async def list_orgs(call: Call) -> web.StreamResponse:
-    store = call.services.store
-    tenants: dict[str, list[dict[str, Any]]] = {}
-    for tenant in await store.tenants.all():
-        tenants.setdefault(tenant.org_id, []).append(tenant_document(tenant))
-    users = await store.users.count_by_org()
-    return json_response(
-        {
-            "orgs": [
-                {
-                    "id": org.id,
-                    "name": org.name,
-                    "created_at": instant(org.created_at),
-                    "users": users.get(org.id, 0),
-                    "tenants": tenants.get(org.id, []),
-                }
-                for org in await store.organisations.list()
-            ]
-        }
-    )
-
-
-def _text(data: Mapping[str, Any], key: str, limit: int, errors: list[str]) -> str:
-    value = data.get(key)
-    if value is None:
-        errors.append(f"{key}: missing (it is required)")
-    elif not isinstance(value, str):
-        errors.append(f"{key}: must be a string")
-    elif (problem := text_problem(value, limit)) is not None:
-        errors.append(f"{key}: {problem}")
-    else:
-        return value
-    return ""
-
-
-def _invalid_tenant(errors: list[str]) -> ApiProblem:
-    return ApiProblem(
-        422,
-        "tenant-invalid",
-        "The tenant is invalid",
-        f"The tenant has {len(errors)} problem(s); see errors.",
-        errors=errors,
-    )
-
-
-def _link_request(data: Mapping[str, Any]) -> tuple[str, str, str]:
-    """The link asked for, checked as linking checks it; 422 listing every problem otherwise."""
-    errors = [f"{key}: unknown key" for key in data if key not in _LINK_KEYS]
-    tenant_id = _text(data, "tenant_id", MAX_TENANT_ID, errors)
-    name = _text(data, "name", MAX_TENANT_NAME, errors)
-    country = data.get("country_code")
-    code = ""
-    if country is None:
-        errors.append("country_code: missing (it is required)")
-    elif (problem := country_code_problem(country)) is not None:
-        errors.append(f"country_code: {problem}")
-    else:
-        code = country
-    if errors:
-        raise _invalid_tenant(errors)
-    return tenant_id, name, code
-
-
-_LINK_KEYS = frozenset({"tenant_id", "name", "country_code"})
-
-
-async def link_tenant(call: Call) -> web.StreamResponse:
-    org_id = call.path("org_id")
-    tenant_id, name, country = _link_request(await read_json_object(call.request))
-    try:
-        change = await tenancy.link_tenant(
-            call.services.store,
-            org_id=org_id,
-            tenant_id=tenant_id,
-            name=name,
-            country_code=country,
-            now=call.now,
-            audit=call.audit,
-        )
-    except tenancy.TenantLinkError as exc:  # pragma: no cover - _link_request checks the same
-        raise _invalid_tenant([f"{field}: {message}" for field, message in exc.problems]) from None
-    except NotFoundError:
-        raise not_found("org-not-found", f"There is no organisation {org_id!r}.") from None
-    if change.changed:  # confirming a link as it stands is no change, and was not audited
-        await call.refresh()
-    return json_response(
-        {"org_id": org_id, "changed": change.changed, "tenant": tenant_document(change.after)},
-        status=201 if change.created else 200,
-    )
-
-
-async def unlink_tenant(call: Call) -> web.StreamResponse:
-    org_id, tenant_id = call.path("org_id"), call.path("tenant_id")
-    try:
-        change = await tenancy.unlink_tenant(
-            call.services.store, org_id=org_id, tenant_id=tenant_id, now=call.now, audit=call.audit
-        )
-    except NotFoundError:
-        raise not_found(
-            "tenant-not-found", f"Organisation {org_id!r} has no tenant {tenant_id!r}."
-        ) from None
-    if change.changed:
-        await call.refresh()
-    return json_response(
-        {"org_id": org_id, "changed": change.changed, "tenant": tenant_document(change.after)}
-    )
-
-
-async def audit_events(call: Call) -> web.StreamResponse:
-    request = call.request
-    since = optional_instant_param(request, "since")
-    until = optional_instant_param(request, "until")
-    kind = request.query.get("kind", "").strip() or None
-    if kind is not None and len(kind) > MAX_KIND:
-        raise bad_parameter("kind", f"must be at most {MAX_KIND} characters")
-    limit = int_param(
-        request, "limit", default=DEFAULT_AUDIT_LIMIT, minimum=1, maximum=MAX_AUDIT_LIMIT
-    )
-    events = await call.services.store.audit.list(
-        since=since.timestamp() if since is not None else None,
-        until=until.timestamp() if until is not None else None,
-        kind=kind,
-        limit=limit + 1,  # one more than asked, to tell whether there are more
-    )
-    return json_response(
-        {
-            "events": [event_document(event, when=instant) for event in events[:limit]],
-            "more": len(events) > limit,
-        }
-    )
-
-
-def _route(method: str, path: str, handler: AdminHandler, *scopes: str) -> AdminRoute:
-    return AdminRoute(method=method, path=path, handler=handler, scopes=scopes)
-
-
-POLICY = f"{policies.POLICIES}/{{policy_id}}"
+POLICIES = policies.POLICIES
+POLICY = f"{POLICIES}/{{policy_id}}"
 TENANTS = f"{ADMIN_PREFIX}/orgs/{{org_id}}/tenants"
+READ, WRITE = (POLICIES_READ,), (POLICIES_WRITE,)
+PID = "PolicyId"
+TOGGLE = (
+    "Changes nothing (same version, no audit event) if the policy is already so. Takes"
+    " effect from the next request."
+)
+POLICY_WRITES = {**BODY_REPLIES, "422": "PolicyInvalid"}
+
 ROUTES: tuple[AdminRoute, ...] = (
-    _route("GET", policies.POLICIES, policies.list_policies, POLICIES_READ),
-    _route("POST", policies.POLICIES, policies.create_policy, POLICIES_WRITE),
-    _route("GET", POLICY, policies.get_policy, POLICIES_READ),
-    _route("PUT", POLICY, policies.replace_policy, POLICIES_WRITE),
-    _route("DELETE", POLICY, policies.delete_policy, POLICIES_WRITE),
-    _route("POST", f"{POLICY}/enable", policies.enable_policy, POLICIES_WRITE),
-    _route("POST", f"{POLICY}/disable", policies.disable_policy, POLICIES_WRITE),
-    _route("GET", f"{POLICY}/versions", policies.list_versions, POLICIES_READ),
-    _route("GET", f"{POLICY}/versions/{{version}}", policies.get_version, POLICIES_READ),
-    _route("GET", f"{POLICY}/diff", policies.diff_versions, POLICIES_READ),
+    _route(
+        "GET",
+        POLICIES,
+        policies.list_policies,
+        READ,
+        "listPolicies",
+        "List stored policies with their store versions",
+        "policies",
+        {"200": _ok(PolicyList, "Every stored policy, by id.")},
+    ),
+    _route(
+        "POST",
+        POLICIES,
+        policies.create_policy,
+        WRITE,
+        "createPolicy",
+        "Create a policy from a document",
+        "policies",
+        {
+            "201": _ok(
+                PolicyWritten,
+                "Created; lint warnings (advice, not errors) in warnings.",
+                "ETag",
+                "Location",
+            ),
+            **POLICY_WRITES,
+            "409": "Conflict",
+        },
+        body=PolicyDocument,
+    ),
+    _route(
+        "GET",
+        POLICY,
+        policies.get_policy,
+        READ,
+        "getPolicy",
+        "Read a policy; the ETag is its store version",
+        "policies",
+        {"200": _ok(PolicyRecord, "The policy.", "ETag"), "404": "NotFound"},
+        parameters=(PID,),
+    ),
+    _route(
+        "PUT",
+        POLICY,
+        policies.replace_policy,
+        WRITE,
+        "replacePolicy",
+        "Replace a policy's document (If-Match required)",
+        "policies",
+        {
+            "200": _ok(PolicyWritten, "Replaced (or unchanged if identical).", "ETag"),
+            **POLICY_WRITES,
+            **GUARDED_REPLIES,
+        },
+        parameters=(PID, "IfMatch"),
+        body=PolicyDocument,
+        description="The document's id must equal the URL's. Takes effect from the next request.",
+    ),
+    _route(
+        "DELETE",
+        POLICY,
+        policies.delete_policy,
+        WRITE,
+        "deletePolicy",
+        "Delete a policy (If-Match required); its history stays",
+        "policies",
+        {
+            "200": _ok(PolicyDeleted, "Deleted: the history entry of the deletion."),
+            "400": "BadRequest",
+            **GUARDED_REPLIES,
+        },
+        parameters=(PID, "IfMatch"),
+    ),
+    *(
+        _route(
+            "POST",
+            f"{POLICY}/{verb}",
+            handler,
+            WRITE,
+            f"{verb}Policy",
+            f"{verb.capitalize()} a policy (If-Match required)",
+            "policies",
+            {
+                "200": _ok(PolicyWritten, f"{verb.capitalize()}d.", "ETag"),
+                "400": "BadRequest",
+                **GUARDED_REPLIES,
+            },
+            parameters=(PID, "IfMatch"),
+            description=TOGGLE,
+        )
+        for verb, handler in (
+            ("enable", policies.enable_policy),
+            ("disable", policies.disable_policy),
+        )
+    ),
+    _route(
+        "GET",
+        f"{POLICY}/versions",
+        policies.list_versions,
+        READ,
+        "listPolicyVersions",
+        "A policy's history, oldest first (kept after deletion)",
+        "policies",
+        {"200": _ok(PolicyHistory, "Every version."), "404": "NotFound"},
+        parameters=(PID,),
+    ),
+    _route(
+        "GET",
+        f"{POLICY}/versions/{{version}}",
+        policies.get_version,
+        READ,
+        "getPolicyVersion",
+        "One version of a policy, with its document",
+        "policies",
+        {"200": _ok(PolicyVersion, "The version."), "404": "NotFound"},
+        parameters=(PID, "Version"),
+    ),
+    _route(
+        "GET",
+        f"{POLICY}/diff",
+        policies.diff_versions,
+        READ,
+        "diffPolicyVersions",
+        "Changed leaves between two versions, enabled included",
+        "policies",
+        {
+            "200": _ok(PolicyDiff, "The changes, by dotted path."),
+            "400": "BadRequest",
+            "404": "NotFound",
+        },
+        parameters=(
+            PID,
+            whole("from", "The older version (default: the one before to)."),
+            whole("to", "The newer version (default: the latest)."),
+        ),
+    ),
     # Explaining a decision is reading policies, or reporting on a user: either scope will do.
     _route(
-        "GET", f"{ADMIN_PREFIX}/decisions/explain", explain_decision, POLICIES_READ, REPORTS_READ
+        "GET",
+        f"{ADMIN_PREFIX}/decisions/explain",
+        reports.explain_decision,
+        (POLICIES_READ, REPORTS_READ),
+        "explainDecision",
+        "What the gateway decides for a user at an instant, and why",
+        "decisions",
+        {
+            "200": _ok(Explanation, "The decision and each policy's scope."),
+            "400": "BadRequest",
+            "404": "NotFound",
+        },
+        parameters=(query("user", "A user id or email.", required=True), "At"),
+        description="Assumes a fresh session (2FA not confirmed, prompt not dismissed) with"
+        " the user's stored dismissal count.",
     ),
-    _route("GET", f"{ADMIN_PREFIX}/reports/readiness", readiness, REPORTS_READ),
+    _route(
+        "GET",
+        f"{ADMIN_PREFIX}/reports/readiness",
+        reports.readiness,
+        (REPORTS_READ,),
+        "readinessReport",
+        "Per policy and organisation: users in scope, enrolled, blocked at the deadline",
+        "reports",
+        {"200": _ok(Readiness, "The report."), "400": "BadRequest"},
+        parameters=("At",),
+    ),
     # Whoever links tenants needs to see the organisations, as does whoever reads reports.
-    _route("GET", f"{ADMIN_PREFIX}/orgs", list_orgs, REPORTS_READ, ORGS_WRITE),
-    _route("POST", TENANTS, link_tenant, ORGS_WRITE),
-    _route("DELETE", f"{TENANTS}/{{tenant_id}}", unlink_tenant, ORGS_WRITE),
-    _route("GET", f"{ADMIN_PREFIX}/audit", audit_events, AUDIT_READ),
+    _route(
+        "GET",
+        f"{ADMIN_PREFIX}/orgs",
+        organisations.list_orgs,
+        (REPORTS_READ, ORGS_WRITE),
+        "listOrgs",
+        "Organisations with their tenants",
+        "organisations",
+        {"200": _ok(OrgList, "Every organisation.")},
+    ),
+    _route(
+        "POST",
+        TENANTS,
+        organisations.link_tenant,
+        (ORGS_WRITE,),
+        "linkTenant",
+        "Link (or relink, or update) a Xero tenant to an organisation",
+        "organisations",
+        {
+            "201": _ok(TenantChange, "Linked for the first time."),
+            "200": _ok(TenantChange, "Relinked, updated or confirmed."),
+            **BODY_REPLIES,
+            "404": "NotFound",
+            "422": "TenantInvalid",
+        },
+        parameters=("OrgId",),
+        body=TenantLink,
+    ),
+    _route(
+        "DELETE",
+        f"{TENANTS}/{{tenant_id}}",
+        organisations.unlink_tenant,
+        (ORGS_WRITE,),
+        "unlinkTenant",
+        "Mark a tenant's connection inactive",
+        "organisations",
+        {"200": _ok(TenantChange, "Unlinked."), "404": "NotFound"},
+        parameters=("OrgId", "TenantId"),
+    ),
+    _route(
+        "GET",
+        f"{ADMIN_PREFIX}/audit",
+        reports.audit_events,
+        (AUDIT_READ,),
+        "listAuditEvents",
+        "Audit events, oldest first",
+        "audit",
+        {"200": _ok(AuditPage, "Matching events."), "400": "BadRequest"},
+        parameters=(
+            query("since", "Events at or after this instant.", **DATE_TIME),
+            query("until", "Events before this instant.", **DATE_TIME),
+            query("kind", "Only this kind, e.g. policy.replaced."),
+            whole(
+                "limit",
+                "At most this many events.",
+                minimum=1,
+                maximum=reports.MAX_AUDIT_LIMIT,
+                default=reports.DEFAULT_AUDIT_LIMIT,
+            ),
+        ),
+    ),
 )
 
 
@@ -306,12 +327,17 @@ def route_scopes() -> dict[tuple[str, str], tuple[str, ...]]:
     return {(route.method, route.path): route.scopes for route in ROUTES}
 
 
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document: the admin routes and the public operational endpoints."""
+    return openapi.document([*(route.operation for route in ROUTES), *served.OPERATIONS])
+
+
 def add_routes(app: web.Application) -> None:
     """The admin API and its OpenAPI document; register before the /_gateway/ catch-all."""
     for route in ROUTES:
         add_route(app, route.method, route.path, guard(route.handler, route.scopes))
     add_route(app, "*", f"{ADMIN_PREFIX}/{{tail:.*}}", fallback)
-    openapi.add_route(app, openapi.build_document(route_scopes()))
+    served.add_route(app, openapi_document())
 
 
-__all__ = ["ROUTES", "AdminRoute", "add_routes", "route_scopes"]
+__all__ = ["ROUTES", "AdminRoute", "add_routes", "openapi_document", "route_scopes"]

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from gateway.enforcement.decisions import NOT_ENROLLED
-from gateway.enforcement.policy_files import facts_by_org
+from gateway.enforcement.policy_files import StoredRead, facts_by_org
 from gateway.policy import (
-    Decision,
+    EffectivePolicy,
     Facts,
     Policy,
     SessionState,
@@ -18,35 +16,24 @@ from gateway.policy import (
     applicable,
     decide,
 )
+from gateway.schema.organisations import TenantFact
+from gateway.schema.reports import (
+    AssumedSession,
+    EffectiveRules,
+    ExplainedUser,
+    Explanation,
+    OrgFacts,
+    PolicyScope,
+    ScopeCode,
+)
 from gateway.store import Tenant, User
-
-
-@dataclass(frozen=True, kw_only=True)
-class Candidate:
-    """A stored policy as explain sees it: parsed, or the problems that stop it parsing."""
-
-    id: str
-    enabled: bool
-    policy: Policy | None
-    problems: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, kw_only=True)
-class Scope:
-    """Whether one policy applies, as a stable ``code`` for programs and ``why`` for people."""
-
-    policy_id: str
-    enabled: bool
-    applies: bool
-    code: str
-    why: str
 
 
 def _countries(codes: Sequence[str] | frozenset[str]) -> str:
     return ", ".join(sorted(codes)) or "no country"
 
 
-def scope(policy: Policy, subject: Subject, facts: Facts, at: dt.datetime) -> Scope:
+def scope(policy: Policy, subject: Subject, facts: Facts, at: dt.datetime) -> PolicyScope:
     """Whether ``policy`` applies to ``subject`` at ``at``, and the first reason it does not.
 
     ``applicable`` decides; this only finds words for its answer, checking in the order it
@@ -55,8 +42,8 @@ def scope(policy: Policy, subject: Subject, facts: Facts, at: dt.datetime) -> Sc
     applies = bool(applicable([policy], subject, facts, at))
     active = sorted({t.country.strip().upper() for t in facts.tenants if t.active})
 
-    def result(code: str, why: str) -> Scope:
-        return Scope(
+    def result(code: ScopeCode, why: str) -> PolicyScope:
+        return PolicyScope(
             policy_id=policy.id, enabled=policy.enabled, applies=applies, code=code, why=why
         )
 
@@ -91,28 +78,37 @@ def scope(policy: Policy, subject: Subject, facts: Facts, at: dt.datetime) -> Sc
     )
 
 
-def _decision(decision: Decision) -> dict[str, Any]:
-    effective = decision.effective
-    return {
-        "outcome": decision.outcome.value,
-        "reason": decision.reason,
-        "policy_ids": list(decision.policy_ids),
-        "deadline": decision.deadline.isoformat() if decision.deadline else None,
-        "days_left": decision.days_left,
-        "dismissals_left": decision.dismissals_left,
-        "mfa_header": decision.mfa_header,
-        "effective": None
-        if effective is None
-        else {
-            "policy_ids": list(effective.policy_ids),
-            "deadline": effective.deadline.isoformat(),
-            "timezone": effective.timezone,
-            "primary_methods": sorted(effective.primary_methods),
-            "backup_methods": sorted(effective.backup_methods),
-            "backup_required_for": sorted(effective.backup_required_for),
-            "max_dismissals": effective.max_dismissals,
-        },
-    }
+def _effective(effective: EffectivePolicy | None) -> EffectiveRules | None:
+    if effective is None:
+        return None
+    return EffectiveRules(
+        policy_ids=list(effective.policy_ids),
+        deadline=effective.deadline.isoformat(),
+        timezone=effective.timezone,
+        primary_methods=sorted(effective.primary_methods),
+        backup_methods=sorted(effective.backup_methods),
+        backup_required_for=sorted(effective.backup_required_for),
+        max_dismissals=effective.max_dismissals,
+    )
+
+
+def _scope(candidate: StoredRead, subject: Subject, facts: Facts, at: dt.datetime) -> PolicyScope:
+    if candidate.policy is None:
+        return PolicyScope(
+            policy_id=candidate.id,
+            enabled=candidate.enabled,
+            applies=False,
+            code="invalid",
+            why="the stored document no longer parses: " + "; ".join(candidate.problems),
+        )
+    found = scope(candidate.policy, subject, facts, at)
+    if not candidate.problems:
+        return found
+    why = (
+        f"{found.why}; the stored document no longer parses, so the version in force stands: "
+        + "; ".join(candidate.problems)
+    )
+    return found.model_copy(update={"why": why})
 
 
 def explain(
@@ -120,14 +116,16 @@ def explain(
     user: User,
     org_name: str | None,
     tenants: Sequence[Tenant],
-    candidates: Sequence[Candidate],
+    candidates: Sequence[StoredRead],
     dismissals: int,
     at: dt.datetime,
-) -> dict[str, Any]:
-    """What ``decide`` says for ``user`` at ``at`` in a fresh session, and why (JSON-ready).
+) -> Explanation:
+    """What ``decide`` says for ``user`` at ``at`` in a fresh session, and why.
 
     A fresh session has neither confirmed 2FA nor dismissed the prompt; the user's stored
     dismissal count still counts against any cap. Nobody is enrolled until enrolment ships.
+    ``candidates`` are the stored policies as enforcement reads them, so a stored document that
+    no longer parses is explained by the version kept in force, as the gateway enforces it.
     """
     subject = Subject(user_id=user.id, org_id=user.org_id, role=user.role)
     facts = facts_by_org(t for t in tenants if t.org_id == user.org_id).get(
@@ -136,51 +134,32 @@ def explain(
     policies = [c.policy for c in candidates if c.policy is not None]
     session = SessionState(mfa_verified=False, dismissed=False, dismissals=dismissals)
     decision = decide(policies, subject, NOT_ENROLLED, facts, session, at)
-    scopes: list[dict[str, Any]] = []
-    for candidate in candidates:
-        if candidate.policy is None:
-            scopes.append(
-                {
-                    "policy_id": candidate.id,
-                    "enabled": candidate.enabled,
-                    "applies": False,
-                    "code": "invalid",
-                    "why": "the stored document no longer parses: " + "; ".join(candidate.problems),
-                }
-            )
-            continue
-        found = scope(candidate.policy, subject, facts, at)
-        scopes.append(
-            {
-                "policy_id": found.policy_id,
-                "enabled": found.enabled,
-                "applies": found.applies,
-                "code": found.code,
-                "why": found.why,
-            }
-        )
-    return {
-        "user": {
-            "id": user.id,
-            "email": user.email,
-            "role": user.role,
-            "org_id": user.org_id,
-            "org_name": org_name,
-            "disabled": user.disabled,
-        },
-        "at": at.astimezone(dt.UTC).isoformat(),
-        "session": {"mfa_verified": False, "dismissed": False, "dismissals": dismissals},
-        **_decision(decision),
-        "facts": {
-            "tenants": [
-                {
-                    "tenant_id": t.tenant_id,
-                    "name": t.name,
-                    "country_code": t.country_code,
-                    "active": t.active,
-                }
+    return Explanation(
+        user=ExplainedUser(
+            id=user.id,
+            email=user.email,
+            role=user.role,
+            org_id=user.org_id,
+            org_name=org_name,
+            disabled=user.disabled,
+        ),
+        at=at.astimezone(dt.UTC).isoformat(),
+        session=AssumedSession(mfa_verified=False, dismissed=False, dismissals=dismissals),
+        outcome=decision.outcome,
+        reason=decision.reason,
+        policy_ids=list(decision.policy_ids),
+        deadline=decision.deadline.isoformat() if decision.deadline else None,
+        days_left=decision.days_left,
+        dismissals_left=decision.dismissals_left,
+        mfa_header=decision.mfa_header,
+        effective=_effective(decision.effective),
+        facts=OrgFacts(
+            tenants=[
+                TenantFact(
+                    tenant_id=t.tenant_id, name=t.name, country_code=t.country_code, active=t.active
+                )
                 for t in tenants
             ]
-        },
-        "policies": scopes,
-    }
+        ),
+        policies=[_scope(candidate, subject, facts, at) for candidate in candidates],
+    )

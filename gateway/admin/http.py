@@ -9,15 +9,17 @@ import re
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from pydantic import BaseModel
 
 from gateway.admin.tokens import actor, allows, authenticate
 from gateway.errors import StoreError
 from gateway.http.problems import problem_response
 from gateway.http.requests import CLIENT_ADDR, OUTCOME, REQUEST_ID
+from gateway.schema.bodies import BodyError, validate
 from gateway.services import SERVICES, Services
 from gateway.store import AdminToken, AuditEntry
 from gateway.web.context import body_deadline
@@ -72,6 +74,16 @@ class ApiProblem(Exception):
 
 def bad_parameter(name: str, detail: str) -> ApiProblem:
     return ApiProblem(400, "invalid-parameter", "Invalid parameter", f"{name}: {detail}")
+
+
+def unprocessable(slug: str, title: str, noun: str) -> Callable[[list[str]], ApiProblem]:
+    """The 422 problem for an invalid ``noun``, listing every problem found in ``errors``."""
+
+    def problem(errors: list[str]) -> ApiProblem:
+        detail = f"The {noun} has {len(errors)} problem(s); see errors."
+        return ApiProblem(422, slug, title, detail, errors=errors)
+
+    return problem
 
 
 def not_found(slug: str, detail: str) -> ApiProblem:
@@ -193,16 +205,20 @@ def guard(handler: AdminHandler, scopes: Collection[str]) -> Handler:
 
 
 def json_response(
-    data: Any,
+    body: BaseModel,
     *,
     status: int = 200,
     version: int | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
-    """A JSON answer, never cached; ``version`` becomes the ETag (a policy's store version)."""
+    """``body`` as JSON, never cached; ``version`` becomes the ETag (a policy's store version).
+
+    Only the fields the handler gave are written: an optional one it left out stays absent.
+    """
     all_headers = {**JSON_HEADERS, **(headers or {})}
     if version is not None:
         all_headers["ETag"] = etag(version)
+    data = body.model_dump(mode="json", by_alias=True, exclude_unset=True)
     return web.json_response(data, status=status, headers=all_headers, dumps=_dumps)
 
 
@@ -306,6 +322,21 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise _invalid_json(f"The body must be a JSON object, not {type(data).__name__}.")
     return data
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+async def read_body(
+    request: web.Request, model: type[Model], invalid: Callable[[list[str]], ApiProblem]
+) -> Model:
+    """The request body as ``model``; a problem if it is no JSON object, ``invalid(problems)``
+    (a 422 listing every problem) if it does not fit the model."""
+    data = await read_json_object(request)
+    try:
+        return validate(model, data)
+    except BodyError as exc:
+        raise invalid(exc.problems) from None
 
 
 def instant(value: float) -> str:

@@ -20,12 +20,27 @@ from gateway.admin.http import (
     json_response,
     not_found,
     precondition_failed,
-    read_json_object,
+    read_body,
+    unprocessable,
 )
 from gateway.enforcement import policy_files
 from gateway.errors import ConflictError, NotFoundError
 from gateway.policy import Policy, PolicyError, lint, parse_policy
-from gateway.store import PolicyVersion, PreconditionFailedError, StoredPolicy, policy_document
+from gateway.schema.policies import (
+    HistoryEntry,
+    LintWarning,
+    PolicyDeleted,
+    PolicyDiff,
+    PolicyDocument,
+    PolicyHistory,
+    PolicyList,
+    PolicyRecord,
+    PolicySummary,
+    PolicyVersion,
+    PolicyWritten,
+)
+from gateway.store import PolicyVersion as StoredVersion
+from gateway.store import PreconditionFailedError, StoredPolicy, policy_document
 
 POLICIES = f"{ADMIN_PREFIX}/policies"
 # Store versions are SQLite integers; a larger number names no version (and would overflow).
@@ -37,18 +52,20 @@ def document_of(document: dict[str, Any], enabled: bool) -> dict[str, Any]:
     return policy_document(document, enabled)
 
 
-def record(stored: StoredPolicy) -> dict[str, Any]:
+def _record(stored: StoredPolicy) -> dict[str, Any]:
+    """What every answer about a stored policy says of it (PolicyRecord's fields)."""
     return {
         "id": stored.id,
         "version": stored.version,
         "enabled": stored.enabled,
         "updated_at": instant(stored.updated_at),
         "updated_by": stored.updated_by,
-        "document": document_of(stored.document, stored.enabled),
+        "document": PolicyDocument(document_of(stored.document, stored.enabled)),
     }
 
 
-def _history_entry(entry: PolicyVersion) -> dict[str, Any]:
+def _history(entry: StoredVersion) -> dict[str, Any]:
+    """What every answer about a version says of it (HistoryEntry's fields)."""
     return {
         "version": entry.version,
         "change": entry.change,
@@ -82,18 +99,16 @@ async def _checked(call: Call, policy_id: str) -> StoredPolicy:
     return current
 
 
-def _invalid(errors: list[str]) -> ApiProblem:
-    return ApiProblem(
-        422,
-        "policy-invalid",
-        "The policy document is invalid",
-        f"The document has {len(errors)} problem(s); see errors.",
-        errors=errors,
-    )
+_invalid = unprocessable("policy-invalid", "The policy document is invalid", "document")
 
 
-def _parse(data: dict[str, Any], *, url_id: str | None) -> Policy:
-    """The document as a Policy; 422 listing every problem (and a mismatched id) otherwise."""
+async def _read_policy(call: Call, *, url_id: str | None) -> Policy:
+    """The body as a Policy; 422 listing every problem (and a mismatched id) otherwise.
+
+    The body's model is PolicyDocument, whose schema is derived from the policy's declared
+    fields; the policy parser judges the fields, as it does for files, with the same messages.
+    """
+    data = (await read_body(call.request, PolicyDocument, _invalid)).root
     errors: list[str] = []
     policy: Policy | None = None
     try:
@@ -108,10 +123,10 @@ def _parse(data: dict[str, Any], *, url_id: str | None) -> Policy:
     return policy
 
 
-def _warnings(call: Call, policy: Policy) -> list[dict[str, str]]:
+def _warnings(call: Call, policy: Policy) -> list[LintWarning]:
     """Lint warnings: advice returned with the change, never a reason to refuse it."""
     when = dt.datetime.fromtimestamp(call.now, dt.UTC)
-    return [{"field": w.field, "message": w.message} for w in lint(policy, now=when)]
+    return [LintWarning(field=w.field, message=w.message) for w in lint(policy, now=when)]
 
 
 @contextmanager
@@ -137,28 +152,28 @@ async def list_policies(call: Call) -> web.StreamResponse:
             parse_policy(document_of(stored.document, stored.enabled))
             valid = True
         except PolicyError:
-            valid = False  # kept out of decisions; show it so that someone fixes it
+            valid = False  # enforced as the version in force, or not at: show it to be fixed
         items.append(
-            {
-                "id": stored.id,
-                "version": stored.version,
-                "enabled": stored.enabled,
-                "valid": valid,
-                "description": stored.document.get("description", ""),
-                "updated_at": instant(stored.updated_at),
-                "updated_by": stored.updated_by,
-            }
+            PolicySummary(
+                id=stored.id,
+                version=stored.version,
+                enabled=stored.enabled,
+                valid=valid,
+                description=str(stored.document.get("description", "")),
+                updated_at=instant(stored.updated_at),
+                updated_by=stored.updated_by,
+            )
         )
-    return json_response({"policies": items})
+    return json_response(PolicyList(policies=items))
 
 
 async def get_policy(call: Call) -> web.StreamResponse:
     stored = await _current(call, call.path("policy_id"))
-    return json_response(record(stored), version=stored.version)
+    return json_response(PolicyRecord(**_record(stored)), version=stored.version)
 
 
 async def create_policy(call: Call) -> web.StreamResponse:
-    policy = _parse(await read_json_object(call.request), url_id=None)
+    policy = await _read_policy(call, url_id=None)
     try:
         change = await policy_files.create_policy(
             call.services.store, policy, now=call.now, audit=call.audit
@@ -173,7 +188,7 @@ async def create_policy(call: Call) -> web.StreamResponse:
     await call.refresh()
     stored = change.after
     return json_response(
-        {**record(stored), "warnings": _warnings(call, policy)},
+        PolicyWritten(**_record(stored), warnings=_warnings(call, policy)),
         status=201,
         version=stored.version,
         headers={"Location": f"{POLICIES}/{policy.id}"},
@@ -183,7 +198,7 @@ async def create_policy(call: Call) -> web.StreamResponse:
 async def replace_policy(call: Call) -> web.StreamResponse:
     policy_id = call.path("policy_id")
     versions = if_match(call.request)  # before the body: a missing If-Match is the first error
-    policy = _parse(await read_json_object(call.request), url_id=policy_id)
+    policy = await _read_policy(call, url_id=policy_id)
     before = await _current(call, policy_id)
     if before.version not in versions:
         raise precondition_failed(policy_id, before.version)
@@ -199,7 +214,7 @@ async def replace_policy(call: Call) -> web.StreamResponse:
         await call.refresh()
     stored = change.after
     return json_response(
-        {**record(stored), "changed": change.changed, "warnings": _warnings(call, policy)},
+        PolicyWritten(**_record(stored), changed=change.changed, warnings=_warnings(call, policy)),
         version=stored.version,
     )
 
@@ -219,7 +234,9 @@ async def _set_enabled(call: Call, enabled: bool) -> web.StreamResponse:
     if change.changed:
         await call.refresh()
     stored = change.after
-    return json_response({**record(stored), "changed": change.changed}, version=stored.version)
+    return json_response(
+        PolicyWritten(**_record(stored), changed=change.changed), version=stored.version
+    )
 
 
 async def enable_policy(call: Call) -> web.StreamResponse:
@@ -243,10 +260,10 @@ async def delete_policy(call: Call) -> web.StreamResponse:
         )
     await call.refresh()
     # No ETag: there is no policy left for one to describe. The history keeps the version.
-    return json_response({"id": policy_id, **_history_entry(entry)})
+    return json_response(PolicyDeleted(id=policy_id, **_history(entry)))
 
 
-async def _history(call: Call, policy_id: str) -> list[PolicyVersion]:
+async def _versions(call: Call, policy_id: str) -> list[StoredVersion]:
     history = await call.services.store.policies.history(policy_id)
     if not history:
         raise _policy_not_found(policy_id)
@@ -255,9 +272,9 @@ async def _history(call: Call, policy_id: str) -> list[PolicyVersion]:
 
 async def list_versions(call: Call) -> web.StreamResponse:
     policy_id = call.path("policy_id")
-    history = await _history(call, policy_id)
+    history = await _versions(call, policy_id)
     return json_response(
-        {"id": policy_id, "versions": [_history_entry(entry) for entry in history]}
+        PolicyHistory(id=policy_id, versions=[HistoryEntry(**_history(e)) for e in history])
     )
 
 
@@ -268,7 +285,7 @@ def _version_number(text: str, policy_id: str) -> int:
     return number
 
 
-async def _version(call: Call, policy_id: str, number: int) -> PolicyVersion:
+async def _version(call: Call, policy_id: str, number: int) -> StoredVersion:
     try:
         return await call.services.store.policies.version(policy_id, number)
     except NotFoundError:
@@ -281,30 +298,32 @@ async def get_version(call: Call) -> web.StreamResponse:
     policy_id = call.path("policy_id")
     entry = await _version(call, policy_id, _version_number(call.path("version"), policy_id))
     return json_response(
-        {
-            "id": policy_id,
-            **_history_entry(entry),
-            "document": document_of(entry.document, entry.enabled),
-        }
+        PolicyVersion(
+            id=policy_id,
+            **_history(entry),
+            document=PolicyDocument(document_of(entry.document, entry.enabled)),
+        )
     )
 
 
 async def diff_versions(call: Call) -> web.StreamResponse:
     """Changes from version ``from`` to ``to``: by default, those of the latest change."""
     policy_id = call.path("policy_id")
-    history = await _history(call, policy_id)
+    history = await _versions(call, policy_id)
     to = int_param(call.request, "to", default=history[-1].version, minimum=1, maximum=_MAX_VERSION)
     start = int_param(call.request, "from", default=max(to - 1, 1), minimum=1, maximum=_MAX_VERSION)
     older = await _version(call, policy_id, start)
     newer = await _version(call, policy_id, to)
     return json_response(
-        {
-            "id": policy_id,
-            "from": _history_entry(older),
-            "to": _history_entry(newer),
-            "changes": diff_documents(
-                document_of(older.document, older.enabled),
-                document_of(newer.document, newer.enabled),
-            ),
-        }
+        PolicyDiff.model_validate(
+            {
+                "id": policy_id,
+                "from": _history(older),
+                "to": _history(newer),
+                "changes": diff_documents(
+                    document_of(older.document, older.enabled),
+                    document_of(newer.document, newer.enabled),
+                ),
+            }
+        )
     )

@@ -7,6 +7,7 @@ import re
 import secrets
 from collections.abc import Iterable
 
+from gateway.audit import AdminTokenCreated, AdminTokenRevoked
 from gateway.errors import GatewayError
 from gateway.store import AdminToken, Store
 
@@ -109,20 +110,17 @@ async def create_admin_token(
         now=now,
         by=by,
     )
-    await store.audit.record(
-        kind="admin_token.created",
-        at=now,
-        actor=by,
-        subject=token.id,
-        detail={"name": name, "scopes": sorted(scope_set), "expires_at": token.expires_at},
+    created = AdminTokenCreated(
+        token_id=token.id, name=name, scopes=tuple(sorted(scope_set)), expires_at=token.expires_at
     )
+    await store.audit.record(created, at=now, actor=by)
     return raw, token
 
 
 async def revoke_admin_token(store: Store, token_id: str, *, now: float, by: str) -> None:
     """Revoke a token for good (NotFoundError if there is none), and audit it."""
     await store.admin_tokens.revoke(token_id, now)
-    await store.audit.record(kind="admin_token.revoked", at=now, actor=by, subject=token_id)
+    await store.audit.record(AdminTokenRevoked(token_id=token_id), at=now, actor=by)
 
 
 async def authenticate(store: Store, raw: str, now: float) -> AdminToken | None:

@@ -13,20 +13,24 @@ import secrets
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from gateway.accounts.emails import email_problem, normalise_email
 from gateway.accounts.onboarding import import_users
 from gateway.accounts.passwords import Passwords, password_problem
 from gateway.accounts.tenancy import find_org
 from gateway.admin.tokens import ADMIN, SCOPES, create_admin_token, revoke_admin_token
+from gateway.audit import OrgAdded, UserAdded, UserDisabled, UserEnabled
 from gateway.cli.policy import build_commands
 from gateway.cli.terminal import parse_instant, table
 from gateway.clock import system_clock
 from gateway.config import Config, load_config
-from gateway.errors import ConfigError, GatewayError, UsageError
+from gateway.errors import ConfigError, GatewayError, NotFoundError, UsageError
 from gateway.policy import PolicyError
 from gateway.store import EVENT_FIELDS, Store, event_document
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_BROKEN_PIPE = 128 + 13  # as the shell reports a process ended by SIGPIPE
 DEFAULT_CONFIG = "config.toml"
 
 
@@ -35,7 +39,8 @@ def _config_path(args: argparse.Namespace) -> str:
 
 
 def _load(args: argparse.Namespace) -> Config:
-    return load_config(_config_path(args))
+    """The config for a command that works on the store: the secret key may be left out."""
+    return load_config(_config_path(args), serving=False)
 
 
 async def _with_store(config: Config, action: Callable[[Store], Awaitable[int]]) -> int:
@@ -46,8 +51,20 @@ async def _with_store(config: Config, action: Callable[[Store], Awaitable[int]])
         await store.close()
 
 
+def _store_folder_problem(path: str) -> str | None:
+    folder = Path(path).parent
+    if folder.is_dir():
+        return None
+    if folder.exists():
+        return f"store.path: {folder} is not a folder"
+    return f"store.path: the folder {folder} does not exist; create it or fix the path"
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.file)
+    problem = _store_folder_problem(config.store.path)
+    if problem:
+        raise ConfigError([problem])
     print(f"{args.file}: ok")
     print(f"  front listener  http://{config.server.host}:{config.server.port}")
     print(f"  app (upstream)  {config.upstream.url}")
@@ -63,9 +80,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.sandbox.demo import run_demo
+    from gateway.sandbox.demo import DEMO_ZONE, run_demo
 
-    at = parse_instant(args.at).timestamp() if args.at else None
+    # A date or time without an offset is read in the shipped policy's zone, as policies are.
+    at = parse_instant(args.at, ZoneInfo(DEMO_ZONE)).timestamp() if args.at else None
     return asyncio.run(run_demo(host=args.host, port=args.port, workdir=args.workdir, at=at))
 
 
@@ -85,12 +103,7 @@ def cmd_org_add(args: argparse.Namespace) -> int:
     async def action(store: Store) -> int:
         org = await store.organisations.add(name=args.name, now=system_clock())
         await store.audit.record(
-            kind="org.added",
-            at=system_clock(),
-            actor="cli",
-            subject=org.id,
-            org_id=org.id,
-            detail={"name": org.name},
+            OrgAdded(org_id=org.id, name=org.name), at=org.created_at, actor="cli"
         )
         print(org.id)
         return EXIT_OK
@@ -123,6 +136,10 @@ def _read_password(args: argparse.Namespace) -> tuple[str, bool]:
 
 def cmd_user_add(args: argparse.Namespace) -> int:
     config = _load(args)
+    email = normalise_email(args.email)
+    problem = email_problem(email)
+    if problem:
+        raise UsageError(f"--email: {problem}")
     password, generated = _read_password(args)
     problem = password_problem(password)
     if problem:
@@ -133,20 +150,14 @@ def cmd_user_add(args: argparse.Namespace) -> int:
         now = system_clock()
         user = await store.users.add(
             org_id=org.id,
-            email=args.email.strip().lower(),
+            email=email,
             display_name=args.name,
             role=args.role,
             password_hash=Passwords().hash(password),
             now=now,
         )
-        await store.audit.record(
-            kind="user.added",
-            at=now,
-            actor="cli",
-            subject=user.id,
-            org_id=org.id,
-            detail={"email": user.email, "role": user.role},
-        )
+        added = UserAdded(user_id=user.id, org_id=org.id, email=user.email, role=user.role)
+        await store.audit.record(added, at=now, actor="cli")
         print(user.id)
         if generated:
             print(f"password: {password}", file=sys.stderr)
@@ -184,19 +195,14 @@ def cmd_user_set_disabled(args: argparse.Namespace) -> int:
     disabled = args.user_command == "disable"
 
     async def action(store: Store) -> int:
-        user = await store.users.find_by_email(args.email.strip())
+        user = await store.users.find_by_email(normalise_email(args.email))
         if user is None:
-            raise UsageError(f"no user has the email {args.email!r}")
+            raise NotFoundError(f"no user has the email {args.email!r}")
         now = system_clock()
         # Disabling also ends the user's sessions, in every running gateway within seconds.
         await store.users.set_disabled(user.id, disabled, now=now)
-        await store.audit.record(
-            kind="user.disabled" if disabled else "user.enabled",
-            at=now,
-            actor="cli",
-            subject=user.id,
-            org_id=user.org_id,
-        )
+        change = UserDisabled if disabled else UserEnabled
+        await store.audit.record(change(user_id=user.id, org_id=user.org_id), at=now, actor="cli")
         print(f"{'disabled' if disabled else 'enabled'} {user.email}")
         return EXIT_OK
 
@@ -205,8 +211,13 @@ def cmd_user_set_disabled(args: argparse.Namespace) -> int:
 
 def cmd_user_import(args: argparse.Namespace) -> int:
     config = _load(args)
-    with open(args.file, newline="", encoding="utf-8-sig") as handle:
-        text = handle.read()
+    try:
+        with open(args.file, newline="", encoding="utf-8-sig") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise GatewayError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise GatewayError(f"{args.file} is not UTF-8 text: {exc.reason}") from None
 
     async def action(store: Store) -> int:
         result = await import_users(
@@ -379,10 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="who or what uses it, e.g. 'ops laptop'")
     p.add_argument(
         "--scope",
-        action="append",
+        action="extend",
+        nargs="+",
         required=True,
         choices=sorted({*SCOPES, ADMIN}),
-        help="repeat for several; 'admin' grants all",
+        help="one or more (--scope A B, or --scope A --scope B); 'admin' grants all",
     )
     p.add_argument("--days", type=float, default=30, help="lifetime in days (default 30)")
     p.set_defaults(func=cmd_admin_token_create)
@@ -423,3 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly, as a program killed by SIGPIPE
+        # would, and keep Python from complaining when it flushes stdout on the way out.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE

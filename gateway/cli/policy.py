@@ -8,16 +8,23 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any, TextIO
 
 from gateway.accounts.tenancy import TenantLinkError, find_org, link_tenant, unlink_tenant
-from gateway.cli.terminal import parse_instant, table
+from gateway.cli.terminal import parse_moment, table
 from gateway.clock import system_clock
 from gateway.config import Config
-from gateway.enforcement.policy_files import apply_policies, load_policy_file, load_policy_path
+from gateway.enforcement.policy_files import (
+    apply_policies,
+    duplicate_ids,
+    load_policy_file,
+    load_policy_path,
+    policy_files,
+)
 from gateway.enforcement.reports import readiness_report
 from gateway.errors import UsageError
-from gateway.policy import PolicyError, lint
+from gateway.policy import Policy, PolicyError, lint
 from gateway.store import AuditEntry, Store
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -33,20 +40,31 @@ def _now() -> dt.datetime:
 def cmd_lint(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     failed = warned = False
     now = _now()
+    loaded: list[tuple[Path, Policy]] = []
     for name in args.files:
         try:
-            policy = load_policy_file(name)
+            files = policy_files(name)  # a folder stands for its *.toml files, as in apply
         except PolicyError as exc:
+            files = []
             failed = True
-            for problem in exc.problems:
-                err.write(f"error: {problem}\n")
-            continue
-        warnings = lint(policy, now=now)
-        for warning in warnings:
-            warned = True
-            err.write(f"warning: {name}: {warning.field}: {warning.message}\n")
-        if not warnings:
-            out.write(f"{name}: ok\n")
+            err.writelines(f"error: {problem}\n" for problem in exc.problems)
+        for file in files:
+            try:
+                policy = load_policy_file(file)
+            except PolicyError as exc:
+                failed = True
+                err.writelines(f"error: {problem}\n" for problem in exc.problems)
+                continue
+            loaded.append((file, policy))
+            warnings = lint(policy, now=now)
+            for warning in warnings:
+                warned = True
+                err.write(f"warning: {file}: {warning.field}: {warning.message}\n")
+            if not warnings:
+                out.write(f"{file}: ok\n")
+    for problem in duplicate_ids(loaded):  # apply refuses these, so lint reports them too
+        failed = True
+        err.write(f"error: {problem}\n")
     return EXIT_FAILED if failed or (warned and args.strict) else EXIT_OK
 
 
@@ -66,7 +84,7 @@ def build_commands(
     psub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
 
     p = psub.add_parser("lint", help="check policy files: errors and compliance warnings")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="PATH", help="a policy file, or a folder of them")
     p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     p.set_defaults(func=lambda args: cmd_lint(args, sys.stdout, sys.stderr))
 
@@ -84,7 +102,12 @@ def build_commands(
     p = psub.add_parser(
         "simulate", help="who is in scope, enrolled, and blocked at each deadline, as of DATE"
     )
-    p.add_argument("--at", required=True, metavar="DATE", help="ISO date or date-time")
+    p.add_argument(
+        "--at",
+        required=True,
+        metavar="DATE",
+        help="ISO date or date-time; without an offset it is read in each policy's time zone",
+    )
     p.add_argument("--org", help="only this organisation (name or id)")
     p.set_defaults(func=with_store(_simulate))
 
@@ -144,25 +167,30 @@ async def _show(args: argparse.Namespace, store: Store) -> int:
 
 
 async def _simulate(args: argparse.Namespace, store: Store) -> int:
-    at = parse_instant(args.at)
-    only = (await find_org(store, args.org)).id if args.org else None
+    at = parse_moment(args.at)
+    org = await find_org(store, args.org) if args.org else None
     names = {o.id: o.name for o in await store.organisations.list()}
+    reports = await readiness_report(store, at)
+    if at.tzinfo is None:
+        print(f"As of {args.at.strip()}, read in each policy's time zone:")
+    else:
+        print(f"As of {at.isoformat()}:")
     rows = []
-    for report in await readiness_report(store, at):
+    for report in reports:
         status = "" if report.enabled else " (disabled)"
-        for org in report.orgs:
-            if only is None or org.org_id == only:
+        for line in report.orgs:
+            if org is None or line.org_id == org.id:
                 rows.append(
                     (
                         report.policy_id + status,
                         report.deadline.isoformat(),
-                        names.get(org.org_id, org.org_id),
-                        org.in_scope,
-                        org.enrolled,
-                        org.blocked_at_deadline,
+                        names.get(line.org_id, line.org_id),
+                        line.in_scope,
+                        line.enrolled,
+                        line.blocked_at_deadline,
                     )
                 )
-        if only is None:
+        if org is None:
             rows.append(
                 (
                     report.policy_id + status,
@@ -173,12 +201,16 @@ async def _simulate(args: argparse.Namespace, store: Store) -> int:
                     report.blocked_at_deadline,
                 )
             )
-    print(f"As of {at.isoformat()}:")
-    table(
-        sys.stdout,
-        ("policy", "deadline", "organisation", "in scope", "enrolled", "blocked at deadline"),
-        rows,
-    )
+    if not reports:
+        print("No policies are stored: load some with `xero-gateway policy apply policies/`.")
+    elif not rows:
+        print(f"No policy applies to the users of {org.name if org else 'any organisation'}.")
+    else:
+        table(
+            sys.stdout,
+            ("policy", "deadline", "organisation", "in scope", "enrolled", "blocked at deadline"),
+            rows,
+        )
     return EXIT_OK
 
 

@@ -17,10 +17,16 @@ def table(out: TextIO, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
 
 
-def parse_instant(text: str) -> dt.datetime:
-    """An ISO date or date-time; a plain date means its midnight in UTC, a naive time UTC."""
+def parse_moment(text: str) -> dt.datetime:
+    """An ISO date or date-time as typed: aware if it has an offset, else naive (a plain date
+    is the start of that day), for the caller to place in the right time zone."""
     try:
-        value = dt.datetime.fromisoformat(text)
+        return dt.datetime.fromisoformat(text)
     except ValueError as exc:
         raise UsageError(f"{text!r} is not an ISO date or date-time, e.g. 2027-01-05") from exc
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def parse_instant(text: str, zone: dt.tzinfo = dt.UTC) -> dt.datetime:
+    """An ISO date or date-time; without an offset it is read in ``zone`` (UTC unless given)."""
+    value = parse_moment(text)
+    return value if value.tzinfo is not None else value.replace(tzinfo=zone)

@@ -67,10 +67,11 @@ class PolicyBook:
             changed = False
             set_version = await self._store.policies.set_version()
             if set_version != self.set_version:
-                in_force = {p.id: p for p in self.policies}
                 # The first load is strict: better not to start than to enforce less.
                 first = self.set_version < 0
-                self.policies = tuple(await stored_policies(self._store, in_force, strict=first))
+                self.policies = tuple(
+                    await stored_policies(self._store, self.in_force(), strict=first)
+                )
                 self.boundaries = boundaries(self.policies)
                 self.set_version = set_version
                 changed = True
@@ -80,6 +81,10 @@ class PolicyBook:
                 self.facts_version = facts_version
                 changed = True
             return changed
+
+    def in_force(self) -> dict[str, Policy]:
+        """The policies enforced now, by id: what stands in for a stored one that breaks."""
+        return {p.id: p for p in self.policies}
 
     def facts_for(self, org_id: str) -> Facts:
         return self.facts.get(org_id, NO_FACTS)

@@ -48,25 +48,37 @@ def load_policy_file(path: str | Path) -> Policy:
     return parse_policy_text(text, str(path))
 
 
-def load_policy_path(path: str | Path) -> list[Policy]:
-    """One policy file, or every ``*.toml`` in a folder; every problem of every file at once."""
+def policy_files(path: str | Path) -> list[Path]:
+    """The file itself, or every ``*.toml`` in a folder, in name order."""
     path = Path(path)
     files = sorted(path.glob("*.toml")) if path.is_dir() else [path]
     if not files:
         raise PolicyError([f"{path}: no *.toml policy files here"])
-    loaded: list[tuple[Path, Policy]] = []  # each policy with its own file, as they load
-    problems: list[str] = []
-    for file in files:
-        try:
-            loaded.append((file, load_policy_file(file)))
-        except PolicyError as exc:
-            problems.extend(exc.problems)
+    return files
+
+
+def duplicate_ids(loaded: Sequence[tuple[Path, Policy]]) -> list[str]:
+    """A problem for each policy whose id an earlier file already uses."""
+    problems = []
     seen: dict[str, Path] = {}
     for file, policy in loaded:
         if policy.id in seen:
             problems.append(f"{file}: id {policy.id!r} is also used by {seen[policy.id]}")
         else:
             seen[policy.id] = file
+    return problems
+
+
+def load_policy_path(path: str | Path) -> list[Policy]:
+    """One policy file, or every ``*.toml`` in a folder; every problem of every file at once."""
+    loaded: list[tuple[Path, Policy]] = []  # each policy with its own file, as they load
+    problems: list[str] = []
+    for file in policy_files(path):
+        try:
+            loaded.append((file, load_policy_file(file)))
+        except PolicyError as exc:
+            problems.extend(exc.problems)
+    problems += duplicate_ids(loaded)
     if problems:
         raise PolicyError(problems)
     return [policy for _, policy in loaded]
@@ -133,45 +145,76 @@ async def apply_policies(
     return results
 
 
-async def stored_policies(
+@dataclass(frozen=True, kw_only=True)
+class StoredRead:
+    """A stored policy as enforcement reads it.
+
+    ``policy`` is what is enforced for the record: its own document parsed, or, when that no
+    longer parses, the version in force (None if there is none, or the record is disabled).
+    ``problems`` says why the stored document does not parse; empty when it does.
+    """
+
+    id: str
+    enabled: bool
+    policy: Policy | None
+    problems: tuple[str, ...] = ()
+
+
+async def read_stored(
     store: Store, in_force: Mapping[str, Policy] | None = None, *, strict: bool = False
-) -> list[Policy]:
-    """Every stored policy, with its stored enabled flag.
+) -> list[StoredRead]:
+    """Every stored policy, with its stored enabled flag: the one way stored policies are read.
 
     A broken record (one that no longer parses, after an upgrade say) must not switch
     enforcement off silently: if it is disabled it is simply left out; if it is enabled its
     version in ``in_force`` stands in for it, and with none there, ``strict`` raises
     PolicyError (a gateway refuses to start rather than enforce less than it should).
     """
-    policies = []
+    found = []
     for stored in await store.policies.list():
         try:
-            policies.append(parse_policy(policy_document(stored.document, stored.enabled)))
+            policy = parse_policy(policy_document(stored.document, stored.enabled))
         except PolicyError as exc:
-            if not stored.enabled:
-                log.warning("stored policy %s no longer parses, and is disabled", stored.id)
-                continue
-            kept = (in_force or {}).get(stored.id)
-            if kept is None and strict:
-                raise PolicyError(
-                    [
-                        f"stored policy {stored.id!r} no longer parses: {problem}"
-                        for problem in exc.problems
-                    ]
-                    + [
-                        f"apply a corrected file (xero-gateway policy apply FILE) for"
-                        f" {stored.id!r} before starting the gateway"
-                    ]
-                ) from exc
-            log.error(
-                "stored policy %s no longer parses: %s; %s",
-                stored.id,
-                exc,
-                "keeping the version in force" if kept else "it is NOT enforced",
-            )
-            if kept is not None:
-                policies.append(kept)
-    return policies
+            found.append(_broken(stored.id, stored.enabled, exc, in_force or {}, strict=strict))
+        else:
+            found.append(StoredRead(id=stored.id, enabled=stored.enabled, policy=policy))
+    return found
+
+
+def _broken(
+    policy_id: str, enabled: bool, exc: PolicyError, in_force: Mapping[str, Policy], *, strict: bool
+) -> StoredRead:
+    problems = tuple(exc.problems)
+    if not enabled:
+        log.warning("stored policy %s no longer parses, and is disabled", policy_id)
+        return StoredRead(id=policy_id, enabled=False, policy=None, problems=problems)
+    kept = in_force.get(policy_id)
+    if kept is None and strict:
+        raise PolicyError(
+            [f"stored policy {policy_id!r} no longer parses: {problem}" for problem in problems]
+            + [
+                f"apply a corrected file (xero-gateway policy apply FILE) for"
+                f" {policy_id!r} before starting the gateway"
+            ]
+        ) from exc
+    log.error(
+        "stored policy %s no longer parses: %s; %s",
+        policy_id,
+        exc,
+        "keeping the version in force" if kept else "it is NOT enforced",
+    )
+    return StoredRead(id=policy_id, enabled=True, policy=kept, problems=problems)
+
+
+async def stored_policies(
+    store: Store, in_force: Mapping[str, Policy] | None = None, *, strict: bool = False
+) -> list[Policy]:
+    """The policies enforced from the store (see :func:`read_stored`)."""
+    return [
+        read.policy
+        for read in await read_stored(store, in_force, strict=strict)
+        if read.policy is not None
+    ]
 
 
 def facts_by_org(tenants: Iterable[Tenant]) -> dict[str, Facts]:

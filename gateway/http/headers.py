@@ -173,6 +173,7 @@ def request_headers_for_upstream(
     request_id: str,
     real_ip: str | None = None,
     private_cookies: frozenset[str] = frozenset(),
+    forwarding: bool = True,
 ) -> CIMultiDict[str]:
     """The headers to send upstream for a client request that arrived with ``headers``.
 
@@ -185,6 +186,10 @@ def request_headers_for_upstream(
     Host is not forwarded: the HTTP client sends the upstream's own host, and the original
     one travels in X-Forwarded-Host (nginx's default, ``Host $proxy_host``). The app then
     sees one stable host whatever name the client used, and builds links from the header.
+
+    Without ``forwarding`` none of X-Forwarded-For, -Proto, -Host or X-Real-IP is added,
+    and no forwarding header a client sent is kept, whatever ``trusted_proxy`` says: for an
+    upstream that has no business knowing who the client is.
     """
     # A client could otherwise get the gateway's identity headers trusted by naming them
     # anything the app folds to the same key; strip every spelling of those names too. The
@@ -229,6 +234,29 @@ def request_headers_for_upstream(
             incoming_xff = []
 
     out: CIMultiDict[str] = CIMultiDict(pairs)
+    if forwarding:
+        _add_forwarding(
+            out, incoming_xff, kept_forwarding, client_addr, real_ip, scheme=scheme, host=host
+        )
+    out[X_REQUEST_ID] = request_id
+    for name, value in identity.items():
+        if "\r" in value or "\n" in value or "\0" in value:
+            raise ValueError(f"header {name!r} has a control character in its value")
+        out[name] = value
+    return out
+
+
+def _add_forwarding(
+    out: CIMultiDict[str],
+    incoming_xff: list[str],
+    kept_forwarding: list[tuple[str, str]],
+    client_addr: str,
+    real_ip: str | None,
+    *,
+    scheme: str,
+    host: str,
+) -> None:
+    """Add this hop to X-Forwarded-For and set the other forwarding headers in ``out``."""
     # Each hop appends the peer it heard from, so the chain stays walkable by client_address.
     if incoming_xff:
         chain = [part.strip() for v in incoming_xff for part in v.split(",") if part.strip()]
@@ -257,12 +285,6 @@ def request_headers_for_upstream(
             out.add(X_FORWARDED_HOST, host)
     if real:
         out[X_REAL_IP] = real
-    out[X_REQUEST_ID] = request_id
-    for name, value in identity.items():
-        if "\r" in value or "\n" in value or "\0" in value:
-            raise ValueError(f"header {name!r} has a control character in its value")
-        out[name] = value
-    return out
 
 
 # Response header names, by exact spelling: 0 relay, 1 hop-by-hop (2: Connection itself),

@@ -20,20 +20,24 @@ from gateway.policy.decision import (
     combine,
     decide,
 )
-from gateway.policy.document import (
-    PolicyError,
+from gateway.policy.document import PolicyError, parse_policy, parse_policy_text, policy_to_document
+from gateway.policy.fields import (
+    BACKUP_METHODS,
+    FIELDS,
+    PRIMARY_METHODS,
+    PROFILES,
+    ROLES,
+    PolicyField,
     format_duration,
     parse_duration,
-    parse_policy,
-    parse_policy_text,
-    policy_to_document,
 )
 from gateway.policy.lint import LintWarning, lint
-from gateway.policy.model import BACKUP_METHODS, PRIMARY_METHODS, PROFILES, ROLES, Policy
+from gateway.policy.model import Policy
 
 __all__ = [
     "BACKUP_METHODS",
     "COUNTRY_CODES",
+    "FIELDS",
     "PRIMARY_METHODS",
     "PROFILES",
     "ROLES",
@@ -46,6 +50,7 @@ __all__ = [
     "Outcome",
     "Policy",
     "PolicyError",
+    "PolicyField",
     "SessionState",
     "Subject",
     "TenantFact",

@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from gateway.policy.document import format_duration
+from gateway.policy.fields import FIELDS, format_duration
 from gateway.policy.model import Policy
 
 ATO_PROFILE = "ato-dsp-osf"
 # The ATO's Operational Security Framework lets a device be remembered for under 24 hours.
 ATO_REMEMBER_LIMIT = timedelta(hours=24)
 LONGEST_CODE_LIFETIME = timedelta(minutes=10)
+# Warnings name a field by its document path, as parse errors do.
+_PATH = {f.name: f.path for f in FIELDS}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,8 +30,8 @@ def lint(policy: Policy, *, now: datetime) -> list[LintWarning]:
         raise ValueError("lint needs an aware datetime for now")
     warnings: list[LintWarning] = []
 
-    def warn(field: str, message: str) -> None:
-        warnings.append(LintWarning(field=field, message=message))
+    def warn(name: str, message: str) -> None:
+        warnings.append(LintWarning(field=_PATH[name], message=message))
 
     if policy.compliance_profile != ATO_PROFILE and "AU" in policy.countries:
         warn(
@@ -39,31 +41,31 @@ def lint(policy: Policy, *, now: datetime) -> list[LintWarning]:
         )
     if policy.deadline < now.astimezone(UTC):  # in UTC, so instants compare, not wall times
         warn(
-            "schedule.deadline",
+            "deadline",
             f"the deadline {policy.deadline.isoformat()} has passed: in-scope users who have"
             " not enrolled are already blocked",
         )
     if policy.primary_methods == frozenset({"sms"}):
         warn(
-            "methods.primary",
+            "primary_methods",
             "SMS is the only primary method; SMS is a restricted authenticator and must never"
             " be the only option, so add totp",
         )
     if policy.backup_required_for and not policy.backup_methods:
         roles = ", ".join(sorted(policy.backup_required_for))
         warn(
-            "methods.backup",
+            "backup_methods",
             f"a backup method is required for {roles} but no backup method is allowed,"
             " so those users can never comply",
         )
     if policy.code_lifetime > LONGEST_CODE_LIFETIME:
         warn(
-            "windows.code_lifetime",
+            "code_lifetime",
             f"codes live for {format_duration(policy.code_lifetime)}; keep it at 10m or less",
         )
     if policy.compliance_profile == ATO_PROFILE and policy.remember_device >= ATO_REMEMBER_LIMIT:
         warn(
-            "windows.remember_device",
+            "remember_device",
             f"devices are remembered for {format_duration(policy.remember_device)}; the ATO"
             " framework allows under 24 hours (e.g. 23h)",
         )

@@ -9,9 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass
 
 import aiohttp
-from aiohttp import web
-from aiohttp.typedefs import LooseHeaders
-from multidict import CIMultiDict
+from aiohttp import hdrs, web
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway.http.headers import (
@@ -23,41 +22,38 @@ from gateway.http.headers import (
 )
 from gateway.http.problems import body_stalled, problem_response
 from gateway.http.requests import CLIENT_SEEN, settled
+from gateway.proxy.refusals import Refusal, refuse, too_large
 from gateway.proxy.websocket import StillAllowed, is_websocket_upgrade, relay_websocket
 
 log = logging.getLogger(__name__)
 
-UpstreamObserver = Callable[[int, float], None]
+# What a listener sees of each exchange with its upstream (see ExchangeObserver).
+Sending = Callable[[web.Request, CIMultiDict[str]], None]
+Answered = Callable[[web.Request, int, CIMultiDictProxy[str], float], None]
 
-# aiohttp adds these to every request unless told not to. An Accept-Encoding the client never
-# sent would get it a compressed body it cannot read (bodies are relayed undecoded), and a
-# made-up Content-Type or User-Agent would misreport what the client sent.
-_SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
-_SKIPPED: CIMultiDict[None] = CIMultiDict((name, None) for name in _SKIP_AUTO_HEADERS)
+_NO_VALUES: tuple[str, ...] = ()
+_TRANSFER_ENCODING = hdrs.TRANSFER_ENCODING
+
+# The headers of an answer the gateway made up itself (502, 504): none from the upstream.
+_NO_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 
 
-class _VerbatimRequest(aiohttp.ClientRequest):
-    """A client request that adds none of aiohttp's automatic headers.
+@dataclass(frozen=True, kw_only=True)
+class ExchangeObserver:
+    """What a listener is shown of each exchange with its upstream; both parts optional.
 
-    With ``skip_auto_headers`` aiohttp copies every header of every request into a scratch
-    dict to check which defaults to leave out; here every default is left out, so there is
-    nothing to check. ``_skip_auto_headers`` is still set, as aiohttp reads it to leave
-    out a made-up Content-Type for a body.
+    ``sending(request, headers)`` runs just before a request (or a WebSocket handshake) is
+    sent, with the headers about to go out, which it may change (a listener that swaps
+    Authorization for an upstream credential does it here); an exception from it fails the
+    request, and nothing is sent. ``answered(request, status, headers, seconds)`` runs once
+    the upstream's response head has come, ``seconds`` after sending (for an accepted
+    WebSocket: 101, without headers); when the upstream could not be reached or took too
+    long, with the 502 or 504 the client gets and no headers. An exception from
+    ``answered`` is logged and the response relayed all the same.
     """
 
-    def update_auto_headers(self, skip_auto_headers: Iterable[str] | None) -> None:
-        self._skip_auto_headers = _SKIPPED
-
-    def update_headers(self, headers: LooseHeaders | None) -> None:
-        # The session hands over its own fresh copy of the headers; aiohttp would copy it
-        # again header by header in Python, only to put Host first. One C call does that.
-        if not isinstance(headers, CIMultiDict) or "Host" in headers:
-            super().update_headers(headers)
-            return
-        host = self.url.host_port_subcomponent
-        assert host is not None  # the upstream URL is absolute
-        self.headers = CIMultiDict(Host=host)
-        self.headers.extend(headers)
+    sending: Sending | None = None
+    answered: Answered | None = None
 
 
 # The WebSocket handshake is per hop: the client library makes its own key and extensions.
@@ -70,11 +66,6 @@ _WS_HANDSHAKE = frozenset(
         "sec-websocket-accept",
     }
 )
-
-# Upstream response heads can be larger than a client's (long CSP, many cookies); the app is
-# trusted not to abuse that, so allow more than aiohttp's 8 KiB before calling it broken.
-_UPSTREAM_MAX_LINE = 64 * 1024
-_UPSTREAM_MAX_FIELD = 64 * 1024
 
 _WS_CLOSE_TIMEOUT = 5.0
 
@@ -92,7 +83,7 @@ class _Upload:
     """What happened to the request body while it streamed upstream."""
 
     limit: int
-    idle_timeout: float
+    idle_timeout: float | None
     sent: int = 0
     too_large: bool = False
     client_failed: bool = False
@@ -126,23 +117,30 @@ class _BodyTooLarge(Exception):
 
 
 class UpstreamProxy:
-    """Forwards requests to one upstream origin through one pooled, cookie-less client session."""
+    """Forwards a listener's requests to one upstream origin through a client session the
+    runtime owns (see :func:`gateway.proxy.client.open_upstream_session`).
+
+    What differs between listeners is given here: the origin, whether the client is
+    described to the upstream in forwarding headers, and what the listener observes.
+    """
 
     def __init__(
         self,
+        session: aiohttp.ClientSession,
         upstream_url: str,
         *,
-        connect_timeout: float,
-        read_timeout: float,
         max_body_size: int,
-        trusted_proxies: Sequence[IPNetwork],
-        on_upstream: UpstreamObserver | None = None,
+        trusted_proxies: Sequence[IPNetwork] = (),
+        forwarding: bool = True,
+        observer: ExchangeObserver | None = None,
         ws_recheck_seconds: float = 15.0,
         clock: Callable[[], float] = time.time,
         private_cookies: Iterable[str] = (),
-        pool_size: int = 1024,
-        dns_cache_seconds: int = 10,
     ) -> None:
+        """``forwarding``: add X-Forwarded-For, -Proto, -Host and X-Real-IP (extending those
+        of a peer in ``trusted_proxies``), as the front listener does; without it, the
+        upstream learns nothing of the client's address and every such header is dropped.
+        """
         url = URL(upstream_url)
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(
@@ -155,55 +153,19 @@ class UpstreamProxy:
         if max_body_size < 1:
             # aiohttp reads a WebSocket max_msg_size of 0 as "unlimited": never pass it on.
             raise ValueError("max_body_size must be at least 1")
+        self._session = session
         self._origin = str(url.origin())
         self._max_body_size = max_body_size
-        self._read_timeout = read_timeout
+        # The session's wait for upstream bytes also bounds each wait for the client's.
+        self._read_timeout = session.timeout.sock_read
         self._trusted_proxies = tuple(trusted_proxies)
-        self._on_upstream = on_upstream
+        self._forwarding = forwarding
+        observer = observer or ExchangeObserver()
+        self._sending = observer.sending
+        self._answered = observer.answered
         self._ws_recheck_seconds = ws_recheck_seconds
         self._clock = clock
         self._private_cookies = frozenset(private_cookies)
-        self._pool_size = pool_size
-        self._dns_cache_seconds = dns_cache_seconds
-        # sock_read counts from the end of the upload, so slow uploads are not cut short;
-        # connect also bounds the wait for a free pooled connection.
-        self._timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=connect_timeout,
-            sock_connect=connect_timeout,
-            sock_read=read_timeout,
-        )
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def origin(self) -> str:
-        return self._origin
-
-    async def start(self) -> None:
-        """Open the shared connection pool; call once, inside the running event loop."""
-        if self._session is not None:
-            return
-        connector = aiohttp.TCPConnector(
-            limit=self._pool_size, ttl_dns_cache=self._dns_cache_seconds
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            # Cookies belong to the browser and the app: a jar here would mix users' cookies.
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-            timeout=self._timeout,
-            # Never route upstream traffic through a proxy named in the environment.
-            trust_env=False,
-            skip_auto_headers=_SKIP_AUTO_HEADERS,
-            request_class=_VerbatimRequest,
-            max_line_size=_UPSTREAM_MAX_LINE,
-            max_field_size=_UPSTREAM_MAX_FIELD,
-        )
-
-    async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            await session.close()
 
     def forward(
         self,
@@ -221,114 +183,56 @@ class UpstreamProxy:
         Not a coroutine itself: it returns the exchange's, so the caller awaits one
         coroutine fewer at every resume of a proxied request.
         """
-        session = self._session
-        if session is None:
-            raise RuntimeError("UpstreamProxy.start() has not been called")
-        refusal = self._refuse(request, request_id)
+        headers = request.headers
+        refusal = refuse(
+            request.method,
+            request.raw_path,
+            headers.getall(_TRANSFER_ENCODING, _NO_VALUES),
+            request.version,
+            request.content_length,
+            self._max_body_size,
+        )
         if refusal is not None:
-            return settled(refusal)
+            return settled(_refused(request, refusal, request_id))
 
-        seen = request.get(CLIENT_SEEN)
-        if seen is None:
-            seen = client_address(request.remote, request.headers, self._trusted_proxies)
-        real_ip, trusted = seen
-        headers = request_headers_for_upstream(
-            request.headers,
-            client_addr=request.remote or "",
+        if self._forwarding:
+            seen = request.get(CLIENT_SEEN)
+            if seen is None:
+                seen = client_address(request.remote, headers, self._trusted_proxies)
+            real_ip, trusted = seen
+            client_addr = request.remote or ""
+        else:
+            real_ip, trusted, client_addr = "", False, ""
+        outgoing = request_headers_for_upstream(
+            headers,
+            client_addr=client_addr,
             scheme=request.scheme,
             # Not request.host: without a Host header that falls back to a blocking DNS call.
-            host=request.headers.get("Host", ""),
+            host=headers.get("Host", ""),
             trusted_proxy=trusted,
             identity=identity,
             request_id=request_id,
             real_ip=real_ip,
             private_cookies=self._private_cookies,
+            forwarding=self._forwarding,
         )
         # encoded=True: the path and query go upstream byte for byte, never re-normalised.
         url = URL(self._origin + request.raw_path, encoded=True)
-        if is_websocket_upgrade(request):
-            return self._forward_websocket(
-                request, session, url, headers, request_id, still_allowed
-            )
-        return self._forward_http(request, session, url, headers, request_id)
+        if is_websocket_upgrade(request.method, headers):
+            return self._forward_websocket(request, url, outgoing, request_id, still_allowed)
+        return self._forward_http(request, url, outgoing, request_id)
 
-    def _refuse(self, request: web.Request, request_id: str) -> web.StreamResponse | None:
-        """A response for requests that must not reach the upstream at all, else None."""
-        if request.method in ("TRACE", "TRACK"):
-            # TRACE echoes the request back, identity headers and cookies included, to
-            # whoever can make the browser send it (cross-site tracing); nginx refuses it too.
-            return _closing(
-                problem_response(
-                    request,
-                    status=405,
-                    slug="method-not-allowed",
-                    title="Method not allowed",
-                    detail=f"{request.method} is not passed to the app.",
-                    request_id=request_id,
-                )
-            )
-        target = request.raw_path
-        # Absolute-form or asterisk-form targets, and a raw "#" (which the client library
-        # would silently drop), cannot be forwarded byte for byte.
-        if not target.startswith("/") or "#" in target:
-            return _closing(
-                problem_response(
-                    request,
-                    status=400,
-                    slug="bad-request-target",
-                    title="Bad request target",
-                    detail="The request target must be a path starting with '/'.",
-                    request_id=request_id,
-                )
-            )
-        codings = (
-            [
-                token.strip().lower()
-                for value in request.headers.getall("Transfer-Encoding")
-                for token in value.split(",")
-            ]
-            if "Transfer-Encoding" in request.headers
-            else []
-        )
-        # RFC 9112 §6.1: chunked must be the only (final) coding we accept, and HTTP/1.0
-        # messages with Transfer-Encoding have faulty framing. Anything else is how request
-        # smuggling starts, and the upstream would see a body we never decoded.
-        if codings and (codings != ["chunked"] or request.version < aiohttp.HttpVersion11):
-            return _closing(
-                problem_response(
-                    request,
-                    status=400,
-                    slug="bad-transfer-encoding",
-                    title="Unsupported transfer encoding",
-                    detail="Only 'Transfer-Encoding: chunked' is accepted, on HTTP/1.1.",
-                    request_id=request_id,
-                )
-            )
-        length = request.content_length
-        if length is not None and length > self._max_body_size:
-            return self._too_large(request, request_id)
-        return None
-
-    def _too_large(self, request: web.Request, request_id: str) -> web.StreamResponse:
-        return _closing(
-            problem_response(
-                request,
-                status=413,
-                slug="body-too-large",
-                title="Request body too large",
-                detail=f"The request body may be at most {self._max_body_size} bytes.",
-                request_id=request_id,
-            )
-        )
-
-    def _observe(self, status: int, started: float) -> None:
-        if self._on_upstream is None:
+    def _observe(
+        self, request: web.Request, status: int, headers: CIMultiDictProxy[str], started: float
+    ) -> None:
+        answered = self._answered
+        if answered is None:
             return
         try:
-            self._on_upstream(status, time.monotonic() - started)
+            answered(request, status, headers, time.monotonic() - started)
         except Exception:
-            # Metrics must never break proxying.
-            log.exception("on_upstream callback failed")
+            # What a listener observes must never break proxying.
+            log.exception("exchange observer failed")
 
     async def _upload(self, request: web.Request, upload: _Upload) -> AsyncIterator[bytes]:
         """The request body, chunk by chunk as it arrives, stopped once it passes the limit."""
@@ -358,7 +262,6 @@ class UpstreamProxy:
     async def _forward_http(
         self,
         request: web.Request,
-        session: aiohttp.ClientSession,
         url: URL,
         headers: CIMultiDict[str],
         request_id: str,
@@ -368,9 +271,12 @@ class UpstreamProxy:
             body: AsyncIterator[bytes] | None = self._upload(request, upload)
         else:
             upload, body = _NOTHING_SENT, None
+        sending = self._sending
+        if sending is not None:
+            sending(request, headers)
         started = time.monotonic()
         try:
-            upstream = await session.request(
+            upstream = await self._session.request(
                 request.method, url, headers=headers, data=body, allow_redirects=False
             )
         except (TimeoutError, aiohttp.ClientError, OSError, _BodyTooLarge) as exc:
@@ -379,7 +285,13 @@ class UpstreamProxy:
         if body is not None:
             upload.attach(upstream.close)
         try:
-            self._observe(upstream.status, started)
+            answered = self._answered
+            if answered is not None:
+                # Inline rather than through _observe: this runs on every proxied request.
+                try:
+                    answered(request, upstream.status, upstream.headers, time.monotonic() - started)
+                except Exception:
+                    log.exception("exchange observer failed")
             content = upstream.content
             try:
                 # Whatever body arrived with the head (all of a small one) goes out with the
@@ -453,7 +365,7 @@ class UpstreamProxy:
         request_id: str,
     ) -> web.StreamResponse:
         if upload.too_large:
-            return self._too_large(request, request_id)
+            return _refused(request, too_large(self._max_body_size), request_id)
         if upload.client_stalled:
             log.info("client stalled mid-upload for %ss", upload.idle_timeout)
             return body_stalled(request, request_id=request_id)
@@ -462,7 +374,7 @@ class UpstreamProxy:
             log.debug("client went away during the upload: %s", _describe(exc))
             return _closing(web.Response(status=400))
         if isinstance(exc, TimeoutError):
-            self._observe(504, started)
+            self._observe(request, 504, _NO_HEADERS, started)
             log.warning("upstream timed out: %s", _describe(exc))
             return problem_response(
                 request,
@@ -472,7 +384,7 @@ class UpstreamProxy:
                 detail="The app behind the gateway did not answer in time. Try again shortly.",
                 request_id=request_id,
             )
-        self._observe(502, started)
+        self._observe(request, 502, _NO_HEADERS, started)
         log.warning("upstream unavailable: %s", _describe(exc))
         return problem_response(
             request,
@@ -486,7 +398,6 @@ class UpstreamProxy:
     async def _forward_websocket(
         self,
         request: web.Request,
-        session: aiohttp.ClientSession,
         url: URL,
         headers: CIMultiDict[str],
         request_id: str,
@@ -501,9 +412,12 @@ class UpstreamProxy:
         for name in list(headers.keys()):
             if name.lower() in _WS_HANDSHAKE:
                 headers.popall(name, None)
+        sending = self._sending
+        if sending is not None:
+            sending(request, headers)
         started = time.monotonic()
         try:
-            upstream_ws = await session.ws_connect(
+            upstream_ws = await self._session.ws_connect(
                 url,
                 headers=headers,
                 protocols=protocols,
@@ -515,7 +429,8 @@ class UpstreamProxy:
             )
         except aiohttp.WSServerHandshakeError as exc:
             status = exc.status if 400 <= exc.status < 500 else 502
-            self._observe(status, started)
+            answer = exc.headers if isinstance(exc.headers, CIMultiDictProxy) else _NO_HEADERS
+            self._observe(request, status, answer, started)
             log.info("upstream refused the WebSocket: %s", exc.status)
             return problem_response(
                 request,
@@ -528,7 +443,7 @@ class UpstreamProxy:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             return self._failed(request, exc, _NOTHING_SENT, started, request_id)
 
-        self._observe(101, started)
+        self._observe(request, 101, _NO_HEADERS, started)
         client_ws = web.WebSocketResponse(
             protocols=(upstream_ws.protocol,) if upstream_ws.protocol else (),
             autoclose=False,
@@ -549,6 +464,19 @@ class UpstreamProxy:
         finally:
             await upstream_ws.close()
         return client_ws
+
+
+def _refused(request: web.Request, refusal: Refusal, request_id: str) -> web.StreamResponse:
+    return _closing(
+        problem_response(
+            request,
+            status=refusal.status,
+            slug=refusal.slug,
+            title=refusal.title,
+            detail=refusal.detail,
+            request_id=request_id,
+        )
+    )
 
 
 def _closing(response: web.StreamResponse) -> web.StreamResponse:

@@ -9,33 +9,25 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import WSMsgType, web
+from multidict import MultiMapping
+
+from gateway.proxy.close_codes import GOING_AWAY, SIGNED_OUT, close_received, closing_plan
 
 # Asked while a relayed WebSocket is open, with when its client last sent anything: may its
 # user still use it?
 StillAllowed = Callable[[float], Awaitable[bool]]
 
-_WS_UNSENDABLE = frozenset({1004, 1005, 1006, 1015})
 
-
-def is_websocket_upgrade(request: web.Request) -> bool:
-    if request.method != "GET" or "Upgrade" not in request.headers:
+def is_websocket_upgrade(method: str, headers: MultiMapping[str]) -> bool:
+    """True for a request asking to become a WebSocket (a GET with both upgrade headers)."""
+    if method != "GET" or "Upgrade" not in headers:
         return False
-    upgrade = {
-        t.strip().lower() for v in request.headers.getall("Upgrade", []) for t in v.split(",")
-    }
-    connection = {
-        t.strip().lower() for v in request.headers.getall("Connection", []) for t in v.split(",")
-    }
+    upgrade = {t.strip().lower() for v in headers.getall("Upgrade", []) for t in v.split(",")}
+    connection = {t.strip().lower() for v in headers.getall("Connection", []) for t in v.split(",")}
     return "websocket" in upgrade and "upgrade" in connection
 
 
 WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
-
-
-def _close_args(code: int, reason: str) -> tuple[int, bytes]:
-    if code in _WS_UNSENDABLE or not (1000 <= code < 5000):
-        code = 1000
-    return code, reason.encode()[:123]
 
 
 async def _pump(
@@ -49,18 +41,15 @@ async def _pump(
                 await sink.send_str(msg.data)
             elif msg.type is WSMsgType.BINARY:
                 await sink.send_bytes(msg.data)
-            elif msg.type is WSMsgType.CLOSE:
-                return int(msg.data), str(msg.extra or "")
-            elif msg.type is WSMsgType.ERROR:
-                return int(getattr(msg.data, "code", 1011)), ""
-            elif msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED):
-                # Gone without a close frame (or closing on our own word): "going away".
-                return 1001, ""
-            # PING and PONG are answered by each side's autoping; nothing to relay.
-            if on_message is not None and msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            else:
+                ended = close_received(msg.type, msg.data, msg.extra)
+                if ended is not None:
+                    return ended
+                continue  # PING and PONG are answered by each side's autoping
+            if on_message is not None:
                 on_message()
         except ConnectionError:
-            return 1001, ""
+            return GOING_AWAY
 
 
 class _Activity:
@@ -81,7 +70,7 @@ async def _watch(
     while True:
         await asyncio.sleep(interval)
         if not await still_allowed(activity.last):
-            return 1008, "sign-in required"
+            return SIGNED_OUT
 
 
 async def relay_websocket(
@@ -105,17 +94,14 @@ async def relay_websocket(
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         if watcher is not None and watcher in done:
-            code, message = _close_args(*watcher.result())
-            await client_ws.close(code=code, message=message)
-            await upstream_ws.close(code=1001, message=b"client signed out")
+            plan = closing_plan("watcher", *watcher.result())
         elif to_upstream in done:
-            code, message = _close_args(*to_upstream.result())
-            await upstream_ws.close(code=code, message=message)
-            await client_ws.close(code=code, message=message)
+            plan = closing_plan("client", *to_upstream.result())
         else:
-            code, message = _close_args(*to_client.result())
-            await client_ws.close(code=code, message=message)
-            await upstream_ws.close(code=code, message=message)
+            plan = closing_plan("upstream", *to_client.result())
+        for close in plan:
+            ws: WebSocket = client_ws if close.side == "client" else upstream_ws
+            await ws.close(code=close.code, message=close.message)
     finally:
         for task in tasks:
             task.cancel()

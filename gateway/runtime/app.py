@@ -1,14 +1,14 @@
-"""Wiring only: build the gateway's parts from a Config and route requests to them."""
+"""Wiring only: build the gateway's shared parts from a Config, and the front listener that
+routes requests to them."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ipaddress
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 
+import aiohttp
 from aiohttp import web
+from multidict import CIMultiDictProxy
 
 from gateway import admin
 from gateway.accounts.passwords import Passwords
@@ -16,10 +16,10 @@ from gateway.clock import Clock, system_clock
 from gateway.config import Config
 from gateway.crypto.keys import Keys
 from gateway.enforcement.decisions import Decider, PolicyBook
-from gateway.errors import StoreError
 from gateway.http.paths import PathRules
 from gateway.ops.metrics import Metrics
-from gateway.proxy.forwarder import UpstreamProxy
+from gateway.proxy.forwarder import Answered, ExchangeObserver, UpstreamProxy
+from gateway.runtime.listeners import HttpListener
 from gateway.services import SERVICES, CookieNames, Services
 from gateway.signin.local import LocalAccounts
 from gateway.signin.sessions import SessionLimits, SessionManager
@@ -29,21 +29,31 @@ from gateway.web import gate, interstitial, operations, pages
 from gateway.web.context import add_get, add_route, require_context
 from gateway.web.templating import setup_templates
 
-SESSION_FLUSH_SECONDS = 15.0
-# How soon a change made by another process (the CLI, another replica) takes effect.
-REFRESH_SECONDS = 2.0
-HOUSEKEEPING_SECONDS = 3600.0
-# Ended sessions stay a week for investigations; the audit trail keeps the sign-ins for good.
-ENDED_SESSION_KEEP_SECONDS = 7 * 24 * 3600.0
-
-log = logging.getLogger(__name__)
-
 
 async def open_services(
-    config: Config, *, clock: Clock = system_clock, passwords: Passwords | None = None
+    config: Config,
+    *,
+    upstream: aiohttp.ClientSession,
+    clock: Clock = system_clock,
+    passwords: Passwords | None = None,
 ) -> Services:
-    """Open the store and the upstream client; the caller closes them with ``close_services``."""
+    """Open the store and build the parts every listener shares; the front listener's proxy
+    sends through ``upstream``. The caller closes them with ``close_services``."""
     store = await Store.open(config.store.path, busy_timeout_ms=config.store.busy_timeout_ms)
+    try:
+        return await _build_services(config, store, upstream, clock, passwords or Passwords())
+    except BaseException:
+        await store.close()
+        raise
+
+
+async def _build_services(
+    config: Config,
+    store: Store,
+    upstream: aiohttp.ClientSession,
+    clock: Clock,
+    passwords: Passwords,
+) -> Services:
     trusted = tuple(ipaddress.ip_network(n, strict=False) for n in config.security.trusted_proxies)
     sessions = SessionManager(
         store,
@@ -59,12 +69,12 @@ async def open_services(
     )
     cookies = CookieNames.for_config(config.security.cookie_secure)
     proxy = UpstreamProxy(
+        upstream,
         config.upstream.url,
-        connect_timeout=config.upstream.connect_timeout,
-        read_timeout=config.upstream.read_timeout,
         max_body_size=config.server.max_body_size,
         trusted_proxies=trusted,
-        on_upstream=metrics.observe_upstream,
+        forwarding=True,
+        observer=ExchangeObserver(answered=_upstream_latency(metrics.observe_upstream)),
         ws_recheck_seconds=config.upstream.websocket_recheck_seconds,
         clock=clock,
         private_cookies=(cookies.session, cookies.login_nonce),
@@ -73,8 +83,6 @@ async def open_services(
     await sessions.follow_changes()  # and every second-factor check and dismissal
     book = PolicyBook(store)
     await book.refresh()
-    await proxy.start()
-    passwords = passwords or Passwords()
     throttle = config.throttle
     return Services(
         config=config,
@@ -103,14 +111,26 @@ async def open_services(
     )
 
 
+def _upstream_latency(observe: Callable[[int, float], None]) -> Answered:
+    """The front listener's view of its exchanges: the app's latency by status, as metrics."""
+
+    def answered(
+        _request: web.Request, status: int, _headers: CIMultiDictProxy[str], seconds: float
+    ) -> None:
+        observe(status, seconds)
+
+    return answered
+
+
 async def close_services(services: Services) -> None:
+    """Write what is held back and close the store: once no listener or task uses them."""
     await services.sessions.flush()
-    await services.proxy.close()
     await services.store.close()
 
 
-def create_app(services: Services) -> web.Application:
-    """The front listener's application; closing it closes ``services``."""
+def create_front_app(services: Services) -> web.Application:
+    """The front listener's application: the gateway's own pages and APIs under /_gateway/,
+    everything else through the gate to the app. It opens and closes nothing shared."""
     app = web.Application(client_max_size=64 * 1024)
     app[SERVICES] = services
     setup_templates(app)
@@ -126,61 +146,18 @@ def create_app(services: Services) -> web.Application:
     add_route(app, "*", "/_gateway/{tail:[\\s\\S]*}", operations.not_found)
     add_route(app, "*", "/{tail:[\\s\\S]*}", gate.gate)
     require_context(app)
-    app.cleanup_ctx.append(_lifecycle)
     return app
 
 
-async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    services = app[SERVICES]
-    tasks = [
-        asyncio.create_task(services.sessions.run_flusher(SESSION_FLUSH_SECONDS)),
-        asyncio.create_task(_housekeeping(services)),
-        asyncio.create_task(_follow_other_processes(services)),
-    ]
-    yield
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    await close_services(services)
-
-
-async def follow_other_processes(services: Services) -> None:
-    """Pick up what the CLI or another replica changed: policies, tenants, ended sessions,
-    sessions' second-factor checks and dismissals. One statement while nothing changed;
-    the reloads only when needed."""
-    book, sessions = services.decider.book, services.sessions
-    marks = await services.store.change_marks()
-    if marks.policies != book.set_version or marks.facts != book.facts_version:
-        await book.refresh()
-    if marks.revocations != sessions.revocations_seen:
-        await sessions.follow_revocations()
-    if marks.user_changes != sessions.changes_seen:
-        services.decider.forget_users(await sessions.follow_changes())
-
-
-async def _follow_other_processes(services: Services) -> None:
-    while True:
-        await asyncio.sleep(REFRESH_SECONDS)
-        try:
-            await follow_other_processes(services)
-        except StoreError:
-            log.exception("could not refresh from the store; keeping what is in force")
-
-
-async def _housekeeping(services: Services) -> None:
-    while True:
-        try:
-            purged = await services.sessions.purge(ENDED_SESSION_KEEP_SECONDS)
-            now = services.clock()
-            counters = await services.store.throttle.purge(
-                now=now, window=services.account_throttle.window
-            )
-            await services.store.revocations.purge(now - services.sessions.limits.absolute)
-            await services.store.changes.purge(now - services.sessions.limits.absolute)
-            if purged or counters:
-                log.info("housekeeping", extra={"sessions": purged, "throttles": counters})
-        except StoreError:
-            log.exception("housekeeping failed; will retry")
-        await asyncio.sleep(HOUSEKEEPING_SECONDS)
+def front_listener(services: Services) -> HttpListener:
+    """The listener browsers reach: ``[server]`` host, port and limits."""
+    server = services.config.server
+    return HttpListener(
+        "front",
+        create_front_app(services),
+        host=server.host,
+        port=server.port,
+        max_line_size=server.max_line_size,
+        max_field_size=server.max_field_size,
+        idle_timeout=server.idle_timeout,
+    )

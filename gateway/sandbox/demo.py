@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import secrets
 import sys
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from gateway.accounts.passwords import Passwords
+from gateway.audit import OrgAdded, UserAdded
 from gateway.clock import Clock, ShiftedClock, system_clock
 from gateway.config import Config, build_config
 from gateway.enforcement.policy_files import Applied, apply_policies, load_policy_path
@@ -18,9 +24,14 @@ from gateway.ops.logs import configure_logging
 from gateway.runtime.runner import start_gateway, wait_for_stop_signal
 from gateway.runtime.server import start_site
 from gateway.sandbox.sample_app import create_sample_app
-from gateway.store import Store
+from gateway.store import AuditEntry, Store
 
 DEMO_PASSWORD = "demo-password-2026"  # noqa: S105 - printed for the demo accounts on purpose
+DEMO_ACTOR = "demo"  # who the audit trail says made the demo's organisations, users, tenants
+# The shipped policy's zone: `demo --at` reads a date without an offset in it, as policies do.
+DEMO_ZONE = "Australia/Sydney"
+CONFIG_NAME = "gateway.toml"
+READINESS_EXAMPLE = "/_gateway/admin/api/reports/readiness?at=2026-12-01"  # as in the README
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,11 +63,14 @@ async def seed_demo(store: Store, passwords: Passwords, now: float) -> None:
     org_ids = {}
     for name in DEMO_ORGS:
         org = await store.organisations.find_by_name(name)
-        org_ids[name] = (org or await store.organisations.add(name=name, now=now)).id
+        if org is None:
+            org = await store.organisations.add(name=name, now=now)
+            await store.audit.record(OrgAdded(org_id=org.id, name=name), at=now, actor=DEMO_ACTOR)
+        org_ids[name] = org.id
     password_hash = passwords.hash(DEMO_PASSWORD)
     for account in DEMO_ACCOUNTS:
         if await store.users.find_by_email(account.email) is None:
-            await store.users.add(
+            user = await store.users.add(
                 org_id=org_ids[account.org],
                 email=account.email,
                 display_name=account.name,
@@ -64,6 +78,8 @@ async def seed_demo(store: Store, passwords: Passwords, now: float) -> None:
                 password_hash=password_hash,
                 now=now,
             )
+            added = UserAdded(user_id=user.id, org_id=user.org_id, email=user.email, role=user.role)
+            await store.audit.record(added, at=now, actor=DEMO_ACTOR)
 
 
 async def seed_demo_xero(store: Store, now: float) -> list[Applied]:
@@ -73,23 +89,59 @@ async def seed_demo_xero(store: Store, now: float) -> list[Applied]:
         if org is None:
             raise NotFoundError(f"demo organisation {org_name!r} is missing; seed accounts first")
         await store.tenants.link(
-            org_id=org.id, tenant_id=tenant_id, name=tenant_name, country_code=country, now=now
+            org_id=org.id,
+            tenant_id=tenant_id,
+            name=tenant_name,
+            country_code=country,
+            now=now,
+            audit=AuditEntry(actor=DEMO_ACTOR),
         )
-    return await apply_policies(store, load_policy_path(SHIPPED_POLICIES), now=now, by="demo")
+    policies = load_policy_path(SHIPPED_POLICIES)
+    return await apply_policies(store, policies, now=now, by=DEMO_ACTOR)
+
+
+def demo_settings(
+    *, host: str, port: int, upstream_url: str, workdir: Path, secret_key: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """The embedded defaults: plain http on loopback, a fresh key, the sample app upstream."""
+    return {
+        "server": {"host": host, "port": port},
+        "upstream": {"url": upstream_url, "public_paths": ["/public/"]},
+        "store": {"path": str(workdir / "gateway.sqlite3")},
+        "security": {
+            "secret_key": secret_key or secrets.token_urlsafe(48),
+            "cookie_secure": False,
+        },
+        "logging": {"level": "WARNING", "format": "text"},
+    }
 
 
 def demo_config(*, host: str, port: int, upstream_url: str, workdir: Path) -> Config:
-    """The embedded defaults: plain http on loopback, a fresh key, the sample app upstream."""
-    return build_config(
-        {
-            "server": {"host": host, "port": port},
-            "upstream": {"url": upstream_url, "public_paths": ["/public/"]},
-            "store": {"path": str(workdir / "gateway.sqlite3")},
-            "security": {"secret_key": secrets.token_urlsafe(48), "cookie_secure": False},
-            "logging": {"level": "WARNING", "format": "text"},
-        },
-        env={},
-    )
+    """The demo's config (see :func:`demo_settings`)."""
+    settings = demo_settings(host=host, port=port, upstream_url=upstream_url, workdir=workdir)
+    return build_config(settings, env={})
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(value)  # strings and lists of strings: JSON's spelling is TOML's too
+
+
+def write_config(path: Path, settings: Mapping[str, Mapping[str, Any]]) -> None:
+    """Write ``settings`` as a TOML config file only its owner can read (it holds the key)."""
+    lines = [
+        "# Written by `xero-gateway demo` for the running demo. Point the CLI at it with",
+        f"#   export XERO_GATEWAY_CONFIG={path}",
+    ]
+    for section, values in settings.items():
+        lines += ["", f"[{section}]"]
+        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
 
 
 async def run_demo(*, host: str, port: int, workdir: Path | None, at: float | None = None) -> int:
@@ -98,9 +150,10 @@ async def run_demo(*, host: str, port: int, workdir: Path | None, at: float | No
     sample_runner, sample_port = await start_site(
         create_sample_app(), "127.0.0.1", 0, max_line_size=8190, max_field_size=8190
     )
-    config = demo_config(
+    settings = demo_settings(
         host=host, port=port, upstream_url=f"http://127.0.0.1:{sample_port}", workdir=workdir
     )
+    config = build_config(settings, env={})
     configure_logging(config.logging.level, config.logging.format)
     clock: Clock = system_clock if at is None else ShiftedClock(at)
     store = await Store.open(config.store.path)
@@ -110,29 +163,45 @@ async def run_demo(*, host: str, port: int, workdir: Path | None, at: float | No
     finally:
         await store.close()
     try:
-        gateway_runner, gateway_port = await start_gateway(config, clock=clock)
+        gateway = await start_gateway(config, clock=clock)
     except OSError as exc:
         await sample_runner.cleanup()
         print(f"xero-gateway demo: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         print("Try another port: xero-gateway demo --port 8090", file=sys.stderr)
         return 1
-    _print_welcome(f"http://{host}:{gateway_port}", workdir, clock())
+    # The config as it runs (with the port it got), for the CLI and the admin API's examples.
+    config_path = workdir / CONFIG_NAME
+    settings["server"]["port"] = gateway.front.port
+    write_config(config_path, settings)
+    _print_welcome(gateway.front.url, workdir, config_path, clock())
     try:
         await wait_for_stop_signal()
     finally:
         print("\nStopping the demo…", flush=True)
-        await gateway_runner.cleanup()
+        await gateway.stop()
         await sample_runner.cleanup()
     return 0
 
 
-def _print_welcome(url: str, workdir: Path, now: float) -> None:
-    when = dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="minutes")
+def _cli_command() -> str:
+    """How to call the CLI installed beside this Python: `.venv/bin/xero-gateway` from the repo."""
+    exe = Path(sys.executable).parent / "xero-gateway"
+    if not exe.exists():
+        return "xero-gateway"
+    try:
+        return str(exe.relative_to(Path.cwd()))
+    except ValueError:
+        return str(exe)
+
+
+def _print_welcome(url: str, workdir: Path, config_path: Path, now: float) -> None:
+    when = dt.datetime.fromtimestamp(now, ZoneInfo(DEMO_ZONE)).isoformat(timespec="minutes")
+    cli = _cli_command()
     lines = [
         "",
         "Xero MFA gateway demo",
         "",
-        f"  Demo time: {when} UTC. Policy au-ato-2fa asks users of the AU organisation",
+        f"  Demo time: {when} ({DEMO_ZONE}). Policy au-ato-2fa asks users of the AU organisation",
         "  for 2FA until 31 December 2026 (Sydney) and blocks them after it;",
         "  the NZ organisation is out of scope. Try --at 2027-01-05 for the blocked state.",
         "",
@@ -148,10 +217,26 @@ def _print_welcome(url: str, workdir: Path, now: float) -> None:
         f"  Health: {url}/_gateway/health   Metrics: {url}/_gateway/metrics",
         f"  Database: {workdir / 'gateway.sqlite3'}",
         "",
+        "  The command line and the admin API on this demo (from another terminal):",
+        "",
+        f"    export XERO_GATEWAY_CONFIG={config_path}",
+        f"    {cli} user list",
+        f"    TOKEN=$({cli} admin-token create --name demo --scope admin)",
+        f'    curl -H "Authorization: Bearer $TOKEN" "{url}{READINESS_EXAMPLE}"',
+        "",
         "  Press Ctrl-C to stop.",
         "",
     ]
     print("\n".join(lines), flush=True)
 
 
-__all__ = ["DEMO_ACCOUNTS", "DEMO_PASSWORD", "demo_config", "run_demo", "seed_demo"]
+__all__ = [
+    "DEMO_ACCOUNTS",
+    "DEMO_PASSWORD",
+    "DEMO_ZONE",
+    "demo_config",
+    "demo_settings",
+    "run_demo",
+    "seed_demo",
+    "write_config",
+]

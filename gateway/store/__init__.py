@@ -8,7 +8,7 @@ from types import TracebackType
 from gateway.store.admin_tokens import AdminTokenRepository
 from gateway.store.audit import EVENT_FIELDS, AuditRepository, event_document
 from gateway.store.changes import UserChangeRepository
-from gateway.store.database import Database
+from gateway.store.database import Database, Params, Row, Transaction
 from gateway.store.dismissals import DismissalLimitError, DismissalRepository
 from gateway.store.migrations import LATEST_VERSION, MIGRATIONS, Migration, migrate
 from gateway.store.organisations import OrganisationRepository
@@ -38,6 +38,7 @@ from gateway.store.records import (
 )
 from gateway.store.revocations import ChangeMarks, RevocationRepository, change_marks
 from gateway.store.sessions import SessionRepository
+from gateway.store.sqlite import SqliteDatabase
 from gateway.store.tenants import TenantRepository, tenant_document
 from gateway.store.throttle import ThrottleRepository
 from gateway.store.users import UserRepository
@@ -62,13 +63,16 @@ __all__ = [
     "NewUser",
     "Organisation",
     "OrganisationRepository",
+    "Params",
     "PolicyChange",
     "PolicyRepository",
     "PolicyVersion",
     "PreconditionFailedError",
     "RevocationRepository",
+    "Row",
     "SessionRecord",
     "SessionRepository",
+    "SqliteDatabase",
     "Store",
     "StoredPolicy",
     "Tenant",
@@ -76,6 +80,7 @@ __all__ = [
     "TenantRepository",
     "ThrottleRepository",
     "ThrottleState",
+    "Transaction",
     "User",
     "UserChangeRepository",
     "UserRepository",
@@ -110,8 +115,8 @@ class Store:
 
     @classmethod
     async def open(cls, path: str | Path, busy_timeout_ms: int = 5000) -> Store:
-        """Open (creating and migrating if need be) the database file at ``path``."""
-        return cls(await Database.open(path, busy_timeout_ms=busy_timeout_ms))
+        """Open (creating and migrating if need be) the SQLite database file at ``path``."""
+        return cls(await SqliteDatabase.open(path, busy_timeout_ms=busy_timeout_ms))
 
     async def close(self) -> None:
         await self.db.close()

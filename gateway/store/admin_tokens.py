@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import builtins
 import json
-import sqlite3
 from collections.abc import Iterable
 
 from gateway.errors import ConflictError, NotFoundError, StoreError
-from gateway.store.database import Database, execute, query_one
+from gateway.store.database import Database, Row
 from gateway.store.records import AdminToken, new_id
 
 # The hash is deliberately not selected: it never leaves the store.
@@ -25,7 +24,7 @@ def _scopes(text: str, token_id: str) -> frozenset[str]:
     return frozenset(scopes)
 
 
-def _token(row: sqlite3.Row) -> AdminToken:
+def _token(row: Row) -> AdminToken:
     return AdminToken(
         id=row["id"],
         name=row["name"],
@@ -71,24 +70,24 @@ class AdminTokenRepository:
             revoked_at=None,
             last_used_at=None,
         )
-        async with self._db.transaction() as conn:
-            if await query_one(
-                conn, "SELECT 1 FROM admin_tokens WHERE token_hash = ?", (token_hash,)
+        async with self._db.transaction() as tx:
+            if await tx.fetch_one(
+                "SELECT 1 AS found FROM admin_tokens WHERE token_hash = :hash", {"hash": token_hash}
             ):
                 raise ConflictError("an admin token with the same hash already exists")
-            await execute(
-                conn,
+            await tx.execute(
                 "INSERT INTO admin_tokens (id, token_hash, name, scopes, created_at, expires_at,"
-                " created_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    token.id,
-                    token_hash,
-                    name,
-                    json.dumps(sorted(scope_set)),
-                    now,
-                    expires_at,
-                    by,
-                ),
+                " created_by, seq) VALUES (:id, :hash, :name, :scopes, :now, :expires_at, :by,"
+                " (SELECT coalesce(max(seq), 0) + 1 FROM admin_tokens))",
+                {
+                    "id": token.id,
+                    "hash": token_hash,
+                    "name": name,
+                    "scopes": json.dumps(sorted(scope_set)),
+                    "now": now,
+                    "expires_at": expires_at,
+                    "by": by,
+                },
             )
         return token
 
@@ -97,32 +96,30 @@ class AdminTokenRepository:
 
         Whether it may still be used is the caller's judgement: see :meth:`AdminToken.usable`.
         """
-        row = await self._db.fetch_one(f"{_SELECT} WHERE token_hash = ?", (token_hash,))
+        row = await self._db.fetch_one(f"{_SELECT} WHERE token_hash = :hash", {"hash": token_hash})
         return _token(row) if row is not None else None
 
     async def list(self) -> builtins.list[AdminToken]:
         """Every token, revoked and expired ones included, in the order they were added."""
-        rows = await self._db.fetch_all(f"{_SELECT} ORDER BY rowid")
+        rows = await self._db.fetch_all(f"{_SELECT} ORDER BY seq")
         return [_token(row) for row in rows]
 
     async def revoke(self, token_id: str, now: float) -> None:
         """Revoke a token; NotFoundError if there is none. Revoking again keeps the first time."""
-        async with self._db.transaction() as conn:
-            changed = await execute(
-                conn,
-                "UPDATE admin_tokens SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?",
-                (now, token_id),
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE admin_tokens SET revoked_at = coalesce(revoked_at, :now) WHERE id = :id",
+                {"now": now, "id": token_id},
             )
             if not changed:
                 raise NotFoundError(f"no admin token has id {token_id!r}")
 
     async def touch(self, token_id: str, now: float) -> None:
         """Note that the token was used at ``now``; an unknown id is ignored."""
-        async with self._db.transaction() as conn:
+        async with self._db.transaction() as tx:
             # Never backwards: a late write of an earlier use leaves the later one standing.
-            await execute(
-                conn,
-                "UPDATE admin_tokens SET last_used_at = max(coalesce(last_used_at, :now), :now)"
-                " WHERE id = :id",
+            await tx.execute(
+                "UPDATE admin_tokens SET last_used_at = :now"
+                " WHERE id = :id AND (last_used_at IS NULL OR last_used_at < :now)",
                 {"now": now, "id": token_id},
             )

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import builtins
 import json
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-import aiosqlite
-
+from gateway.audit import Event, event_row
 from gateway.errors import StoreError
-from gateway.store.database import Database, execute_insert
+from gateway.store.database import Database, Row, Transaction
 from gateway.store.records import AuditEntry, AuditEvent
 
 # An audit event's fields, in the order the admin API lists them and the CLI exports them.
@@ -33,9 +31,15 @@ def event_document(event: AuditEvent, *, when: Callable[[float], str]) -> dict[s
 
 
 _SELECT = "SELECT id, at, kind, actor, subject, org_id, client_addr, detail FROM audit_events"
+_CLAUSES = {
+    "since": "at >= :since",
+    "until": "at < :until",
+    "kind": "kind = :kind",
+    "after_id": "id > :after_id",
+}
 
 
-def _event(row: sqlite3.Row) -> AuditEvent:
+def _event(row: Row) -> AuditEvent:
     detail = json.loads(row["detail"])
     if not isinstance(detail, dict):
         raise StoreError(f"audit event {row['id']} has a detail that is not a JSON object")
@@ -53,22 +57,11 @@ def _event(row: sqlite3.Row) -> AuditEvent:
 
 def _where(
     *, since: float | None, until: float | None, kind: str | None, after_id: int | None = None
-) -> tuple[str, list[Any]]:
+) -> tuple[str, dict[str, Any]]:
     """A WHERE clause built only from the fixed fragments below (never from input), and params."""
-    clauses: builtins.list[str] = []
-    params: builtins.list[Any] = []
-    if since is not None:
-        clauses.append("at >= ?")
-        params.append(since)
-    if until is not None:
-        clauses.append("at < ?")
-        params.append(until)
-    if kind is not None:
-        clauses.append("kind = ?")
-        params.append(kind)
-    if after_id is not None:
-        clauses.append("id > ?")
-        params.append(after_id)
+    given = {"since": since, "until": until, "kind": kind, "after_id": after_id}
+    params = {name: value for name, value in given.items() if value is not None}
+    clauses = [_CLAUSES[name] for name in params]
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
@@ -80,49 +73,43 @@ def _detail_json(kind: str, detail: Mapping[str, Any] | None) -> str:
 
 
 async def _insert(
-    conn: aiosqlite.Connection,
+    tx: Transaction,
+    event: Event,
     *,
-    kind: str,
     at: float,
     actor: str | None,
-    subject: str | None,
-    org_id: str | None,
     client_addr: str | None,
-    detail_json: str,
+    extra: Mapping[str, Any] | None = None,
 ) -> int:
-    return await execute_insert(
-        conn,
+    """Write one event: every audit event goes through here, in the caller's transaction."""
+    row = event_row(event)
+    inserted = await tx.fetch_one(
         "INSERT INTO audit_events (at, kind, actor, subject, org_id, client_addr, detail)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (at, kind, actor, subject, org_id, client_addr, detail_json),
+        " VALUES (:at, :kind, :actor, :subject, :org_id, :client_addr, :detail) RETURNING id",
+        {
+            "at": at,
+            "kind": row.kind,
+            "actor": actor,
+            "subject": row.subject,
+            "org_id": row.org_id,
+            "client_addr": client_addr,
+            "detail": _detail_json(row.kind, {**(extra or {}), **row.detail}),
+        },
     )
+    if inserted is None:  # pragma: no cover - an INSERT ... RETURNING always returns its row
+        raise StoreError(f"the audit event {row.kind!r} was not given an id")
+    return int(inserted["id"])
 
 
-async def record_change(
-    conn: aiosqlite.Connection,
-    entry: AuditEntry,
-    *,
-    kind: str,
-    at: float,
-    subject: str,
-    detail: Mapping[str, Any],
-    org_id: str | None = None,
-) -> int:
+async def record_change(tx: Transaction, entry: AuditEntry, event: Event, *, at: float) -> int:
     """Append the event of a change inside the caller's (the change's) transaction.
 
-    ``detail`` (what the change saw: before, after...) is laid over ``entry.detail``. If the
-    event cannot be written, the error rolls the whole transaction back: no change goes
+    The event's detail (what the change saw: before, after...) is laid over ``entry.detail``.
+    If the event cannot be written, the error rolls the whole transaction back: no change goes
     unaudited.
     """
     return await _insert(
-        conn,
-        kind=kind,
-        at=at,
-        actor=entry.actor,
-        subject=subject,
-        org_id=org_id,
-        client_addr=entry.client_addr,
-        detail_json=_detail_json(kind, {**entry.detail, **detail}),
+        tx, event, at=at, actor=entry.actor, client_addr=entry.client_addr, extra=entry.detail
     )
 
 
@@ -132,32 +119,19 @@ class AuditRepository:
 
     async def record(
         self,
+        event: Event,
         *,
-        kind: str,
         at: float,
         actor: str | None = None,
-        subject: str | None = None,
-        org_id: str | None = None,
         client_addr: str | None = None,
-        detail: Mapping[str, Any] | None = None,
     ) -> int:
-        """Append one event and return its id; ``detail`` must be JSON-serialisable.
+        """Append one event and return its id; its fields must be JSON-serialisable.
 
         This is a transaction of its own: an event about a change another repository makes is
         written by that repository, in the change's transaction (see :func:`record_change`).
         """
-        detail_json = _detail_json(kind, detail)
-        async with self._db.transaction() as conn:
-            return await _insert(
-                conn,
-                kind=kind,
-                at=at,
-                actor=actor,
-                subject=subject,
-                org_id=org_id,
-                client_addr=client_addr,
-                detail_json=detail_json,
-            )
+        async with self._db.transaction() as tx:
+            return await _insert(tx, event, at=at, actor=actor, client_addr=client_addr)
 
     async def list(
         self,
@@ -172,8 +146,7 @@ class AuditRepository:
             raise ValueError(f"limit must be at least 1, not {limit}")
         where, params = _where(since=since, until=until, kind=kind)
         rows = await self._db.fetch_all(
-            f"{_SELECT}{where} ORDER BY id LIMIT ?",
-            [*params, limit],
+            f"{_SELECT}{where} ORDER BY id LIMIT :limit", {**params, "limit": limit}
         )
         return [_event(row) for row in rows]
 
@@ -191,8 +164,7 @@ class AuditRepository:
         while True:
             where, params = _where(since=since, until=until, kind=None, after_id=after_id)
             rows = await self._db.fetch_all(
-                f"{_SELECT}{where} ORDER BY id LIMIT ?",
-                [*params, page_size],
+                f"{_SELECT}{where} ORDER BY id LIMIT :limit", {**params, "limit": page_size}
             )
             for row in rows:
                 yield _event(row)

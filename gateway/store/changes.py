@@ -3,27 +3,26 @@ factors enrolled), so every process can refresh what it has cached."""
 
 from __future__ import annotations
 
-import aiosqlite
-
-from gateway.store.database import Database, execute
+from gateway.store.database import Database, Transaction
 from gateway.store.records import USER_CHANGE_KINDS, UserChange
 
 
 async def note_change(
-    conn: aiosqlite.Connection,
+    tx: Transaction,
     now: float,
     *,
     kind: str,
     user_id: str,
     session_hash: str | None = None,
 ) -> None:
-    """Append to the feed; called inside the transaction that made the change."""
+    """Append to the feed; called inside the transaction that made the change. The id is the
+    next after the newest (which a purge always keeps), set here rather than by the database."""
     if kind not in USER_CHANGE_KINDS:
         raise ValueError(f"unknown change kind {kind!r}; use one of {', '.join(USER_CHANGE_KINDS)}")
-    await execute(
-        conn,
-        "INSERT INTO user_changes (at, kind, user_id, session_hash)"
-        " VALUES (:at, :kind, :user_id, :session_hash)",
+    await tx.execute(
+        "INSERT INTO user_changes (id, at, kind, user_id, session_hash)"
+        " VALUES ((SELECT coalesce(max(id), 0) + 1 FROM user_changes),"
+        " :at, :kind, :user_id, :session_hash)",
         {"at": now, "kind": kind, "user_id": user_id, "session_hash": session_hash},
     )
 
@@ -58,9 +57,8 @@ class UserChangeRepository:
         """Forget entries older than ``before`` (no cache holds a session that old). The
         newest entry always stays: ids are only ever larger than it, so no follower that
         has seen it can miss a later one."""
-        async with self._db.transaction() as conn:
-            return await execute(
-                conn,
+        async with self._db.transaction() as tx:
+            return await tx.execute(
                 "DELETE FROM user_changes WHERE at < :before"
                 " AND id < (SELECT max(id) FROM user_changes)",
                 {"before": before},

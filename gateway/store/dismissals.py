@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.errors import ConflictError, NotFoundError
 from gateway.store.changes import note_change
-from gateway.store.database import Database, execute, query_one
+from gateway.store.database import Database
 from gateway.store.sessions import mark_dismissed
 
 # One statement: insert the first dismissal or add one to the count, but only while the
@@ -30,16 +30,16 @@ class DismissalRepository:
     async def count(self, user_id: str, policy_key: str) -> int:
         """How many times the user has dismissed this policy (0 if never)."""
         row = await self._db.fetch_one(
-            "SELECT count FROM dismissals WHERE user_id = ? AND policy_key = ?",
-            (user_id, policy_key),
+            "SELECT count FROM dismissals WHERE user_id = :user_id AND policy_key = :policy_key",
+            {"user_id": user_id, "policy_key": policy_key},
         )
-        return int(row[0]) if row is not None else 0
+        return int(row["count"]) if row is not None else 0
 
     async def counts_for_user(self, user_id: str) -> dict[str, int]:
         """The user's dismissal count for each policy key they have dismissed at least once."""
         rows = await self._db.fetch_all(
-            "SELECT policy_key, count FROM dismissals WHERE user_id = ? ORDER BY policy_key",
-            (user_id,),
+            "SELECT policy_key, count FROM dismissals WHERE user_id = :user_id ORDER BY policy_key",
+            {"user_id": user_id},
         )
         return {row["policy_key"]: int(row["count"]) for row in rows}
 
@@ -62,26 +62,28 @@ class DismissalRepository:
         """
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be None or at least 0, not {limit}")
-        async with self._db.transaction() as conn:
-            if not await query_one(conn, "SELECT 1 FROM users WHERE id = ?", (user_id,)):
+        async with self._db.transaction() as tx:
+            if not await tx.fetch_one(
+                "SELECT 1 AS found FROM users WHERE id = :id", {"id": user_id}
+            ):
                 raise NotFoundError(f"no user has id {user_id!r}")
             params = {"user_id": user_id, "policy_key": policy_key, "now": now, "limit": limit}
-            async with conn.execute(_RECORD, params) as cursor:
-                row = await cursor.fetchone()
+            row = await tx.fetch_one(_RECORD, params)
             if row is None:
                 raise DismissalLimitError(
                     f"user {user_id!r} has already dismissed {policy_key!r} {limit} times, "
                     "the most allowed"
                 )
             if session_hash is not None:
-                await mark_dismissed(conn, session_hash, now)
-            await note_change(
-                conn, now, kind="dismissal", user_id=user_id, session_hash=session_hash
-            )
-            return int(row[0])
+                await mark_dismissed(tx, session_hash, now)
+            await note_change(tx, now, kind="dismissal", user_id=user_id, session_hash=session_hash)
+            return int(row["count"])
 
     async def reset(self, user_id: str, now: float) -> None:
         """Forget every dismissal the user made."""
-        async with self._db.transaction() as conn:
-            if await execute(conn, "DELETE FROM dismissals WHERE user_id = ?", (user_id,)):
-                await note_change(conn, now, kind="dismissal", user_id=user_id)
+        async with self._db.transaction() as tx:
+            deleted = await tx.execute(
+                "DELETE FROM dismissals WHERE user_id = :user_id", {"user_id": user_id}
+            )
+            if deleted:
+                await note_change(tx, now, kind="dismissal", user_id=user_id)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-import aiosqlite
-
 from gateway.errors import StoreError
+from gateway.store.database import Database, Transaction
 
 
 class Migration(NamedTuple):
-    """One step of the schema: applied once, in order, inside its own transaction."""
+    """One step of the schema: applied once, in order, inside its own transaction.
+
+    A released migration is never edited: a database that has applied it would not notice.
+    Versions 1-3 were written for SQLite alone; from 4 on, queries rely only on portable
+    columns (``users.email_key`` instead of ``COLLATE NOCASE``, ``seq`` instead of ``rowid``).
+    """
 
     version: int
     description: str
@@ -150,8 +152,30 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    # Rows written under versions 1-3 (only ever by SQLite) keep their order: rowid is it.
     Migration(
         4,
+        "portable twins: a lower-cased email key and an insertion order",
+        """
+        ALTER TABLE users ADD COLUMN email_key TEXT;
+        UPDATE users SET email_key = lower(email);
+        CREATE UNIQUE INDEX users_email_key ON users(email_key);
+        ALTER TABLE users ADD COLUMN seq INTEGER;
+        UPDATE users SET seq = rowid;
+        CREATE INDEX users_seq ON users(seq);
+        ALTER TABLE organisations ADD COLUMN seq INTEGER;
+        UPDATE organisations SET seq = rowid;
+        CREATE INDEX organisations_seq ON organisations(seq);
+        ALTER TABLE tenants ADD COLUMN seq INTEGER;
+        UPDATE tenants SET seq = rowid;
+        CREATE INDEX tenants_seq ON tenants(seq);
+        ALTER TABLE admin_tokens ADD COLUMN seq INTEGER;
+        UPDATE admin_tokens SET seq = rowid;
+        CREATE INDEX admin_tokens_seq ON admin_tokens(seq);
+        """,
+    ),
+    Migration(
+        5,
         "second-factor state and prompt dismissal per session; a feed of user-state changes",
         """
         ALTER TABLE sessions ADD COLUMN mfa_method TEXT
@@ -170,6 +194,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 
+
 LATEST_VERSION = MIGRATIONS[-1].version
 
 _CREATE_LEDGER = """
@@ -181,44 +206,29 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
-def split_statements(sql: str) -> list[str]:
-    """Cut a script into single statements (sqlite3 runs one per call inside a transaction)."""
-    statements: list[str] = []
-    pending = ""
-    for piece in sql.split(";"):
-        pending += piece + ";"
-        if sqlite3.complete_statement(pending):
-            statement = pending.strip()
-            if statement.strip(";").strip():
-                statements.append(statement)
-            pending = ""
-    if pending.strip(" \t\r\n;"):
-        raise ValueError(f"incomplete SQL statement at the end of the script: {pending.strip()!r}")
-    return statements
-
-
-async def applied_versions(conn: aiosqlite.Connection) -> set[int]:
+async def applied_versions(tx: Transaction) -> set[int]:
     """The versions recorded in the ledger (which must exist)."""
-    rows = await conn.execute_fetchall("SELECT version FROM schema_migrations")
-    return {int(row[0]) for row in rows}
+    rows = await tx.fetch_all("SELECT version FROM schema_migrations")
+    return {int(row["version"]) for row in rows}
 
 
 async def migrate(
-    conn: aiosqlite.Connection,
+    db: Database,
     *,
     migrations: tuple[Migration, ...] = MIGRATIONS,
     now: Callable[[], float] = time.time,
 ) -> list[int]:
     """Apply the migrations the database lacks, each in its own transaction; return them.
 
-    ``conn`` must be in autocommit mode (``isolation_level=None``). A database that has a
-    version this code does not know is refused, since it was written by newer code.
+    A database that has a version this code does not know is refused, since it was written
+    by newer code.
     """
     try:
-        await conn.execute(_CREATE_LEDGER)
-        have = await applied_versions(conn)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot read the schema version of the database: {exc}") from exc
+        async with db.transaction() as tx:
+            await tx.execute(_CREATE_LEDGER)
+            have = await applied_versions(tx)
+    except StoreError as exc:
+        raise type(exc)(f"cannot read the schema version of the database: {exc}") from exc
     known = {m.version for m in migrations}
     unknown = sorted(have - known)
     if unknown:
@@ -230,34 +240,30 @@ async def migrate(
     for migration in sorted(migrations, key=lambda m: m.version):
         if migration.version in have:
             continue
-        if await _apply(conn, migration, now()):
+        if await _apply(db, migration, now()):
             applied.append(migration.version)
     return applied
 
 
-async def _apply(conn: aiosqlite.Connection, migration: Migration, applied_at: float) -> bool:
+async def _apply(db: Database, migration: Migration, applied_at: float) -> bool:
     """Apply one migration unless another process got there first; True if this call did."""
     label = f"migration {migration.version} ({migration.description})"
     try:
-        await conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot start {label}: {exc}") from exc
-    try:
-        # Re-read under the write lock: a second process may have applied it meanwhile.
-        if migration.version in await applied_versions(conn):
-            await conn.execute("ROLLBACK")
-            return False
-        for statement in split_statements(migration.sql):
-            await conn.execute(statement)
-        await conn.execute(
-            "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
-            (migration.version, migration.description, applied_at),
-        )
-        await conn.execute("COMMIT")
-    except BaseException as exc:
-        with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back on its own
-            await conn.execute("ROLLBACK")
-        if isinstance(exc, sqlite3.Error | ValueError):
-            raise StoreError(f"{label} failed and was rolled back: {exc}") from exc
-        raise
+        async with db.transaction() as tx:
+            # Re-read inside the write transaction: another process may have applied it.
+            if migration.version in await applied_versions(tx):
+                return False
+            await tx.execute_script(migration.sql)
+            await tx.execute(
+                "INSERT INTO schema_migrations (version, description, applied_at)"
+                " VALUES (:version, :description, :applied_at)",
+                {
+                    "version": migration.version,
+                    "description": migration.description,
+                    "applied_at": applied_at,
+                },
+            )
+    except (StoreError, ValueError) as exc:
+        error = type(exc) if isinstance(exc, StoreError) else StoreError
+        raise error(f"{label} failed and was rolled back: {exc}") from exc
     return True

@@ -4,30 +4,36 @@ from __future__ import annotations
 
 import builtins
 import json
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-import aiosqlite
-
+from gateway.audit import (
+    PolicyChanged,
+    PolicyCreated,
+    PolicyDeleted,
+    PolicyDisabled,
+    PolicyEnabled,
+    PolicyReplaced,
+)
 from gateway.errors import ConflictError, NotFoundError, StoreError
 from gateway.store.audit import record_change
-from gateway.store.database import Database, execute, query_one
+from gateway.store.database import Database, Row, Transaction
 from gateway.store.records import AuditEntry, PolicyChange, PolicyVersion, StoredPolicy
 
 _SELECT = "SELECT id, version, enabled, document, updated_at, updated_by FROM policies"
+# "by" is a reserved word in PostgreSQL, so it is quoted wherever it is named.
 _SELECT_VERSION = (
-    "SELECT policy_id, version, change, document, enabled, at, by FROM policy_versions"
+    'SELECT policy_id, version, change, document, enabled, at, "by" FROM policy_versions'
 )
 
 
 # The audit event of each change (the names in POLICY_CHANGES).
-AUDIT_KINDS = {
-    "create": "policy.created",
-    "replace": "policy.replaced",
-    "enable": "policy.enabled",
-    "disable": "policy.disabled",
-    "delete": "policy.deleted",
+AUDIT_EVENTS: dict[str, type[PolicyChanged]] = {
+    "create": PolicyCreated,
+    "replace": PolicyReplaced,
+    "enable": PolicyEnabled,
+    "disable": PolicyDisabled,
+    "delete": PolicyDeleted,
 }
 
 
@@ -69,7 +75,7 @@ def _document(text: str, where: str) -> dict[str, Any]:
     return document
 
 
-def _policy(row: sqlite3.Row) -> StoredPolicy:
+def _policy(row: Row) -> StoredPolicy:
     return StoredPolicy(
         id=row["id"],
         version=row["version"],
@@ -80,7 +86,7 @@ def _policy(row: sqlite3.Row) -> StoredPolicy:
     )
 
 
-def _version(row: sqlite3.Row) -> PolicyVersion:
+def _version(row: Row) -> PolicyVersion:
     return PolicyVersion(
         policy_id=row["policy_id"],
         version=row["version"],
@@ -94,11 +100,9 @@ def _version(row: sqlite3.Row) -> PolicyVersion:
     )
 
 
-async def _current(
-    conn: aiosqlite.Connection, policy_id: str, expected_version: int | None
-) -> sqlite3.Row:
+async def _current(tx: Transaction, policy_id: str, expected_version: int | None) -> Row:
     """The policy's row inside the caller's transaction, checked against ``expected_version``."""
-    row = await query_one(conn, f"{_SELECT} WHERE id = ?", (policy_id,))
+    row = await tx.fetch_one(f"{_SELECT} WHERE id = :id", {"id": policy_id})
     if row is None:
         raise NotFoundError(f"no policy has id {policy_id!r}")
     if expected_version is not None and row["version"] != expected_version:
@@ -110,7 +114,7 @@ async def _current(
 
 
 async def _log(
-    conn: aiosqlite.Connection,
+    tx: Transaction,
     *,
     policy_id: str,
     version: int,
@@ -121,17 +125,24 @@ async def _log(
     by: str,
 ) -> None:
     """Append a history entry and bump the policy-set version, in the caller's transaction."""
-    await execute(
-        conn,
-        "INSERT INTO policy_versions (policy_id, version, change, document, enabled, at, by)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (policy_id, version, change, document, int(enabled), now, by),
+    await tx.execute(
+        'INSERT INTO policy_versions (policy_id, version, change, document, enabled, at, "by")'
+        " VALUES (:policy_id, :version, :change, :document, :enabled, :now, :by)",
+        {
+            "policy_id": policy_id,
+            "version": version,
+            "change": change,
+            "document": document,
+            "enabled": int(enabled),
+            "now": now,
+            "by": by,
+        },
     )
-    await execute(conn, "UPDATE policy_set SET version = version + 1 WHERE id = 1")
+    await tx.execute("UPDATE policy_set SET version = version + 1 WHERE id = 1")
 
 
 async def _audit(
-    conn: aiosqlite.Connection,
+    tx: Transaction,
     audit: AuditEntry | None,
     *,
     change: str,
@@ -144,23 +155,18 @@ async def _audit(
     """The change's audit event, in its transaction: the documents as read, before and after."""
     if audit is None:
         return
-    await record_change(
-        conn,
-        audit,
-        kind=AUDIT_KINDS[change],
-        at=now,
-        subject=policy_id,
-        detail={
-            "before": policy_document(before.document, before.enabled) if before else None,
-            "after": policy_document(after.document, after.enabled) if after else None,
-            "version": version,
-        },
+    event = AUDIT_EVENTS[change](
+        policy_id=policy_id,
+        before=policy_document(before.document, before.enabled) if before else None,
+        after=policy_document(after.document, after.enabled) if after else None,
+        version=version,
     )
+    await record_change(tx, audit, event, at=now)
 
 
 async def _update(
-    conn: aiosqlite.Connection,
-    row: sqlite3.Row,
+    tx: Transaction,
+    row: Row,
     *,
     change: str,
     document: str,
@@ -172,16 +178,23 @@ async def _update(
     """Move the policy in ``row`` to its next version, only if it is still at ``row``'s."""
     policy_id: str = row["id"]
     version = row["version"] + 1
-    changed = await execute(
-        conn,
-        "UPDATE policies SET version = ?, enabled = ?, document = ?, updated_at = ?,"
-        " updated_by = ? WHERE id = ? AND version = ?",
-        (version, int(enabled), document, now, by, policy_id, row["version"]),
+    changed = await tx.execute(
+        "UPDATE policies SET version = :version, enabled = :enabled, document = :document,"
+        " updated_at = :now, updated_by = :by WHERE id = :id AND version = :old_version",
+        {
+            "version": version,
+            "enabled": int(enabled),
+            "document": document,
+            "now": now,
+            "by": by,
+            "id": policy_id,
+            "old_version": row["version"],
+        },
     )
     if changed != 1:  # pragma: no cover - BEGIN IMMEDIATE already rules this out
         raise PreconditionFailedError(f"policy {policy_id!r} changed while it was being written")
     return await _record(
-        conn,
+        tx,
         before=_policy(row),
         policy_id=policy_id,
         version=version,
@@ -195,7 +208,7 @@ async def _update(
 
 
 async def _record(
-    conn: aiosqlite.Connection,
+    tx: Transaction,
     *,
     before: StoredPolicy | None,
     policy_id: str,
@@ -209,7 +222,7 @@ async def _record(
 ) -> PolicyChange:
     """The history row and the audit event of a change just written, in its transaction."""
     await _log(
-        conn,
+        tx,
         policy_id=policy_id,
         version=version,
         change=change,
@@ -227,7 +240,7 @@ async def _record(
         updated_by=by,
     )
     await _audit(
-        conn,
+        tx,
         audit,
         change=change,
         policy_id=policy_id,
@@ -271,7 +284,7 @@ class PolicyRepository:
 
     async def get(self, policy_id: str) -> StoredPolicy:
         """The policy with this id; NotFoundError if there is none (or it was deleted)."""
-        row = await self._db.fetch_one(f"{_SELECT} WHERE id = ?", (policy_id,))
+        row = await self._db.fetch_one(f"{_SELECT} WHERE id = :id", {"id": policy_id})
         if row is None:
             raise NotFoundError(f"no policy has id {policy_id!r}")
         return _policy(row)
@@ -281,19 +294,20 @@ class PolicyRepository:
         row = await self._db.fetch_one("SELECT version FROM policy_set WHERE id = 1")
         if row is None:  # pragma: no cover - seeded by the migration
             raise StoreError("the policy-set version is missing from the database")
-        return int(row[0])
+        return int(row["version"])
 
     async def history(self, policy_id: str) -> builtins.list[PolicyVersion]:
         """Every version of the policy, oldest first, deleted or not; empty if it never existed."""
         rows = await self._db.fetch_all(
-            f"{_SELECT_VERSION} WHERE policy_id = ? ORDER BY version", (policy_id,)
+            f"{_SELECT_VERSION} WHERE policy_id = :id ORDER BY version", {"id": policy_id}
         )
         return [_version(row) for row in rows]
 
     async def version(self, policy_id: str, version: int) -> PolicyVersion:
         """One version of the policy; NotFoundError if it has no such version."""
         row = await self._db.fetch_one(
-            f"{_SELECT_VERSION} WHERE policy_id = ? AND version = ?", (policy_id, version)
+            f"{_SELECT_VERSION} WHERE policy_id = :id AND version = :version",
+            {"id": policy_id, "version": version},
         )
         if row is None:
             raise NotFoundError(f"policy {policy_id!r} has no version {version}")
@@ -314,23 +328,31 @@ class PolicyRepository:
         Its version is 1, or one more than its last version if it was deleted before.
         """
         text = canonical_json(document)
-        async with self._db.transaction() as conn:
-            if await query_one(conn, "SELECT 1 FROM policies WHERE id = ?", (policy_id,)):
+        async with self._db.transaction() as tx:
+            if await tx.fetch_one(
+                "SELECT 1 AS found FROM policies WHERE id = :id", {"id": policy_id}
+            ):
                 raise ConflictError(f"a policy with id {policy_id!r} already exists")
-            last = await query_one(
-                conn,
-                "SELECT coalesce(max(version), 0) FROM policy_versions WHERE policy_id = ?",
-                (policy_id,),
+            last = await tx.fetch_one(
+                "SELECT coalesce(max(version), 0) AS version FROM policy_versions"
+                " WHERE policy_id = :id",
+                {"id": policy_id},
             )
-            version = (int(last[0]) if last is not None else 0) + 1
-            await execute(
-                conn,
+            version = (int(last["version"]) if last is not None else 0) + 1
+            await tx.execute(
                 "INSERT INTO policies (id, version, enabled, document, updated_at, updated_by)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (policy_id, version, int(enabled), text, now, by),
+                " VALUES (:id, :version, :enabled, :document, :now, :by)",
+                {
+                    "id": policy_id,
+                    "version": version,
+                    "enabled": int(enabled),
+                    "document": text,
+                    "now": now,
+                    "by": by,
+                },
             )
             return await _record(
-                conn,
+                tx,
                 before=None,
                 policy_id=policy_id,
                 version=version,
@@ -360,13 +382,13 @@ class PolicyRepository:
         (``after`` is ``before``), so applying the same policy twice is harmless.
         """
         text = canonical_json(document)
-        async with self._db.transaction() as conn:
-            row = await _current(conn, policy_id, expected_version)
+        async with self._db.transaction() as tx:
+            row = await _current(tx, policy_id, expected_version)
             if row["document"] == text and bool(row["enabled"]) == enabled:
                 current = _policy(row)
                 return PolicyChange(before=current, after=current)
             return await _update(
-                conn,
+                tx,
                 row,
                 change="replace",
                 document=text,
@@ -392,13 +414,13 @@ class PolicyRepository:
         ``expected_version`` is given and stale. Enabling an enabled policy (or disabling a
         disabled one) changes nothing (``after`` is ``before``).
         """
-        async with self._db.transaction() as conn:
-            row = await _current(conn, policy_id, expected_version)
+        async with self._db.transaction() as tx:
+            row = await _current(tx, policy_id, expected_version)
             if bool(row["enabled"]) == enabled:
                 current = _policy(row)
                 return PolicyChange(before=current, after=current)
             return await _update(
-                conn,
+                tx,
                 row,
                 change="enable" if enabled else "disable",
                 document=row["document"],
@@ -423,12 +445,11 @@ class PolicyRepository:
         NotFoundError if there is no such policy; PreconditionFailedError if
         ``expected_version`` is given and stale.
         """
-        async with self._db.transaction() as conn:
-            row = await _current(conn, policy_id, expected_version)
-            changed = await execute(
-                conn,
-                "DELETE FROM policies WHERE id = ? AND version = ?",
-                (policy_id, row["version"]),
+        async with self._db.transaction() as tx:
+            row = await _current(tx, policy_id, expected_version)
+            changed = await tx.execute(
+                "DELETE FROM policies WHERE id = :id AND version = :version",
+                {"id": policy_id, "version": row["version"]},
             )
             if changed != 1:  # pragma: no cover - BEGIN IMMEDIATE already rules this out
                 raise PreconditionFailedError(
@@ -444,7 +465,7 @@ class PolicyRepository:
                 by=by,
             )
             await _log(
-                conn,
+                tx,
                 policy_id=policy_id,
                 version=entry.version,
                 change="delete",
@@ -454,7 +475,7 @@ class PolicyRepository:
                 by=by,
             )
             await _audit(
-                conn,
+                tx,
                 audit,
                 change="delete",
                 policy_id=policy_id,

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import aiosqlite
-
-from gateway.store.database import Database, execute
+from gateway.store.database import Database, Transaction
 
 
 async def revoke(
-    conn: aiosqlite.Connection,
+    tx: Transaction,
     now: float,
     *,
     session_hash: str | None = None,
     user_id: str | None = None,
 ) -> None:
     """Append to the feed; called inside the transaction that made the change."""
-    await execute(
-        conn,
-        "INSERT INTO revocations (at, session_hash, user_id) VALUES (?, ?, ?)",
-        (now, session_hash, user_id),
+    await tx.execute(
+        "INSERT INTO revocations (at, session_hash, user_id) VALUES (:at, :session_hash, :user_id)",
+        {"at": now, "session_hash": session_hash, "user_id": user_id},
     )
 
 
@@ -36,15 +33,17 @@ class RevocationRepository:
     async def since(self, after: int) -> list[tuple[int, str | None, str | None]]:
         """Entries after id ``after``, oldest first: (id, session hash, user id)."""
         rows = await self._db.fetch_all(
-            "SELECT id, session_hash, user_id FROM revocations WHERE id > ? ORDER BY id",
-            (after,),
+            "SELECT id, session_hash, user_id FROM revocations WHERE id > :after ORDER BY id",
+            {"after": after},
         )
         return [(int(r["id"]), r["session_hash"], r["user_id"]) for r in rows]
 
     async def purge(self, before: float) -> int:
         """Forget entries older than ``before`` (no cache holds a session that old)."""
-        async with self._db.transaction() as conn:
-            return await execute(conn, "DELETE FROM revocations WHERE at < ?", (before,))
+        async with self._db.transaction() as tx:
+            return await tx.execute(
+                "DELETE FROM revocations WHERE at < :before", {"before": before}
+            )
 
 
 class ChangeMarks(NamedTuple):

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
-
-import aiosqlite
 
 from gateway.errors import ConflictError, NotFoundError
 from gateway.store.changes import note_change
-from gateway.store.database import Database, execute, query_all, query_one
+from gateway.store.database import Database, Row, Transaction
 from gateway.store.records import SecondFactor, SessionRecord
 from gateway.store.revocations import revoke
 
@@ -19,7 +16,7 @@ _SELECT = (
 )
 
 
-def _session(row: sqlite3.Row) -> SessionRecord:
+def _session(row: Row) -> SessionRecord:
     method = row["mfa_method"]
     return SessionRecord(
         id_hash=row["id_hash"],
@@ -35,10 +32,9 @@ def _session(row: sqlite3.Row) -> SessionRecord:
     )
 
 
-async def _insert(conn: aiosqlite.Connection, record: SessionRecord) -> None:
+async def _insert(tx: Transaction, record: SessionRecord) -> None:
     factor = record.second_factor
-    await execute(
-        conn,
+    await tx.execute(
         "INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at, expires_at,"
         " csrf_secret, client_addr, ended_at, mfa_method, mfa_at, prompt_dismissed_at)"
         " VALUES (:id_hash, :user_id, :created_at, :last_seen_at, :expires_at, :csrf_secret,"
@@ -59,11 +55,10 @@ async def _insert(conn: aiosqlite.Connection, record: SessionRecord) -> None:
     )
 
 
-async def mark_dismissed(conn: aiosqlite.Connection, id_hash: str, now: float) -> bool:
+async def mark_dismissed(tx: Transaction, id_hash: str, now: float) -> bool:
     """Note that the session dismissed the 2FA prompt; called inside the transaction that
     counts the dismissal. False if the session is unknown or has ended."""
-    changed = await execute(
-        conn,
+    changed = await tx.execute(
         "UPDATE sessions SET prompt_dismissed_at = :now"
         " WHERE id_hash = :id_hash AND ended_at IS NULL",
         {"now": now, "id_hash": id_hash},
@@ -77,12 +72,17 @@ class SessionRepository:
 
     async def add(self, record: SessionRecord) -> None:
         """Store a new session; NotFoundError for an unknown user, ConflictError for a reused id."""
-        async with self._db.transaction() as conn:
-            if not await query_one(conn, "SELECT 1 FROM users WHERE id = ?", (record.user_id,)):
+        async with self._db.transaction() as tx:
+            if not await tx.fetch_one(
+                "SELECT 1 AS found FROM users WHERE id = :id", {"id": record.user_id}
+            ):
                 raise NotFoundError(f"no user has id {record.user_id!r}")
-            if await query_one(conn, "SELECT 1 FROM sessions WHERE id_hash = ?", (record.id_hash,)):
+            if await tx.fetch_one(
+                "SELECT 1 AS found FROM sessions WHERE id_hash = :id_hash",
+                {"id_hash": record.id_hash},
+            ):
                 raise ConflictError("a session with this id already exists")
-            await _insert(conn, record)
+            await _insert(tx, record)
 
     async def rotate_verified(self, old_hash: str, record: SessionRecord, now: float) -> None:
         """Replace the open session ``old_hash`` by ``record``, which carries the second-factor
@@ -91,24 +91,23 @@ class SessionRepository:
         NotFoundError if the old session has ended, expired or is another user's."""
         if record.second_factor is None:
             raise ValueError("a session rotated for a second-factor check must record the check")
-        async with self._db.transaction() as conn:
-            ended = await execute(
-                conn,
+        async with self._db.transaction() as tx:
+            ended = await tx.execute(
                 "UPDATE sessions SET ended_at = :now WHERE id_hash = :old_hash"
                 " AND user_id = :user_id AND ended_at IS NULL AND expires_at > :now",
                 {"now": now, "old_hash": old_hash, "user_id": record.user_id},
             )
             if not ended:
                 raise NotFoundError("the session has ended; sign in again")
-            await revoke(conn, now, session_hash=old_hash)
-            await _insert(conn, record)
+            await revoke(tx, now, session_hash=old_hash)
+            await _insert(tx, record)
             await note_change(
-                conn, now, kind="mfa", user_id=record.user_id, session_hash=record.id_hash
+                tx, now, kind="mfa", user_id=record.user_id, session_hash=record.id_hash
             )
 
     async def get(self, id_hash: str) -> SessionRecord | None:
         """The session with this id hash, ended or not (the caller judges), or None."""
-        row = await self._db.fetch_one(f"{_SELECT} WHERE id_hash = ?", (id_hash,))
+        row = await self._db.fetch_one(f"{_SELECT} WHERE id_hash = :id_hash", {"id_hash": id_hash})
         return _session(row) if row is not None else None
 
     async def touch_many(self, last_seen: Mapping[str, float]) -> None:
@@ -118,56 +117,53 @@ class SessionRepository:
         """
         if not last_seen:
             return
-        async with self._db.transaction() as conn:
-            await conn.executemany(
-                "UPDATE sessions SET last_seen_at = max(last_seen_at, ?)"
-                " WHERE id_hash = ? AND ended_at IS NULL",
-                [(seen, id_hash) for id_hash, seen in last_seen.items()],
+        async with self._db.transaction() as tx:
+            await tx.execute_many(
+                "UPDATE sessions SET last_seen_at = :seen"
+                " WHERE id_hash = :id_hash AND ended_at IS NULL AND last_seen_at < :seen",
+                [{"seen": seen, "id_hash": id_hash} for id_hash, seen in last_seen.items()],
             )
 
     async def end(self, id_hash: str, now: float) -> bool:
         """End a session; False if it was unknown or had already ended."""
-        async with self._db.transaction() as conn:
-            changed = await execute(
-                conn,
-                "UPDATE sessions SET ended_at = ? WHERE id_hash = ? AND ended_at IS NULL",
-                (now, id_hash),
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE sessions SET ended_at = :now WHERE id_hash = :id_hash AND ended_at IS NULL",
+                {"now": now, "id_hash": id_hash},
             )
             if changed:
-                await revoke(conn, now, session_hash=id_hash)
+                await revoke(tx, now, session_hash=id_hash)
         return changed > 0
 
     async def end_all_for_user(self, user_id: str, now: float) -> list[str]:
         """End every open session of a user; return the id hashes that were ended."""
-        async with self._db.transaction() as conn:
-            rows = await query_all(
-                conn,
-                "SELECT id_hash FROM sessions WHERE user_id = ? AND ended_at IS NULL"
+        async with self._db.transaction() as tx:
+            rows = await tx.fetch_all(
+                "SELECT id_hash FROM sessions WHERE user_id = :user_id AND ended_at IS NULL"
                 " ORDER BY created_at, id_hash",
-                (user_id,),
+                {"user_id": user_id},
             )
-            await execute(
-                conn,
-                "UPDATE sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL",
-                (now, user_id),
+            await tx.execute(
+                "UPDATE sessions SET ended_at = :now WHERE user_id = :user_id AND ended_at IS NULL",
+                {"now": now, "user_id": user_id},
             )
             if rows:
-                await revoke(conn, now, user_id=user_id)
+                await revoke(tx, now, user_id=user_id)
         return [row["id_hash"] for row in rows]
 
     async def purge(self, now: float, keep_seconds: float) -> int:
         """Delete sessions that ended or expired more than keep_seconds ago; return how many."""
         cutoff = now - keep_seconds
-        async with self._db.transaction() as conn:
-            return await execute(
-                conn,
-                "DELETE FROM sessions WHERE ended_at < ? OR expires_at < ?",
-                (cutoff, cutoff),
+        async with self._db.transaction() as tx:
+            return await tx.execute(
+                "DELETE FROM sessions WHERE ended_at < :cutoff OR expires_at < :cutoff",
+                {"cutoff": cutoff},
             )
 
     async def count_active(self, now: float) -> int:
         """How many sessions are neither ended nor expired at ``now``."""
         row = await self._db.fetch_one(
-            "SELECT count(*) FROM sessions WHERE ended_at IS NULL AND expires_at > ?", (now,)
+            "SELECT count(*) AS active FROM sessions WHERE ended_at IS NULL AND expires_at > :now",
+            {"now": now},
         )
-        return int(row[0]) if row is not None else 0
+        return int(row["active"]) if row is not None else 0

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import sqlite3
 from typing import Any
 
-import aiosqlite
-
+from gateway.audit import TenantLinked, TenantUnlinked
 from gateway.errors import NotFoundError, StoreError
 from gateway.store.audit import record_change
-from gateway.store.database import Database, execute, query_one
+from gateway.store.database import Database, Row, Transaction
 from gateway.store.records import TENANT_SOURCES, AuditEntry, Tenant, TenantChange
 
 _SELECT = (
@@ -19,10 +17,9 @@ _SELECT = (
     " FROM tenants"
 )
 _BUMP = "UPDATE facts_version SET version = version + 1 WHERE id = 1"
-LINKED, UNLINKED = "org.tenant_linked", "org.tenant_unlinked"  # the audit events of changes
 
 
-def _tenant(row: sqlite3.Row) -> Tenant:
+def _tenant(row: Row) -> Tenant:
     return Tenant(
         org_id=row["org_id"],
         tenant_id=row["tenant_id"],
@@ -52,9 +49,10 @@ def tenant_document(tenant: Tenant) -> dict[str, Any]:
     }
 
 
-async def _row(conn: aiosqlite.Connection, org_id: str, tenant_id: str) -> Tenant | None:
-    row = await query_one(
-        conn, f"{_SELECT} WHERE org_id = ? AND tenant_id = ?", (org_id, tenant_id)
+async def _row(tx: Transaction, org_id: str, tenant_id: str) -> Tenant | None:
+    row = await tx.fetch_one(
+        f"{_SELECT} WHERE org_id = :org_id AND tenant_id = :tenant_id",
+        {"org_id": org_id, "tenant_id": tenant_id},
     )
     return _tenant(row) if row is not None else None
 
@@ -95,10 +93,12 @@ class TenantRepository:
         """
         if source not in TENANT_SOURCES:
             raise StoreError(f"source must be one of {', '.join(TENANT_SOURCES)}, not {source!r}")
-        async with self._db.transaction() as conn:
-            if not await query_one(conn, "SELECT 1 FROM organisations WHERE id = ?", (org_id,)):
+        async with self._db.transaction() as tx:
+            if not await tx.fetch_one(
+                "SELECT 1 AS found FROM organisations WHERE id = :id", {"id": org_id}
+            ):
                 raise NotFoundError(f"no organisation has id {org_id!r}")
-            old = await _row(conn, org_id, tenant_id)
+            old = await _row(tx, org_id, tenant_id)
             tenant = Tenant(
                 org_id=org_id,
                 tenant_id=tenant_id,
@@ -109,34 +109,39 @@ class TenantRepository:
                 checked_at=now,
                 source=source,
             )
-            await execute(
-                conn,
+            await tx.execute(
                 "INSERT INTO tenants (org_id, tenant_id, name, country_code, active, linked_at,"
-                " checked_at, source) VALUES (?, ?, ?, ?, 1, ?, ?, ?)"
+                " checked_at, source, seq) VALUES (:org_id, :tenant_id, :name, :country_code, 1,"
+                " :linked_at, :now, :source, (SELECT coalesce(max(seq), 0) + 1 FROM tenants))"
                 " ON CONFLICT (org_id, tenant_id) DO UPDATE SET name = excluded.name,"
                 " country_code = excluded.country_code, active = 1,"
-                " linked_at = excluded.linked_at, checked_at = excluded.checked_at,"
+                # An active link keeps its time even if another writer linked it meanwhile.
+                " linked_at = CASE WHEN tenants.active = 1 THEN tenants.linked_at"
+                " ELSE excluded.linked_at END, checked_at = excluded.checked_at,"
                 " source = excluded.source",
-                (org_id, tenant_id, name, country_code, tenant.linked_at, now, source),
+                {
+                    "org_id": org_id,
+                    "tenant_id": tenant_id,
+                    "name": name,
+                    "country_code": country_code,
+                    "linked_at": tenant.linked_at,
+                    "now": now,
+                    "source": source,
+                },
             )
             change = TenantChange(before=old, after=tenant)
             if change.changed:
-                await execute(conn, _BUMP)
+                await tx.execute(_BUMP)
                 if audit is not None:
-                    await record_change(
-                        conn,
-                        audit,
-                        kind=LINKED,
-                        at=now,
-                        subject=tenant_id,
+                    linked = TenantLinked(
+                        tenant_id=tenant_id,
                         org_id=org_id,
-                        detail={
-                            "before": tenant_document(old) if old is not None else None,
-                            "after": tenant_document(tenant),
-                            "name": tenant.name,
-                            "country_code": tenant.country_code,
-                        },
+                        before=tenant_document(old) if old is not None else None,
+                        after=tenant_document(tenant),
+                        name=tenant.name,
+                        country_code=tenant.country_code,
                     )
+                    await record_change(tx, audit, linked, at=now)
         return change
 
     async def unlink(
@@ -146,41 +151,41 @@ class TenantRepository:
 
         Unlinking an inactive tenant changes nothing (``after`` is ``before``).
         """
-        async with self._db.transaction() as conn:
-            old = await _row(conn, org_id, tenant_id)
+        async with self._db.transaction() as tx:
+            old = await _row(tx, org_id, tenant_id)
             if old is None:
                 raise NotFoundError(
                     f"organisation {org_id!r} has no tenant {tenant_id!r} linked to it"
                 )
             if not old.active:
                 return TenantChange(before=old, after=old)
-            await execute(
-                conn,
-                "UPDATE tenants SET active = 0, checked_at = ? WHERE org_id = ? AND tenant_id = ?",
-                (now, org_id, tenant_id),
+            await tx.execute(
+                "UPDATE tenants SET active = 0, checked_at = :now"
+                " WHERE org_id = :org_id AND tenant_id = :tenant_id",
+                {"now": now, "org_id": org_id, "tenant_id": tenant_id},
             )
-            await execute(conn, _BUMP)
+            await tx.execute(_BUMP)
             tenant = dataclasses.replace(old, active=False, checked_at=now)
             if audit is not None:
-                await record_change(
-                    conn,
-                    audit,
-                    kind=UNLINKED,
-                    at=now,
-                    subject=tenant_id,
+                unlinked = TenantUnlinked(
+                    tenant_id=tenant_id,
                     org_id=org_id,
-                    detail={"before": tenant_document(old), "after": tenant_document(tenant)},
+                    before=tenant_document(old),
+                    after=tenant_document(tenant),
                 )
+                await record_change(tx, audit, unlinked, at=now)
         return TenantChange(before=old, after=tenant)
 
     async def for_org(self, org_id: str) -> list[Tenant]:
         """The organisation's tenants, active or not, in the order they were first linked."""
-        rows = await self._db.fetch_all(f"{_SELECT} WHERE org_id = ? ORDER BY rowid", (org_id,))
+        rows = await self._db.fetch_all(
+            f"{_SELECT} WHERE org_id = :org_id ORDER BY seq", {"org_id": org_id}
+        )
         return [_tenant(row) for row in rows]
 
     async def all(self) -> list[Tenant]:
         """Every tenant of every organisation, active or not, in the order first linked."""
-        rows = await self._db.fetch_all(f"{_SELECT} ORDER BY rowid")
+        rows = await self._db.fetch_all(f"{_SELECT} ORDER BY seq")
         return [_tenant(row) for row in rows]
 
     async def facts_version(self) -> int:
@@ -188,4 +193,4 @@ class TenantRepository:
         row = await self._db.fetch_one("SELECT version FROM facts_version WHERE id = 1")
         if row is None:  # pragma: no cover - seeded by the migration
             raise StoreError("the facts version is missing from the database")
-        return int(row[0])
+        return int(row["version"])

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import builtins
-import sqlite3
 from collections.abc import Mapping, Sequence
 
-import aiosqlite
-
 from gateway.errors import ConflictError, NotFoundError, StoreError
-from gateway.store.database import Database, execute, query_one
+from gateway.store.database import Database, Row, Transaction
+from gateway.store.organisations import INSERT_ORGANISATION
 from gateway.store.records import ROLES, NewUser, User, new_id
 from gateway.store.revocations import revoke
 
@@ -18,12 +16,20 @@ _SELECT = (
 )
 _INSERT = (
     "INSERT INTO users"
-    " (id, org_id, email, display_name, role, password_hash, disabled, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, 0, ?)"
+    " (id, org_id, email, email_key, display_name, role, password_hash, disabled, created_at, seq)"
+    " VALUES (:id, :org_id, :email, :email_key, :display_name, :role, :password_hash, 0, :now,"
+    " (SELECT coalesce(max(seq), 0) + 1 FROM users))"
 )
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
-def _user(row: sqlite3.Row) -> User:
+def email_key(email: str) -> str:
+    """What emails are compared by: the address with ASCII letters lower-cased (as SQL's
+    ``lower`` does everywhere), so ``Ava@X.example`` and ``ava@x.example`` are one user."""
+    return email.translate(_ASCII_LOWER)
+
+
+def _user(row: Row) -> User:
     return User(
         id=row["id"],
         org_id=row["org_id"],
@@ -36,15 +42,18 @@ def _user(row: sqlite3.Row) -> User:
     )
 
 
-async def _insert(conn: aiosqlite.Connection, new: NewUser, user_id: str, now: float) -> User:
+async def _insert(tx: Transaction, new: NewUser, user_id: str, now: float) -> User:
     """Check and insert one user inside the caller's transaction."""
     if new.role not in ROLES:
         raise StoreError(f"role must be one of {', '.join(ROLES)}, not {new.role!r}")
-    if not await query_one(conn, "SELECT 1 FROM organisations WHERE id = ?", (new.org_id,)):
+    key = email_key(new.email)
+    if not await tx.fetch_one(
+        "SELECT 1 AS found FROM organisations WHERE id = :id", {"id": new.org_id}
+    ):
         raise NotFoundError(f"no organisation has id {new.org_id!r}")
-    if await query_one(conn, "SELECT 1 FROM users WHERE email = ?", (new.email,)):
+    if await tx.fetch_one("SELECT 1 AS found FROM users WHERE email_key = :key", {"key": key}):
         raise ConflictError(f"a user with email {new.email!r} already exists")
-    if await query_one(conn, "SELECT 1 FROM users WHERE id = ?", (user_id,)):
+    if await tx.fetch_one("SELECT 1 AS found FROM users WHERE id = :id", {"id": user_id}):
         raise ConflictError(f"a user with id {user_id!r} already exists")
     user = User(
         id=user_id,
@@ -56,10 +65,18 @@ async def _insert(conn: aiosqlite.Connection, new: NewUser, user_id: str, now: f
         disabled=False,
         created_at=now,
     )
-    await execute(
-        conn,
+    await tx.execute(
         _INSERT,
-        (user.id, user.org_id, user.email, user.display_name, user.role, user.password_hash, now),
+        {
+            "id": user.id,
+            "org_id": user.org_id,
+            "email": user.email,
+            "email_key": key,
+            "display_name": user.display_name,
+            "role": user.role,
+            "password_hash": user.password_hash,
+            "now": now,
+        },
     )
     return user
 
@@ -91,8 +108,8 @@ class UserRepository:
             role=role,
             password_hash=password_hash,
         )
-        async with self._db.transaction() as conn:
-            return await _insert(conn, new, user_id or new_id("usr"), now)
+        async with self._db.transaction() as tx:
+            return await _insert(tx, new, user_id or new_id("usr"), now)
 
     async def add_many(
         self, rows: Sequence[NewUser], now: float, *, new_orgs: Mapping[str, str] | None = None
@@ -100,45 +117,46 @@ class UserRepository:
         """Store all the users or none: one bad row rolls the whole batch back. ``new_orgs``
         (id to name) are organisations to add first, in the same transaction."""
         users: builtins.list[User] = []
-        async with self._db.transaction() as conn:
+        async with self._db.transaction() as tx:
             for org_id, name in (new_orgs or {}).items():
-                await execute(
-                    conn,
-                    "INSERT INTO organisations (id, name, created_at) VALUES (?, ?, ?)",
-                    (org_id, name, now),
-                )
+                await tx.execute(INSERT_ORGANISATION, {"id": org_id, "name": name, "now": now})
             for number, new in enumerate(rows, start=1):
                 try:
-                    users.append(await _insert(conn, new, new_id("usr"), now))
+                    users.append(await _insert(tx, new, new_id("usr"), now))
                 except StoreError as exc:
                     raise type(exc)(f"user {number} of {len(rows)}: {exc}") from exc
         return users
 
     async def get(self, user_id: str) -> User:
         """The user with this id; NotFoundError if there is none."""
-        row = await self._db.fetch_one(f"{_SELECT} WHERE id = ?", (user_id,))
+        row = await self._db.fetch_one(f"{_SELECT} WHERE id = :id", {"id": user_id})
         if row is None:
             raise NotFoundError(f"no user has id {user_id!r}")
         return _user(row)
 
     async def find_by_email(self, email: str) -> User | None:
         """The user with this email, compared without regard to (ASCII) case."""
-        row = await self._db.fetch_one(f"{_SELECT} WHERE email = ?", (email,))
+        row = await self._db.fetch_one(
+            f"{_SELECT} WHERE email_key = :key", {"key": email_key(email)}
+        )
         return _user(row) if row is not None else None
 
     async def list(self, org_id: str | None = None) -> builtins.list[User]:
         """Every user (or every user of one organisation), in the order they were added."""
         if org_id is None:
-            rows = await self._db.fetch_all(f"{_SELECT} ORDER BY rowid")
+            rows = await self._db.fetch_all(f"{_SELECT} ORDER BY seq")
         else:
-            rows = await self._db.fetch_all(f"{_SELECT} WHERE org_id = ? ORDER BY rowid", (org_id,))
+            rows = await self._db.fetch_all(
+                f"{_SELECT} WHERE org_id = :org_id ORDER BY seq", {"org_id": org_id}
+            )
         return [_user(row) for row in rows]
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> None:
         """Replace a user's password hash; NotFoundError if there is no such user."""
-        async with self._db.transaction() as conn:
-            changed = await execute(
-                conn, "UPDATE users SET password_hash = ? WHERE id = ?", (password_hash, user_id)
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE users SET password_hash = :password_hash WHERE id = :id",
+                {"password_hash": password_hash, "id": user_id},
             )
             if not changed:
                 raise NotFoundError(f"no user has id {user_id!r}")
@@ -146,26 +164,27 @@ class UserRepository:
     async def set_disabled(self, user_id: str, disabled: bool, *, now: float) -> None:
         """Disable or re-enable a user; NotFoundError if there is no such user. Disabling
         ends the user's sessions in the same transaction, and tells every process so."""
-        async with self._db.transaction() as conn:
-            changed = await execute(
-                conn, "UPDATE users SET disabled = ? WHERE id = ?", (int(disabled), user_id)
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE users SET disabled = :disabled WHERE id = :id",
+                {"disabled": int(disabled), "id": user_id},
             )
             if not changed:
                 raise NotFoundError(f"no user has id {user_id!r}")
             if disabled:
-                await execute(
-                    conn,
-                    "UPDATE sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL",
-                    (now, user_id),
+                await tx.execute(
+                    "UPDATE sessions SET ended_at = :now WHERE user_id = :user_id"
+                    " AND ended_at IS NULL",
+                    {"now": now, "user_id": user_id},
                 )
-                await revoke(conn, now, user_id=user_id)
+                await revoke(tx, now, user_id=user_id)
 
     async def count_by_org(self) -> dict[str, int]:
         """How many enabled users each organisation has; every organisation appears, maybe at 0."""
         rows = await self._db.fetch_all(
             "SELECT o.id AS org_id, count(u.id) AS users FROM organisations AS o"
             " LEFT JOIN users AS u ON u.org_id = o.id AND u.disabled = 0"
-            " GROUP BY o.id ORDER BY o.rowid"
+            " GROUP BY o.id, o.seq ORDER BY o.seq"
         )
         return {row["org_id"]: int(row["users"]) for row in rows}
 
@@ -176,6 +195,6 @@ class UserRepository:
         for reports over the whole user base.
         """
         rows = await self._db.fetch_all(
-            "SELECT id, org_id, role FROM users WHERE disabled = 0 ORDER BY rowid"
+            "SELECT id, org_id, role FROM users WHERE disabled = 0 ORDER BY seq"
         )
-        return [(row[0], row[1], row[2]) for row in rows]
+        return [(row["id"], row["org_id"], row["role"]) for row in rows]

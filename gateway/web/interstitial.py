@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from gateway.audit import PromptDismissed
 from gateway.enforcement.decisions import PROMPT_KEY
 from gateway.http.csrf import csrf_token, csrf_valid
 from gateway.http.problems import problem_response
@@ -107,14 +108,15 @@ async def dismiss(request: web.Request) -> web.StreamResponse:
         services.decider.note_dismissals(live.user.id, cap or 0)
         raise web.HTTPSeeOther(with_next(BLOCKED_PATH, next_target)) from None
     services.decider.note_dismissals(live.user.id, count)
-    await services.store.audit.record(
-        kind="mfa.prompt_dismissed",
-        at=services.clock(),
-        actor=live.user.id,
-        subject=live.user.id,
+    dismissed = PromptDismissed(
+        user_id=live.user.id,
         org_id=live.user.org_id,
-        client_addr=request[CLIENT_ADDR],
-        detail={"policies": list(decision.policy_ids), "dismissals": count, "cap": cap},
+        policies=tuple(decision.policy_ids),
+        dismissals=count,
+        cap=cap,
+    )
+    await services.store.audit.record(
+        dismissed, at=services.clock(), actor=live.user.id, client_addr=request[CLIENT_ADDR]
     )
     raise web.HTTPSeeOther(next_target, headers={"Cache-Control": "no-store"})
 

@@ -11,6 +11,7 @@ from gateway.errors import StoreError
 from gateway.http.problems import problem_response
 from gateway.http.requests import CLIENT_ADDR
 from gateway.ops.metrics import CONTENT_TYPE
+from gateway.schema.operations import Health, HealthChecks
 from gateway.services import SERVICES
 
 log = logging.getLogger(__name__)
@@ -23,10 +24,10 @@ async def health(request: web.Request) -> web.Response:
         await services.store.db.check()
     except StoreError as exc:
         log.error("health check failed: %s", exc)
-        return web.json_response(
-            {"status": "unavailable", "checks": {"store": "failing"}}, status=503, headers=headers
-        )
-    return web.json_response({"status": "ok", "checks": {"store": "ok"}}, headers=headers)
+        failing = Health(status="unavailable", checks=HealthChecks(store="failing"))
+        return web.json_response(failing.model_dump(mode="json"), status=503, headers=headers)
+    ok = Health(status="ok", checks=HealthChecks(store="ok"))
+    return web.json_response(ok.model_dump(mode="json"), headers=headers)
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
+from gateway.audit import LoggedOut, LoginFailed, LoginSucceeded, LoginThrottled
 from gateway.http.csrf import csrf_token, csrf_valid, new_nonce
 from gateway.http.redirects import safe_next
 from gateway.http.requests import CLIENT_ADDR, OUTCOME
@@ -129,9 +130,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     )
     wait = await _book(services, throttles, now)
     if wait > 0:
-        await services.store.audit.record(
-            kind="login.throttled", at=now, client_addr=client, detail={"typed": typed}
-        )
+        await services.store.audit.record(LoginThrottled(typed=typed), at=now, client_addr=client)
         services.metrics.logins.labels(result="throttled").inc()
         minutes = max(1, math.ceil(wait / 60))
         return _login_form(
@@ -146,13 +145,8 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     result = await services.identity.authenticate(email, password)
     if result.user is None:
         # The attempt was counted as a failure when it was booked.
-        await services.store.audit.record(
-            kind="login.failed",
-            at=now,
-            subject=result.account_id,
-            client_addr=client,
-            detail={"reason": result.reason, "typed": typed},
-        )
+        failed = LoginFailed(account_id=result.account_id, reason=result.reason, typed=typed)
+        await services.store.audit.record(failed, at=now, client_addr=client)
         services.metrics.logins.labels(result="failed").inc()
         log.info("sign-in failed", extra={"reason": result.reason, "client": client})
         return _login_form(
@@ -170,11 +164,9 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     # A new id at every sign-in: a session id planted before sign-in is worth nothing after it.
     raw_id, _live = await services.sessions.create(user, client_addr=client)
     await services.store.audit.record(
-        kind="login.succeeded",
+        LoginSucceeded(user_id=user.id, org_id=user.org_id),
         at=now,
         actor=user.id,
-        subject=user.id,
-        org_id=user.org_id,
         client_addr=client,
     )
     services.metrics.logins.labels(result="succeeded").inc()
@@ -216,11 +208,9 @@ async def logout_submit(request: web.Request) -> web.StreamResponse:
             )
         await services.sessions.end(live.id_hash)
         await services.store.audit.record(
-            kind="logout",
+            LoggedOut(user_id=live.user.id, org_id=live.user.org_id),
             at=services.clock(),
             actor=live.user.id,
-            subject=live.user.id,
-            org_id=live.user.org_id,
             client_addr=request[CLIENT_ADDR],
         )
     response = web.HTTPSeeOther(

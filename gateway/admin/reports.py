@@ -1,0 +1,134 @@
+"""Admin API handlers that read: a decision explained, the readiness report, the audit trail."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.admin.explain import explain
+from gateway.admin.http import (
+    Call,
+    bad_parameter,
+    instant,
+    instant_param,
+    int_param,
+    json_response,
+    not_found,
+    optional_instant_param,
+)
+from gateway.enforcement.decisions import PROMPT_KEY
+from gateway.enforcement.policy_files import read_stored
+from gateway.enforcement.reports import readiness_report
+from gateway.errors import NotFoundError
+from gateway.schema.reports import (
+    AuditEventBody,
+    AuditPage,
+    OrgReadiness,
+    PolicyReadiness,
+    Readiness,
+)
+from gateway.store import User, event_document
+
+MAX_KIND = 64
+DEFAULT_AUDIT_LIMIT = 100
+MAX_AUDIT_LIMIT = 1000
+
+
+async def _user(call: Call, key: str) -> User:
+    users = call.services.store.users
+    if "@" in key:
+        found = await users.find_by_email(key)
+        if found is not None:
+            return found
+    else:
+        try:
+            return await users.get(key)
+        except NotFoundError:
+            pass
+    raise not_found("user-not-found", f"There is no user {key!r} (give a user id or an email).")
+
+
+async def explain_decision(call: Call) -> web.StreamResponse:
+    key = call.request.query.get("user", "").strip()
+    if not key:
+        raise bad_parameter("user", "is required: a user id or an email")
+    at = instant_param(call.request, "at", call.now)
+    user = await _user(call, key)
+    store = call.services.store
+    # Read as the policy book reads them: a stored document that no longer parses is explained
+    # by the version it keeps in force, since that is what the gateway enforces.
+    candidates = await read_stored(store, call.services.decider.book.in_force())
+    try:
+        org_name: str | None = (await store.organisations.get(user.org_id)).name
+    except NotFoundError:
+        org_name = None
+    return json_response(
+        explain(
+            user=user,
+            org_name=org_name,
+            tenants=await store.tenants.for_org(user.org_id),
+            candidates=candidates,
+            dismissals=await store.dismissals.count(user.id, PROMPT_KEY),
+            at=at,
+        )
+    )
+
+
+async def readiness(call: Call) -> web.StreamResponse:
+    at = instant_param(call.request, "at", call.now)
+    store = call.services.store
+    names = {org.id: org.name for org in await store.organisations.list()}
+    report = await readiness_report(store, at, call.services.decider.book.in_force())
+    return json_response(
+        Readiness(
+            at=at.isoformat(),
+            policies=[
+                PolicyReadiness(
+                    policy_id=item.policy_id,
+                    enabled=item.enabled,
+                    deadline=item.deadline.isoformat(),
+                    in_scope=item.in_scope,
+                    enrolled=item.enrolled,
+                    blocked_at_deadline=item.blocked_at_deadline,
+                    orgs=[
+                        OrgReadiness(
+                            org_id=org.org_id,
+                            org_name=names.get(org.org_id),
+                            in_scope=org.in_scope,
+                            enrolled=org.enrolled,
+                            blocked_at_deadline=org.blocked_at_deadline,
+                        )
+                        for org in item.orgs
+                    ],
+                )
+                for item in report
+            ],
+        )
+    )
+
+
+async def audit_events(call: Call) -> web.StreamResponse:
+    request = call.request
+    since = optional_instant_param(request, "since")
+    until = optional_instant_param(request, "until")
+    kind = request.query.get("kind", "").strip() or None
+    if kind is not None and len(kind) > MAX_KIND:
+        raise bad_parameter("kind", f"must be at most {MAX_KIND} characters")
+    limit = int_param(
+        request, "limit", default=DEFAULT_AUDIT_LIMIT, minimum=1, maximum=MAX_AUDIT_LIMIT
+    )
+    events = await call.services.store.audit.list(
+        since=since.timestamp() if since is not None else None,
+        until=until.timestamp() if until is not None else None,
+        kind=kind,
+        limit=limit + 1,  # one more than asked, to tell whether there are more
+    )
+    return json_response(
+        AuditPage(
+            # The shape the CLI exports too, checked against the model.
+            events=[
+                AuditEventBody.model_validate(event_document(event, when=instant))
+                for event in events[:limit]
+            ],
+            more=len(events) > limit,
+        )
+    )

@@ -1,0 +1,248 @@
+"""What the audit trail records: one frozen dataclass per kind of event, and how each is stored.
+
+An event says what happened; who asked, when and from where travel beside it (the store's
+``record`` and ``record_change`` take them). Each event is stored as its ``kind`` string, two
+columns (``subject``, ``org_id``) and a JSON detail: the field named by ``subject_field`` is
+the subject, a field ``org_id`` the organisation, and every other field a key of the detail.
+The kind strings are written here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+Document = Mapping[str, Any]  # a JSON object, as an event's before/after
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """A thing that happened, for the audit trail; subclasses set ``kind`` and their fields."""
+
+    kind: ClassVar[str]
+    subject_field: ClassVar[str | None] = None  # which field is stored as the subject
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditRow:
+    """An event as the store writes it: the kind, the two columns and the JSON detail."""
+
+    kind: str
+    subject: str | None
+    org_id: str | None
+    detail: dict[str, Any]
+
+
+def event_row(event: Event) -> AuditRow:
+    """The one way an event becomes what the store writes (tuples become JSON arrays)."""
+    detail: dict[str, Any] = {}
+    for f in dataclasses.fields(event):
+        if f.name not in (event.subject_field, "org_id"):
+            value = getattr(event, f.name)
+            detail[f.name] = list(value) if isinstance(value, tuple) else value
+    subject = getattr(event, event.subject_field) if event.subject_field else None
+    return AuditRow(
+        kind=event.kind, subject=subject, org_id=getattr(event, "org_id", None), detail=detail
+    )
+
+
+# Organisations and users
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrgAdded(Event):
+    kind = "org.added"
+    subject_field = "org_id"
+    org_id: str
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserAdded(Event):
+    kind = "user.added"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+    email: str
+    role: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserDisabled(Event):
+    kind = "user.disabled"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserEnabled(Event):
+    kind = "user.enabled"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class UsersImported(Event):
+    """A CSV import; each account it added also has its own ``user.added``."""
+
+    kind = "user.imported"
+    count: int
+    users: tuple[Document, ...]  # {"id", "email", "org_id"} of each account added
+
+
+# Signing in and out
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoginThrottled(Event):
+    kind = "login.throttled"
+    typed: str  # a keyed hash of what was typed as the email, never the text itself
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoginFailed(Event):
+    kind = "login.failed"
+    subject_field = "account_id"
+    account_id: str | None  # the account named, when there is one
+    reason: str
+    typed: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoginSucceeded(Event):
+    kind = "login.succeeded"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoggedOut(Event):
+    kind = "logout"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromptDismissed(Event):
+    kind = "mfa.prompt_dismissed"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+    policies: tuple[str, ...]
+    dismissals: int
+    cap: int | None
+
+
+# Policies: every change carries the documents before and after, and the new revision.
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyChanged(Event):
+    subject_field = "policy_id"
+    policy_id: str
+    before: Document | None
+    after: Document | None
+    version: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyCreated(PolicyChanged):
+    kind = "policy.created"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyReplaced(PolicyChanged):
+    kind = "policy.replaced"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyEnabled(PolicyChanged):
+    kind = "policy.enabled"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyDisabled(PolicyChanged):
+    kind = "policy.disabled"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicyDeleted(PolicyChanged):
+    kind = "policy.deleted"
+
+
+# Xero tenants linked to organisations
+
+
+@dataclass(frozen=True, kw_only=True)
+class TenantLinked(Event):
+    kind = "org.tenant_linked"
+    subject_field = "tenant_id"
+    tenant_id: str
+    org_id: str
+    before: Document | None
+    after: Document
+    name: str
+    country_code: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TenantUnlinked(Event):
+    kind = "org.tenant_unlinked"
+    subject_field = "tenant_id"
+    tenant_id: str
+    org_id: str
+    before: Document
+    after: Document
+
+
+# Admin API tokens
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdminTokenCreated(Event):
+    kind = "admin_token.created"
+    subject_field = "token_id"
+    token_id: str
+    name: str
+    scopes: tuple[str, ...]
+    expires_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdminTokenRevoked(Event):
+    kind = "admin_token.revoked"
+    subject_field = "token_id"
+    token_id: str
+
+
+# Every kind the gateway records, by its kind string.
+EVENTS: Mapping[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (
+        OrgAdded,
+        UserAdded,
+        UserDisabled,
+        UserEnabled,
+        UsersImported,
+        LoginThrottled,
+        LoginFailed,
+        LoginSucceeded,
+        LoggedOut,
+        PromptDismissed,
+        PolicyCreated,
+        PolicyReplaced,
+        PolicyEnabled,
+        PolicyDisabled,
+        PolicyDeleted,
+        TenantLinked,
+        TenantUnlinked,
+        AdminTokenCreated,
+        AdminTokenRevoked,
+    )
+}

@@ -1,0 +1,88 @@
+"""The gateway's background work, shared by every listener: writing session last-use times
+behind, housekeeping, and following what other processes changed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from gateway.errors import StoreError
+from gateway.services import Services
+
+SESSION_FLUSH_SECONDS = 15.0
+# How soon a change made by another process (the CLI, another replica) takes effect.
+REFRESH_SECONDS = 2.0
+HOUSEKEEPING_SECONDS = 3600.0
+# Ended sessions stay a week for investigations; the audit trail keeps the sign-ins for good.
+ENDED_SESSION_KEEP_SECONDS = 7 * 24 * 3600.0
+
+log = logging.getLogger(__name__)
+
+
+class BackgroundTasks:
+    """The session flusher, housekeeping and the follower of other processes, as one unit:
+    started before the listeners, stopped after them (the flusher writes once more on the
+    way out)."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        if self._tasks:
+            return
+        services = self._services
+        self._tasks = [
+            asyncio.create_task(services.sessions.run_flusher(SESSION_FLUSH_SECONDS)),
+            asyncio.create_task(_housekeeping(services)),
+            asyncio.create_task(_follow_other_processes(services)),
+        ]
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def follow_other_processes(services: Services) -> None:
+    """One tick of following: pick up what the CLI or another replica changed (policies,
+    tenants, ended sessions, sessions' second-factor checks and dismissals). One statement
+    while nothing changed; the reloads only when needed."""
+    book, sessions = services.decider.book, services.sessions
+    marks = await services.store.change_marks()
+    if marks.policies != book.set_version or marks.facts != book.facts_version:
+        await book.refresh()
+    if marks.revocations != sessions.revocations_seen:
+        await sessions.follow_revocations()
+    if marks.user_changes != sessions.changes_seen:
+        services.decider.forget_users(await sessions.follow_changes())
+
+
+async def _follow_other_processes(services: Services) -> None:
+    while True:
+        await asyncio.sleep(REFRESH_SECONDS)
+        try:
+            await follow_other_processes(services)
+        except StoreError:
+            log.exception("could not refresh from the store; keeping what is in force")
+
+
+async def _housekeeping(services: Services) -> None:
+    while True:
+        try:
+            purged = await services.sessions.purge(ENDED_SESSION_KEEP_SECONDS)
+            now = services.clock()
+            counters = await services.store.throttle.purge(
+                now=now, window=services.account_throttle.window
+            )
+            await services.store.revocations.purge(now - services.sessions.limits.absolute)
+            await services.store.changes.purge(now - services.sessions.limits.absolute)
+            if purged or counters:
+                log.info("housekeeping", extra={"sessions": purged, "throttles": counters})
+        except StoreError:
+            log.exception("housekeeping failed; will retry")
+        await asyncio.sleep(HOUSEKEEPING_SECONDS)

@@ -1,0 +1,174 @@
+"""Audit events are types: every kind is listed, stored as before, and named in one module."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway import audit
+from gateway.audit import EVENTS, Event, event_row
+from gateway.store import AuditEvent, Store, event_document
+
+PACKAGE = Path(audit.__file__).resolve().parent
+POLICY_DOC = {"id": "p", "enabled": True, "scope": {"countries": ["AU"]}}
+TENANT_DOC = {"tenant_id": "t-1", "country_code": "AU", "active": True}
+
+# One example of every kind, as the gateway records it.
+SAMPLES: dict[str, Event] = {
+    "org.added": audit.OrgAdded(org_id="org_1", name="Harbour"),
+    "user.added": audit.UserAdded(
+        user_id="usr_1", org_id="org_1", email="a@h.example", role="member"
+    ),
+    "user.disabled": audit.UserDisabled(user_id="usr_1", org_id="org_1"),
+    "user.enabled": audit.UserEnabled(user_id="usr_1", org_id="org_1"),
+    "user.imported": audit.UsersImported(
+        count=1, users=({"id": "usr_1", "email": "a@h.example", "org_id": "org_1"},)
+    ),
+    "login.throttled": audit.LoginThrottled(typed="abc"),
+    "login.failed": audit.LoginFailed(account_id=None, reason="unknown-user", typed="abc"),
+    "login.succeeded": audit.LoginSucceeded(user_id="usr_1", org_id="org_1"),
+    "logout": audit.LoggedOut(user_id="usr_1", org_id="org_1"),
+    "mfa.prompt_dismissed": audit.PromptDismissed(
+        user_id="usr_1", org_id="org_1", policies=("au-ato-2fa",), dismissals=2, cap=None
+    ),
+    "policy.created": audit.PolicyCreated(policy_id="p", before=None, after=POLICY_DOC, version=1),
+    "policy.replaced": audit.PolicyReplaced(
+        policy_id="p", before=POLICY_DOC, after=POLICY_DOC, version=2
+    ),
+    "policy.enabled": audit.PolicyEnabled(
+        policy_id="p", before=POLICY_DOC, after=POLICY_DOC, version=3
+    ),
+    "policy.disabled": audit.PolicyDisabled(
+        policy_id="p", before=POLICY_DOC, after=POLICY_DOC, version=4
+    ),
+    "policy.deleted": audit.PolicyDeleted(policy_id="p", before=POLICY_DOC, after=None, version=5),
+    "org.tenant_linked": audit.TenantLinked(
+        tenant_id="t-1",
+        org_id="org_1",
+        before=None,
+        after=TENANT_DOC,
+        name="Harbour Pty",
+        country_code="AU",
+    ),
+    "org.tenant_unlinked": audit.TenantUnlinked(
+        tenant_id="t-1", org_id="org_1", before=TENANT_DOC, after=TENANT_DOC
+    ),
+    "admin_token.created": audit.AdminTokenCreated(
+        token_id="tok_1", name="ops", scopes=("admin",), expires_at=1_800_000_000.0
+    ),
+    "admin_token.revoked": audit.AdminTokenRevoked(token_id="tok_1"),
+}
+
+
+def _kinds_defined() -> set[str]:
+    """Every concrete event class in gateway.audit, found by walking the subclasses."""
+    found: set[str] = set()
+    todo: list[type[Event]] = [Event]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.__module__ == audit.__name__ and "kind" in vars(cls):
+            found.add(cls.kind)
+    return found
+
+
+def test_every_kind_is_listed_once_with_an_example() -> None:
+    assert set(EVENTS) == _kinds_defined()
+    assert set(SAMPLES) == set(EVENTS)
+    assert all(type(event) is EVENTS[kind] for kind, event in SAMPLES.items())
+
+
+def _rebuilt(stored: AuditEvent) -> Event:
+    """The typed event read back from its stored row (this test's own reading of the format)."""
+    cls = EVENTS[stored.kind]
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name == cls.subject_field:
+            values[f.name] = stored.subject
+        elif f.name == "org_id":
+            values[f.name] = stored.org_id
+        else:
+            value = stored.detail[f.name]
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**values)
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+async def test_each_kind_round_trips_through_the_store_and_the_export(
+    store: Store, kind: str
+) -> None:
+    event = SAMPLES[kind]
+    await store.audit.record(event, at=1_798_000_000.0, actor="cli", client_addr="203.0.113.7")
+    [stored] = await store.audit.list()
+    row = event_row(event)
+    assert (stored.kind, stored.subject, stored.org_id, stored.detail) == (
+        kind,
+        row.subject,
+        row.org_id,
+        row.detail,
+    )
+    assert _rebuilt(stored) == event
+    document = event_document(stored, when=str)
+    assert (document["kind"], document["detail"]) == (kind, row.detail)
+
+
+def test_the_stored_format_is_unchanged() -> None:
+    # Columns and detail keys as the trail held them before kinds were types.
+    assert event_row(SAMPLES["user.added"]) == audit.AuditRow(
+        kind="user.added",
+        subject="usr_1",
+        org_id="org_1",
+        detail={"email": "a@h.example", "role": "member"},
+    )
+    assert event_row(SAMPLES["org.added"]).subject == "org_1"
+    assert event_row(SAMPLES["login.failed"]).detail == {"reason": "unknown-user", "typed": "abc"}
+    assert event_row(SAMPLES["mfa.prompt_dismissed"]).detail == {
+        "policies": ["au-ato-2fa"],
+        "dismissals": 2,
+        "cap": None,
+    }
+    assert event_row(SAMPLES["logout"]).detail == {}
+
+
+# What an audit kind looks like ("user.added"); other ``kind=`` keywords (a policy field's
+# kind, say) are not audit kinds.
+_KIND_SHAPE = re.compile(r"[a-z_]+\.[a-z_.]+")
+
+
+def _literal_kinds(path: Path) -> list[str]:
+    """String literals in a module that spell an audit kind, or are passed as ``kind=``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Constant) and node.value in EVENTS:
+            found.append(f"line {node.lineno}: {node.value!r}")
+        elif (
+            isinstance(node, ast.keyword)
+            and node.arg == "kind"
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+            and _KIND_SHAPE.fullmatch(node.value.value)
+        ):
+            found.append(f"line {node.lineno}: kind={node.value.value!r}")
+    return found
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if p != Path(audit.__file__).resolve())
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_no_module_but_the_events_module_spells_a_kind(path: Path) -> None:
+    assert _literal_kinds(path) == []
+
+
+def test_the_literal_check_sees_a_spelled_kind(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        'record(kind="thing.happened")\nKINDS = {"add": "user.added"}\nField(kind="names")\n'
+    )
+    assert _literal_kinds(module) == ["line 1: kind='thing.happened'", "line 2: 'user.added'"]
