@@ -95,7 +95,7 @@ def _login_form(
     if not NONCE_SHAPE.fullmatch(nonce):
         nonce = new_nonce()
     context = {
-        "csrf": csrf_token(services.secret, nonce, "login"),
+        "csrf": csrf_token(services.keys.csrf, nonce, "login"),
         "next": next_target,
         "email": email,
         "error": error,
@@ -124,7 +124,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     password = form_field(form, "password", MAX_PASSWORD)
     client = request[CLIENT_ADDR]
     nonce = request.cookies.get(services.cookies.login_nonce)
-    if not csrf_valid(services.secret, nonce, form_field(form, "csrf", 128), "login"):
+    if not csrf_valid(services.keys.csrf, nonce, form_field(form, "csrf", 128), "login"):
         request[OUTCOME] = "rejected"
         return _login_form(
             request,
@@ -136,8 +136,10 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 
     now = services.clock()
     # What was typed is kept only as a keyed hash: people do type passwords into the email box.
-    typed = csrf_token(services.secret, email, "login-name")[:32]
-    device = known_device(services.secret, typed, request.cookies.get(services.cookies.device))
+    typed = services.keys.names.sign(email.encode("utf-8", "surrogatepass"))[:32]
+    device = known_device(
+        services.keys.devices, typed, request.cookies.get(services.cookies.device)
+    )
     throttles = _throttles(services, typed, device, client)
     wait = await _book(services, throttles, now)
     if wait > 0:
@@ -185,7 +187,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     set_cookie(services, response, services.cookies.session, raw_id)
     clear_cookie(services, response, services.cookies.login_nonce)
     # From now on this browser has an allowance of its own for this account (see _throttles).
-    cookie = device_cookie(services.secret, typed, device or new_device_id())
+    cookie = device_cookie(services.keys.devices, typed, device or new_device_id())
     set_cookie(services, response, services.cookies.device, cookie, DEVICE_COOKIE_SECONDS)
     raise response
 
@@ -197,7 +199,7 @@ async def logout_page(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther("/_gateway/login")
     context = {
         "email": live.user.email,
-        "csrf": csrf_token(services.secret, live.record.csrf_secret),
+        "csrf": csrf_token(services.keys.csrf, live.record.csrf_secret),
     }
     return render_page(request, "logout.html", context)
 
@@ -207,14 +209,16 @@ async def logout_submit(request: web.Request) -> web.StreamResponse:
     live = request.get(SESSION)
     form = await read_form(request)
     if live is not None:
-        if not csrf_valid(services.secret, live.record.csrf_secret, form_field(form, "csrf", 128)):
+        if not csrf_valid(
+            services.keys.csrf, live.record.csrf_secret, form_field(form, "csrf", 128)
+        ):
             request[OUTCOME] = "rejected"
             return render_page(
                 request,
                 "logout.html",
                 {
                     "email": live.user.email,
-                    "csrf": csrf_token(services.secret, live.record.csrf_secret),
+                    "csrf": csrf_token(services.keys.csrf, live.record.csrf_secret),
                 },
                 status=403,
             )
