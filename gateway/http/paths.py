@@ -135,10 +135,14 @@ class PathRules:
         self._exact = frozenset(exact)
         self._prefixes = tuple(prefixes)
 
-    def is_public(self, raw_path: str) -> bool:
-        path = normalise_path(raw_path)
-        return path is not None and self.matches(path)
+    def is_public(self, raw_path: str, normalised: str | None) -> bool:
+        """Whether a request for ``raw_path`` (the path as sent, without the query) may skip
+        sign-in; ``normalised`` is :func:`normalise_path` of it, which the caller has already.
 
-    def matches(self, path: str) -> bool:
-        """Whether an already normalised path is public."""
-        return path in self._exact or path.startswith(self._prefixes)
+        The app receives the raw path, and apps differ in how they read ``..``, ``;`` and
+        escapes: only a path already in normal form can be public, so what is judged public
+        is exactly what the app is sent.
+        """
+        if normalised is None or normalised != raw_path:
+            return False
+        return normalised in self._exact or normalised.startswith(self._prefixes)

@@ -95,10 +95,7 @@ def gate(request: web.Request) -> Awaitable[web.StreamResponse]:
         refusal = _cross_origin_socket(request, services)
         if refusal is not None:
             return settled(refusal)
-    # The app receives the raw path, and apps differ in how they read `..`, `;` and escapes:
-    # only a path already in normal form can skip sign-in, so what is judged public is
-    # exactly what the app is sent.
-    public = normalised == raw_path and services.public_paths.matches(normalised)
+    public = services.public_paths.is_public(raw_path, normalised)
     live = request.get(SESSION)
     if live is None:
         if not public:
