@@ -7,6 +7,7 @@ from types import TracebackType
 
 from gateway.store.admin_tokens import AdminTokenRepository
 from gateway.store.audit import EVENT_FIELDS, AuditRepository, event_document
+from gateway.store.codes import OneTimeCodeRecord, OneTimeCodeRepository
 from gateway.store.database import Database, Params, Row, Transaction
 from gateway.store.dismissals import DismissalLimitError, DismissalRepository
 from gateway.store.migrations import LATEST_VERSION, MIGRATIONS, Migration, migrate
@@ -36,6 +37,7 @@ from gateway.store.records import (
     User,
 )
 from gateway.store.revocations import RevocationRepository, change_marks
+from gateway.store.sealed import SealedColumn, register_sealed_column, sealed_columns
 from gateway.store.sessions import SessionRepository
 from gateway.store.sqlite import SqliteDatabase
 from gateway.store.tenants import TenantRepository, tenant_document
@@ -59,6 +61,8 @@ __all__ = [
     "DismissalRepository",
     "Migration",
     "NewUser",
+    "OneTimeCodeRecord",
+    "OneTimeCodeRepository",
     "Organisation",
     "OrganisationRepository",
     "Params",
@@ -68,6 +72,7 @@ __all__ = [
     "PreconditionFailedError",
     "RevocationRepository",
     "Row",
+    "SealedColumn",
     "SessionRecord",
     "SessionRepository",
     "SqliteDatabase",
@@ -85,6 +90,8 @@ __all__ = [
     "event_document",
     "migrate",
     "policy_document",
+    "register_sealed_column",
+    "sealed_columns",
     "tenant_document",
 ]
 
@@ -104,6 +111,7 @@ class Store:
         self.tenants = TenantRepository(db)
         self.dismissals = DismissalRepository(db)
         self.admin_tokens = AdminTokenRepository(db)
+        self.codes = OneTimeCodeRepository(db)
 
     async def change_marks(self) -> tuple[int, int, int]:
         """(policy-set version, facts version, newest revocation id), in one statement."""
