@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
 
 # Lowest first; a room may import its own layer and those below it.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"http", "ops", "config", "clock", "errors", "audit"}),
+    frozenset({"http", "crypto", "ops", "config", "clock", "errors", "audit"}),
     frozenset({"policy", "store", "mfa"}),
     frozenset({"signin", "enforcement", "accounts", "proxy", "delivery", "sending", "schema"}),
     frozenset({"services"}),
