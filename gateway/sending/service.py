@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from gateway.audit import CodeSendFailed, CodeSendLimited, CodeSent
 from gateway.clock import Clock
 from gateway.config import Config
+from gateway.crypto.derivation import derive_key
+from gateway.crypto.keys import Keys
+from gateway.delivery.outbox import OutboxSender
 from gateway.delivery.sender import DEFAULT_TIMEOUT, DeliveryError, Message, Sender
 from gateway.mfa.codes import CodeBinding, CodeVerdict, StoredCode, issue_code, judge_code
 from gateway.mfa.destinations import masked_email, masked_phone
@@ -35,6 +38,7 @@ from gateway.mfa.send_limits import (
     user_send_key,
     wait_before_send,
 )
+from gateway.sending.drivers import Drivers, open_drivers
 from gateway.sending.tasks import TaskSet
 from gateway.store import Store, ThrottleState
 from gateway.store.codes import destination_aad, new_code_id
@@ -155,7 +159,7 @@ class CodeSender:
         clock: Clock,
         code_key: bytes,
         sealer: Resealer,
-        senders: dict[Channel, Sender],
+        drivers: Drivers,
         limits: SendLimits,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
@@ -163,7 +167,12 @@ class CodeSender:
         self._clock = clock
         self._key = code_key
         self._sealer = sealer
-        self._senders = dict(senders)
+        self._drivers = drivers
+        self._senders: dict[Channel, Sender] = {}
+        if drivers.sms is not None:
+            self._senders[Channel.SMS] = drivers.sms
+        if drivers.email is not None:
+            self._senders[Channel.EMAIL] = drivers.email
         self._limits = limits
         self._timeout = timeout
         self._tasks = TaskSet()
@@ -173,13 +182,19 @@ class CodeSender:
         return channel in self._senders
 
     @property
+    def outbox(self) -> OutboxSender | None:
+        """The demo's outbox, when a ``log`` driver is chosen."""
+        return self._drivers.outbox
+
+    @property
     def in_flight(self) -> int:
         """Sends still running (their request may have gone)."""
         return len(self._tasks)
 
     async def close(self) -> None:
-        """Cancel the sends still running; after this, every send is refused."""
+        """Cancel the sends still running and close the drivers; after this, no sends."""
         await self._tasks.cancel_all()
+        await self._drivers.close()
 
     def _rules(self, request: CodeRequest) -> list[tuple[SendLimit, str, SendRule]]:
         tag = bound_digest(self._key, request.destination, "send-limit", request.channel.value)
@@ -366,3 +381,23 @@ class CodeSender:
         ):
             verdict = CodeVerdict.USED
         return CodeCheck(verdict=verdict, channel=Channel(record.channel), destination=destination)
+
+
+CODE_KEY_PURPOSE = "one-time-codes"
+
+
+def open_code_sender(
+    config: Config, *, store: Store, clock: Clock, keys: Keys, timeout: float = DEFAULT_TIMEOUT
+) -> CodeSender:
+    """The code sender ``config`` asks for; codes are hashed under a key of their own derived
+    from ``[security] secret_key``, destinations sealed with ``keys.at_rest``. The caller
+    closes it (``close``), which also cancels the sends still running."""
+    return CodeSender(
+        store=store,
+        clock=clock,
+        code_key=derive_key(config.security.secret_key, CODE_KEY_PURPOSE).material,
+        sealer=keys.at_rest,
+        drivers=open_drivers(config, timeout=timeout),
+        limits=SendLimits.for_config(config),
+        timeout=timeout,
+    )

@@ -146,9 +146,9 @@ class OneTimeCodeRepository:
             )
         return changed == 1
 
-    async def purge(self, *, now: float) -> int:
-        """Delete codes that have expired: they can only ever be refused."""
+    async def purge(self, *, before: float) -> int:
+        """Delete codes that expired before ``before``: they can only ever be refused."""
         async with self._db.transaction() as tx:
             return await tx.execute(
-                "DELETE FROM one_time_codes WHERE expires_at <= :now", {"now": now}
+                "DELETE FROM one_time_codes WHERE expires_at <= :before", {"before": before}
             )
