@@ -63,7 +63,7 @@ SAMPLES: dict[str, Event] = {
     ),
     "admin_token.revoked": audit.AdminTokenRevoked(token_id="tok_1"),
     "mfa.code_sent": audit.CodeSent(
-        user_id="usr_1", org_id="org_1", purpose="challenge", channel="sms", to="+61 4•• ••• 678"
+        user_id="usr_1", org_id="org_1", purpose="challenge", channel="sms", to="+61 ••• ••• 678"
     ),
     "mfa.code_send_failed": audit.CodeSendFailed(
         user_id="usr_1",
@@ -78,7 +78,7 @@ SAMPLES: dict[str, Event] = {
         org_id="org_1",
         purpose="challenge",
         channel="sms",
-        to="+61 4•• ••• 678",
+        to="+61 ••• ••• 678",
         limit="sms-global",
     ),
     "keys.resealed": audit.SealedValuesResealed(

@@ -62,7 +62,8 @@ async def test_a_code_is_consumed_once_and_only_before_it_expires(store: Store) 
     assert not await store.codes.consume(first, now=START + 600.5)  # used
     assert not await store.codes.consume(first, now=START + 1)  # used, even in time
     record = await store.codes.current(user, "challenge")
-    assert record is not None and record.used_at == START + 599.999
+    assert record is not None
+    assert record.used_at == START + 599.999
 
 
 async def test_a_new_code_retires_the_one_before_it_for_that_step_only(store: Store) -> None:
@@ -73,7 +74,8 @@ async def test_a_new_code_retires_the_one_before_it_for_that_step_only(store: St
     new = await _issue(store, keys, user)
     assert not await store.codes.consume(old, now=START + 1)
     current = await store.codes.current(user, "challenge")
-    assert current is not None and current.id == new
+    assert current is not None
+    assert current.id == new
     assert await store.codes.consume(other_step, now=START + 1)
     assert await store.codes.consume(new, now=START + 1)
 
@@ -98,7 +100,8 @@ async def test_the_destination_is_sealed_in_the_file(store: Store, tmp_path: Pat
     code = await _issue(store, keys, user)
     await store.close()
     raw = (tmp_path / "gateway.sqlite3").read_bytes()
-    assert DESTINATION.encode() not in raw and b"412345678" not in raw
+    assert DESTINATION.encode() not in raw
+    assert b"412345678" not in raw
     async with await Store.open(tmp_path / "gateway.sqlite3") as again:
         record = await again.codes.current(user, "challenge")
         assert record is not None
@@ -150,7 +153,8 @@ async def test_rotation_reseals_old_values_and_leaves_current_ones(store: Store)
     count = await reseal_column(store.db, rotated.at_rest, DESTINATION_COLUMN, batch=2)
     assert count == RotationCount(column="one_time_codes.destination", resealed=5, current=1)
     after = await store.codes.current(user, "challenge")
-    assert before is not None and after is not None
+    assert before is not None
+    assert after is not None
     assert after.sealed_destination == before.sealed_destination  # untouched
     # The old key can go: every value opens with the new one alone.
     new_only = Keys.derive(SECRET)

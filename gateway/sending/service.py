@@ -191,6 +191,10 @@ class CodeSender:
         """Sends still running (their request may have gone)."""
         return len(self._tasks)
 
+    async def settle(self) -> None:
+        """Wait for the sends still running (whose requests went away) to end."""
+        await self._tasks.wait()
+
     async def close(self) -> None:
         """Cancel the sends still running and close the drivers; after this, no sends."""
         await self._tasks.cancel_all()
@@ -240,6 +244,8 @@ class CodeSender:
                 status=SendStatus.UNAVAILABLE,
                 message=f"Codes cannot be sent by {what} here. Choose another method.",
             )
+        if self._tasks.closed:
+            return SendOutcome(status=SendStatus.FAILED, message=NOT_SENT)
         now = self._clock()
         to = masked(request.channel, request.destination)
         booked: list[str] = []
@@ -270,7 +276,14 @@ class CodeSender:
             await self._refund(booked)
             raise
         task = self._tasks.spawn(self._deliver(sender, request, code_id, message, booked))
-        sent = await asyncio.shield(task)
+        try:
+            # Shielded: a request that goes away leaves the send to finish and be audited.
+            sent = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not task.cancelled() or (current is not None and current.cancelling()):
+                raise
+            sent = False  # the gateway is stopping: the send was cancelled, not the request
         if not sent:
             return SendOutcome(status=SendStatus.FAILED, message=NOT_SENT)
         return SendOutcome(

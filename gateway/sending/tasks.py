@@ -27,8 +27,18 @@ class TaskSet:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def __len__(self) -> int:
         return len(self._tasks)
+
+    async def wait(self) -> None:
+        """Wait until every task started so far has ended (however it ended)."""
+        tasks = list(self._tasks)
+        if tasks:
+            await asyncio.wait(tasks)
 
     async def cancel_all(self) -> None:
         self._closed = True
