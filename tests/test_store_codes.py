@@ -134,10 +134,12 @@ def test_the_code_destination_column_is_registered() -> None:
     assert DESTINATION_COLUMN in sealed_columns()
     with pytest.raises(ValueError, match="registered"):
         register_sealed_column(
-            SealedColumn(table="one_time_codes", id_column="id", column="destination", aad=bytes)
+            SealedColumn(
+                table="one_time_codes", id_column="id", column="destination", aad=lambda _: b""
+            )
         )
     with pytest.raises(ValueError, match="identifiers"):
-        SealedColumn(table="t; DROP TABLE users", id_column="id", column="c", aad=bytes)
+        SealedColumn(table="t; DROP TABLE users", id_column="id", column="c", aad=lambda _: b"")
 
 
 async def test_rotation_reseals_old_values_and_leaves_current_ones(store: Store) -> None:
