@@ -36,6 +36,7 @@ from gateway.sending.service import (
     CodeSender,
     SendLimits,
     SendStatus,
+    open_code_sender,
 )
 from gateway.store import Store
 from tests.conftest import SECRET
@@ -138,7 +139,12 @@ async def sending(
 
 
 def make_sender(
-    store: Store, clock: ManualClock, drivers: Drivers, *, limits: SendLimits = LIMITS, **kw: float
+    store: Store,
+    clock: ManualClock,
+    drivers: Drivers,
+    *,
+    limits: SendLimits = LIMITS,
+    timeout: float = 5.0,
 ) -> CodeSender:
     return CodeSender(
         store=store,
@@ -147,7 +153,7 @@ def make_sender(
         sealer=Keys.derive(SECRET).at_rest,
         drivers=drivers,
         limits=limits,
-        **kw,
+        timeout=timeout,
     )
 
 
@@ -491,3 +497,29 @@ def test_the_message_carries_the_code_and_its_lifetime() -> None:
         body="123456 is your verification code. It expires in 2 minutes. Never share it.",
     )
     assert "123456" in code_message(Channel.EMAIL, EMAIL, "123456", 600).body
+
+
+async def test_a_code_sent_before_the_secret_was_rotated_still_works(
+    tmp_path: Path, store: Store, clock: ManualClock
+) -> None:
+    old_secret, new_secret = SECRET, "a-brand-new-secret-key-long-enough-00000000"
+    base = {"upstream": {"url": "http://127.0.0.1:1"}, "sms": {"driver": "log"}}
+    before = build_config({**base, "security": {"secret_key": old_secret}}, env={})
+    sending = open_code_sender(before, store=store, clock=clock, keys=Keys.derive(old_secret))
+    user = await _user(store)
+    assert (await sending.send_code(_request(user))).sent
+    assert sending.outbox is not None
+    code = CODE.search(sending.outbox.messages[0].body)
+    assert code is not None
+    await sending.close()
+    rotated = {"secret_key": new_secret, "previous_secret_keys": [old_secret]}
+    after = build_config({**base, "security": rotated}, env={})
+    keys = Keys.derive(new_secret, [old_secret])
+    sending = open_code_sender(after, store=store, clock=clock, keys=keys)
+    try:
+        wrong = "000000" if code[1] != "000000" else "111111"
+        check = await sending.check_code(user_id=user, purpose="challenge", typed=wrong)
+        assert check.verdict is CodeVerdict.WRONG
+        assert (await sending.check_code(user_id=user, purpose="challenge", typed=code[1])).accepted
+    finally:
+        await sending.close()

@@ -15,6 +15,7 @@ import enum
 import logging
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.audit import CodeSendFailed, CodeSendLimited, CodeSent
@@ -159,6 +160,7 @@ class CodeSender:
         clock: Clock,
         code_key: bytes,
         sealer: Resealer,
+        previous_code_keys: Sequence[bytes] = (),
         drivers: Drivers,
         limits: SendLimits,
         timeout: float = DEFAULT_TIMEOUT,
@@ -166,6 +168,8 @@ class CodeSender:
         self._store = store
         self._clock = clock
         self._key = code_key
+        # Codes hashed under a previous secret's key still count (they live minutes).
+        self._keys = (code_key, *previous_code_keys)
         self._sealer = sealer
         self._drivers = drivers
         self._senders: dict[Channel, Sender] = {}
@@ -380,15 +384,15 @@ class CodeSender:
         destination = self._sealer.open(
             record.sealed_destination, destination_aad(record.id, user_id)
         ).decode("utf-8")
-        verdict = judge_code(
-            key=self._key,
-            binding=CodeBinding(user_id=user_id, purpose=purpose, destination=destination),
-            stored=StoredCode(
-                digest=record.digest, expires_at=record.expires_at, used=record.used_at is not None
-            ),
-            typed=typed,
-            now=now,
+        binding = CodeBinding(user_id=user_id, purpose=purpose, destination=destination)
+        stored = StoredCode(
+            digest=record.digest, expires_at=record.expires_at, used=record.used_at is not None
         )
+        verdicts = [
+            judge_code(key=key, binding=binding, stored=stored, typed=typed, now=now)
+            for key in self._keys  # every key is tried, so the time says nothing of which
+        ]
+        verdict = next((v for v in verdicts if v is not CodeVerdict.WRONG), CodeVerdict.WRONG)
         if verdict is CodeVerdict.CONSUMED and not await self._store.codes.consume(
             record.id, now=now
         ):
@@ -410,6 +414,10 @@ def open_code_sender(
         clock=clock,
         code_key=derive_key(config.security.secret_key, CODE_KEY_PURPOSE).material,
         sealer=keys.at_rest,
+        previous_code_keys=[
+            derive_key(secret, CODE_KEY_PURPOSE).material
+            for secret in config.security.previous_secret_keys
+        ],
         drivers=open_drivers(config, timeout=timeout),
         limits=SendLimits.for_config(config),
         timeout=timeout,
