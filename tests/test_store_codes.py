@@ -9,7 +9,7 @@ import pytest
 
 from gateway.crypto.keys import Keys
 from gateway.errors import SealError
-from gateway.store import Store, sealed_columns
+from gateway.store import Store, sealed, sealed_columns
 from gateway.store.codes import DESTINATION_COLUMN, destination_aad, new_code_id
 from gateway.store.sealed import (
     RotationCount,
@@ -178,3 +178,32 @@ async def test_a_value_no_configured_key_opens_stops_rotation_with_a_clear_error
     await _issue(store, Keys.derive(OLD_SECRET), user)
     with pytest.raises(SealError, match="previous_secret_keys"):
         await reseal_column(store.db, Keys.derive(SECRET).at_rest, DESTINATION_COLUMN)
+
+
+async def test_a_column_another_module_registers_is_resealed_too(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sealed, "_REGISTRY", dict(sealed._REGISTRY))
+    async with store.db.transaction() as tx:
+        await tx.execute("CREATE TABLE secrets_elsewhere (user_id TEXT PRIMARY KEY, seed TEXT)")
+    column = register_sealed_column(
+        SealedColumn(
+            table="secrets_elsewhere",
+            id_column="user_id",
+            column="seed",
+            aad=lambda row: f"seed:{row['user_id']}".encode(),
+        )
+    )
+    old = Keys.derive(OLD_SECRET).at_rest
+    async with store.db.transaction() as tx:
+        for n in range(3):
+            text = sealed.sealed_text(old.seal(b"seed", f"seed:u{n}".encode()))
+            params = {"id": f"u{n}", "seed": text}
+            await tx.execute("INSERT INTO secrets_elsewhere VALUES (:id, :seed)", params)
+        await tx.execute("INSERT INTO secrets_elsewhere VALUES ('u9', NULL)")
+    counts = await reseal_all(store.db, Keys.derive(SECRET, [OLD_SECRET]).at_rest)
+    assert RotationCount(column=column.name, resealed=3, current=0) in counts
+    new_only = Keys.derive(SECRET).at_rest
+    for row in await store.db.fetch_all("SELECT * FROM secrets_elsewhere WHERE seed IS NOT NULL"):
+        blob = sealed.sealed_bytes(row["seed"])
+        assert new_only.open(blob, f"seed:{row['user_id']}".encode()) == b"seed"

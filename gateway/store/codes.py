@@ -28,7 +28,6 @@ DESTINATION_COLUMN = register_sealed_column(
         table="one_time_codes",
         id_column="id",
         column="destination",
-        aad_columns=("user_id",),
         aad=lambda row: destination_aad(row["id"], row["user_id"]),
     )
 )

@@ -34,17 +34,16 @@ class Resealer(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class SealedColumn:
-    """A column of sealed values: ``aad`` makes a value's associated data from its row, which
-    holds the id column, the sealed column and the ``aad_columns``."""
+    """A column holding sealed values (base64 text), the column naming its row, and the
+    associated data each value was sealed with, computed from the whole row."""
 
     table: str
     id_column: str
     column: str
     aad: Callable[[Row], bytes]
-    aad_columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        names = (self.table, self.id_column, self.column, *self.aad_columns)
+        names = (self.table, self.id_column, self.column)
         if any(_NAME.fullmatch(name) is None for name in names):
             raise ValueError(f"a sealed column is named by plain SQL identifiers: {names}")
 
@@ -103,9 +102,8 @@ async def reseal_column(
     it were committed; running it again carries on where it stopped.
     """
     t, i, c = column.table, column.id_column, column.column
-    extra = "".join(f", {name}" for name in column.aad_columns)
     select = (
-        f"SELECT {i}, {c}{extra} FROM {t} WHERE {i} > :after AND {c} IS NOT NULL"  # noqa: S608
+        f"SELECT * FROM {t} WHERE {i} > :after AND {c} IS NOT NULL"  # noqa: S608
         f" ORDER BY {i} LIMIT :batch"
     )
     update = f"UPDATE {t} SET {c} = :new WHERE {i} = :id AND {c} = :old"  # noqa: S608
