@@ -221,6 +221,54 @@ class AdminTokenRevoked(Event):
     token_id: str
 
 
+# Codes sent by SMS and email: never the code, the destination only masked.
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodeSent(Event):
+    kind = "mfa.code_sent"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str | None
+    purpose: str
+    channel: str  # sms or email
+    to: str  # masked: +61 4•• ••• 678, a•••@example.com
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodeSendFailed(Event):
+    kind = "mfa.code_send_failed"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str | None
+    purpose: str
+    channel: str
+    to: str
+    reason: str  # the sender's account of it (never a credential)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodeSendLimited(Event):
+    kind = "mfa.code_send_limited"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str | None
+    purpose: str
+    channel: str
+    to: str
+    limit: str  # user, destination or sms-global
+
+
+@dataclass(frozen=True, kw_only=True)
+class SealedValuesResealed(Event):
+    """``rotate-key`` re-sealed values kept at rest with the current key."""
+
+    kind = "keys.resealed"
+    columns: tuple[str, ...]  # table.column of each column it went through
+    resealed: int
+    current: int
+
+
 # Every kind the gateway records, by its kind string.
 EVENTS: Mapping[str, type[Event]] = {
     cls.kind: cls
@@ -244,5 +292,9 @@ EVENTS: Mapping[str, type[Event]] = {
         TenantUnlinked,
         AdminTokenCreated,
         AdminTokenRevoked,
+        CodeSent,
+        CodeSendFailed,
+        CodeSendLimited,
+        SealedValuesResealed,
     )
 }

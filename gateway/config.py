@@ -288,6 +288,12 @@ class XeroConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class SmsConfig:
+    driver: str = setting(
+        "http",
+        doc="How codes are texted: 'http' (the provider below) or 'log' (written to the log, "
+        "codes and all: for the demo and development only).",
+        check=_one_of("http", "log"),
+    )
     provider_url: str = setting(
         "",
         doc="Base URL of the Twilio-compatible SMS API (e.g. https://api.twilio.com); "
@@ -297,10 +303,22 @@ class SmsConfig:
     account: str = setting("", doc="Account id at the SMS provider (Twilio's Account SID).")
     api_key: str = setting("", doc="API key for the SMS provider.", env="XERO_GATEWAY_SMS_API_KEY")
     sender: str = setting("", doc="Sender id or number shown on the phone.")
+    max_per_hour: int = setting(
+        100,
+        doc="Text messages the gateway sends per hour in all, whoever asks: a guard against "
+        "SMS toll fraud.",
+        check=_positive,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class EmailConfig:
+    driver: str = setting(
+        "smtp",
+        doc="How codes are emailed: 'smtp' (the server below) or 'log' (written to the log, "
+        "codes and all: for the demo and development only).",
+        check=_one_of("smtp", "log"),
+    )
     host: str = setting("", doc="SMTP server host; empty disables email delivery.")
     port: int = setting(587, doc="SMTP server port.", check=_port)
     starttls: bool = setting(True, doc="Upgrade the SMTP connection with STARTTLS.")

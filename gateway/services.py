@@ -15,6 +15,7 @@ from gateway.enforcement.decisions import Decider
 from gateway.http.paths import PathRules
 from gateway.ops.metrics import Metrics
 from gateway.proxy.forwarder import UpstreamProxy
+from gateway.sending.service import CodeSender
 from gateway.signin.local import IdentitySource
 from gateway.signin.sessions import LiveSession, SessionManager
 from gateway.store import Store
@@ -60,6 +61,7 @@ class Services:
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...]
     account_throttle: ThrottleRule
     address_throttle: ThrottleRule
+    sending: CodeSender  # one-time codes by SMS and email
 
 
 SERVICES = web.AppKey("services", Services)

@@ -62,6 +62,28 @@ SAMPLES: dict[str, Event] = {
         token_id="tok_1", name="ops", scopes=("admin",), expires_at=1_800_000_000.0
     ),
     "admin_token.revoked": audit.AdminTokenRevoked(token_id="tok_1"),
+    "mfa.code_sent": audit.CodeSent(
+        user_id="usr_1", org_id="org_1", purpose="challenge", channel="sms", to="+61 ••• ••• 678"
+    ),
+    "mfa.code_send_failed": audit.CodeSendFailed(
+        user_id="usr_1",
+        org_id=None,
+        purpose="enrol-backup",
+        channel="email",
+        to="a•••@example.com",
+        reason="The mail server refused the address.",
+    ),
+    "mfa.code_send_limited": audit.CodeSendLimited(
+        user_id="usr_1",
+        org_id="org_1",
+        purpose="challenge",
+        channel="sms",
+        to="+61 ••• ••• 678",
+        limit="sms-global",
+    ),
+    "keys.resealed": audit.SealedValuesResealed(
+        columns=("one_time_codes.destination",), resealed=2, current=1
+    ),
 }
 
 

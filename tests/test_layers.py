@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"http", "crypto", "ops", "config", "clock", "errors", "audit"}),
     frozenset({"policy", "store", "mfa", "throttle"}),
-    frozenset({"signin", "enforcement", "accounts", "proxy", "delivery", "schema"}),
+    frozenset({"signin", "enforcement", "accounts", "proxy", "delivery", "sending", "schema"}),
     frozenset({"services"}),
     frozenset({"web", "admin"}),
     frozenset({"runtime"}),

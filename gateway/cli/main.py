@@ -20,14 +20,16 @@ from gateway.accounts.onboarding import import_users
 from gateway.accounts.passwords import Passwords, password_problem
 from gateway.accounts.tenancy import find_org
 from gateway.admin.tokens import ADMIN, SCOPES, create_admin_token, revoke_admin_token
-from gateway.audit import OrgAdded, UserAdded, UserDisabled, UserEnabled
+from gateway.audit import OrgAdded, SealedValuesResealed, UserAdded, UserDisabled, UserEnabled
 from gateway.cli.policy import build_commands
 from gateway.cli.terminal import parse_instant, table
 from gateway.clock import system_clock
 from gateway.config import Config, load_config
+from gateway.crypto.keys import Keys
 from gateway.errors import ConfigError, GatewayError, NotFoundError, UsageError
 from gateway.policy import PolicyError
 from gateway.store import EVENT_FIELDS, Store, event_document
+from gateway.store.sealed import reseal_all
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_BROKEN_PIPE = 128 + 13  # as the shell reports a process ended by SIGPIPE
@@ -92,6 +94,32 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     async def action(store: Store) -> int:
         print(f"{config.store.path}: schema version {await store.db.schema_version()}")
+        return EXIT_OK
+
+    return asyncio.run(_with_store(config, action))
+
+
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    config = load_config(_config_path(args))  # needs the secret keys, as serve does
+    keys = Keys.derive(config.security.secret_key, config.security.previous_secret_keys)
+
+    async def action(store: Store) -> int:
+        counts = await reseal_all(store.db, keys.at_rest)
+        for count in counts:
+            print(
+                f"{count.column}: {count.resealed} re-sealed with the current key, "
+                f"{count.current} already current"
+            )
+        resealed = sum(count.resealed for count in counts)
+        current = sum(count.current for count in counts)
+        event = SealedValuesResealed(
+            columns=tuple(count.column for count in counts), resealed=resealed, current=current
+        )
+        await store.audit.record(event, at=system_clock(), actor="cli")
+        print(
+            f"{resealed} value(s) re-sealed, {current} already current: every value at rest now "
+            "opens with the current secret_key alone."
+        )
         return EXIT_OK
 
     return asyncio.run(_with_store(config, action))
@@ -343,6 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("migrate", help="create or upgrade the database schema")
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser(
+        "rotate-key",
+        help="re-seal every value kept encrypted in the store with the current secret_key",
+    )
+    p.set_defaults(func=cmd_rotate_key)
 
     org = sub.add_parser("org", help="organisations (the app's customers)")
     org_sub = org.add_subparsers(dest="org_command", required=True, metavar="ACTION")

@@ -21,6 +21,7 @@ from gateway.ops.metrics import Metrics
 from gateway.proxy.forwarder import Answered, ExchangeObserver, UpstreamProxy
 from gateway.runtime.listeners import HttpListener
 from gateway.runtime.server import ClientLimits
+from gateway.sending.service import open_code_sender
 from gateway.services import SERVICES, CookieNames, Services
 from gateway.signin.local import LocalAccounts
 from gateway.signin.sessions import SessionLimits, SessionManager
@@ -86,6 +87,7 @@ async def _build_services(
     book = PolicyBook(store)
     await book.refresh()
     throttle = config.throttle
+    keys = Keys.derive(config.security.secret_key, config.security.previous_secret_keys)
     return Services(
         config=config,
         store=store,
@@ -96,7 +98,7 @@ async def _build_services(
         passwords=passwords,
         proxy=proxy,
         metrics=metrics,
-        keys=Keys.derive(config.security.secret_key, config.security.previous_secret_keys),
+        keys=keys,
         cookies=cookies,
         public_paths=PathRules(config.upstream.public_paths),
         trusted_proxies=trusted,
@@ -111,6 +113,7 @@ async def _build_services(
             window=throttle.window_minutes * 60,
             lockout=throttle.lockout_minutes * 60,
         ),
+        sending=open_code_sender(config, store=store, clock=clock, keys=keys),
     )
 
 
@@ -126,7 +129,9 @@ def _upstream_latency(observe: Callable[[int, float], None]) -> Answered:
 
 
 async def close_services(services: Services) -> None:
-    """Write what is held back and close the store: once no listener or task uses them."""
+    """Write what is held back and close the store: once no listener or task uses them.
+    Sends still running are cancelled first."""
+    await services.sending.close()
     await services.sessions.flush()
     await services.store.close()
 

@@ -16,6 +16,8 @@ REFRESH_SECONDS = 2.0
 HOUSEKEEPING_SECONDS = 3600.0
 # Ended sessions stay a week for investigations; the audit trail keeps the sign-ins for good.
 ENDED_SESSION_KEEP_SECONDS = 7 * 24 * 3600.0
+# Spent and expired codes stay a day, so a late try is told "expired" rather than "no code".
+CODE_KEEP_SECONDS = 24 * 3600.0
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ async def _housekeeping(services: Services) -> None:
         try:
             purged = await services.sessions.purge(ENDED_SESSION_KEEP_SECONDS)
             now = services.clock()
+            await services.store.codes.purge(before=now - CODE_KEEP_SECONDS)
             counters = await services.store.throttle.purge(
                 now=now, window=services.account_throttle.window
             )

@@ -21,8 +21,9 @@ from gateway.config import Config, build_config
 from gateway.enforcement.policy_files import Applied, apply_policies, load_policy_path
 from gateway.errors import NotFoundError
 from gateway.ops.logs import configure_logging
-from gateway.runtime.runner import start_gateway, wait_for_stop_signal
+from gateway.runtime.runner import Gateway, wait_for_stop_signal
 from gateway.runtime.server import start_site
+from gateway.sandbox.outbox_page import outbox_listener
 from gateway.sandbox.sample_app import create_sample_app
 from gateway.store import AuditEntry, Store
 
@@ -113,6 +114,9 @@ def demo_settings(
             "cookie_secure": False,
         },
         "logging": {"level": "WARNING", "format": "text"},
+        # Codes go to the log and the demo's outbox page, so no phone or mail server is needed.
+        "sms": {"driver": "log"},
+        "email": {"driver": "log"},
     }
 
 
@@ -163,7 +167,7 @@ async def run_demo(*, host: str, port: int, workdir: Path | None, at: float | No
     finally:
         await store.close()
     try:
-        gateway = await start_gateway(config, clock=clock)
+        gateway = await start_demo_gateway(config, clock)
     except OSError as exc:
         await sample_runner.cleanup()
         print(f"xero-gateway demo: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
@@ -173,7 +177,7 @@ async def run_demo(*, host: str, port: int, workdir: Path | None, at: float | No
     config_path = workdir / CONFIG_NAME
     settings["server"]["port"] = gateway.front.port
     write_config(config_path, settings)
-    _print_welcome(gateway.front.url, workdir, config_path, clock())
+    _print_welcome(gateway.front.url, workdir, config_path, clock(), _outbox_url(gateway))
     try:
         await wait_for_stop_signal()
     finally:
@@ -181,6 +185,20 @@ async def run_demo(*, host: str, port: int, workdir: Path | None, at: float | No
         await gateway.stop()
         await sample_runner.cleanup()
     return 0
+
+
+async def start_demo_gateway(config: Config, clock: Clock) -> Gateway:
+    """The gateway, with the outbox page beside it when a ``log`` driver is chosen."""
+    gateway = await Gateway.open(config, clock=clock)
+    outbox = gateway.services.sending.outbox
+    if outbox is not None:
+        gateway.add_listener(outbox_listener(outbox, config))
+    await gateway.start()  # if a listener cannot start, this stops the rest and raises
+    return gateway
+
+
+def _outbox_url(gateway: Gateway) -> str | None:
+    return next((lst.url for lst in gateway.listeners if lst.name == "demo-outbox"), None)
 
 
 def _cli_command() -> str:
@@ -194,7 +212,9 @@ def _cli_command() -> str:
         return str(exe)
 
 
-def _print_welcome(url: str, workdir: Path, config_path: Path, now: float) -> None:
+def _print_welcome(
+    url: str, workdir: Path, config_path: Path, now: float, outbox_url: str | None = None
+) -> None:
     when = dt.datetime.fromtimestamp(now, ZoneInfo(DEMO_ZONE)).isoformat(timespec="minutes")
     cli = _cli_command()
     lines = [
@@ -214,6 +234,11 @@ def _print_welcome(url: str, workdir: Path, config_path: Path, now: float) -> No
     lines += [
         "",
         f"  Public page without sign-in: {url}/public/hello",
+        *(
+            [f"  Codes sent by SMS and email (demo outbox, no phone needed): {outbox_url}/"]
+            if outbox_url
+            else []
+        ),
         f"  Health: {url}/_gateway/health   Metrics: {url}/_gateway/metrics",
         f"  Database: {workdir / 'gateway.sqlite3'}",
         "",

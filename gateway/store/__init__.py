@@ -8,6 +8,7 @@ from types import TracebackType
 from gateway.store.admin_tokens import AdminTokenRepository
 from gateway.store.audit import EVENT_FIELDS, AuditRepository, event_document
 from gateway.store.changes import UserChangeRepository
+from gateway.store.codes import OneTimeCodeRecord, OneTimeCodeRepository
 from gateway.store.database import Database, Params, Row, Transaction
 from gateway.store.dismissals import DismissalLimitError, DismissalRepository
 from gateway.store.migrations import LATEST_VERSION, MIGRATIONS, Migration, migrate
@@ -37,6 +38,7 @@ from gateway.store.records import (
     User,
 )
 from gateway.store.revocations import ChangeMarks, RevocationRepository, change_marks
+from gateway.store.sealed import SealedColumn, register_sealed_column, sealed_columns
 from gateway.store.sessions import SessionRepository
 from gateway.store.sqlite import SqliteDatabase
 from gateway.store.tenants import TenantRepository, tenant_document
@@ -61,6 +63,8 @@ __all__ = [
     "DismissalRepository",
     "Migration",
     "NewUser",
+    "OneTimeCodeRecord",
+    "OneTimeCodeRepository",
     "Organisation",
     "OrganisationRepository",
     "Params",
@@ -70,6 +74,7 @@ __all__ = [
     "PreconditionFailedError",
     "RevocationRepository",
     "Row",
+    "SealedColumn",
     "SessionRecord",
     "SessionRepository",
     "SqliteDatabase",
@@ -88,6 +93,8 @@ __all__ = [
     "event_document",
     "migrate",
     "policy_document",
+    "register_sealed_column",
+    "sealed_columns",
     "tenant_document",
 ]
 
@@ -108,6 +115,7 @@ class Store:
         self.tenants = TenantRepository(db)
         self.dismissals = DismissalRepository(db)
         self.admin_tokens = AdminTokenRepository(db)
+        self.codes = OneTimeCodeRepository(db)
 
     async def change_marks(self) -> ChangeMarks:
         """Where every change feed stands, in one statement."""

@@ -192,6 +192,25 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX user_changes_at ON user_changes(at);
         """,
     ),
+    Migration(
+        6,
+        "one-time codes sent by SMS and email: keyed hashes, sealed destinations, single use",
+        """
+        CREATE TABLE one_time_codes (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            purpose TEXT NOT NULL,
+            channel TEXT NOT NULL CHECK (channel IN ('sms', 'email')),
+            destination TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            issued_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            used_at REAL
+        );
+        CREATE UNIQUE INDEX one_time_codes_user_purpose ON one_time_codes(user_id, purpose);
+        CREATE INDEX one_time_codes_expires_at ON one_time_codes(expires_at);
+        """,
+    ),
 )
 
 
