@@ -13,7 +13,7 @@ from yarl import URL
 
 from gateway.sandbox.demo import DEMO_PASSWORD
 from gateway.store import Store
-from tests.conftest import CSRF_FIELD, GatewayFactory, RunningGateway, sign_in
+from tests.conftest import CSRF_FIELD, SECRET, GatewayFactory, RunningGateway, sign_in
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 GENERIC = "That email and password do not match an account."
@@ -186,6 +186,26 @@ async def test_a_known_device_has_an_allowance_of_its_own(gateway: RunningGatewa
         assert locked.headers["Retry-After"] == "900"  # its own allowance locks, as before
     async with gateway.client() as other:
         assert (await sign_in(other)).status == 303  # the shared allowance is untouched
+
+
+async def test_a_known_device_stays_known_after_the_secret_key_is_rotated(
+    make_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    before: RunningGateway = await make_gateway()
+    async with before.client() as first:
+        assert (await sign_in(first)).status == 303
+        device = device_cookie_of(first)
+    rotated: RunningGateway = await make_gateway(
+        security={"secret_key": "r" * 40, "previous_secret_keys": [SECRET]},
+        store={"path": str(tmp_path / "rotated.sqlite3")},
+    )
+    async with rotated.client() as attacker:
+        for n in range(5):
+            assert (await sign_in(attacker, password=f"guess-{n}-pass")).status == 401
+        assert (await sign_in(attacker)).status == 429  # the shared allowance is spent
+    async with rotated.client() as owner:
+        owner.cookie_jar.update_cookies({"gw-device": device}, rotated.url)
+        assert (await sign_in(owner)).status == 303
 
 
 @pytest.mark.parametrize("forged", ["moved", "made-up", "garbage"])

@@ -1,10 +1,12 @@
 """Known devices: a signed cookie saying this browser signed in to an account before.
 
 The cookie holds a random device id and an HMAC of it with the account, under the gateway's
-``devices`` key (a cookie made under a previous secret key still counts), so it cannot be
-made up or moved to another account. Sign-in throttling gives such a
-device an allowance of its own (see gateway.web.pages), so guesses from elsewhere cannot
-lock the account's owner out. Pure: the key and the account are passed in.
+``devices`` key, so it cannot be made up or moved to another account. The account is named
+by something the secret key does not change (its lower-cased email address, which appears
+only inside the HMAC), so a cookie made before a key rotation still counts. Sign-in
+throttling gives such a device an allowance of its own (see gateway.web.pages), so guesses
+from elsewhere cannot lock the account's owner out. Pure: the key and the account are
+passed in.
 """
 
 from __future__ import annotations

@@ -137,8 +137,10 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     now = services.clock()
     # What was typed is kept only as a keyed hash: people do type passwords into the email box.
     typed = services.keys.names.sign(email.encode("utf-8", "surrogatepass"))[:32]
+    # The cookie is bound to the address itself (inside its HMAC only), not to ``typed``:
+    # that hash changes with the secret key, and a rotation must not forget the owner's devices.
     device = known_device(
-        services.keys.devices, typed, request.cookies.get(services.cookies.device)
+        services.keys.devices, email, request.cookies.get(services.cookies.device)
     )
     throttles = _throttles(services, typed, device, client)
     wait = await _book(services, throttles, now)
@@ -187,7 +189,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     set_cookie(services, response, services.cookies.session, raw_id)
     clear_cookie(services, response, services.cookies.login_nonce)
     # From now on this browser has an allowance of its own for this account (see _throttles).
-    cookie = device_cookie(services.keys.devices, typed, device or new_device_id())
+    cookie = device_cookie(services.keys.devices, email, device or new_device_id())
     set_cookie(services, response, services.cookies.device, cookie, DEVICE_COOKIE_SECONDS)
     raise response
 
@@ -244,9 +246,10 @@ def _throttles(
     A browser that signed in to this account before (``device``, from its signed cookie)
     has its own allowance, which locks like any other: guesses from elsewhere, or from the
     same network, cannot use it up. Every other browser counts against the client address
-    and one shared counter per account, which slows rather than locks (see ThrottleRule), so
-    someone who knows only the email address can delay the owner on a new device by
-    seconds but never lock them out of the devices they use.
+    and one shared counter per account, which slows rather than locks (see ThrottleRule): a
+    few stray guesses delay the owner on a new device by seconds, and a stranger who keeps
+    guessing holds that shared counter at most ``lockout`` at a time, but nobody but the
+    owner's own browsers can touch the allowance of the devices the owner uses.
     """
     if device is not None:
         return ((f"login:account:{typed}:device:{device}", services.account_throttle.locking()),)
