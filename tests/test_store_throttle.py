@@ -107,20 +107,26 @@ async def test_concurrent_increments_through_two_connections_count_every_one(
     assert state.failures == 50
 
 
-async def test_purge_drops_only_counters_that_are_over(store: Store) -> None:
+async def test_purge_drops_only_counters_of_its_kind_that_are_over(store: Store) -> None:
+    old = ThrottleState(failures=2, window_started_at=0.0, locked_until=0.0)
+    await store.throttle.update("a:old", lambda _: old)
+    await store.throttle.update("b:old", lambda _: old)  # another kind, with its own window
     await store.throttle.update(
-        "old", lambda _: ThrottleState(failures=2, window_started_at=0.0, locked_until=0.0)
+        "a:locked", lambda _: ThrottleState(failures=5, window_started_at=0.0, locked_until=5000.0)
     )
     await store.throttle.update(
-        "locked", lambda _: ThrottleState(failures=5, window_started_at=0.0, locked_until=5000.0)
+        "a:recent", lambda _: ThrottleState(failures=1, window_started_at=950.0, locked_until=0.0)
     )
-    await store.throttle.update(
-        "recent", lambda _: ThrottleState(failures=1, window_started_at=950.0, locked_until=0.0)
-    )
-    assert await store.throttle.purge(now=1000.0, window=900.0) == 1
-    assert await store.throttle.get("old") is None
-    assert await store.throttle.get("locked") is not None
-    assert await store.throttle.get("recent") is not None
+    assert await store.throttle.purge(prefix="a:", now=1000.0, window=900.0) == 1
+    assert await store.throttle.get("a:old") is None
+    assert await store.throttle.get("b:old") == old
+    assert await store.throttle.get("a:locked") is not None
+    assert await store.throttle.get("a:recent") is not None
+
+
+async def test_purge_needs_a_kind(store: Store) -> None:
+    with pytest.raises(ValueError, match="prefix"):
+        await store.throttle.purge(prefix="", now=1000.0, window=900.0)
 
 
 # --- compare-and-swap: a write computed from a state that is no longer there changes nothing ---

@@ -73,19 +73,28 @@ async def _follow_other_processes(services: Services) -> None:
             log.exception("could not refresh from the store; keeping what is in force")
 
 
+async def housekeep(services: Services) -> None:
+    """One round of housekeeping: forget what no longer matters."""
+    purged = await services.sessions.purge(ENDED_SESSION_KEEP_SECONDS)
+    now = services.clock()
+    await services.store.codes.purge(before=now - CODE_KEEP_SECONDS)
+    # Sign-in counts go once the sign-in window is over; send counts once their window (kept
+    # as the counter's end) has passed. Second-factor counts ("mfa:") are never purged here:
+    # they count consecutive failures however far apart, and a success clears them.
+    counters = await services.store.throttle.purge(
+        prefix="login:", now=now, window=services.account_throttle.window
+    )
+    counters += await services.store.throttle.purge(prefix="send:", now=now, window=0.0)
+    await services.store.revocations.purge(now - services.sessions.limits.absolute)
+    await services.store.changes.purge(now - services.sessions.limits.absolute)
+    if purged or counters:
+        log.info("housekeeping", extra={"sessions": purged, "throttles": counters})
+
+
 async def _housekeeping(services: Services) -> None:
     while True:
         try:
-            purged = await services.sessions.purge(ENDED_SESSION_KEEP_SECONDS)
-            now = services.clock()
-            await services.store.codes.purge(before=now - CODE_KEEP_SECONDS)
-            counters = await services.store.throttle.purge(
-                now=now, window=services.account_throttle.window
-            )
-            await services.store.revocations.purge(now - services.sessions.limits.absolute)
-            await services.store.changes.purge(now - services.sessions.limits.absolute)
-            if purged or counters:
-                log.info("housekeeping", extra={"sessions": purged, "throttles": counters})
+            await housekeep(services)
         except StoreError:
             log.exception("housekeeping failed; will retry")
         await asyncio.sleep(HOUSEKEEPING_SECONDS)

@@ -94,10 +94,15 @@ class ThrottleRepository:
         async with self._db.transaction() as tx:
             await tx.execute("DELETE FROM throttle WHERE key = :key", {"key": key})
 
-    async def purge(self, *, now: float, window: float) -> int:
-        """Delete counters whose lock is over and whose window ended before ``now - window``."""
+    async def purge(self, *, prefix: str, now: float, window: float) -> int:
+        """Delete the counters whose key starts with ``prefix``, whose lock is over and whose
+        window ended before ``now - window``. Each kind of counter has its own window, so
+        each is purged by its own prefix; a kind never named here is never purged."""
+        if not prefix:
+            raise ValueError("purge needs the prefix of one kind of counter")
         async with self._db.transaction() as tx:
             return await tx.execute(
-                "DELETE FROM throttle WHERE locked_until <= :now AND window_started_at < :cutoff",
-                {"now": now, "cutoff": now - window},
+                "DELETE FROM throttle WHERE substr(key, 1, :length) = :prefix"
+                " AND locked_until <= :now AND window_started_at < :cutoff",
+                {"length": len(prefix), "prefix": prefix, "now": now, "cutoff": now - window},
             )
