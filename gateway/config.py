@@ -22,9 +22,11 @@ def setting(default: Any, *, doc: str, check: Check | None = None, env: str | No
     """Declare one setting: its default, the line that documents it, and how to check it.
 
     A setting with ``env`` is a secret: it may also come from ``<key>_file`` (a path whose
-    contents are the value) or from the named environment variable.
+    contents are the value) or from the named environment variable, and is left out of the
+    config's repr, so a config printed or logged never shows it.
     """
-    return field(default=default, metadata={"doc": doc, "check": check, "env": env})
+    metadata = {"doc": doc, "check": check, "env": env}
+    return field(default=default, repr=env is None, metadata=metadata)
 
 
 def _port(value: int) -> str | None:

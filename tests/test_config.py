@@ -93,6 +93,21 @@ def test_secret_comes_from_the_environment() -> None:
     assert config.security.secret_key == SECRET
 
 
+def test_a_printed_config_shows_no_secret() -> None:
+    secrets = {
+        "security": {**MINIMAL["security"], "previous_secret_keys": ["q" * 36]},
+        "xero": {"client_secret": "xero-client-secret-value"},
+        "sms": {"api_key": "sms-api-key-value"},
+        "email": {"password": "smtp-password-value"},
+    }
+    config = build_config({**MINIMAL, **secrets}, env={})
+    shown = repr(config)
+    assert "127.0.0.1:5000" in shown  # the rest is shown as before
+    for hidden in (SECRET, "q" * 36, "xero-client-secret-value", "sms-api-key-value"):
+        assert hidden not in shown
+    assert "smtp-password-value" not in shown
+
+
 OLD_KEYS = ["o" * 32, "p" * 40]
 
 

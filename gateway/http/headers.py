@@ -78,6 +78,11 @@ OTHER_PROXIES_HEADERS: frozenset[str] = frozenset(
         "x-original-url",
         "x-original-uri",
         "x-rewrite-url",
+        # Method overrides: a framework would run the request as the method named, one the
+        # gateway may refuse on its own (TRACE) or never have judged.
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
         "x-remote-user",
         "x-remote-email",
         "x-remote-groups",
