@@ -18,7 +18,6 @@ from gateway.http.headers import (
     IPNetwork,
     claimed_hosts,
     client_address,
-    is_gateway_header,
     request_cookies,
     request_headers_for_upstream,
     response_headers_for_client,
@@ -49,23 +48,6 @@ def upstream(
 
 def multi(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
     return CIMultiDictProxy(CIMultiDict(pairs))
-
-
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("X-Gateway-User-Id", True),
-        ("X-GATEWAY-USER-ID", True),
-        ("x_gateway_user_id", True),
-        ("X-Gateway_Role", True),
-        ("x-gateway-", True),
-        ("X-Gateway", False),
-        ("X-Gatewayed", False),
-        ("X-Forwarded-For", False),
-    ],
-)
-def test_is_gateway_header(name: str, expected: bool) -> None:
-    assert is_gateway_header(name) is expected
 
 
 def test_hop_by_hop_set_is_the_documented_one() -> None:

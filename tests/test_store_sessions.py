@@ -122,27 +122,6 @@ async def test_ending_an_unknown_session_reports_false(store: Store) -> None:
     assert await store.sessions.end("nope", now=1.0) is False
 
 
-async def test_ending_all_of_a_users_sessions_returns_those_that_were_open(
-    store: Store, user: User
-) -> None:
-    other = await _colleague(store, user)
-    await store.sessions.add(_session(user, "a-1", at=100.0))
-    await store.sessions.add(_session(user, "a-2", at=110.0))
-    await store.sessions.add(_session(user, "a-3", at=120.0))
-    await store.sessions.add(_session(other, "b-1"))
-    await store.sessions.end("a-2", now=130.0)
-
-    assert await store.sessions.end_all_for_user(user.id, now=200.0) == ["a-1", "a-3"]
-    assert await store.sessions.end_all_for_user(user.id, now=300.0) == []
-    ended = [await store.sessions.get(h) for h in ("a-1", "a-2", "a-3", "b-1")]
-    assert [record.ended_at if record else "gone" for record in ended] == [
-        200.0,
-        130.0,
-        200.0,
-        None,
-    ]
-
-
 async def test_purge_deletes_only_sessions_ended_or_expired_long_enough_ago(
     store: Store, user: User
 ) -> None:
@@ -161,19 +140,6 @@ async def test_purge_deletes_only_sessions_ended_or_expired_long_enough_ago(
     assert kept == {"active", "ended-recently", "expired-recently"}
     assert await store.sessions.get("ended-long-ago") is None
     assert await store.sessions.get("expired-long-ago") is None
-
-
-async def test_active_sessions_are_counted_excluding_ended_and_expired(
-    store: Store, user: User
-) -> None:
-    assert await store.sessions.count_active(now=0.0) == 0
-    await store.sessions.add(_session(user, "live-1", at=100.0, ttl=1000.0))
-    await store.sessions.add(_session(user, "live-2", at=100.0, ttl=1000.0))
-    await store.sessions.add(_session(user, "ended", at=100.0, ttl=1000.0))
-    await store.sessions.add(_session(user, "expired", at=100.0, ttl=10.0))
-    await store.sessions.end("ended", now=150.0)
-    assert await store.sessions.count_active(now=200.0) == 2
-    assert await store.sessions.count_active(now=1100.0) == 0
 
 
 async def test_a_users_sessions_go_when_the_user_goes(store: Store, user: User) -> None:

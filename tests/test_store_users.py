@@ -160,12 +160,6 @@ async def test_add_many_is_all_or_nothing_when_a_row_is_invalid(
     assert await store.users.list() == []
 
 
-async def test_a_password_hash_can_be_replaced(store: Store, org: Organisation) -> None:
-    user = await _add(store, org, "a@example.com")
-    await store.users.set_password_hash(user.id, "$argon2id$new")
-    assert (await store.users.get(user.id)).password_hash == "$argon2id$new"
-
-
 async def test_a_user_can_be_disabled_and_enabled_again(store: Store, org: Organisation) -> None:
     user = await _add(store, org, "a@example.com")
     await store.users.set_disabled(user.id, True, now=0.0)
@@ -175,8 +169,6 @@ async def test_a_user_can_be_disabled_and_enabled_again(store: Store, org: Organ
 
 
 async def test_changing_an_unknown_user_raises_not_found(store: Store) -> None:
-    with pytest.raises(NotFoundError):
-        await store.users.set_password_hash("usr_nope", "h")
     with pytest.raises(NotFoundError):
         await store.users.set_disabled("usr_nope", True, now=0.0)
 

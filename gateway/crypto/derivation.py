@@ -32,10 +32,6 @@ class DerivedKey:
     id: bytes
     material: bytes = field(repr=False)
 
-    @property
-    def id_hex(self) -> str:
-        return self.id.hex()
-
 
 def derive_key(secret: str, purpose: str) -> DerivedKey:
     """The key for ``purpose`` derived from ``secret`` (a configured secret key)."""

@@ -137,11 +137,6 @@ def _canonical(name: str) -> str:
     return canonical
 
 
-def is_gateway_header(name: str) -> bool:
-    """True for any header in the gateway's own namespace, whatever its case or underscores."""
-    return _canonical(name).startswith(IDENTITY_HEADER_PREFIX)
-
-
 def _is_forwarding(canonical: str) -> bool:
     return canonical in _FORWARDING_EXACT or canonical.startswith(_FORWARDING_PREFIX)
 

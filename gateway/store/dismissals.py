@@ -35,14 +35,6 @@ class DismissalRepository:
         )
         return int(row["count"]) if row is not None else 0
 
-    async def counts_for_user(self, user_id: str) -> dict[str, int]:
-        """The user's dismissal count for each policy key they have dismissed at least once."""
-        rows = await self._db.fetch_all(
-            "SELECT policy_key, count FROM dismissals WHERE user_id = :user_id ORDER BY policy_key",
-            {"user_id": user_id},
-        )
-        return {row["policy_key"]: int(row["count"]) for row in rows}
-
     async def record(
         self,
         user_id: str,

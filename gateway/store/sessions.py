@@ -135,22 +135,6 @@ class SessionRepository:
                 await revoke(tx, now, session_hash=id_hash)
         return changed > 0
 
-    async def end_all_for_user(self, user_id: str, now: float) -> list[str]:
-        """End every open session of a user; return the id hashes that were ended."""
-        async with self._db.transaction() as tx:
-            rows = await tx.fetch_all(
-                "SELECT id_hash FROM sessions WHERE user_id = :user_id AND ended_at IS NULL"
-                " ORDER BY created_at, id_hash",
-                {"user_id": user_id},
-            )
-            await tx.execute(
-                "UPDATE sessions SET ended_at = :now WHERE user_id = :user_id AND ended_at IS NULL",
-                {"now": now, "user_id": user_id},
-            )
-            if rows:
-                await revoke(tx, now, user_id=user_id)
-        return [row["id_hash"] for row in rows]
-
     async def purge(self, now: float, keep_seconds: float) -> int:
         """Delete sessions that ended or expired more than keep_seconds ago; return how many."""
         cutoff = now - keep_seconds
@@ -159,11 +143,3 @@ class SessionRepository:
                 "DELETE FROM sessions WHERE ended_at < :cutoff OR expires_at < :cutoff",
                 {"cutoff": cutoff},
             )
-
-    async def count_active(self, now: float) -> int:
-        """How many sessions are neither ended nor expired at ``now``."""
-        row = await self._db.fetch_one(
-            "SELECT count(*) AS active FROM sessions WHERE ended_at IS NULL AND expires_at > :now",
-            {"now": now},
-        )
-        return int(row["active"]) if row is not None else 0

@@ -151,16 +151,6 @@ class UserRepository:
             )
         return [_user(row) for row in rows]
 
-    async def set_password_hash(self, user_id: str, password_hash: str) -> None:
-        """Replace a user's password hash; NotFoundError if there is no such user."""
-        async with self._db.transaction() as tx:
-            changed = await tx.execute(
-                "UPDATE users SET password_hash = :password_hash WHERE id = :id",
-                {"password_hash": password_hash, "id": user_id},
-            )
-            if not changed:
-                raise NotFoundError(f"no user has id {user_id!r}")
-
     async def set_disabled(self, user_id: str, disabled: bool, *, now: float) -> None:
         """Disable or re-enable a user; NotFoundError if there is no such user. Disabling
         ends the user's sessions in the same transaction, and tells every process so."""
