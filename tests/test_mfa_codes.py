@@ -146,12 +146,26 @@ def test_any_issued_code_is_consumed_once_in_its_lifetime(
     assert _judge(issued.code, spent, now=NOW + elapsed, binding=binding) is CodeVerdict.USED
 
 
+_SEPARATORS = st.sampled_from(["", "", " ", "-", "  ", "\t"])
+
+
+@given(
+    st.text(alphabet="0123456789", min_size=6, max_size=6),
+    st.lists(_SEPARATORS, min_size=7, max_size=7),
+)
+def test_a_code_is_read_whatever_spaces_and_dashes_it_is_typed_with(
+    code: str, separators: list[str]
+) -> None:
+    typed = "".join(sep + digit for sep, digit in zip(separators, code, strict=False))
+    typed += separators[-1]
+    assert typed_code(typed, 6) == code
+    assert typed_code(code, 6) == code
+
+
 @given(st.text(max_size=30))
-def test_reading_a_typed_code_is_idempotent(typed: str) -> None:
+def test_anything_read_as_a_code_is_six_ascii_digits(typed: str) -> None:
     code = typed_code(typed, 6)
-    if code is not None:
-        assert re.fullmatch(r"[0-9]{6}", code)
-        assert typed_code(code, 6) == code
+    assert code is None or (re.fullmatch(r"[0-9]{6}", code) and typed_code(code, 6) == code)
 
 
 # Recovery codes.
@@ -190,11 +204,25 @@ def test_typed_recovery_codes_are_read_leniently(typed: str, normal: str | None)
     assert normalise_recovery_code(typed) == normal
 
 
+@given(
+    st.text(alphabet=ALPHABET, min_size=10, max_size=10),
+    st.lists(_SEPARATORS, min_size=11, max_size=11),
+    st.booleans(),
+)
+def test_a_recovery_code_is_read_whatever_case_spaces_and_dashes(
+    code: str, separators: list[str], upper: bool
+) -> None:
+    normal = f"{code[:5]}-{code[5:]}"
+    typed = "".join(sep + char for sep, char in zip(separators, code, strict=False))
+    typed += separators[-1]
+    assert normalise_recovery_code(typed.upper() if upper else typed) == normal
+    assert normalise_recovery_code(normal) == normal
+
+
 @given(st.text(max_size=40))
-def test_normalising_a_recovery_code_is_idempotent(typed: str) -> None:
+def test_anything_read_as_a_recovery_code_is_in_its_stored_form(typed: str) -> None:
     normal = normalise_recovery_code(typed)
-    if normal is not None:
-        assert normalise_recovery_code(normal) == normal
+    assert normal is None or normalise_recovery_code(normal) == normal
 
 
 def test_a_recovery_code_matches_its_own_digest_once_typed_any_way() -> None:
