@@ -8,6 +8,8 @@ from collections.abc import Iterable
 
 # Everything under /_gateway/ is the gateway's own: never relayed, never a redirect target.
 GATEWAY_ROOT = "/_gateway"
+# Answered for any host name: load balancers probe it by address.
+HEALTH_PATH = GATEWAY_ROOT + "/health"
 
 _PERCENT = re.compile(rb"%([0-9A-Fa-f]{2})")
 

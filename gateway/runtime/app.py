@@ -16,7 +16,7 @@ from gateway.clock import Clock, system_clock
 from gateway.config import Config
 from gateway.crypto.keys import Keys
 from gateway.enforcement.decisions import Decider, PolicyBook
-from gateway.http.paths import PathRules
+from gateway.http.paths import HEALTH_PATH, PathRules
 from gateway.ops.metrics import Metrics
 from gateway.proxy.forwarder import Answered, ExchangeObserver, UpstreamProxy
 from gateway.runtime.listeners import HttpListener
@@ -146,7 +146,7 @@ def create_front_app(services: Services) -> web.Application:
     add_route(app, "POST", "/_gateway/login", pages.login_submit)
     add_get(app, "/_gateway/logout", pages.logout_page)
     add_route(app, "POST", "/_gateway/logout", pages.logout_submit)
-    add_get(app, "/_gateway/health", operations.health)
+    add_get(app, HEALTH_PATH, operations.health)
     add_get(app, "/_gateway/metrics", operations.metrics)
     add_get(app, operations.FAVICON_PATH, operations.favicon)
     interstitial.add_routes(app)

@@ -20,6 +20,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.http.headers import claimed_hosts, client_address, request_cookies
+from gateway.http.paths import HEALTH_PATH
 from gateway.http.problems import body_stalled, problem_response
 from gateway.http.requests import CLIENT_ADDR, CLIENT_SEEN, OUTCOME, REQUEST_ID
 from gateway.services import SERVICES, SESSION
@@ -215,14 +216,10 @@ def in_context(handler: Handler) -> Handler:
     return handle
 
 
-# Load balancers probe health by address, not by the public host name.
-_ANY_HOST_PATH = "/_gateway/health"
-
-
 def _hosts_allowed(request: web.Request, allowed: tuple[str, ...], trusted: bool) -> bool:
     """Whether every host the request names is in ``allowed`` (the gateway's own pages build
     links from the Host too, and the app builds password resets and redirects from it)."""
-    if request.path == _ANY_HOST_PATH:
+    if request.path == HEALTH_PATH:  # probed by address, not by the public host name
         return True
     return all(host in allowed for host in claimed_hosts(request.headers, trusted_proxy=trusted))
 

@@ -8,12 +8,12 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.http.paths import HEALTH_PATH
 from gateway.schema.openapi import JSON, Operation, Reply
 from gateway.schema.operations import Health
 from gateway.web import context
 
 OPENAPI_PATH = "/_gateway/api/openapi.json"
-HEALTH_PATH = "/_gateway/health"
 OPENAPI_TEXT = web.AppKey("openapi_text", str)
 
 # The public operational endpoints: no token, as load balancers and tooling call them.
