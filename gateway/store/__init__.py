@@ -9,6 +9,7 @@ from gateway.store.admin_tokens import AdminTokenRepository
 from gateway.store.audit import EVENT_FIELDS, AuditRepository, event_document
 from gateway.store.database import Database, Params, Row, Transaction
 from gateway.store.dismissals import DismissalLimitError, DismissalRepository
+from gateway.store.factors import SEALED_COLUMNS, FactorRepository
 from gateway.store.migrations import LATEST_VERSION, MIGRATIONS, Migration, migrate
 from gateway.store.organisations import OrganisationRepository
 from gateway.store.policies import (
@@ -46,6 +47,7 @@ __all__ = [
     "EVENT_FIELDS",
     "LATEST_VERSION",
     "MIGRATIONS",
+    "SEALED_COLUMNS",
     "POLICY_CHANGES",
     "ROLES",
     "TENANT_SOURCES",
@@ -57,6 +59,7 @@ __all__ = [
     "Database",
     "DismissalLimitError",
     "DismissalRepository",
+    "FactorRepository",
     "Migration",
     "NewUser",
     "Organisation",
@@ -104,6 +107,7 @@ class Store:
         self.tenants = TenantRepository(db)
         self.dismissals = DismissalRepository(db)
         self.admin_tokens = AdminTokenRepository(db)
+        self.factors = FactorRepository(db)
 
     async def change_marks(self) -> tuple[int, int, int]:
         """(policy-set version, facts version, newest revocation id), in one statement."""
