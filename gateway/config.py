@@ -82,6 +82,13 @@ def _secret_key(value: str) -> str | None:
     return None
 
 
+def _previous_secret_keys(value: tuple[str, ...]) -> str | None:
+    for number, key in enumerate(value, start=1):
+        if len(key) < 32:
+            return f"key {number} must be at least 32 characters, as secret_key had to be"
+    return None
+
+
 def _one_of(*choices: str) -> Check:
     def check(value: str) -> str | None:
         return None if value in choices else f"must be one of {', '.join(choices)}"
@@ -167,6 +174,12 @@ class SecurityConfig:
         doc="Key for CSRF tokens and encryption at rest (>= 32 chars). Keep it out of the repo.",
         check=_secret_key,
         env="XERO_GATEWAY_SECRET_KEY",
+    )
+    previous_secret_keys: tuple[str, ...] = setting(
+        (),
+        doc="Former secret keys, still accepted for what they made, so secret_key can be rotated.",
+        check=_previous_secret_keys,
+        env="XERO_GATEWAY_PREVIOUS_SECRET_KEYS",
     )
     cookie_secure: bool = setting(
         True,
@@ -329,6 +342,13 @@ def _read_secret_file(path: str, base: Path) -> tuple[str, str | None]:
         return "", f"cannot read {full}: {exc.strerror or exc}"
 
 
+def _secret_value(kind: Any, text: str) -> str | list[str]:
+    """A secret read from a file or the environment: a list of secrets is one per line."""
+    if typing.get_origin(kind) is tuple:
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    return text
+
+
 # Settings only a running gateway needs: commands that only read and write the store may leave
 # them unset (an administrator need not hold the secret key to list organisations).
 SERVING_ONLY = frozenset({"security.secret_key"})
@@ -373,10 +393,10 @@ def _build_section(
                 if problem:
                     problems.append(f"{name}.{file_key}: {problem}")
                     continue
-                raw = {**raw, f.name: secret}
+                raw = {**raw, f.name: _secret_value(hints[f.name], secret)}
                 given = True
             elif env_name in env:
-                raw = {**raw, f.name: env[env_name]}
+                raw = {**raw, f.name: _secret_value(hints[f.name], env[env_name])}
                 given = True
         value = raw[f.name] if given else f.default
         if given:

@@ -37,3 +37,7 @@ class ImportRowError(GatewayError):
 
 class UsageError(GatewayError):
     """A command asked for something that cannot be done as asked."""
+
+
+class SealError(GatewayError):
+    """A value sealed at rest cannot be opened: altered, misplaced, or its key is gone."""

@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway.accounts.passwords import Passwords
 from gateway.clock import Clock
 from gateway.config import Config
+from gateway.crypto.keys import Keys
 from gateway.enforcement.decisions import Decider
 from gateway.http.paths import PathRules
 from gateway.ops.metrics import Metrics
@@ -43,7 +44,7 @@ class Services:
     passwords: Passwords
     proxy: UpstreamProxy
     metrics: Metrics
-    secret: bytes
+    keys: Keys
     cookies: CookieNames
     public_paths: PathRules
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...]

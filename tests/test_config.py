@@ -93,6 +93,42 @@ def test_secret_comes_from_the_environment() -> None:
     assert config.security.secret_key == SECRET
 
 
+OLD_KEYS = ["o" * 32, "p" * 40]
+
+
+def test_previous_secret_keys_come_inline_from_a_file_or_from_the_environment(
+    tmp_path: Path,
+) -> None:
+    inline = build_config(
+        {**MINIMAL, "security": {"secret_key": SECRET, "previous_secret_keys": OLD_KEYS}}, env={}
+    )
+    (tmp_path / "old").write_text("\n".join(OLD_KEYS) + "\n\n")
+    from_file = build_config(
+        {**MINIMAL, "security": {"secret_key": SECRET, "previous_secret_keys_file": "old"}},
+        env={},
+        base=tmp_path,
+    )
+    from_env = build_config(
+        MINIMAL, env={"XERO_GATEWAY_PREVIOUS_SECRET_KEYS": " \n".join(OLD_KEYS)}
+    )
+    for config in (inline, from_file, from_env):
+        assert config.security.previous_secret_keys == tuple(OLD_KEYS)
+    assert build_config(MINIMAL, env={}).security.previous_secret_keys == ()
+
+
+def test_a_short_previous_secret_key_is_refused_without_showing_it() -> None:
+    problems = problems_of(
+        {**MINIMAL, "security": {"secret_key": SECRET, "previous_secret_keys": ["a" * 32, "tiny"]}}
+    )
+    assert problems == [
+        "security.previous_secret_keys: key 2 must be at least 32 characters,"
+        " as secret_key had to be"
+    ]
+    assert problems_of(
+        {**MINIMAL, "security": {"secret_key": SECRET, "previous_secret_keys": "x" * 40}}
+    ) == ["security.previous_secret_keys: must be a list of strings"]
+
+
 def test_a_secret_given_twice_is_refused() -> None:
     problems = problems_of(MINIMAL, env={"XERO_GATEWAY_SECRET_KEY": SECRET})
     assert problems[0].startswith("security.secret_key: set in more than one place")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import ManualClock
-from gateway.enforcement.decisions import Decider, PolicyBook
+from gateway.enforcement.decisions import PROMPT_KEY, Decider, PolicyBook
 from gateway.enforcement.policy_files import apply_policies, load_policy_path
 from gateway.policy import Outcome, PolicyError
 from gateway.signin.sessions import LiveSession
@@ -153,7 +153,7 @@ async def test_a_sessions_remembered_decision_follows_what_it_was_made_from(
     assert (await decider.decide_for(live)).outcome is Outcome.ENROL
 
     # This session's own state is part of what the decision was made from.
-    live.prompt_dismissed = True
+    live.record = dataclasses.replace(live.record, prompt_dismissed_at=clock())
     assert decider.remembered(live) is None
     assert (await decider.decide_for(live)).outcome is Outcome.ALLOW
 
@@ -183,3 +183,40 @@ async def test_a_remembered_decision_is_made_anew_for_a_changed_user(
     # The user moved to an organisation with no Australian tenant, as a reload would show.
     live.user = dataclasses.replace(live.user, org_id=nz.id)
     assert (await decider.decide_for(live)).outcome is Outcome.ALLOW
+
+
+async def test_a_dismissal_made_in_another_process_counts_once_it_is_learnt(
+    setup: tuple[Store, Decider, LiveSession, ManualClock], tmp_path: Path
+) -> None:
+    store, decider, live, clock = setup
+    await cap_dismissals(store, 2, now=clock())
+    await decider.book.refresh()
+    assert (await decider.decide_for(live)).dismissals_left == 2
+    other = await Store.open(tmp_path / "gateway.sqlite3")  # another gateway process
+    await other.dismissals.record(live.user.id, PROMPT_KEY, clock(), limit=2)
+    await other.close()
+    assert (await decider.decide_for(live)).dismissals_left == 2  # not learnt yet
+    decider.forget_users({live.user.id})  # what the poll of the user-state feed does
+    assert decider.remembered(live) is None
+    assert (await decider.decide_for(live)).dismissals_left == 1
+
+
+async def test_a_count_read_while_a_change_is_learnt_is_not_kept(
+    setup: tuple[Store, Decider, LiveSession, ManualClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, decider, live, _ = setup
+    read_count = store.dismissals.count
+
+    async def count_read_while_the_poll_forgets(user_id: str, policy_key: str) -> int:
+        found = await read_count(user_id, policy_key)
+        decider.forget_users({user_id})  # the change may be newer than what was read
+        return found
+
+    monkeypatch.setattr(store.dismissals, "count", count_read_while_the_poll_forgets)
+    assert await decider.dismissals(live.user.id) == 0
+    monkeypatch.undo()
+    before = store.db.statement_count
+    assert await decider.dismissals(live.user.id) == 0
+    assert store.db.statement_count == before + 1  # read again, not taken from the cache
+    assert await decider.dismissals(live.user.id) == 0
+    assert store.db.statement_count == before + 1  # now it is kept

@@ -14,9 +14,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
 
 # Lowest first; a room may import its own layer and those below it.
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"http", "ops", "config", "clock", "errors", "audit"}),
+    frozenset({"http", "crypto", "ops", "config", "clock", "errors", "audit"}),
     frozenset({"policy", "store", "mfa"}),
-    frozenset({"signin", "enforcement", "accounts", "proxy", "delivery", "schema"}),
+    frozenset(
+        {"signin", "enforcement", "secondfactor", "accounts", "proxy", "delivery", "schema"}
+    ),
     frozenset({"services"}),
     frozenset({"web", "admin"}),
     frozenset({"runtime"}),

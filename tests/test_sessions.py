@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import ManualClock
-from gateway.errors import StoreError
+from gateway.errors import NotFoundError, StoreError
 from gateway.signin.sessions import SessionLimits, SessionManager, end_reason, hash_session_id
 from gateway.store import Store
-from gateway.store.records import SessionRecord, User
+from gateway.store.records import SecondFactor, SessionRecord, User
 
 LIMITS = SessionLimits(idle=1800.0, absolute=43200.0)
 
@@ -208,3 +208,131 @@ async def test_the_warm_path_answers_only_for_a_cached_session_that_is_plainly_o
     assert loaded is not None
     assert fresh.warm(live2.id_hash) is loaded
     await store.close()
+
+
+async def one_process(tmp_path: Path) -> tuple[Store, SessionManager, ManualClock, User]:
+    store = await Store.open(tmp_path / "s.sqlite3")
+    clock = ManualClock(1000.0)
+    return store, SessionManager(store, LIMITS, clock), clock, await add_user(store)
+
+
+async def test_a_verified_session_survives_a_restart(tmp_path: Path) -> None:
+    store, manager, clock, user = await one_process(tmp_path)
+    raw, live = await manager.create(user, client_addr=None)
+    clock.advance(30)
+    await manager.dismiss_prompt(live, "mfa-prompt", limit=None)
+    new_raw, verified = await manager.mark_verified(live, "totp", clock() - 1)
+    assert verified.mfa_verified
+    assert verified.prompt_dismissed
+    await store.close()
+
+    store = await Store.open(tmp_path / "s.sqlite3")  # the process starts again
+    manager = SessionManager(store, LIMITS, clock)
+    assert await manager.lookup(raw) is None
+    loaded = await manager.lookup(new_raw)
+    assert loaded is not None
+    assert loaded.second_factor == SecondFactor(method="totp", at=1029.0)
+    assert loaded.mfa_verified
+    assert loaded.prompt_dismissed
+    await store.close()
+
+
+async def test_a_second_factor_check_rotates_the_session_id_as_sign_in_does(
+    tmp_path: Path,
+) -> None:
+    store, manager, clock, user = await one_process(tmp_path)
+    raw, live = await manager.create(user, client_addr="192.0.2.1")
+    assert not live.mfa_verified
+    assert live.second_factor is None
+    clock.advance(600)
+    new_raw, verified = await manager.mark_verified(live, "sms", clock())
+    assert new_raw != raw
+    assert verified.id_hash == hash_session_id(new_raw) != live.id_hash
+    assert verified.record.csrf_secret != live.record.csrf_secret
+    # The absolute lifetime still counts from the sign-in: a check does not extend it.
+    assert verified.record.created_at == 1000.0
+    assert verified.record.expires_at == live.record.expires_at
+    assert manager.warm(live.id_hash) is None
+    assert await manager.lookup(raw) is None
+    old = await store.sessions.get(live.id_hash)
+    assert old is not None
+    assert old.ended_at == clock()
+    assert manager.warm(verified.id_hash) is verified
+    with pytest.raises(ValueError, match="unknown second-factor method 'carrier-pigeon'"):
+        await manager.mark_verified(verified, "carrier-pigeon", clock())
+    await store.close()
+
+
+async def test_a_session_over_or_ended_elsewhere_is_not_marked_verified(tmp_path: Path) -> None:
+    first, second, a, _b, clock, user = await two_processes(tmp_path)
+    _raw, live = await a.create(user, client_addr=None)
+    await second.sessions.end(live.id_hash, clock())  # signed out through another process
+    with pytest.raises(NotFoundError, match="sign in again"):
+        await a.mark_verified(live, "totp", clock())
+    assert a.warm(live.id_hash) is None
+    _, idle = await a.create(user, client_addr=None)
+    clock.advance(LIMITS.idle)
+    with pytest.raises(NotFoundError, match="idle"):
+        await a.mark_verified(idle, "totp", clock())
+    count = await first.db.fetch_one("SELECT count(*) AS sessions FROM sessions")
+    assert count is not None
+    assert count["sessions"] == 2  # nothing was added
+    await first.close()
+    await second.close()
+
+
+async def test_another_process_learns_a_verification_on_its_next_poll(tmp_path: Path) -> None:
+    first, second, a, b, clock, user = await two_processes(tmp_path)
+    await b.follow_changes()
+    raw, live = await a.create(user, client_addr=None)
+    assert await b.lookup(raw) is not None  # cached by the other process too
+    new_raw, _ = await a.mark_verified(live, "recovery", clock())
+    assert await b.follow_revocations() == 1  # one poll: the old id is dropped...
+    assert await b.follow_changes() == {user.id}  # ...and the user's state is named
+    assert await b.lookup(raw) is None
+    loaded = await b.lookup(new_raw)
+    assert loaded is not None
+    assert loaded.second_factor == SecondFactor(method="recovery", at=clock())
+    await first.close()
+    await second.close()
+
+
+async def test_another_process_learns_a_dismissal_on_its_next_poll(tmp_path: Path) -> None:
+    first, second, a, b, clock, user = await two_processes(tmp_path)
+    assert await b.follow_changes() == set()  # notes where the feed stands
+    raw, live = await a.create(user, client_addr=None)
+    cached = await b.lookup(raw)
+    assert cached is not None
+    assert (cached.prompt_dismissed, live.prompt_dismissed) == (False, False)
+    clock.advance(5)
+    assert await a.dismiss_prompt(live, "mfa-prompt", limit=3) == 1
+    assert live.prompt_dismissed  # at once in the process that recorded it
+    assert await b.follow_changes() == {user.id}
+    assert cached.prompt_dismissed  # the cached session itself, refreshed in place
+    assert cached.record.prompt_dismissed_at == clock()
+    assert await b.lookup(raw) is cached
+    assert await b.follow_changes() == set()  # nothing new
+    await first.close()
+    await second.close()
+
+
+async def test_a_session_dismissed_while_it_is_being_loaded_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second, a, b, _clock, user = await two_processes(tmp_path)
+    await b.follow_changes()
+    raw, live = await a.create(user, client_addr=None)
+    read_user = second.users.get
+
+    async def user_read_while_another_process_dismisses(user_id: str) -> User:
+        found = await read_user(user_id)
+        await a.dismiss_prompt(live, "mfa-prompt", limit=None)  # lands between b's reads
+        await b.follow_changes()  # and b's poll sees it before the load is cached
+        return found
+
+    monkeypatch.setattr(second.users, "get", user_read_while_another_process_dismisses)
+    loaded = await b.lookup(raw)
+    assert loaded is not None
+    assert loaded.prompt_dismissed
+    await first.close()
+    await second.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConflictError, NotFoundError
-from gateway.store import DismissalLimitError, Store, User
+from gateway.store import DismissalLimitError, SessionRecord, Store, User
 
 
 async def _user(store: Store, email: str = "ava@example.com") -> User:
@@ -112,7 +112,44 @@ async def test_reset_forgets_only_that_users_dismissals(store: Store, user: User
     await store.dismissals.record(user.id, "mfa", 1.0, limit=None)
     await store.dismissals.record(user.id, "xero-2fa", 1.0, limit=None)
     await store.dismissals.record(other.id, "mfa", 1.0, limit=None)
-    await store.dismissals.reset(user.id)
+    seen = await store.changes.latest()
+    await store.dismissals.reset(user.id, now=2.0)
     assert await store.dismissals.counts_for_user(user.id) == {}
     assert await store.dismissals.counts_for_user(other.id) == {"mfa": 1}
+    # Every process learns that the user's counts moved.
+    assert [(c.kind, c.user_id) for c in await store.changes.since(seen)] == [
+        ("dismissal", user.id)
+    ]
     assert await store.dismissals.record(user.id, "mfa", 2.0, limit=1) == 1
+
+
+async def test_a_dismissal_marks_its_session_and_tells_every_process(
+    store: Store, user: User
+) -> None:
+    record = SessionRecord(
+        id_hash="hash-1",
+        user_id=user.id,
+        created_at=1.0,
+        last_seen_at=1.0,
+        expires_at=1000.0,
+        csrf_secret="c",
+        client_addr=None,
+        ended_at=None,
+    )
+    await store.sessions.add(record)
+    seen = await store.changes.latest()
+    assert await store.dismissals.record(user.id, "mfa", 5.0, limit=1, session_hash="hash-1") == 1
+    stored = await store.sessions.get("hash-1")
+    assert stored is not None
+    assert stored.prompt_dismissed_at == 5.0
+    assert [(c.kind, c.user_id, c.session_hash) for c in await store.changes.since(seen)] == [
+        ("dismissal", user.id, "hash-1")
+    ]
+    # At the limit nothing changes: no count, no mark, nothing in the feed.
+    seen = await store.changes.latest()
+    with pytest.raises(DismissalLimitError):
+        await store.dismissals.record(user.id, "mfa", 6.0, limit=1, session_hash="hash-1")
+    stored = await store.sessions.get("hash-1")
+    assert stored is not None
+    assert stored.prompt_dismissed_at == 5.0
+    assert await store.changes.since(seen) == []

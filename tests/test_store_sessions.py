@@ -8,6 +8,7 @@ import pytest
 
 from gateway.errors import ConflictError, NotFoundError
 from gateway.store import SessionRecord, Store, User
+from gateway.store.records import SecondFactor
 
 
 @pytest.fixture
@@ -17,6 +18,18 @@ async def user(store: Store) -> User:
         org_id=org.id,
         email="alice@example.com",
         display_name="Alice",
+        role="member",
+        password_hash="h",
+        now=0.0,
+    )
+
+
+async def _colleague(store: Store, user: User) -> User:
+    """Another user of ``user``'s organisation."""
+    return await store.users.add(
+        org_id=user.org_id,
+        email="bob@example.com",
+        display_name="Bob",
         role="member",
         password_hash="h",
         now=0.0,
@@ -112,14 +125,7 @@ async def test_ending_an_unknown_session_reports_false(store: Store) -> None:
 async def test_ending_all_of_a_users_sessions_returns_those_that_were_open(
     store: Store, user: User
 ) -> None:
-    other = await store.users.add(
-        org_id=user.org_id,
-        email="bob@example.com",
-        display_name="Bob",
-        role="member",
-        password_hash="h",
-        now=0.0,
-    )
+    other = await _colleague(store, user)
     await store.sessions.add(_session(user, "a-1", at=100.0))
     await store.sessions.add(_session(user, "a-2", at=110.0))
     await store.sessions.add(_session(user, "a-3", at=120.0))
@@ -177,8 +183,10 @@ async def test_a_users_sessions_go_when_the_user_goes(store: Store, user: User) 
     assert await store.sessions.get("hash-1") is None
 
 
-async def test_change_marks_move_with_policies_tenants_and_revocations(store: Store) -> None:
-    assert await store.change_marks() == (0, 0, 0)
+async def test_change_marks_move_with_policies_tenants_revocations_and_user_changes(
+    store: Store,
+) -> None:
+    assert await store.change_marks() == (0, 0, 0, 0)
     org = await store.organisations.add(name="Org", now=1.0)
     await store.tenants.link(org_id=org.id, tenant_id="t", name="T", country_code="AU", now=1.0)
     user = await store.users.add(
@@ -190,9 +198,84 @@ async def test_change_marks_move_with_policies_tenants_and_revocations(store: St
         now=1.0,
     )
     await store.users.set_disabled(user.id, True, now=2.0)
-    policies, facts, revocations = await store.change_marks()
-    assert (policies, facts) == (0, 1)
-    assert revocations == await store.revocations.latest() > 0
+    marks = await store.change_marks()
+    assert (marks.policies, marks.facts, marks.user_changes) == (0, 1, 0)
+    assert marks.revocations == await store.revocations.latest() > 0
+    await store.dismissals.record(user.id, "mfa-prompt", 3.0, limit=None)
+    assert (await store.change_marks()).user_changes == await store.changes.latest() > 0
     before = store.db.statement_count
     await store.change_marks()
     assert store.db.statement_count == before + 1
+
+
+async def test_a_session_rotated_for_a_second_factor_check_carries_it(
+    store: Store, user: User
+) -> None:
+    old = _session(user, "hash-1")
+    await store.sessions.add(old)
+    revoked, changed = await store.revocations.latest(), await store.changes.latest()
+    new = dataclasses.replace(
+        old,
+        id_hash="hash-2",
+        csrf_secret="csrf-2",
+        last_seen_at=200.0,
+        second_factor=SecondFactor(method="device", at=199.0),
+        prompt_dismissed_at=150.0,
+    )
+    await store.sessions.rotate_verified("hash-1", new, 200.0)
+    assert await store.sessions.get("hash-2") == new
+    ended = await store.sessions.get("hash-1")
+    assert ended is not None
+    assert ended.ended_at == 200.0
+    assert [h for _, h, _ in await store.revocations.since(revoked)] == ["hash-1"]
+    assert [(c.kind, c.user_id, c.session_hash) for c in await store.changes.since(changed)] == [
+        ("mfa", user.id, "hash-2")
+    ]
+
+
+@pytest.mark.parametrize("how", ["ended", "expired", "another user's"])
+async def test_only_an_open_session_of_the_same_user_is_rotated(
+    store: Store, user: User, how: str
+) -> None:
+    old = _session(user, "hash-1", ttl=1000.0)
+    await store.sessions.add(old)
+    new = dataclasses.replace(
+        old, id_hash="hash-2", second_factor=SecondFactor(method="totp", at=200.0)
+    )
+    now = 200.0
+    if how == "ended":
+        await store.sessions.end("hash-1", 150.0)
+    elif how == "expired":
+        now = old.expires_at
+    else:
+        other = await _colleague(store, user)
+        new = dataclasses.replace(new, user_id=other.id)
+    changed = await store.changes.latest()
+    with pytest.raises(NotFoundError, match="sign in again"):
+        await store.sessions.rotate_verified("hash-1", new, now)
+    assert await store.sessions.get("hash-2") is None
+    assert await store.changes.since(changed) == []
+
+
+async def test_a_rotation_must_record_the_check_and_methods_are_known(
+    store: Store, user: User
+) -> None:
+    old = _session(user, "hash-1")
+    await store.sessions.add(old)
+    with pytest.raises(ValueError, match="must record the check"):
+        await store.sessions.rotate_verified("hash-1", dataclasses.replace(old, id_hash="h2"), 1)
+    with pytest.raises(ValueError, match="unknown second-factor method 'voice'"):
+        SecondFactor(method="voice", at=1.0)
+
+
+async def test_the_user_state_feed_is_purged_but_keeps_its_newest_entry(
+    store: Store, user: User
+) -> None:
+    for at in (1.0, 2.0, 3.0):
+        await store.dismissals.record(user.id, "mfa-prompt", at, limit=None)
+    newest = await store.changes.latest()
+    assert await store.changes.purge(before=100.0) == 2
+    # Ids keep rising after a purge, so a follower that saw the newest misses nothing.
+    assert [c.id for c in await store.changes.since(0)] == [newest]
+    await store.dismissals.record(user.id, "mfa-prompt", 4.0, limit=None)
+    assert await store.changes.latest() > newest

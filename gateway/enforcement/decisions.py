@@ -120,6 +120,7 @@ class Decider:
         self._cache: LRUCache[tuple[object, ...], _Cached] = LRUCache(maxsize=cache_size)
         self._dismissals: LRUCache[str, int] = LRUCache(maxsize=cache_size)
         self._dismissal_marks = 0
+        self._forgotten = 0  # how often users' state was forgotten (see forget_users)
 
     @property
     def book(self) -> PolicyBook:
@@ -128,9 +129,24 @@ class Decider:
     async def dismissals(self, user_id: str) -> int:
         count = self._dismissals.get(user_id)
         if count is None:
+            forgotten = self._forgotten
             count = await self._store.dismissals.count(user_id, PROMPT_KEY)
-            self._note(user_id, count)
+            # Not kept if a change was learnt while it was read: it may predate the change.
+            if forgotten == self._forgotten:
+                self._note(user_id, count)
         return count
+
+    def forget_users(self, user_ids: Iterable[str]) -> None:
+        """Forget what is held about these users' 2FA state (their dismissal counts), because
+        the store says it changed: their next decision reads it again."""
+        forgot = False
+        for user_id in user_ids:
+            self._dismissals.pop(user_id, None)
+            forgot = True
+        if forgot:
+            self._forgotten += 1
+            # Remembered decisions may rest on what was forgotten: all are re-checked.
+            self._dismissal_marks += 1
 
     def note_dismissals(self, user_id: str, count: int) -> None:
         self._note(user_id, count)

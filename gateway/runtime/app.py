@@ -14,6 +14,7 @@ from gateway import admin
 from gateway.accounts.passwords import Passwords
 from gateway.clock import Clock, system_clock
 from gateway.config import Config
+from gateway.crypto.keys import Keys
 from gateway.enforcement.decisions import Decider, PolicyBook
 from gateway.http.paths import PathRules
 from gateway.ops.metrics import Metrics
@@ -79,6 +80,7 @@ async def _build_services(
         private_cookies=(cookies.session, cookies.login_nonce),
     )
     await sessions.follow_revocations()  # from here on, every revocation is followed
+    await sessions.follow_changes()  # and every second-factor check and dismissal
     book = PolicyBook(store)
     await book.refresh()
     throttle = config.throttle
@@ -92,7 +94,7 @@ async def _build_services(
         passwords=passwords,
         proxy=proxy,
         metrics=metrics,
-        secret=config.security.secret_key.encode(),
+        keys=Keys.derive(config.security.secret_key, config.security.previous_secret_keys),
         cookies=cookies,
         public_paths=PathRules(config.upstream.public_paths),
         trusted_proxies=trusted,

@@ -48,18 +48,25 @@ class BackgroundTasks:
                 await task
 
 
-async def _follow_other_processes(services: Services) -> None:
-    """Pick up what the CLI or another replica changed: policies, tenants, ended sessions."""
+async def follow_other_processes(services: Services) -> None:
+    """One tick of following: pick up what the CLI or another replica changed (policies,
+    tenants, ended sessions, sessions' second-factor checks and dismissals). One statement
+    while nothing changed; the reloads only when needed."""
     book, sessions = services.decider.book, services.sessions
+    marks = await services.store.change_marks()
+    if marks.policies != book.set_version or marks.facts != book.facts_version:
+        await book.refresh()
+    if marks.revocations != sessions.revocations_seen:
+        await sessions.follow_revocations()
+    if marks.user_changes != sessions.changes_seen:
+        services.decider.forget_users(await sessions.follow_changes())
+
+
+async def _follow_other_processes(services: Services) -> None:
     while True:
         await asyncio.sleep(REFRESH_SECONDS)
         try:
-            # One statement per tick while nothing changes; the reloads only when needed.
-            policies, facts, revocations = await services.store.change_marks()
-            if policies != book.set_version or facts != book.facts_version:
-                await book.refresh()
-            if revocations != sessions.revocations_seen:
-                await sessions.follow_revocations()
+            await follow_other_processes(services)
         except StoreError:
             log.exception("could not refresh from the store; keeping what is in force")
 
@@ -73,6 +80,7 @@ async def _housekeeping(services: Services) -> None:
                 now=now, window=services.account_throttle.window
             )
             await services.store.revocations.purge(now - services.sessions.limits.absolute)
+            await services.store.changes.purge(now - services.sessions.limits.absolute)
             if purged or counters:
                 log.info("housekeeping", extra={"sessions": purged, "throttles": counters})
         except StoreError:

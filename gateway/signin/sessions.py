@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import secrets
@@ -14,7 +15,7 @@ from gateway.clock import Clock
 from gateway.errors import NotFoundError
 from gateway.policy import Decision
 from gateway.store import Store
-from gateway.store.records import SessionRecord, User
+from gateway.store.records import SecondFactor, SessionRecord, User
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +47,16 @@ def hash_session_id(raw_id: str) -> str:
 
 @dataclass(kw_only=True)
 class LiveSession:
-    """A session as the hot path needs it: the record, its user, and the last use."""
+    """A session as the hot path needs it: the record, its user, and the last use.
+
+    Its 2FA state (the last second-factor check, a dismissed prompt) is part of the record,
+    so it is stored, and a restart or another process reads it back; the record is replaced
+    when that state changes here or, through the user-state feed, elsewhere.
+    """
 
     record: SessionRecord
     user: User
     last_seen: float
-    # Per-session 2FA state, kept in memory: "Remind me later" lasts for this session only.
-    prompt_dismissed: bool = False
-    mfa_verified: bool = False
     # The last policy decision for this session: (what it was made from, the decision, until
     # when it holds). Kept by the Decider, so a warm request needs no cache lookup for it.
     decided: tuple[tuple[object, ...], Decision, float] | None = None
@@ -61,6 +64,19 @@ class LiveSession:
     @property
     def id_hash(self) -> str:
         return self.record.id_hash
+
+    @property
+    def second_factor(self) -> SecondFactor | None:
+        return self.record.second_factor
+
+    @property
+    def mfa_verified(self) -> bool:
+        return self.record.second_factor is not None
+
+    @property
+    def prompt_dismissed(self) -> bool:
+        """Whether "Remind me later" was chosen in this session (it lasts for the session)."""
+        return self.record.prompt_dismissed_at is not None
 
 
 class SessionManager:
@@ -76,6 +92,11 @@ class SessionManager:
         self._cache: LRUCache[str, LiveSession] = LRUCache(maxsize=cache_size)
         self._dirty: dict[str, float] = {}
         self._revocations_seen: int | None = None
+        self._changes_seen: int | None = None
+        # Sessions the user-state feed named while a load from the store was under way: such
+        # a load may have read the record before the change, so it reads it again.
+        self._loads = 0
+        self._changed_during_loads: set[str] = set()
 
     @property
     def limits(self) -> SessionLimits:
@@ -157,9 +178,22 @@ class SessionManager:
         return False
 
     async def _load(self, id_hash: str) -> LiveSession | None:
+        self._loads += 1
+        try:
+            live = await self._read(id_hash)
+        finally:
+            self._loads -= 1
+            if not self._loads:
+                self._changed_during_loads.clear()
+        if live is not None:
+            self._cache[id_hash] = live
+        return live
+
+    async def _read(self, id_hash: str) -> LiveSession | None:
         # Where the revocation feed stood before reading: an end recorded while this load
         # waits on the store is caught below instead of being cached back in.
         seen = self._revocations_seen
+        self._changed_during_loads.discard(id_hash)
         record = await self._store.sessions.get(id_hash)
         if record is None or record.ended_at is not None:
             return None
@@ -173,9 +207,14 @@ class SessionManager:
             for _, revoked_hash, revoked_user in await self._store.revocations.since(seen):
                 if revoked_hash == id_hash or revoked_user == user.id:
                     return None
-        live = LiveSession(record=record, user=user, last_seen=record.last_seen_at)
-        self._cache[id_hash] = live
-        return live
+        while id_hash in self._changed_during_loads:  # its 2FA state moved meanwhile
+            self._changed_during_loads.discard(id_hash)
+            record = await self._store.sessions.get(id_hash)
+            if record is None or record.ended_at is not None:
+                return None
+        # A use this process has not written yet counts too.
+        last_seen = max(record.last_seen_at, self._dirty.get(id_hash, record.last_seen_at))
+        return LiveSession(record=record, user=user, last_seen=last_seen)
 
     async def keep_alive(self, live: LiveSession, last_activity: float) -> bool:
         """For a long-lived request (a WebSocket): is ``live`` still signed in, given that its
@@ -192,6 +231,46 @@ class SessionManager:
         live.last_seen = last_use
         self._touch(current, last_use)
         return True
+
+    async def mark_verified(
+        self, live: LiveSession, method: str, at: float
+    ) -> tuple[str, LiveSession]:
+        """Record in the store that ``live`` passed a second-factor check by ``method`` at
+        ``at``, and give it a new id, as a sign-in does (an id known before the check is worth
+        nothing after it). Returns the new raw id (for the cookie only) and the session under
+        it; the old id is ended in every process. The absolute lifetime still counts from the
+        sign-in. NotFoundError if the session is over; ValueError for an unknown method."""
+        now = self._clock()
+        reason = end_reason(live.record, live.last_seen, self._limits, now)
+        if reason is not None:
+            raise NotFoundError(f"the session is over ({reason}); sign in again")
+        raw_id = secrets.token_urlsafe(32)
+        record = dataclasses.replace(
+            live.record,
+            id_hash=hash_session_id(raw_id),
+            csrf_secret=secrets.token_urlsafe(32),
+            last_seen_at=now,
+            second_factor=SecondFactor(method=method, at=at),
+        )
+        try:
+            await self._store.sessions.rotate_verified(live.id_hash, record, now)
+        finally:  # rotated, or found over elsewhere: the old id is of no more use here
+            self._cache.pop(live.id_hash, None)
+            self._dirty.pop(live.id_hash, None)
+        verified = LiveSession(record=record, user=live.user, last_seen=now)
+        self._cache[record.id_hash] = verified
+        return raw_id, verified
+
+    async def dismiss_prompt(self, live: LiveSession, policy_key: str, *, limit: int | None) -> int:
+        """Count a "Remind me later" against the user and mark ``live`` as having dismissed
+        the prompt, both in the store (one transaction); returns the user's new count.
+        DismissalLimitError (nothing changed) when the count had reached ``limit``."""
+        now = self._clock()
+        count = await self._store.dismissals.record(
+            live.user.id, policy_key, now, limit=limit, session_hash=live.id_hash
+        )
+        live.record = dataclasses.replace(live.record, prompt_dismissed_at=now)
+        return count
 
     async def end(self, id_hash: str) -> None:
         self._cache.pop(id_hash, None)
@@ -227,6 +306,42 @@ class SessionManager:
     @property
     def revocations_seen(self) -> int | None:
         return self._revocations_seen
+
+    async def follow_changes(self) -> set[str]:
+        """Bring cached sessions up to date with the second-factor checks and dismissals any
+        process stored since the last call; returns the ids of the users whose 2FA state
+        changed, whose decisions must be made anew. The first call only notes where the
+        feed is."""
+        if self._changes_seen is None:
+            self._changes_seen = await self._store.changes.latest()
+            return set()
+        changes = await self._store.changes.since(self._changes_seen)
+        if not changes:
+            return set()
+        self._changes_seen = changes[-1].id
+        named = {c.session_hash for c in changes if c.session_hash is not None}
+        if self._loads:
+            self._changed_during_loads |= named
+        for id_hash in named:
+            live = self._cache.get(id_hash)
+            if live is None:
+                continue
+            while True:
+                before = live.record
+                record = await self._store.sessions.get(id_hash)
+                if live.record is before:
+                    break
+                # Changed here while it was read: read it again, to have both changes.
+            if record is None or record.ended_at is not None:
+                self._cache.pop(id_hash, None)
+                self._dirty.pop(id_hash, None)
+            else:
+                live.record = record
+        return {c.user_id for c in changes}
+
+    @property
+    def changes_seen(self) -> int | None:
+        return self._changes_seen
 
     def cached_count(self) -> int:
         return len(self._cache)

@@ -7,6 +7,7 @@ from types import TracebackType
 
 from gateway.store.admin_tokens import AdminTokenRepository
 from gateway.store.audit import EVENT_FIELDS, AuditRepository, event_document
+from gateway.store.changes import UserChangeRepository
 from gateway.store.database import Database, Params, Row, Transaction
 from gateway.store.dismissals import DismissalLimitError, DismissalRepository
 from gateway.store.factors import SEALED_COLUMNS, FactorRepository
@@ -36,7 +37,7 @@ from gateway.store.records import (
     ThrottleState,
     User,
 )
-from gateway.store.revocations import RevocationRepository, change_marks
+from gateway.store.revocations import ChangeMarks, RevocationRepository, change_marks
 from gateway.store.sessions import SessionRepository
 from gateway.store.sqlite import SqliteDatabase
 from gateway.store.tenants import TenantRepository, tenant_document
@@ -56,6 +57,7 @@ __all__ = [
     "AuditEntry",
     "AuditEvent",
     "AuditRepository",
+    "ChangeMarks",
     "Database",
     "DismissalLimitError",
     "DismissalRepository",
@@ -83,6 +85,7 @@ __all__ = [
     "ThrottleState",
     "Transaction",
     "User",
+    "UserChangeRepository",
     "UserRepository",
     "canonical_json",
     "event_document",
@@ -103,14 +106,15 @@ class Store:
         self.audit = AuditRepository(db)
         self.throttle = ThrottleRepository(db)
         self.revocations = RevocationRepository(db)
+        self.changes = UserChangeRepository(db)
         self.policies = PolicyRepository(db)
         self.tenants = TenantRepository(db)
         self.dismissals = DismissalRepository(db)
         self.admin_tokens = AdminTokenRepository(db)
         self.factors = FactorRepository(db)
 
-    async def change_marks(self) -> tuple[int, int, int]:
-        """(policy-set version, facts version, newest revocation id), in one statement."""
+    async def change_marks(self) -> ChangeMarks:
+        """Where every change feed stands, in one statement."""
         return await change_marks(self.db)
 
     @classmethod

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from gateway.errors import ConflictError, NotFoundError
+from gateway.store.changes import note_change
 from gateway.store.database import Database
+from gateway.store.sessions import mark_dismissed
 
 # One statement: insert the first dismissal or add one to the count, but only while the
 # count is under the limit (a NULL limit means none). It returns no row when the limit stops it.
@@ -41,13 +43,22 @@ class DismissalRepository:
         )
         return {row["policy_key"]: int(row["count"]) for row in rows}
 
-    async def record(self, user_id: str, policy_key: str, now: float, *, limit: int | None) -> int:
+    async def record(
+        self,
+        user_id: str,
+        policy_key: str,
+        now: float,
+        *,
+        limit: int | None,
+        session_hash: str | None = None,
+    ) -> int:
         """Count one more dismissal and return the new count.
 
         If ``limit`` is given and the count has already reached it, DismissalLimitError is
         raised and nothing changes; the check and the increment are one statement, so
         concurrent calls can never take the count past the limit. NotFoundError if there is
-        no such user.
+        no such user. The session the user dismissed the prompt in (``session_hash``) is
+        marked as such in the same transaction, and the user-state feed tells every process.
         """
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be None or at least 0, not {limit}")
@@ -63,11 +74,16 @@ class DismissalRepository:
                     f"user {user_id!r} has already dismissed {policy_key!r} {limit} times, "
                     "the most allowed"
                 )
+            if session_hash is not None:
+                await mark_dismissed(tx, session_hash, now)
+            await note_change(tx, now, kind="dismissal", user_id=user_id, session_hash=session_hash)
             return int(row["count"])
 
-    async def reset(self, user_id: str) -> None:
+    async def reset(self, user_id: str, now: float) -> None:
         """Forget every dismissal the user made."""
         async with self._db.transaction() as tx:
-            await tx.execute(
+            deleted = await tx.execute(
                 "DELETE FROM dismissals WHERE user_id = :user_id", {"user_id": user_id}
             )
+            if deleted:
+                await note_change(tx, now, kind="dismissal", user_id=user_id)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from gateway.audit import Event
 from gateway.errors import ConflictError
 from gateway.store.audit import record_change
+from gateway.store.changes import note_change
 from gateway.store.database import Database, Row
 from gateway.store.records import AuditEntry
 
@@ -262,8 +263,8 @@ class FactorRepository:
         event: Event,
     ) -> None:
         """Save the enrolment begun at ``started_at``, in one transaction: the factor, a new
-        set of recovery codes (replacing any old set), its audit event, and the end of the
-        enrolment under way. FinishError, with nothing saved, if that enrolment is gone,
+        set of recovery codes (replacing any old set), its audit event, an ``enrolment`` entry
+        in the user-state feed, and the end of the enrolment under way. FinishError, with nothing saved, if that enrolment is gone,
         unconfirmed or out of time, or the user already has a factor in that role."""
         async with self._db.transaction() as tx:
             taken = await tx.execute(
@@ -298,6 +299,8 @@ class FactorRepository:
                 [{"user_id": user_id, "digest": d, "now": now} for d in recovery_digests],
             )
             await record_change(tx, entry, event, at=now)
+            # Every process's decision cache learns of the new factor from the feed.
+            await note_change(tx, now, kind="enrolment", user_id=user_id)
 
     # Recovery codes
 

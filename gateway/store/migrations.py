@@ -175,6 +175,24 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(
+        5,
+        "second-factor state and prompt dismissal per session; a feed of user-state changes",
+        """
+        ALTER TABLE sessions ADD COLUMN mfa_method TEXT
+            CHECK (mfa_method IN ('totp', 'sms', 'email', 'recovery', 'device'));
+        ALTER TABLE sessions ADD COLUMN mfa_at REAL;
+        ALTER TABLE sessions ADD COLUMN prompt_dismissed_at REAL;
+        CREATE TABLE user_changes (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('mfa', 'dismissal', 'enrolment')),
+            user_id TEXT NOT NULL,
+            session_hash TEXT
+        );
+        CREATE INDEX user_changes_at ON user_changes(at);
+        """,
+    ),
+    Migration(
         6,
         "second factors: enrolled factors, recovery codes, remembered devices, enrolments",
         """

@@ -45,6 +45,25 @@ class NewUser:
     password_hash: str
 
 
+# How a second factor was checked: an authenticator app, a code by SMS or email, a recovery
+# code, or a remembered device.
+MFA_METHODS = ("totp", "sms", "email", "recovery", "device")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SecondFactor:
+    """The last second-factor check a session passed: how, and when."""
+
+    method: str
+    at: float
+
+    def __post_init__(self) -> None:
+        if self.method not in MFA_METHODS:
+            raise ValueError(
+                f"unknown second-factor method {self.method!r}; use one of {', '.join(MFA_METHODS)}"
+            )
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SessionRecord:
     """A sign-in session; only the hash of its id is ever stored."""
@@ -57,6 +76,10 @@ class SessionRecord:
     csrf_secret: str
     client_addr: str | None
     ended_at: float | None
+    # None until the session passes a second-factor check.
+    second_factor: SecondFactor | None = None
+    # When "Remind me later" was chosen in this session (it lasts for the session).
+    prompt_dismissed_at: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -197,3 +220,18 @@ class AdminToken:
     def usable(self, now: float) -> bool:
         """Whether the token is neither revoked nor expired at ``now``."""
         return self.revoked_at is None and now < self.expires_at
+
+
+# What the user-state feed says changed: a session passed a second-factor check, a session
+# dismissed the prompt (and the user's dismissal count moved), or the user's factors changed.
+USER_CHANGE_KINDS = ("mfa", "dismissal", "enrolment")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class UserChange:
+    """One entry of the user-state feed, which every process follows to refresh its caches."""
+
+    id: int
+    kind: str
+    user_id: str
+    session_hash: str | None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from gateway.store.database import Database, Transaction
 
 
@@ -44,14 +46,29 @@ class RevocationRepository:
             )
 
 
-async def change_marks(db: Database) -> tuple[int, int, int]:
-    """(policy-set version, facts version, newest revocation id) in one statement: what a
-    process polls to learn whether anything it caches changed elsewhere."""
+class ChangeMarks(NamedTuple):
+    """Where each change feed stands: what a process polls to learn whether anything it
+    caches changed elsewhere."""
+
+    policies: int  # the policy-set version
+    facts: int  # the tenant facts version
+    revocations: int  # the newest revocation id
+    user_changes: int  # the newest user-state change id
+
+
+async def change_marks(db: Database) -> ChangeMarks:
+    """Every feed's mark, in one statement."""
     row = await db.fetch_one(
         "SELECT (SELECT version FROM policy_set WHERE id = 1) AS policies,"
         " (SELECT version FROM facts_version WHERE id = 1) AS facts,"
-        " (SELECT coalesce(max(id), 0) FROM revocations) AS revocations"
+        " (SELECT coalesce(max(id), 0) FROM revocations) AS revocations,"
+        " (SELECT coalesce(max(id), 0) FROM user_changes) AS user_changes"
     )
     if row is None:  # a SELECT without FROM always yields one row
         raise AssertionError("change marks query returned nothing")
-    return int(row["policies"]), int(row["facts"]), int(row["revocations"])
+    return ChangeMarks(
+        policies=int(row["policies"]),
+        facts=int(row["facts"]),
+        revocations=int(row["revocations"]),
+        user_changes=int(row["user_changes"]),
+    )

@@ -1,21 +1,23 @@
-"""Sign-in sessions, stored by the hash of their id: create, look up, touch, end and purge."""
+"""Sign-in sessions, stored by the hash of their id: create, look up, touch, rotate, end, purge."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from gateway.errors import ConflictError, NotFoundError
-from gateway.store.database import Database, Row
-from gateway.store.records import SessionRecord
+from gateway.store.changes import note_change
+from gateway.store.database import Database, Row, Transaction
+from gateway.store.records import SecondFactor, SessionRecord
 from gateway.store.revocations import revoke
 
 _SELECT = (
     "SELECT id_hash, user_id, created_at, last_seen_at, expires_at, csrf_secret, client_addr,"
-    " ended_at FROM sessions"
+    " ended_at, mfa_method, mfa_at, prompt_dismissed_at FROM sessions"
 )
 
 
 def _session(row: Row) -> SessionRecord:
+    method = row["mfa_method"]
     return SessionRecord(
         id_hash=row["id_hash"],
         user_id=row["user_id"],
@@ -25,7 +27,43 @@ def _session(row: Row) -> SessionRecord:
         csrf_secret=row["csrf_secret"],
         client_addr=row["client_addr"],
         ended_at=row["ended_at"],
+        second_factor=SecondFactor(method=method, at=row["mfa_at"]) if method else None,
+        prompt_dismissed_at=row["prompt_dismissed_at"],
     )
+
+
+async def _insert(tx: Transaction, record: SessionRecord) -> None:
+    factor = record.second_factor
+    await tx.execute(
+        "INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at, expires_at,"
+        " csrf_secret, client_addr, ended_at, mfa_method, mfa_at, prompt_dismissed_at)"
+        " VALUES (:id_hash, :user_id, :created_at, :last_seen_at, :expires_at, :csrf_secret,"
+        " :client_addr, :ended_at, :mfa_method, :mfa_at, :prompt_dismissed_at)",
+        {
+            "id_hash": record.id_hash,
+            "user_id": record.user_id,
+            "created_at": record.created_at,
+            "last_seen_at": record.last_seen_at,
+            "expires_at": record.expires_at,
+            "csrf_secret": record.csrf_secret,
+            "client_addr": record.client_addr,
+            "ended_at": record.ended_at,
+            "mfa_method": factor.method if factor else None,
+            "mfa_at": factor.at if factor else None,
+            "prompt_dismissed_at": record.prompt_dismissed_at,
+        },
+    )
+
+
+async def mark_dismissed(tx: Transaction, id_hash: str, now: float) -> bool:
+    """Note that the session dismissed the 2FA prompt; called inside the transaction that
+    counts the dismissal. False if the session is unknown or has ended."""
+    changed = await tx.execute(
+        "UPDATE sessions SET prompt_dismissed_at = :now"
+        " WHERE id_hash = :id_hash AND ended_at IS NULL",
+        {"now": now, "id_hash": id_hash},
+    )
+    return changed > 0
 
 
 class SessionRepository:
@@ -44,20 +82,27 @@ class SessionRepository:
                 {"id_hash": record.id_hash},
             ):
                 raise ConflictError("a session with this id already exists")
-            await tx.execute(
-                "INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at, expires_at,"
-                " csrf_secret, client_addr, ended_at) VALUES (:id_hash, :user_id, :created_at,"
-                " :last_seen_at, :expires_at, :csrf_secret, :client_addr, :ended_at)",
-                {
-                    "id_hash": record.id_hash,
-                    "user_id": record.user_id,
-                    "created_at": record.created_at,
-                    "last_seen_at": record.last_seen_at,
-                    "expires_at": record.expires_at,
-                    "csrf_secret": record.csrf_secret,
-                    "client_addr": record.client_addr,
-                    "ended_at": record.ended_at,
-                },
+            await _insert(tx, record)
+
+    async def rotate_verified(self, old_hash: str, record: SessionRecord, now: float) -> None:
+        """Replace the open session ``old_hash`` by ``record``, which carries the second-factor
+        check it just passed, in one transaction: the old id ends (in every process, through
+        the revocation feed), the new one is stored, and the user-state feed notes the check.
+        NotFoundError if the old session has ended, expired or is another user's."""
+        if record.second_factor is None:
+            raise ValueError("a session rotated for a second-factor check must record the check")
+        async with self._db.transaction() as tx:
+            ended = await tx.execute(
+                "UPDATE sessions SET ended_at = :now WHERE id_hash = :old_hash"
+                " AND user_id = :user_id AND ended_at IS NULL AND expires_at > :now",
+                {"now": now, "old_hash": old_hash, "user_id": record.user_id},
+            )
+            if not ended:
+                raise NotFoundError("the session has ended; sign in again")
+            await revoke(tx, now, session_hash=old_hash)
+            await _insert(tx, record)
+            await note_change(
+                tx, now, kind="mfa", user_id=record.user_id, session_hash=record.id_hash
             )
 
     async def get(self, id_hash: str) -> SessionRecord | None:

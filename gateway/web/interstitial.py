@@ -53,7 +53,7 @@ def _context(request: web.Request, live: LiveSession, decision: Decision) -> dic
         "dismissals_left": decision.dismissals_left,
         "methods": sorted(decision.effective.primary_methods) if decision.effective else [],
         "next": safe_next(request.query.get("next")),
-        "csrf": csrf_token(services.secret, live.record.csrf_secret),
+        "csrf": csrf_token(services.keys.csrf, live.record.csrf_secret),
         "enrol_path": ENROL_PATH,
         "ato": bool(decision.effective and "ato-dsp-osf" in decision.effective.compliance_profiles),
     }
@@ -86,7 +86,7 @@ async def dismiss(request: web.Request) -> web.StreamResponse:
     live = _signed_in(request)
     form = await read_form(request)
     next_target = safe_next(form_field(form, "next", 2048))
-    if not csrf_valid(services.secret, live.record.csrf_secret, form_field(form, "csrf", 128)):
+    if not csrf_valid(services.keys.csrf, live.record.csrf_secret, form_field(form, "csrf", 128)):
         request[OUTCOME] = "rejected"
         return problem_response(
             request,
@@ -101,15 +101,13 @@ async def dismiss(request: web.Request) -> web.StreamResponse:
     if decision.outcome is not Outcome.PROMPT:
         raise web.HTTPSeeOther(next_target)
     cap = decision.effective.max_dismissals if decision.effective else None
-    now = services.clock()
     try:
-        count = await services.store.dismissals.record(live.user.id, PROMPT_KEY, now, limit=cap)
+        count = await services.sessions.dismiss_prompt(live, PROMPT_KEY, limit=cap)
     except DismissalLimitError:
         # Used up elsewhere (another session or replica): the cached count was behind.
         services.decider.note_dismissals(live.user.id, cap or 0)
         raise web.HTTPSeeOther(with_next(BLOCKED_PATH, next_target)) from None
     services.decider.note_dismissals(live.user.id, count)
-    live.prompt_dismissed = True
     dismissed = PromptDismissed(
         user_id=live.user.id,
         org_id=live.user.org_id,
@@ -118,7 +116,7 @@ async def dismiss(request: web.Request) -> web.StreamResponse:
         cap=cap,
     )
     await services.store.audit.record(
-        dismissed, at=now, actor=live.user.id, client_addr=request[CLIENT_ADDR]
+        dismissed, at=services.clock(), actor=live.user.id, client_addr=request[CLIENT_ADDR]
     )
     raise web.HTTPSeeOther(next_target, headers={"Cache-Control": "no-store"})
 

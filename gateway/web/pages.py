@@ -82,7 +82,7 @@ def _login_form(
     if not NONCE_SHAPE.fullmatch(nonce):
         nonce = new_nonce()
     context = {
-        "csrf": csrf_token(services.secret, nonce, "login"),
+        "csrf": csrf_token(services.keys.csrf, nonce, "login"),
         "next": next_target,
         "email": email,
         "error": error,
@@ -111,7 +111,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     password = form_field(form, "password", MAX_PASSWORD)
     client = request[CLIENT_ADDR]
     nonce = request.cookies.get(services.cookies.login_nonce)
-    if not csrf_valid(services.secret, nonce, form_field(form, "csrf", 128), "login"):
+    if not csrf_valid(services.keys.csrf, nonce, form_field(form, "csrf", 128), "login"):
         request[OUTCOME] = "rejected"
         return _login_form(
             request,
@@ -123,7 +123,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 
     now = services.clock()
     # What was typed is kept only as a keyed hash: people do type passwords into the email box.
-    typed = csrf_token(services.secret, email, "login-name")[:32]
+    typed = services.keys.names.sign(email.encode("utf-8", "surrogatepass"))[:32]
     throttles = (
         (f"login:account:{typed}", services.account_throttle),
         (f"login:address:{client}", services.address_throttle),
@@ -183,7 +183,7 @@ async def logout_page(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther("/_gateway/login")
     context = {
         "email": live.user.email,
-        "csrf": csrf_token(services.secret, live.record.csrf_secret),
+        "csrf": csrf_token(services.keys.csrf, live.record.csrf_secret),
     }
     return render_page(request, "logout.html", context)
 
@@ -193,14 +193,16 @@ async def logout_submit(request: web.Request) -> web.StreamResponse:
     live = request.get(SESSION)
     form = await read_form(request)
     if live is not None:
-        if not csrf_valid(services.secret, live.record.csrf_secret, form_field(form, "csrf", 128)):
+        if not csrf_valid(
+            services.keys.csrf, live.record.csrf_secret, form_field(form, "csrf", 128)
+        ):
             request[OUTCOME] = "rejected"
             return render_page(
                 request,
                 "logout.html",
                 {
                     "email": live.user.email,
-                    "csrf": csrf_token(services.secret, live.record.csrf_secret),
+                    "csrf": csrf_token(services.keys.csrf, live.record.csrf_secret),
                 },
                 status=403,
             )
