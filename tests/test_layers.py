@@ -16,9 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"http", "crypto", "ops", "config", "clock", "errors", "audit"}),
     frozenset({"policy", "store", "mfa"}),
-    frozenset(
-        {"signin", "enforcement", "secondfactor", "accounts", "proxy", "delivery", "schema"}
-    ),
+    frozenset({"signin", "enforcement", "secondfactor", "accounts", "proxy", "delivery", "schema"}),
     frozenset({"services"}),
     frozenset({"web", "admin"}),
     frozenset({"runtime"}),

@@ -183,7 +183,8 @@ async def test_remembered_devices_are_found_by_hash_and_touched(store: Store) ->
     assert await store.factors.device("h" * 64) == device
     await store.factors.touch_device("h" * 64, T0 + 60)
     found = await store.factors.device("h" * 64)
-    assert found is not None and found.last_used_at == T0 + 60
+    assert found is not None
+    assert found.last_used_at == T0 + 60
     assert await store.factors.device("x" * 64) is None
     assert await store.factors.purge_devices(T0 + 3600) == 1
     assert await store.factors.device("h" * 64) is None
@@ -195,7 +196,7 @@ async def test_every_sealed_column_is_listed_with_its_binding(store: Store) -> N
     await store.factors.start(user.id, now=T0, expires_at=T0 + 600, totp_sealed=b"again")
     for column in SEALED_COLUMNS:
         rows = await store.db.fetch_all(
-            f"SELECT * FROM {column.table} WHERE {column.column} IS NOT NULL"
+            f"SELECT * FROM {column.table} WHERE {column.column} IS NOT NULL"  # noqa: S608
         )
         assert rows, column.table
         assert all(user.id.encode() in column.aad(row) for row in rows)

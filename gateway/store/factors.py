@@ -135,9 +135,6 @@ class FinishError(ConflictError):
     user already has a factor in that role. Nothing was saved."""
 
 
-_FACTOR_COLUMNS = "id, user_id, kind, role, secret, last_step, created_at"
-
-
 def _factor(row: Row) -> Factor:
     return Factor(
         id=row["id"],
@@ -159,7 +156,8 @@ class FactorRepository:
     async def factors(self, user_id: str) -> list[Factor]:
         """The user's factors, primary first."""
         rows = await self._db.fetch_all(
-            f"SELECT {_FACTOR_COLUMNS} FROM mfa_factors WHERE user_id = :user_id ORDER BY role DESC",
+            "SELECT id, user_id, kind, role, secret, last_step, created_at FROM mfa_factors"
+            " WHERE user_id = :user_id ORDER BY role DESC",
             {"user_id": user_id},
         )
         return [_factor(row) for row in rows]
@@ -264,8 +262,9 @@ class FactorRepository:
     ) -> None:
         """Save the enrolment begun at ``started_at``, in one transaction: the factor, a new
         set of recovery codes (replacing any old set), its audit event, an ``enrolment`` entry
-        in the user-state feed, and the end of the enrolment under way. FinishError, with nothing saved, if that enrolment is gone,
-        unconfirmed or out of time, or the user already has a factor in that role."""
+        in the user-state feed, and the end of the enrolment under way. FinishError, with
+        nothing saved, if that enrolment is gone, unconfirmed or out of time, or the user
+        already has a factor in that role."""
         async with self._db.transaction() as tx:
             taken = await tx.execute(
                 "DELETE FROM mfa_enrolments WHERE user_id = :user_id AND started_at = :started_at"
@@ -276,8 +275,8 @@ class FactorRepository:
                 raise FinishError("the enrolment is not ready to finish, or ran out of time")
             try:
                 await tx.execute(
-                    f"INSERT INTO mfa_factors ({_FACTOR_COLUMNS}) VALUES"
-                    " (:id, :user_id, :kind, :role, :secret, :last_step, :now)",
+                    "INSERT INTO mfa_factors (id, user_id, kind, role, secret, last_step,"
+                    " created_at) VALUES (:id, :user_id, :kind, :role, :secret, :last_step, :now)",
                     {
                         "id": factor.id,
                         "user_id": user_id,
