@@ -15,6 +15,7 @@ from gateway.enforcement.decisions import Decider
 from gateway.http.paths import PathRules
 from gateway.ops.metrics import Metrics
 from gateway.proxy.forwarder import UpstreamProxy
+from gateway.secondfactor.service import SecondFactors
 from gateway.signin.local import IdentitySource
 from gateway.signin.sessions import LiveSession, SessionManager
 from gateway.signin.throttle import ThrottleRule
@@ -25,12 +26,17 @@ from gateway.store import Store
 class CookieNames:
     session: str
     login_nonce: str
+    device: str  # a remembered device: "don't ask again on this device"
 
     @classmethod
     def for_config(cls, secure: bool) -> CookieNames:
         # With the __Host- prefix a browser refuses the cookie unless Secure, Path=/, no Domain.
         prefix = "__Host-" if secure else ""
-        return cls(session=f"{prefix}gw-session", login_nonce=f"{prefix}gw-login")
+        return cls(
+            session=f"{prefix}gw-session",
+            login_nonce=f"{prefix}gw-login",
+            device=f"{prefix}gw-mfa-device",
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +46,7 @@ class Services:
     clock: Clock
     sessions: SessionManager
     decider: Decider
+    second_factors: SecondFactors
     identity: IdentitySource
     passwords: Passwords
     proxy: UpstreamProxy

@@ -20,12 +20,13 @@ from gateway.http.paths import PathRules
 from gateway.ops.metrics import Metrics
 from gateway.proxy.forwarder import Answered, ExchangeObserver, UpstreamProxy
 from gateway.runtime.listeners import HttpListener
+from gateway.secondfactor.service import SecondFactors, recovery_keys
 from gateway.services import SERVICES, CookieNames, Services
 from gateway.signin.local import LocalAccounts
 from gateway.signin.sessions import SessionLimits, SessionManager
 from gateway.signin.throttle import ThrottleRule
 from gateway.store import Store
-from gateway.web import gate, interstitial, operations, pages
+from gateway.web import gate, interstitial, operations, pages, second_factor
 from gateway.web.context import add_get, add_route, require_context
 from gateway.web.templating import setup_templates
 
@@ -77,24 +78,32 @@ async def _build_services(
         observer=ExchangeObserver(answered=_upstream_latency(metrics.observe_upstream)),
         ws_recheck_seconds=config.upstream.websocket_recheck_seconds,
         clock=clock,
-        private_cookies=(cookies.session, cookies.login_nonce),
+        private_cookies=(cookies.session, cookies.login_nonce, cookies.device),
     )
     await sessions.follow_revocations()  # from here on, every revocation is followed
     await sessions.follow_changes()  # and every second-factor check and dismissal
     book = PolicyBook(store)
     await book.refresh()
     throttle = config.throttle
+    security = config.security
+    keys = Keys.derive(security.secret_key, security.previous_secret_keys)
     return Services(
         config=config,
         store=store,
         clock=clock,
         sessions=sessions,
         decider=Decider(book, store, clock),
+        second_factors=SecondFactors(
+            store,
+            sealer=keys.at_rest,
+            recovery_keys=recovery_keys(security.secret_key, security.previous_secret_keys),
+            clock=clock,
+        ),
         identity=LocalAccounts(store.users, passwords),
         passwords=passwords,
         proxy=proxy,
         metrics=metrics,
-        keys=Keys.derive(config.security.secret_key, config.security.previous_secret_keys),
+        keys=keys,
         cookies=cookies,
         public_paths=PathRules(config.upstream.public_paths),
         trusted_proxies=trusted,
@@ -141,6 +150,7 @@ def create_front_app(services: Services) -> web.Application:
     add_get(app, "/_gateway/health", operations.health)
     add_get(app, "/_gateway/metrics", operations.metrics)
     interstitial.add_routes(app)
+    second_factor.add_routes(app)
     admin.add_routes(app)
     # [\s\S]: a decoded newline in the path is still the gateway's to answer (".*" stops at one).
     add_route(app, "*", "/_gateway/{tail:[\\s\\S]*}", operations.not_found)

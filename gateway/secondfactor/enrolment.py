@@ -122,12 +122,12 @@ class Enrolments:
         return self._sealer.open(pending.totp_sealed, pending_totp_aad(user.id)).decode("ascii")
 
     async def _current(self, user: User, rules: Rules) -> PendingEnrolment:
-        """The enrolment under way, in time; StepExpired (and a fresh start) if it ran out."""
+        """The enrolment under way, in time; StepExpired if it ran out (the set-up page then
+        starts it over)."""
         pending = await self._store.factors.pending(user.id)
         if pending is None or pending.totp_sealed is None:
             raise StepMissing()
         if self._clock() >= pending.expires_at:
-            await self._store.factors.discard(user.id)
             raise StepExpired(duration_text(rules.step_lifetime))
         return pending
 

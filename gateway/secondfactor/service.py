@@ -5,10 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gateway.clock import Clock
+from gateway.crypto.derivation import derive_key
 from gateway.secondfactor.challenge import Attempts, Challenges, Sealing
 from gateway.secondfactor.devices import RememberedDevices
 from gateway.secondfactor.enrolment import Enrolments
 from gateway.store import Store
+
+# The name an authenticator app shows beside the account.
+ISSUER = "Xero Gateway"
+
+
+def recovery_keys(secret_key: str, previous_secret_keys: Sequence[str] = ()) -> tuple[bytes, ...]:
+    """The keys recovery codes are hashed under, one per configured secret, current first."""
+    secrets = dict.fromkeys((secret_key, *previous_secret_keys))
+    return tuple(derive_key(secret, "recovery-codes").material for secret in secrets)
 
 
 class SecondFactors:
@@ -22,7 +32,7 @@ class SecondFactors:
         sealer: Sealing,
         recovery_keys: Sequence[bytes],
         clock: Clock,
-        issuer: str,
+        issuer: str = ISSUER,
     ) -> None:
         if not recovery_keys:
             raise ValueError("at least one recovery-code key is needed")

@@ -22,7 +22,6 @@ from gateway.web.gate import (
     BLOCKED_PATH,
     ENROL_PATH,
     PROMPT_PATH,
-    VERIFY_PATH,
     login_url,
     with_next,
 )
@@ -125,26 +124,10 @@ async def blocked_page(request: web.Request) -> web.StreamResponse:
     return await _outcome_page(request, Outcome.ENROL, "mfa_blocked.html")
 
 
-async def enrol_page(request: web.Request) -> web.StreamResponse:
-    services = request.app[SERVICES]
-    live = _signed_in(request)
-    decision = await services.decider.decide_for(live)
-    return render_page(request, "mfa_enrol.html", _context(request, live, decision))
-
-
-async def verify_page(request: web.Request) -> web.StreamResponse:
-    services = request.app[SERVICES]
-    live = _signed_in(request)
-    decision = await services.decider.decide_for(live)
-    return render_page(request, "mfa_verify.html", _context(request, live, decision))
-
-
 def add_routes(app: web.Application) -> None:
     add_get(app, PROMPT_PATH, prompt_page)
     add_route(app, "POST", "/_gateway/mfa/dismiss", dismiss)
     add_get(app, BLOCKED_PATH, blocked_page)
-    add_get(app, ENROL_PATH, enrol_page)
-    add_get(app, VERIFY_PATH, verify_page)
 
 
 __all__ = ["add_routes"]
