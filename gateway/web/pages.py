@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway.audit import LoggedOut, LoginFailed, LoginSucceeded, LoginThrottled
 from gateway.http.csrf import csrf_token, csrf_valid, new_nonce
+from gateway.http.problems import problem_response
 from gateway.http.redirects import safe_next
 from gateway.http.requests import CLIENT_ADDR, OUTCOME
 from gateway.secondfactor.rules import Rules
@@ -48,6 +49,18 @@ def render_page(
     response = aiohttp_jinja2.render_template(template, request, dict(context), status=status)
     response.headers.update(PAGE_HEADERS)
     return response
+
+
+def expired_form(request: web.Request) -> web.Response:
+    """The answer to a form post whose CSRF token is missing, forged or out of date."""
+    request[OUTCOME] = "rejected"
+    return problem_response(
+        request,
+        status=403,
+        slug="csrf-failed",
+        title="This form had expired",
+        detail="Go back, reload the page and try again.",
+    )
 
 
 def set_cookie(services: Services, response: web.StreamResponse, name: str, value: str) -> None:

@@ -12,7 +12,6 @@ from aiohttp import web
 from gateway.audit import DeviceRemembered
 from gateway.errors import NotFoundError
 from gateway.http.csrf import csrf_token, csrf_valid
-from gateway.http.problems import problem_response
 from gateway.http.redirects import safe_next
 from gateway.http.requests import CLIENT_ADDR, OUTCOME
 from gateway.policy import Decision
@@ -29,7 +28,7 @@ from gateway.signin.sessions import LiveSession
 from gateway.store.records import AuditEntry
 from gateway.web.context import add_get, add_route, read_form
 from gateway.web.gate import ENROL_PATH, VERIFY_PATH, login_url, with_next
-from gateway.web.pages import form_field, render_page, set_cookie
+from gateway.web.pages import expired_form, form_field, render_page, set_cookie
 
 log = logging.getLogger(__name__)
 
@@ -61,22 +60,11 @@ async def _checked_form(
     """The posted form's fields, or None when its CSRF token is not this session's."""
     form = await read_form(request)
     if not csrf_valid(services.keys.csrf, live.record.csrf_secret, form_field(form, "csrf", 128)):
-        request[OUTCOME] = "rejected"
         return None
     return {
         name: form_field(form, name, 2048)
         for name in ("next", "code", "method", "remember", "max_age")
     }
-
-
-def _expired_form(request: web.Request) -> web.Response:
-    return problem_response(
-        request,
-        status=403,
-        slug="csrf-failed",
-        title="This form had expired",
-        detail="Go back, reload the page and try again.",
-    )
 
 
 def _redirect(target: str) -> web.HTTPException:
@@ -120,7 +108,7 @@ async def start_totp(request: web.Request) -> web.StreamResponse:
     live = _signed_in(request)
     fields = await _checked_form(request, services, live)
     if fields is None:
-        return _expired_form(request)
+        return expired_form(request)
     next_target = safe_next(fields["next"])
     _, rules = await _rules(services, live)
     try:
@@ -176,7 +164,7 @@ async def confirm_totp(request: web.Request) -> web.StreamResponse:
     live = _signed_in(request)
     fields = await _checked_form(request, services, live)
     if fields is None:
-        return _expired_form(request)
+        return expired_form(request)
     next_target = safe_next(fields["next"])
     _, rules = await _rules(services, live)
     enrolments = services.second_factors.enrolments
@@ -297,7 +285,7 @@ async def verify_submit(request: web.Request) -> web.StreamResponse:
     live = _signed_in(request)
     fields = await _checked_form(request, services, live)
     if fields is None:
-        return _expired_form(request)
+        return expired_form(request)
     next_target = safe_next(fields["next"])
     max_age = _max_age(fields["max_age"])
     method = "recovery" if fields["method"] == "recovery" else "totp"
