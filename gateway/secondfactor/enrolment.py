@@ -153,6 +153,7 @@ class Enrolments:
     async def finish(self, user: User, rules: Rules, entry: AuditEntry) -> tuple[str, ...]:
         """Save the confirmed authenticator as the user's primary factor with ten new recovery
         codes, in one transaction; returns the codes, to be shown once."""
+        await self._refuse_if_enrolled(user)
         pending = await self._current(user, rules)
         if pending.totp_step is None:
             raise StepMissing("not-confirmed")
