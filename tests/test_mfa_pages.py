@@ -166,6 +166,8 @@ async def test_another_users_device_cookie_does_not_skip_the_challenge(
         await sign_in(ava, email="ava@harbour.example")
         body = await (await ava.get("/api/whoami")).json()
         assert body["headers"]["X-Gateway-Mfa-Method"] == "device"
+        passed = [e for e in await gateway.services.store.audit.list() if e.kind == "mfa.passed"]
+        assert [e.detail["method"] for e in passed][-1] == "device"
         # Past the window (and the session's own life), it no longer counts.
         gateway.clock.advance(23 * 3600)
         await sign_in(ava, email="ava@harbour.example")

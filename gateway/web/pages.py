@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from gateway.audit import LoggedOut, LoginFailed, LoginSucceeded, LoginThrottled
+from gateway.audit import LoggedOut, LoginFailed, LoginSucceeded, LoginThrottled, MfaPassed
 from gateway.http.csrf import csrf_token, csrf_valid, new_nonce
 from gateway.http.problems import problem_response
 from gateway.http.redirects import safe_next
@@ -209,6 +209,12 @@ async def _skip_with_device(
         clear_cookie(services, response, services.cookies.device)
         return None
     raw_id, _ = await services.sessions.mark_verified(live, "device", now)
+    await services.store.audit.record(
+        MfaPassed(user_id=live.user.id, org_id=live.user.org_id, method="device"),
+        at=now,
+        actor=live.user.id,
+        client_addr=request[CLIENT_ADDR],
+    )
     return raw_id
 
 
