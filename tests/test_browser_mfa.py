@@ -4,6 +4,9 @@ recovery code."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pyotp
 import pytest
 from playwright.async_api import Browser, Page
@@ -58,6 +61,12 @@ async def _enrol(page: Page, gateway: RunningGateway) -> tuple[str, list[str]]:
     assert download is not None
     assert download.startswith("data:text/plain")
     assert await page.get_attribute("#download-codes", "download") == "recovery-codes.txt"
+    async with page.expect_download() as downloading:
+        await page.click("#download-codes")
+    saved = await downloading.value
+    assert saved.suggested_filename == "recovery-codes.txt"
+    text = await asyncio.to_thread(Path(await saved.path()).read_text)
+    assert text.split() == codes
     return key, codes
 
 

@@ -201,6 +201,13 @@ async def test_step_up_asks_again_when_the_last_check_is_too_old(
         )
         assert passed.status == 303
         assert passed.headers["Location"] == "/pay"
+        # The same post again (a replay) is refused: the session and its form tokens are new.
+        replayed = await client.post(
+            "/_gateway/mfa/verify",
+            data={"csrf": csrf, "code": totp.at(gateway.clock()), "next": "/pay"},
+            allow_redirects=False,
+        )
+        assert replayed.status == 403
         body = await (await client.get("/api/whoami")).json()
         assert body["headers"]["X-Gateway-Mfa-At"] == str(int(gateway.clock()))
 
