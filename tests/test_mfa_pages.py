@@ -96,6 +96,31 @@ async def test_forged_and_skipped_steps_save_nothing(gateway: RunningGateway) ->
         assert await store.factors.unused_recovery_digests(user_id) == []
 
 
+async def test_a_step_left_too_long_starts_over_with_a_new_key(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        await sign_in(client, email="max@harbour.example")
+        csrf = await _csrf(client, "/_gateway/mfa/enrol")
+        await client.post("/_gateway/mfa/enrol/totp", data={"csrf": csrf, "next": "/a?b=1"})
+        first = await client.get("/_gateway/mfa/enrol/totp", headers=HTML)
+        match = KEY.search(await first.text())
+        assert match
+        old = pyotp.TOTP(match.group(1).replace(" ", ""))
+        gateway.clock.advance(600)
+        late = await client.post(
+            "/_gateway/mfa/enrol/totp/confirm",
+            data={"csrf": csrf, "code": old.at(gateway.clock()), "next": "/a?b=1"},
+        )
+        assert late.status == 409
+        text = html.unescape(await late.text())
+        assert text.count("took longer than 10 minutes") == 1
+        renewed = KEY.search(text)
+        assert renewed
+        assert renewed.group(1) != match.group(1)
+        assert 'value="/a?b=1"' in text
+        user_id = await _user_id(gateway, "max@harbour.example")
+        assert await gateway.services.store.factors.kinds(user_id) == []
+
+
 async def test_enrolment_lands_on_the_page_first_asked_for_and_not_elsewhere(
     gateway: RunningGateway,
 ) -> None:

@@ -81,7 +81,13 @@ def _max_age(value: str | None) -> int | None:
 # Enrolment
 
 
-async def enrol_page(request: web.Request, *, error: str | None = None) -> web.StreamResponse:
+async def enrol_page(request: web.Request) -> web.StreamResponse:
+    return await _enrol_page(request, safe_next(request.query.get("next")))
+
+
+async def _enrol_page(
+    request: web.Request, next_target: str, *, error: str | None = None
+) -> web.StreamResponse:
     services = request.app[SERVICES]
     live = _signed_in(request)
     decision, rules = await _rules(services, live)
@@ -95,7 +101,7 @@ async def enrol_page(request: web.Request, *, error: str | None = None) -> web.S
             "needs_backup": enrolment.enrolled and decision.deadline is not None,
             "reason": decision.reason,
             "methods": sorted(rules.primary_methods),
-            "next": safe_next(request.query.get("next")),
+            "next": next_target,
             "csrf": _csrf(services, live),
             "error": error,
         },
@@ -113,9 +119,8 @@ async def start_totp(request: web.Request) -> web.StreamResponse:
     _, rules = await _rules(services, live)
     try:
         await services.second_factors.enrolments.start_totp(live.user, rules)
-    except AlreadyEnrolled:
-        raise _redirect(with_next(ENROL_PATH, next_target)) from None
-    except StepMissing:
+    except (AlreadyEnrolled, StepMissing):
+        # Set up already, or a method the policy does not accept: the choice page says so.
         raise _redirect(with_next(ENROL_PATH, next_target)) from None
     raise _redirect(with_next(TOTP_PATH, next_target))
 
@@ -136,7 +141,7 @@ async def _totp_page(
         raise _redirect(with_next(ENROL_PATH, next_target)) from None
     except StepMissing as refused:
         request[OUTCOME] = "rejected"
-        return await enrol_page(request, error=refused.message)
+        return await _enrol_page(request, next_target, error=refused.message)
     return render_page(
         request,
         "mfa_totp.html",
@@ -175,15 +180,13 @@ async def confirm_totp(request: web.Request) -> web.StreamResponse:
         codes = await enrolments.finish(live.user, rules, entry)
     except AlreadyEnrolled:
         raise _redirect(with_next(ENROL_PATH, next_target)) from None
-    except StepExpired as refused:
+    except StepExpired:
         request[OUTCOME] = "rejected"
         # The step starts over: the page shows a new QR code and says why.
-        return await _totp_page(
-            request, live, rules, next_target, error=refused.message, status=409
-        )
+        return await _totp_page(request, live, rules, next_target, status=409)
     except StepMissing as refused:
         request[OUTCOME] = "rejected"
-        return await enrol_page(request, error=refused.message)
+        return await _enrol_page(request, next_target, error=refused.message)
     except SecondFactorRefused as refused:
         request[OUTCOME] = "rejected"
         return await _totp_page(
