@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from gateway.runtime.background import follow_other_processes
 from tests.conftest import GatewayFactory, sign_in
+from tests.test_admin_support import API, bearer, mint
 from tests.test_mfa_pages import _enrol
 from tests.test_shared_state import JSON, get, session_cookie
 
@@ -45,3 +46,23 @@ async def test_a_warm_verified_request_runs_no_sql(make_gateway: GatewayFactory)
             body = await (await client.get("/api/whoami")).json()
             assert body["headers"]["X-Gateway-Mfa"] == "verified"
         assert db.statement_count == before
+
+
+async def test_admin_reports_count_a_stored_enrolment(make_gateway: GatewayFactory) -> None:
+    gateway = await make_gateway(policies=True)
+    token = await mint(gateway, "reports:read")
+    async with gateway.client() as client:
+        await sign_in(client, email=AU_USER)
+        await _enrol(client, gateway)
+    async with gateway.client() as http:
+        explained = await http.get(
+            f"{API}/decisions/explain", params={"user": AU_USER}, headers=bearer(token)
+        )
+        body = await explained.json()
+        # A fresh session of an enrolled user must pass the second factor.
+        assert body["outcome"] == "verify"
+        report = await http.get(
+            f"{API}/reports/readiness", params={"at": "2026-12-01"}, headers=bearer(token)
+        )
+        [policy] = (await report.json())["policies"]
+    assert policy["enrolled"] == 1
