@@ -81,8 +81,12 @@ async def _housekeeping(services: Services) -> None:
             )
             await services.store.revocations.purge(now - services.sessions.limits.absolute)
             await services.store.changes.purge(now - services.sessions.limits.absolute)
-            if purged or counters:
-                log.info("housekeeping", extra={"sessions": purged, "throttles": counters})
+            devices = await services.store.factors.purge_devices(now)
+            if purged or counters or devices:
+                log.info(
+                    "housekeeping",
+                    extra={"sessions": purged, "throttles": counters, "devices": devices},
+                )
         except StoreError:
             log.exception("housekeeping failed; will retry")
         await asyncio.sleep(HOUSEKEEPING_SECONDS)
