@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pyotp
+from yarl import URL
 
 from gateway.runtime.background import REFRESH_SECONDS
 
@@ -29,6 +31,8 @@ REPO_DIR = BENCH_DIR.parent
 DEFAULT_OUTPUT = BENCH_DIR / "results" / "latest.json"
 HOST = "127.0.0.1"  # every server and every request stays on loopback
 BENCH_PATH = "/bench"
+BENCH_USER = "max@harbour.example"  # a member in the AU policy's scope: no backup needed
+TOTP_KEY = re.compile(r'id="totp-key" class="key">([A-Z2-7 ]+)<')
 BODY_SIZE = 1024
 MARKER = "BENCH_JSON "
 
@@ -388,29 +392,57 @@ async def fetch_bench(
 
 
 async def sign_in(gateway_url: str) -> str:
-    """Fill in the sign-in form once; returns the Cookie header value for the session."""
+    """Sign in once and set up an authenticator app through the pages, so the measured
+    session is MFA-verified (the user in scope, enrolled, the decision ALLOW); returns the
+    Cookie header value for the session."""
     jar = aiohttp.CookieJar(unsafe=True)  # keep cookies for an IP host (the login nonce)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(base_url=gateway_url, cookie_jar=jar, timeout=timeout) as s:
         async with s.get("/_gateway/login", params={"next": BENCH_PATH}) as page:
             text = await page.text()
-        match = CSRF_FIELD.search(text)
-        if page.status != 200 or match is None:
-            raise BenchFailure(f"the sign-in page answered {page.status} without a CSRF field")
         form = {
-            "email": "ava@harbour.example",
+            "email": BENCH_USER,
             "password": demo_password(),
-            "csrf": html.unescape(match.group(1)),
+            "csrf": _csrf_field(page.status, text, "the sign-in page"),
             "next": BENCH_PATH,
         }
         async with s.post("/_gateway/login", data=form, allow_redirects=False) as resp:
             status = resp.status
             cookies = {name: morsel.value for name, morsel in resp.cookies.items()}
-    session_cookies = {k: v for k, v in cookies.items() if k.endswith("gw-session") and v}
-    if status != 303 or not session_cookies:
-        raise BenchFailure(f"sign-in answered {status} and set cookies {sorted(cookies)}")
+        if status != 303 or not any(k.endswith("gw-session") and v for k, v in cookies.items()):
+            raise BenchFailure(f"sign-in answered {status} and set cookies {sorted(cookies)}")
+        await _enrol_authenticator(s)
+        session_cookies = {
+            name: morsel.value
+            for name, morsel in jar.filter_cookies(URL(gateway_url)).items()
+            if name.endswith("gw-session")
+        }
     name, value = next(iter(session_cookies.items()))
     return f"{name}={value}"
+
+
+def _csrf_field(status: int, text: str, what: str) -> str:
+    match = CSRF_FIELD.search(text)
+    if status != 200 or match is None:
+        raise BenchFailure(f"{what} answered {status} without a CSRF field")
+    return html.unescape(match.group(1))
+
+
+async def _enrol_authenticator(s: aiohttp.ClientSession) -> None:
+    """Choose the authenticator app, read its key from the page, confirm with its code."""
+    async with s.get("/_gateway/mfa/enrol") as page:
+        csrf = _csrf_field(page.status, await page.text(), "the set-up page")
+    data = {"csrf": csrf, "next": BENCH_PATH}
+    async with s.post("/_gateway/mfa/enrol/totp", data=data) as page:
+        text = await page.text()
+    key = TOTP_KEY.search(text)
+    if key is None:
+        raise BenchFailure(f"the authenticator page answered {page.status} without a key")
+    code = pyotp.TOTP(key.group(1).replace(" ", "")).now()
+    data = {"csrf": _csrf_field(page.status, text, "the authenticator page"), "code": code}
+    async with s.post("/_gateway/mfa/enrol/totp/confirm", data=data) as done:
+        if done.status != 200 or "recovery-codes" not in await done.text():
+            raise BenchFailure(f"confirming the authenticator app answered {done.status}")
 
 
 def demo_password() -> str:
@@ -866,7 +898,7 @@ async def run(opts: Options) -> int:
             timeout = aiohttp.ClientTimeout(total=30)
             async with aiohttp.ClientSession(timeout=timeout) as session:
                 cookie = await check_servers(session, by_role)
-                print("Signed in as ava@harbour.example; measuring...", flush=True)
+                print(f"Signed in as {BENCH_USER}, 2FA verified; measuring...", flush=True)
                 results, windows = await measure(opts, gen, by_role, session, cookie)
             report = summarise(opts, loadgen, by_role, results, windows, load_at_start)
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:

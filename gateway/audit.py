@@ -139,6 +139,69 @@ class PromptDismissed(Event):
     cap: int | None
 
 
+# Second factors: what happened and how, never a code, a secret or a device token.
+
+
+@dataclass(frozen=True, kw_only=True)
+class MfaEnrolled(Event):
+    kind = "mfa.enrolled"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+    method: str
+    role: str
+    recovery_codes: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class MfaPassed(Event):
+    kind = "mfa.passed"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+    method: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class MfaFailed(Event):
+    kind = "mfa.failed"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+    method: str
+    reason: str
+    stage: str  # "challenge" or "enrolment"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MfaLocked(Event):
+    kind = "mfa.locked"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+    failures: int
+    until: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceRemembered(Event):
+    kind = "mfa.device_remembered"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+    expires_at: float
+    label: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecoveryCodeUsed(Event):
+    kind = "mfa.recovery_code_used"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+    remaining: int
+
+
 # Policies: every change carries the documents before and after, and the new revision.
 
 
@@ -283,6 +346,12 @@ EVENTS: Mapping[str, type[Event]] = {
         LoginSucceeded,
         LoggedOut,
         PromptDismissed,
+        MfaEnrolled,
+        MfaPassed,
+        MfaFailed,
+        MfaLocked,
+        DeviceRemembered,
+        RecoveryCodeUsed,
         PolicyCreated,
         PolicyReplaced,
         PolicyEnabled,

@@ -15,6 +15,7 @@ from gateway.enforcement.decisions import Decider
 from gateway.http.paths import PathRules
 from gateway.ops.metrics import Metrics
 from gateway.proxy.forwarder import UpstreamProxy
+from gateway.secondfactor.service import SecondFactors
 from gateway.sending.service import CodeSender
 from gateway.signin.local import IdentitySource
 from gateway.signin.sessions import LiveSession, SessionManager
@@ -26,7 +27,8 @@ from gateway.throttle import ThrottleRule
 class CookieNames:
     session: str
     login_nonce: str
-    device: str
+    device: str  # a known device: this browser signed in to the account before
+    remembered: str  # a remembered device: "don't ask again on this device"
 
     @classmethod
     def for_config(cls, secure: bool) -> CookieNames:
@@ -36,12 +38,13 @@ class CookieNames:
             session=f"{prefix}gw-session",
             login_nonce=f"{prefix}gw-login",
             device=f"{prefix}gw-device",
+            remembered=f"{prefix}gw-mfa-device",
         )
 
     @property
     def private(self) -> tuple[str, ...]:
         """The gateway's own cookies: never passed to the app, never set by it."""
-        return (self.session, self.login_nonce, self.device)
+        return (self.session, self.login_nonce, self.device, self.remembered)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +54,7 @@ class Services:
     clock: Clock
     sessions: SessionManager
     decider: Decider
+    second_factors: SecondFactors
     identity: IdentitySource
     passwords: Passwords
     proxy: UpstreamProxy

@@ -36,6 +36,20 @@ SAMPLES: dict[str, Event] = {
     "mfa.prompt_dismissed": audit.PromptDismissed(
         user_id="usr_1", org_id="org_1", policies=("au-ato-2fa",), dismissals=2, cap=None
     ),
+    "mfa.enrolled": audit.MfaEnrolled(
+        user_id="usr_1", org_id="org_1", method="totp", role="primary", recovery_codes=10
+    ),
+    "mfa.passed": audit.MfaPassed(user_id="usr_1", org_id="org_1", method="recovery"),
+    "mfa.failed": audit.MfaFailed(
+        user_id="usr_1", org_id="org_1", method="totp", reason="replayed", stage="challenge"
+    ),
+    "mfa.locked": audit.MfaLocked(
+        user_id="usr_1", org_id="org_1", failures=5, until=1_800_000_900.0
+    ),
+    "mfa.device_remembered": audit.DeviceRemembered(
+        user_id="usr_1", org_id="org_1", expires_at=1_800_082_800.0, label="Firefox"
+    ),
+    "mfa.recovery_code_used": audit.RecoveryCodeUsed(user_id="usr_1", org_id="org_1", remaining=9),
     "policy.created": audit.PolicyCreated(policy_id="p", before=None, after=POLICY_DOC, version=1),
     "policy.replaced": audit.PolicyReplaced(
         policy_id="p", before=POLICY_DOC, after=POLICY_DOC, version=2

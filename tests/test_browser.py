@@ -138,4 +138,4 @@ async def test_blocked_user_sees_why_after_the_deadline(
     assert "has passed" in (await alert.text_content() or "")
     assert "/_gateway/mfa/blocked" in page.url
     await page.click("text=Set up now")
-    await page.wait_for_selector("text=not available on this gateway yet")
+    await page.wait_for_selector("#choose-totp")

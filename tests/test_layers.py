@@ -16,7 +16,18 @@ PACKAGE = Path(__file__).resolve().parent.parent / "gateway"
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"http", "crypto", "ops", "config", "clock", "errors", "audit"}),
     frozenset({"policy", "store", "mfa", "throttle"}),
-    frozenset({"signin", "enforcement", "accounts", "proxy", "delivery", "sending", "schema"}),
+    frozenset(
+        {
+            "signin",
+            "enforcement",
+            "secondfactor",
+            "accounts",
+            "proxy",
+            "delivery",
+            "sending",
+            "schema",
+        }
+    ),
     frozenset({"services"}),
     frozenset({"web", "admin"}),
     frozenset({"runtime"}),

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from gateway.enforcement.decisions import NOT_ENROLLED
 from gateway.enforcement.policy_files import StoredRead, facts_by_org
 from gateway.policy import (
     EffectivePolicy,
+    Enrolment,
     Facts,
     Policy,
     SessionState,
@@ -118,12 +118,13 @@ def explain(
     tenants: Sequence[Tenant],
     candidates: Sequence[StoredRead],
     dismissals: int,
+    enrolment: Enrolment,
     at: dt.datetime,
 ) -> Explanation:
     """What ``decide`` says for ``user`` at ``at`` in a fresh session, and why.
 
     A fresh session has neither confirmed 2FA nor dismissed the prompt; the user's stored
-    dismissal count still counts against any cap. Nobody is enrolled until enrolment ships.
+    dismissal count still counts against any cap, and its enrolled factors count as set up.
     ``candidates`` are the stored policies as enforcement reads them, so a stored document that
     no longer parses is explained by the version kept in force, as the gateway enforces it.
     """
@@ -133,7 +134,7 @@ def explain(
     )
     policies = [c.policy for c in candidates if c.policy is not None]
     session = SessionState(mfa_verified=False, dismissed=False, dismissals=dismissals)
-    decision = decide(policies, subject, NOT_ENROLLED, facts, session, at)
+    decision = decide(policies, subject, enrolment, facts, session, at)
     return Explanation(
         user=ExplainedUser(
             id=user.id,

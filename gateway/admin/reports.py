@@ -26,6 +26,7 @@ from gateway.schema.reports import (
     PolicyReadiness,
     Readiness,
 )
+from gateway.secondfactor.enrolment import enrolment_of
 from gateway.store import User, event_document
 
 MAX_KIND = 64
@@ -68,6 +69,7 @@ async def explain_decision(call: Call) -> web.StreamResponse:
             tenants=await store.tenants.for_org(user.org_id),
             candidates=candidates,
             dismissals=await store.dismissals.count(user.id, PROMPT_KEY),
+            enrolment=enrolment_of(await store.factors.kinds(user.id)),
             at=at,
         )
     )

@@ -23,6 +23,7 @@ from gateway.policy import (
     Subject,
     decide,
 )
+from gateway.secondfactor.enrolment import enrolment_of
 from gateway.signin.sessions import LiveSession
 from gateway.store import Store
 
@@ -30,8 +31,6 @@ log = logging.getLogger(__name__)
 
 # Every "Remind me later" counts against one total per user, whichever policy asked.
 PROMPT_KEY = "mfa-prompt"
-# Nobody can enrol a second factor until enrolment ships, so every user is unenrolled.
-NOT_ENROLLED = Enrolment(enrolled=False, has_backup=False, methods=frozenset())
 NO_FACTS = Facts(tenants=())
 
 
@@ -119,6 +118,7 @@ class Decider:
         self._clock = clock
         self._cache: LRUCache[tuple[object, ...], _Cached] = LRUCache(maxsize=cache_size)
         self._dismissals: LRUCache[str, int] = LRUCache(maxsize=cache_size)
+        self._enrolments: LRUCache[str, Enrolment] = LRUCache(maxsize=cache_size)
         self._dismissal_marks = 0
         self._forgotten = 0  # how often users' state was forgotten (see forget_users)
 
@@ -136,12 +136,28 @@ class Decider:
                 self._note(user_id, count)
         return count
 
+    async def enrolment(self, user_id: str) -> Enrolment:
+        """The user's second factors as a decision reads them (cached; no secrets)."""
+        enrolment = self._enrolments.get(user_id)
+        if enrolment is None:
+            forgotten = self._forgotten
+            enrolment = enrolment_of(await self._store.factors.kinds(user_id))
+            if forgotten == self._forgotten:
+                self.note_enrolment(user_id, enrolment)
+        return enrolment
+
+    def note_enrolment(self, user_id: str, enrolment: Enrolment) -> None:
+        """The user's factors changed in this process (or were read): decide with these."""
+        self._enrolments[user_id] = enrolment
+        self._dismissal_marks += 1
+
     def forget_users(self, user_ids: Iterable[str]) -> None:
-        """Forget what is held about these users' 2FA state (their dismissal counts), because
-        the store says it changed: their next decision reads it again."""
+        """Forget what is held about these users' 2FA state (their dismissal counts and
+        enrolments), because the store says it changed: their next decision reads it again."""
         forgot = False
         for user_id in user_ids:
             self._dismissals.pop(user_id, None)
+            self._enrolments.pop(user_id, None)
             forgot = True
         if forgot:
             self._forgotten += 1
@@ -190,8 +206,10 @@ class Decider:
         user = live.user
         book = self._book
         dismissals = await self.dismissals(user.id)
+        enrolment = await self.enrolment(user.id)
         key = (
             user.id,
+            enrolment,
             user.org_id,
             user.role,
             book.set_version,
@@ -203,17 +221,19 @@ class Decider:
         hit = self._cache.get(key)
         if hit is not None and now < hit.valid_until:
             return hit.decision, hit.valid_until
-        decision = self.decide_at(live, dismissals, now)
+        decision = self.decide_at(live, dismissals, enrolment, now)
         cached = _Cached(decision=decision, valid_until=valid_until(decision, book, now))
         self._cache[key] = cached
         return decision, cached.valid_until
 
-    def decide_at(self, live: LiveSession, dismissals: int, now: float) -> Decision:
+    def decide_at(
+        self, live: LiveSession, dismissals: int, enrolment: Enrolment, now: float
+    ) -> Decision:
         user = live.user
         return decide(
             self._book.policies,
             Subject(user_id=user.id, org_id=user.org_id, role=user.role),
-            NOT_ENROLLED,
+            enrolment,
             self._book.facts_for(user.org_id),
             SessionState(
                 mfa_verified=live.mfa_verified,

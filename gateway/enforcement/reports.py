@@ -23,8 +23,7 @@ async def readiness_report(
     """
     users = await store.users.list_all_light()
     facts = facts_by_org(await store.tenants.all())
-    # Nobody can have a second factor until enrolment ships, so no user counts as enrolled.
-    enrolled: frozenset[str] = frozenset()
+    enrolled = await store.factors.enrolled_user_ids()
     policies = await stored_policies(store, in_force)
     if at.tzinfo is not None:
         return readiness(policies, users, facts, enrolled, at)

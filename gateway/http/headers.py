@@ -46,6 +46,8 @@ X_GATEWAY_USER_EMAIL = istr("X-Gateway-User-Email")
 X_GATEWAY_ORG_ID = istr("X-Gateway-Org-Id")
 X_GATEWAY_ROLE = istr("X-Gateway-Role")
 X_GATEWAY_MFA = istr("X-Gateway-Mfa")
+X_GATEWAY_MFA_METHOD = istr("X-Gateway-Mfa-Method")
+X_GATEWAY_MFA_AT = istr("X-Gateway-Mfa-At")
 X_GATEWAY_TOKEN = istr("X-Gateway-Token")
 
 # Headers that claim to say who the client is or how it reached us. From an untrusted peer

@@ -21,13 +21,14 @@ from gateway.ops.metrics import Metrics
 from gateway.proxy.forwarder import Answered, ExchangeObserver, UpstreamProxy
 from gateway.runtime.listeners import HttpListener
 from gateway.runtime.server import ClientLimits
+from gateway.secondfactor.service import SecondFactors, recovery_keys
 from gateway.sending.service import open_code_sender
 from gateway.services import SERVICES, CookieNames, Services
 from gateway.signin.local import LocalAccounts
 from gateway.signin.sessions import SessionLimits, SessionManager
 from gateway.store import Store
 from gateway.throttle import ThrottleRule
-from gateway.web import gate, interstitial, operations, pages
+from gateway.web import gate, interstitial, operations, pages, second_factor
 from gateway.web.context import add_get, add_route, require_context
 from gateway.web.templating import setup_templates
 
@@ -87,13 +88,20 @@ async def _build_services(
     book = PolicyBook(store)
     await book.refresh()
     throttle = config.throttle
-    keys = Keys.derive(config.security.secret_key, config.security.previous_secret_keys)
+    security = config.security
+    keys = Keys.derive(security.secret_key, security.previous_secret_keys)
     return Services(
         config=config,
         store=store,
         clock=clock,
         sessions=sessions,
         decider=Decider(book, store, clock),
+        second_factors=SecondFactors(
+            store,
+            sealer=keys.at_rest,
+            recovery_keys=recovery_keys(security.secret_key, security.previous_secret_keys),
+            clock=clock,
+        ),
         identity=LocalAccounts(store.users, passwords),
         passwords=passwords,
         proxy=proxy,
@@ -150,6 +158,7 @@ def create_front_app(services: Services) -> web.Application:
     add_get(app, "/_gateway/metrics", operations.metrics)
     add_get(app, operations.FAVICON_PATH, operations.favicon)
     interstitial.add_routes(app)
+    second_factor.add_routes(app)
     admin.add_routes(app)
     # [\s\S]: a decoded newline in the path is still the gateway's to answer (".*" stops at one).
     add_route(app, "*", "/_gateway/{tail:[\\s\\S]*}", operations.not_found)

@@ -87,8 +87,12 @@ async def housekeep(services: Services) -> None:
     counters += await services.store.throttle.purge(prefix="send:", now=now, window=0.0)
     await services.store.revocations.purge(now - services.sessions.limits.absolute)
     await services.store.changes.purge(now - services.sessions.limits.absolute)
-    if purged or counters:
-        log.info("housekeeping", extra={"sessions": purged, "throttles": counters})
+    devices = await services.store.factors.purge_devices(now)
+    if purged or counters or devices:
+        log.info(
+            "housekeeping",
+            extra={"sessions": purged, "throttles": counters, "devices": devices},
+        )
 
 
 async def _housekeeping(services: Services) -> None:

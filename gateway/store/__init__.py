@@ -11,6 +11,7 @@ from gateway.store.changes import UserChangeRepository
 from gateway.store.codes import OneTimeCodeRecord, OneTimeCodeRepository
 from gateway.store.database import Database, Params, Row, Transaction
 from gateway.store.dismissals import DismissalLimitError, DismissalRepository
+from gateway.store.factors import SEALED_COLUMNS, FactorRepository
 from gateway.store.migrations import LATEST_VERSION, MIGRATIONS, Migration, migrate
 from gateway.store.organisations import OrganisationRepository
 from gateway.store.policies import (
@@ -51,6 +52,7 @@ __all__ = [
     "MIGRATIONS",
     "POLICY_CHANGES",
     "ROLES",
+    "SEALED_COLUMNS",
     "TENANT_SOURCES",
     "AdminToken",
     "AdminTokenRepository",
@@ -61,6 +63,7 @@ __all__ = [
     "Database",
     "DismissalLimitError",
     "DismissalRepository",
+    "FactorRepository",
     "Migration",
     "NewUser",
     "OneTimeCodeRecord",
@@ -116,6 +119,7 @@ class Store:
         self.dismissals = DismissalRepository(db)
         self.admin_tokens = AdminTokenRepository(db)
         self.codes = OneTimeCodeRepository(db)
+        self.factors = FactorRepository(db)
 
     async def change_marks(self) -> ChangeMarks:
         """Where every change feed stands, in one statement."""

@@ -211,6 +211,46 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX one_time_codes_expires_at ON one_time_codes(expires_at);
         """,
     ),
+    Migration(
+        7,
+        "second factors: enrolled factors, recovery codes, remembered devices, enrolments",
+        """
+        CREATE TABLE mfa_factors (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('totp', 'sms', 'email')),
+            role TEXT NOT NULL CHECK (role IN ('primary', 'backup')),
+            secret TEXT NOT NULL,
+            last_step INTEGER,
+            created_at REAL NOT NULL,
+            UNIQUE (user_id, role)
+        );
+        CREATE TABLE mfa_recovery_codes (
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            digest TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            used_at REAL,
+            PRIMARY KEY (user_id, digest)
+        );
+        CREATE TABLE mfa_devices (
+            token_hash TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            last_used_at REAL,
+            label TEXT NOT NULL
+        );
+        CREATE INDEX mfa_devices_user_id ON mfa_devices(user_id);
+        CREATE INDEX mfa_devices_expires_at ON mfa_devices(expires_at);
+        CREATE TABLE mfa_enrolments (
+            user_id TEXT PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+            started_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            totp_secret TEXT,
+            totp_step INTEGER
+        );
+        """,
+    ),
 )
 
 

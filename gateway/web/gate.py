@@ -11,6 +11,8 @@ from aiohttp import web
 from gateway.errors import StoreError
 from gateway.http.headers import (
     X_GATEWAY_MFA,
+    X_GATEWAY_MFA_AT,
+    X_GATEWAY_MFA_METHOD,
     X_GATEWAY_ORG_ID,
     X_GATEWAY_ROLE,
     X_GATEWAY_TOKEN,
@@ -42,9 +44,10 @@ _FAVICON = "/favicon.ico"
 
 
 def identity_headers(live: LiveSession, mfa: MfaHeader) -> dict[str, str]:
-    """The headers that tell the app who is asking (the contract names them)."""
+    """The headers that tell the app who is asking (the contract names them); how and when
+    the session last passed a second factor, once it has."""
     user = live.user
-    return {
+    headers: dict[str, str] = {
         X_GATEWAY_USER_ID: user.id,
         X_GATEWAY_USER_EMAIL: user.email,
         X_GATEWAY_ORG_ID: user.org_id,
@@ -53,6 +56,11 @@ def identity_headers(live: LiveSession, mfa: MfaHeader) -> dict[str, str]:
         # Filled once the gateway holds Xero tokens for the user's organisation.
         X_GATEWAY_TOKEN: "",
     }
+    checked = live.second_factor
+    if checked is not None:
+        headers[X_GATEWAY_MFA_METHOD] = checked.method
+        headers[X_GATEWAY_MFA_AT] = str(int(checked.at))
+    return headers
 
 
 def with_next(path: str, next_target: str) -> str:

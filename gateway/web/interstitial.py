@@ -10,9 +10,8 @@ from aiohttp import web
 from gateway.audit import PromptDismissed
 from gateway.enforcement.decisions import PROMPT_KEY
 from gateway.http.csrf import csrf_token, csrf_valid
-from gateway.http.problems import problem_response
 from gateway.http.redirects import safe_next
-from gateway.http.requests import CLIENT_ADDR, OUTCOME
+from gateway.http.requests import CLIENT_ADDR
 from gateway.policy import Decision, Outcome
 from gateway.services import SERVICES, SESSION
 from gateway.signin.sessions import LiveSession
@@ -22,11 +21,10 @@ from gateway.web.gate import (
     BLOCKED_PATH,
     ENROL_PATH,
     PROMPT_PATH,
-    VERIFY_PATH,
     login_url,
     with_next,
 )
-from gateway.web.pages import form_field, render_page
+from gateway.web.pages import expired_form, form_field, render_page
 
 
 def _signed_in(request: web.Request) -> LiveSession:
@@ -106,14 +104,7 @@ async def dismiss(request: web.Request) -> web.StreamResponse:
     form = await read_form(request)
     next_target = safe_next(form_field(form, "next", 2048))
     if not csrf_valid(services.keys.csrf, live.record.csrf_secret, form_field(form, "csrf", 128)):
-        request[OUTCOME] = "rejected"
-        return problem_response(
-            request,
-            status=403,
-            slug="csrf-failed",
-            title="This form had expired",
-            detail="Go back, reload the page and try again.",
-        )
+        return expired_form(request)
     decision = await services.decider.decide_for(live)
     if decision.outcome is Outcome.ENROL:
         raise web.HTTPSeeOther(with_next(BLOCKED_PATH, next_target))
@@ -144,26 +135,10 @@ async def blocked_page(request: web.Request) -> web.StreamResponse:
     return await _outcome_page(request, Outcome.ENROL, "mfa_blocked.html")
 
 
-async def enrol_page(request: web.Request) -> web.StreamResponse:
-    services = request.app[SERVICES]
-    live = _signed_in(request)
-    decision = await services.decider.decide_for(live)
-    return render_page(request, "mfa_enrol.html", _context(request, live, decision))
-
-
-async def verify_page(request: web.Request) -> web.StreamResponse:
-    services = request.app[SERVICES]
-    live = _signed_in(request)
-    decision = await services.decider.decide_for(live)
-    return render_page(request, "mfa_verify.html", _context(request, live, decision))
-
-
 def add_routes(app: web.Application) -> None:
     add_get(app, PROMPT_PATH, prompt_page)
     add_route(app, "POST", "/_gateway/mfa/dismiss", dismiss)
     add_get(app, BLOCKED_PATH, blocked_page)
-    add_get(app, ENROL_PATH, enrol_page)
-    add_get(app, VERIFY_PATH, verify_page)
 
 
 __all__ = ["add_routes"]

@@ -12,10 +12,12 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from gateway.audit import LoggedOut, LoginFailed, LoginSucceeded, LoginThrottled
+from gateway.audit import LoggedOut, LoginFailed, LoginSucceeded, LoginThrottled, MfaPassed
 from gateway.http.csrf import csrf_token, csrf_valid, new_nonce
+from gateway.http.problems import problem_response
 from gateway.http.redirects import safe_next
 from gateway.http.requests import CLIENT_ADDR, OUTCOME
+from gateway.secondfactor.rules import Rules
 from gateway.services import SERVICES, SESSION, Services
 from gateway.signin.devices import (
     DEVICE_COOKIE_SECONDS,
@@ -23,6 +25,7 @@ from gateway.signin.devices import (
     known_device,
     new_device_id,
 )
+from gateway.signin.sessions import LiveSession
 from gateway.store.records import ThrottleState
 from gateway.throttle import ThrottleRule, book_attempt, refund, retry_after
 from gateway.web.context import read_form
@@ -52,6 +55,18 @@ def render_page(
     response = aiohttp_jinja2.render_template(template, request, dict(context), status=status)
     response.headers.update(PAGE_HEADERS)
     return response
+
+
+def expired_form(request: web.Request) -> web.Response:
+    """The answer to a form post whose CSRF token is missing, forged or out of date."""
+    request[OUTCOME] = "rejected"
+    return problem_response(
+        request,
+        status=403,
+        slug="csrf-failed",
+        title="This form had expired",
+        detail="Go back, reload the page and try again.",
+    )
 
 
 def set_cookie(
@@ -177,7 +192,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     if previous is not None:
         await services.sessions.end(previous.id_hash)
     # A new id at every sign-in: a session id planted before sign-in is worth nothing after it.
-    raw_id, _live = await services.sessions.create(user, client_addr=client)
+    raw_id, live = await services.sessions.create(user, client_addr=client)
     await services.store.audit.record(
         LoginSucceeded(user_id=user.id, org_id=user.org_id),
         at=now,
@@ -186,12 +201,39 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     )
     services.metrics.logins.labels(result="succeeded").inc()
     response = web.HTTPSeeOther(next_target, headers={"Cache-Control": "no-store"})
+    raw_id = await _skip_with_device(request, services, live, response) or raw_id
     set_cookie(services, response, services.cookies.session, raw_id)
     clear_cookie(services, response, services.cookies.login_nonce)
     # From now on this browser has an allowance of its own for this account (see _throttles).
     cookie = device_cookie(services.keys.devices, email, device or new_device_id())
     set_cookie(services, response, services.cookies.device, cookie, DEVICE_COOKIE_SECONDS)
     raise response
+
+
+async def _skip_with_device(
+    request: web.Request, services: Services, live: LiveSession, response: web.StreamResponse
+) -> str | None:
+    """Right after sign-in, a device this user chose to be remembered on skips the second
+    factor (method ``device``): returns the session's new raw id then. A device cookie that
+    does not count (another user's, or its window is over) is cleared."""
+    token = request.cookies.get(services.cookies.remembered)
+    if not token or not (await services.decider.enrolment(live.user.id)).enrolled:
+        return None
+    decision = await services.decider.decide_for(live)
+    now = services.clock()
+    if not await services.second_factors.devices.recognise(
+        token, live.user.id, now=now, window=Rules.of(decision.effective).remember_device
+    ):
+        clear_cookie(services, response, services.cookies.remembered)
+        return None
+    raw_id, _ = await services.sessions.mark_verified(live, "device", now)
+    await services.store.audit.record(
+        MfaPassed(user_id=live.user.id, org_id=live.user.org_id, method="device"),
+        at=now,
+        actor=live.user.id,
+        client_addr=request[CLIENT_ADDR],
+    )
+    return raw_id
 
 
 async def logout_page(request: web.Request) -> web.StreamResponse:

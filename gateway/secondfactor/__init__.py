@@ -1,0 +1,1 @@
+"""Second factors as a service: enrolment, the challenge, remembered devices, a user's enrolment."""

@@ -1,0 +1,192 @@
+"""Enrolment: start an authenticator app, confirm it with a code, finish with recovery codes.
+
+Nothing counts as enrolled until ``finish`` saves the factor and the recovery codes in one
+transaction; a step left longer than the policy's step lifetime starts over with a new seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gateway.audit import MfaEnrolled
+from gateway.clock import Clock
+from gateway.mfa.recovery import issue_recovery_codes
+from gateway.mfa.totp import grouped_key, matched_step, new_secret, provisioning_uri, qr_svg
+from gateway.policy import Enrolment
+from gateway.secondfactor.challenge import Attempts, Sealing
+from gateway.secondfactor.refusals import (
+    AlreadyEnrolled,
+    CodeRefused,
+    StepExpired,
+    StepMissing,
+)
+from gateway.secondfactor.rules import Rules, duration_text
+from gateway.store import Store
+from gateway.store.factors import (
+    FinishError,
+    NewFactor,
+    PendingEnrolment,
+    factor_aad,
+    pending_totp_aad,
+)
+from gateway.store.records import AuditEntry, User, new_id
+
+NOT_ENROLLED = Enrolment(enrolled=False, has_backup=False, methods=frozenset())
+
+
+def enrolment_of(factors: Iterable[tuple[str, str]]) -> Enrolment:
+    """The user's 2FA set-up as a decision reads it, from (kind, role) of each factor."""
+    primary = frozenset(kind for kind, role in factors if role == "primary")
+    backup = any(role == "backup" for _, role in factors)
+    if not primary:
+        return NOT_ENROLLED
+    return Enrolment(enrolled=True, has_backup=backup, methods=primary)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TotpSetup:
+    """What the authenticator-app page shows: never stored in this form, never in a URL."""
+
+    uri: str  # otpauth://totp/…, for the QR code and the link
+    key: str  # the secret in groups of four
+    qr_svg: str
+    expires_at: float
+    notice: str | None = None  # why the step started over, if it did
+
+
+class Enrolments:
+    def __init__(
+        self,
+        store: Store,
+        sealer: Sealing,
+        recovery_key: bytes,
+        clock: Clock,
+        issuer: str,
+        attempts: Attempts,
+    ) -> None:
+        self._store = store
+        self._sealer = sealer
+        self._recovery_key = recovery_key
+        self._clock = clock
+        self._issuer = issuer
+        self._attempts = attempts
+
+    async def enrolment(self, user_id: str) -> Enrolment:
+        return enrolment_of(await self._store.factors.kinds(user_id))
+
+    async def _refuse_if_enrolled(self, user: User) -> None:
+        if (await self.enrolment(user.id)).enrolled:
+            raise AlreadyEnrolled()
+
+    async def start_totp(self, user: User, rules: Rules, *, notice: str | None = None) -> TotpSetup:
+        """Begin (or begin again) setting up an authenticator app, with a new seed."""
+        await self._refuse_if_enrolled(user)
+        if "totp" not in rules.primary_methods:
+            raise StepMissing("method-not-allowed")
+        now = self._clock()
+        secret = new_secret()
+        sealed = self._sealer.seal(secret.encode("ascii"), pending_totp_aad(user.id))
+        pending = await self._store.factors.start(
+            user.id, now=now, expires_at=now + rules.step_lifetime, totp_sealed=sealed
+        )
+        return self._setup(user, secret, pending, notice)
+
+    async def totp_setup(self, user: User, rules: Rules) -> TotpSetup:
+        """The set-up page of the enrolment under way; a step that ran out starts over (and
+        says why). StepMissing if no authenticator step was started."""
+        await self._refuse_if_enrolled(user)
+        pending = await self._store.factors.pending(user.id)
+        if pending is None or pending.totp_sealed is None:
+            raise StepMissing()
+        if self._clock() >= pending.expires_at:
+            return await self.start_totp(
+                user, rules, notice=StepExpired(duration_text(rules.step_lifetime)).message
+            )
+        return self._setup(user, self._secret(user, pending), pending, None)
+
+    def _setup(
+        self, user: User, secret: str, pending: PendingEnrolment, notice: str | None
+    ) -> TotpSetup:
+        uri = provisioning_uri(secret, account=user.email, issuer=self._issuer)
+        return TotpSetup(
+            uri=uri,
+            key=grouped_key(secret),
+            qr_svg=qr_svg(uri),
+            expires_at=pending.expires_at,
+            notice=notice,
+        )
+
+    def _secret(self, user: User, pending: PendingEnrolment) -> str:
+        assert pending.totp_sealed is not None
+        return self._sealer.open(pending.totp_sealed, pending_totp_aad(user.id)).decode("ascii")
+
+    async def _current(self, user: User, rules: Rules) -> PendingEnrolment:
+        """The enrolment under way, in time; StepExpired if it ran out (the set-up page then
+        starts it over)."""
+        pending = await self._store.factors.pending(user.id)
+        if pending is None or pending.totp_sealed is None:
+            raise StepMissing()
+        if self._clock() >= pending.expires_at:
+            raise StepExpired(duration_text(rules.step_lifetime))
+        return pending
+
+    async def confirm_totp(self, user: User, code: str, rules: Rules) -> None:
+        """Check that the app makes the right codes. CodeRefused for a wrong code (counted
+        like a failed challenge), StepExpired or StepMissing when the step is not there."""
+        await self._refuse_if_enrolled(user)
+        pending = await self._current(user, rules)
+        if pending.totp_confirmed:
+            return
+        await self._attempts.book(user, rules.attempts, method="totp", stage="enrolment")
+        now = self._clock()
+        step = matched_step(self._secret(user, pending), code, now=now)
+        if step is None:
+            await self._attempts.failed(user, method="totp", reason="wrong-code", stage="enrolment")
+            raise CodeRefused("wrong-code")
+        if not await self._store.factors.confirm_totp(
+            user.id, started_at=pending.started_at, step=step, now=now
+        ):
+            raise StepMissing("restarted")
+        await self._attempts.succeeded(user.id)
+
+    async def finish(self, user: User, rules: Rules, entry: AuditEntry) -> tuple[str, ...]:
+        """Save the confirmed authenticator as the user's primary factor with ten new recovery
+        codes, in one transaction; returns the codes, to be shown once."""
+        await self._refuse_if_enrolled(user)
+        pending = await self._current(user, rules)
+        if pending.totp_step is None:
+            raise StepMissing("not-confirmed")
+        factor_id = new_id("mfa")
+        secret = self._secret(user, pending)
+        codes = issue_recovery_codes(key=self._recovery_key, user_id=user.id)
+        factor = NewFactor(
+            id=factor_id,
+            kind="totp",
+            role="primary",
+            sealed=self._sealer.seal(secret.encode("ascii"), factor_aad(user.id, factor_id)),
+            # The code that confirmed the app cannot be used again to sign in.
+            last_step=pending.totp_step,
+        )
+        event = MfaEnrolled(
+            user_id=user.id,
+            org_id=user.org_id,
+            method="totp",
+            role="primary",
+            recovery_codes=len(codes.codes),
+        )
+        try:
+            await self._store.factors.finish(
+                user.id,
+                started_at=pending.started_at,
+                now=self._clock(),
+                factor=factor,
+                recovery_digests=codes.digests,
+                entry=entry,
+                event=event,
+            )
+        except FinishError:
+            if (await self.enrolment(user.id)).enrolled:
+                raise AlreadyEnrolled() from None
+            raise StepMissing("finish-refused") from None
+        return codes.codes

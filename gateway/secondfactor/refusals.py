@@ -1,0 +1,51 @@
+"""Why a second-factor step was refused: each refusal carries the message the user is shown."""
+
+from __future__ import annotations
+
+from gateway.mfa.attempts import GENERIC_FAILURE
+
+
+class SecondFactorRefused(Exception):
+    """A step was refused; ``message`` is for the user, ``reason`` for the log and audit."""
+
+    reason = "refused"
+    message = GENERIC_FAILURE
+
+    def __init__(self, reason: str | None = None, *, message: str | None = None) -> None:
+        if reason is not None:
+            self.reason = reason
+        if message is not None:
+            self.message = message
+        super().__init__(self.reason)
+
+
+class CodeRefused(SecondFactorRefused):
+    """A wrong, reused or malformed code, or the second factor is locked: one message for all."""
+
+
+class StepExpired(SecondFactorRefused):
+    """The step was started longer ago than the policy's step lifetime: start it again."""
+
+    reason = "step-expired"
+
+    def __init__(self, minutes: str) -> None:
+        super().__init__(
+            message=(
+                f"That took longer than {minutes}, so this step has started over for your"
+                " security. Scan the new code below, or type the new key."
+            )
+        )
+
+
+class StepMissing(SecondFactorRefused):
+    """A later step was asked for before an earlier one was done (or after it ran out)."""
+
+    reason = "step-missing"
+    message = "That step has not been started, or it ran out. Start setting up again."
+
+
+class AlreadyEnrolled(SecondFactorRefused):
+    """The user already has a primary factor; changing it is a separate, checked action."""
+
+    reason = "already-enrolled"
+    message = "Two-factor authentication is already set up for this account."

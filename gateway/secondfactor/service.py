@@ -1,0 +1,42 @@
+"""One object the pages and the JSON API share: enrolment, the challenge, remembered devices."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from gateway.clock import Clock
+from gateway.crypto.derivation import derive_key
+from gateway.secondfactor.challenge import Attempts, Challenges, Sealing
+from gateway.secondfactor.devices import RememberedDevices
+from gateway.secondfactor.enrolment import Enrolments
+from gateway.store import Store
+
+# The name an authenticator app shows beside the account.
+ISSUER = "Xero Gateway"
+
+
+def recovery_keys(secret_key: str, previous_secret_keys: Sequence[str] = ()) -> tuple[bytes, ...]:
+    """The keys recovery codes are hashed under, one per configured secret, current first."""
+    secrets = dict.fromkeys((secret_key, *previous_secret_keys))
+    return tuple(derive_key(secret, "recovery-codes").material for secret in secrets)
+
+
+class SecondFactors:
+    """``recovery_keys``: the keys recovery codes are hashed under, the current one first (a
+    code hashed under a key being rotated out still works)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        sealer: Sealing,
+        recovery_keys: Sequence[bytes],
+        clock: Clock,
+        issuer: str = ISSUER,
+    ) -> None:
+        if not recovery_keys:
+            raise ValueError("at least one recovery-code key is needed")
+        self.attempts = Attempts(store, clock)
+        self.enrolments = Enrolments(store, sealer, recovery_keys[0], clock, issuer, self.attempts)
+        self.challenges = Challenges(store, sealer, recovery_keys, clock, self.attempts)
+        self.devices = RememberedDevices(store)

@@ -1,0 +1,356 @@
+"""Second factors: a user's enrolled factors, recovery codes, remembered devices and the
+enrolment under way, each change one statement or one transaction.
+
+Secrets (an authenticator's seed, later a phone number) are stored sealed, as base64 text of
+the sealed blob; the associated data binds each to its user and row, so a blob copied into
+another row does not open. The sealed columns are registered with gateway.store.sealed, so
+rotate-key re-seals them under a new key. Races are settled by conditional writes: the last
+accepted TOTP step only moves forward, a recovery code is spent only while unused, an
+enrolment is finished only once, and a user has at most one factor per role.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway.audit import Event
+from gateway.errors import ConflictError
+from gateway.store.audit import record_change
+from gateway.store.changes import note_change
+from gateway.store.database import Database, Row
+from gateway.store.records import AuditEntry
+from gateway.store.sealed import SealedColumn, register_sealed_column, sealed_bytes, sealed_text
+
+FACTOR_KINDS = ("totp", "sms", "email")
+FACTOR_ROLES = ("primary", "backup")
+
+
+def factor_aad(user_id: str, factor_id: str) -> bytes:
+    """What a factor's sealed secret is bound to: its user and its row."""
+    return f"mfa-factor\x00{user_id}\x00{factor_id}".encode()
+
+
+def pending_totp_aad(user_id: str) -> bytes:
+    """What the seed of an enrolment under way is bound to: its user."""
+    return f"mfa-enrolment-totp\x00{user_id}".encode()
+
+
+# This module's sealed columns, registered for re-sealing under a new key (rotate-key).
+SEALED_COLUMNS: tuple[SealedColumn, ...] = (
+    register_sealed_column(
+        SealedColumn(
+            table="mfa_factors",
+            id_column="id",
+            column="secret",
+            aad=lambda row: factor_aad(row["user_id"], row["id"]),
+        )
+    ),
+    register_sealed_column(
+        SealedColumn(
+            table="mfa_enrolments",
+            id_column="user_id",
+            column="totp_secret",
+            aad=lambda row: pending_totp_aad(row["user_id"]),
+        )
+    ),
+)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Factor:
+    """An enrolled second factor; ``sealed`` opens with ``factor_aad(user_id, id)``."""
+
+    id: str
+    user_id: str
+    kind: str
+    role: str
+    sealed: bytes
+    last_step: int | None
+    created_at: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NewFactor:
+    """A factor about to be stored at the end of an enrolment."""
+
+    id: str
+    kind: str
+    role: str
+    sealed: bytes
+    last_step: int | None
+
+    def __post_init__(self) -> None:
+        if self.kind not in FACTOR_KINDS or self.role not in FACTOR_ROLES:
+            raise ValueError(f"unknown factor kind or role: {self.kind!r}, {self.role!r}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PendingEnrolment:
+    """An enrolment under way: its step started at ``started_at`` (which also names it) and
+    runs out at ``expires_at``; the seed is sealed with ``pending_totp_aad(user_id)``;
+    ``totp_step`` is the step of the code that confirmed the app (None until then)."""
+
+    user_id: str
+    started_at: float
+    expires_at: float
+    totp_sealed: bytes | None
+    totp_step: int | None
+
+    @property
+    def totp_confirmed(self) -> bool:
+        return self.totp_step is not None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RememberedDevice:
+    """A browser that may skip the second factor until ``expires_at``; only the hash of its
+    token is stored."""
+
+    token_hash: str
+    user_id: str
+    created_at: float
+    expires_at: float
+    last_used_at: float | None
+    label: str
+
+
+class FinishError(ConflictError):
+    """The enrolment could not be finished: it is not there, not confirmed, ran out, or the
+    user already has a factor in that role. Nothing was saved."""
+
+
+def _factor(row: Row) -> Factor:
+    return Factor(
+        id=row["id"],
+        user_id=row["user_id"],
+        kind=row["kind"],
+        role=row["role"],
+        sealed=sealed_bytes(row["secret"]),
+        last_step=None if row["last_step"] is None else int(row["last_step"]),
+        created_at=float(row["created_at"]),
+    )
+
+
+class FactorRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # Enrolled factors
+
+    async def factors(self, user_id: str) -> list[Factor]:
+        """The user's factors, primary first."""
+        rows = await self._db.fetch_all(
+            "SELECT id, user_id, kind, role, secret, last_step, created_at FROM mfa_factors"
+            " WHERE user_id = :user_id ORDER BY role DESC",
+            {"user_id": user_id},
+        )
+        return [_factor(row) for row in rows]
+
+    async def kinds(self, user_id: str) -> list[tuple[str, str]]:
+        """(kind, role) of each of the user's factors: what a decision needs, no secrets."""
+        rows = await self._db.fetch_all(
+            "SELECT kind, role FROM mfa_factors WHERE user_id = :user_id", {"user_id": user_id}
+        )
+        return [(row["kind"], row["role"]) for row in rows]
+
+    async def enrolled_user_ids(self) -> set[str]:
+        """Every user with a primary factor."""
+        rows = await self._db.fetch_all("SELECT user_id FROM mfa_factors WHERE role = 'primary'")
+        return {row["user_id"] for row in rows}
+
+    async def accept_step(self, factor_id: str, step: int) -> bool:
+        """Record ``step`` as the factor's last accepted TOTP step if it is later than the one
+        recorded; False (nothing changed) if it is not: a replay, or a racing submission that
+        won. One conditional UPDATE, so exactly one of two racing submissions succeeds."""
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE mfa_factors SET last_step = :step"
+                " WHERE id = :id AND (last_step IS NULL OR last_step < :step)",
+                {"id": factor_id, "step": step},
+            )
+        return changed == 1
+
+    # Enrolment under way
+
+    async def pending(self, user_id: str) -> PendingEnrolment | None:
+        row = await self._db.fetch_one(
+            "SELECT user_id, started_at, expires_at, totp_secret, totp_step"
+            " FROM mfa_enrolments WHERE user_id = :user_id",
+            {"user_id": user_id},
+        )
+        if row is None:
+            return None
+        return PendingEnrolment(
+            user_id=row["user_id"],
+            started_at=float(row["started_at"]),
+            expires_at=float(row["expires_at"]),
+            totp_sealed=None if row["totp_secret"] is None else sealed_bytes(row["totp_secret"]),
+            totp_step=None if row["totp_step"] is None else int(row["totp_step"]),
+        )
+
+    async def start(
+        self, user_id: str, *, now: float, expires_at: float, totp_sealed: bytes
+    ) -> PendingEnrolment:
+        """Start (or start over) the user's enrolment with a new authenticator seed; whatever
+        was under way before is replaced."""
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO mfa_enrolments (user_id, started_at, expires_at, totp_secret,"
+                " totp_step) VALUES (:user_id, :now, :expires_at, :secret, NULL)"
+                " ON CONFLICT (user_id) DO UPDATE SET started_at = excluded.started_at,"
+                " expires_at = excluded.expires_at, totp_secret = excluded.totp_secret,"
+                " totp_step = NULL",
+                {
+                    "user_id": user_id,
+                    "now": now,
+                    "expires_at": expires_at,
+                    "secret": sealed_text(totp_sealed),
+                },
+            )
+        return PendingEnrolment(
+            user_id=user_id,
+            started_at=now,
+            expires_at=expires_at,
+            totp_sealed=totp_sealed,
+            totp_step=None,
+        )
+
+    async def confirm_totp(self, user_id: str, *, started_at: float, step: int, now: float) -> bool:
+        """Mark the enrolment begun at ``started_at`` as confirmed by a code of ``step``; False
+        if it was restarted, ran out, or was confirmed already."""
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE mfa_enrolments SET totp_step = :step WHERE user_id = :user_id"
+                " AND started_at = :started_at AND expires_at > :now AND totp_step IS NULL",
+                {"user_id": user_id, "started_at": started_at, "step": step, "now": now},
+            )
+        return changed == 1
+
+    async def discard(self, user_id: str) -> None:
+        """Forget the user's enrolment under way (nothing enrolled changes)."""
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "DELETE FROM mfa_enrolments WHERE user_id = :user_id", {"user_id": user_id}
+            )
+
+    async def finish(
+        self,
+        user_id: str,
+        *,
+        started_at: float,
+        now: float,
+        factor: NewFactor,
+        recovery_digests: Sequence[str],
+        entry: AuditEntry,
+        event: Event,
+    ) -> None:
+        """Save the enrolment begun at ``started_at``, in one transaction: the factor, a new
+        set of recovery codes (replacing any old set), its audit event, an ``enrolment`` entry
+        in the user-state feed, and the end of the enrolment under way. FinishError, with
+        nothing saved, if that enrolment is gone, unconfirmed or out of time, or the user
+        already has a factor in that role."""
+        async with self._db.transaction() as tx:
+            taken = await tx.execute(
+                "DELETE FROM mfa_enrolments WHERE user_id = :user_id AND started_at = :started_at"
+                " AND totp_step IS NOT NULL AND expires_at > :now",
+                {"user_id": user_id, "started_at": started_at, "now": now},
+            )
+            if taken != 1:
+                raise FinishError("the enrolment is not ready to finish, or ran out of time")
+            try:
+                await tx.execute(
+                    "INSERT INTO mfa_factors (id, user_id, kind, role, secret, last_step,"
+                    " created_at) VALUES (:id, :user_id, :kind, :role, :secret, :last_step, :now)",
+                    {
+                        "id": factor.id,
+                        "user_id": user_id,
+                        "kind": factor.kind,
+                        "role": factor.role,
+                        "secret": sealed_text(factor.sealed),
+                        "last_step": factor.last_step,
+                        "now": now,
+                    },
+                )
+            except ConflictError as exc:
+                raise FinishError(f"the user already has a {factor.role} factor") from exc
+            await tx.execute(
+                "DELETE FROM mfa_recovery_codes WHERE user_id = :user_id", {"user_id": user_id}
+            )
+            await tx.execute_many(
+                "INSERT INTO mfa_recovery_codes (user_id, digest, created_at, used_at)"
+                " VALUES (:user_id, :digest, :now, NULL)",
+                [{"user_id": user_id, "digest": d, "now": now} for d in recovery_digests],
+            )
+            await record_change(tx, entry, event, at=now)
+            # Every process's decision cache learns of the new factor from the feed.
+            await note_change(tx, now, kind="enrolment", user_id=user_id)
+
+    # Recovery codes
+
+    async def unused_recovery_digests(self, user_id: str) -> list[str]:
+        rows = await self._db.fetch_all(
+            "SELECT digest FROM mfa_recovery_codes WHERE user_id = :user_id AND used_at IS NULL",
+            {"user_id": user_id},
+        )
+        return [row["digest"] for row in rows]
+
+    async def spend_recovery(self, user_id: str, digest: str, now: float) -> bool:
+        """Mark one of the user's codes used; False if it was used already (or is not
+        theirs). One conditional UPDATE, so a code is spent once however many race."""
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE mfa_recovery_codes SET used_at = :now"
+                " WHERE user_id = :user_id AND digest = :digest AND used_at IS NULL",
+                {"user_id": user_id, "digest": digest, "now": now},
+            )
+        return changed == 1
+
+    # Remembered devices
+
+    async def remember(self, device: RememberedDevice) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO mfa_devices (token_hash, user_id, created_at, expires_at,"
+                " last_used_at, label) VALUES (:token_hash, :user_id, :created_at,"
+                " :expires_at, :last_used_at, :label)",
+                {
+                    "token_hash": device.token_hash,
+                    "user_id": device.user_id,
+                    "created_at": device.created_at,
+                    "expires_at": device.expires_at,
+                    "last_used_at": device.last_used_at,
+                    "label": device.label,
+                },
+            )
+
+    async def device(self, token_hash: str) -> RememberedDevice | None:
+        row = await self._db.fetch_one(
+            "SELECT token_hash, user_id, created_at, expires_at, last_used_at, label"
+            " FROM mfa_devices WHERE token_hash = :token_hash",
+            {"token_hash": token_hash},
+        )
+        if row is None:
+            return None
+        return RememberedDevice(
+            token_hash=row["token_hash"],
+            user_id=row["user_id"],
+            created_at=float(row["created_at"]),
+            expires_at=float(row["expires_at"]),
+            last_used_at=None if row["last_used_at"] is None else float(row["last_used_at"]),
+            label=row["label"],
+        )
+
+    async def touch_device(self, token_hash: str, now: float) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "UPDATE mfa_devices SET last_used_at = :now WHERE token_hash = :token_hash",
+                {"token_hash": token_hash, "now": now},
+            )
+
+    async def purge_devices(self, now: float) -> int:
+        """Forget devices whose window is over."""
+        async with self._db.transaction() as tx:
+            return await tx.execute(
+                "DELETE FROM mfa_devices WHERE expires_at <= :now", {"now": now}
+            )

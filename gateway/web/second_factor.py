@@ -1,0 +1,361 @@
+"""The 2FA pages: set up an authenticator app, save recovery codes, confirm it's you at sign-in
+or for a step-up, and "don't ask again on this device"."""
+
+from __future__ import annotations
+
+import logging
+import re
+from urllib.parse import quote
+
+from aiohttp import web
+
+from gateway.audit import DeviceRemembered
+from gateway.errors import NotFoundError
+from gateway.http.csrf import csrf_token, csrf_valid
+from gateway.http.redirects import safe_next
+from gateway.http.requests import CLIENT_ADDR, OUTCOME
+from gateway.policy import Decision
+from gateway.secondfactor.devices import device_label
+from gateway.secondfactor.refusals import (
+    AlreadyEnrolled,
+    SecondFactorRefused,
+    StepExpired,
+    StepMissing,
+)
+from gateway.secondfactor.rules import Rules, duration_text
+from gateway.services import SERVICES, SESSION, Services
+from gateway.signin.sessions import LiveSession
+from gateway.store.records import AuditEntry
+from gateway.web.context import add_get, add_route, read_form
+from gateway.web.gate import ENROL_PATH, VERIFY_PATH, login_url, with_next
+from gateway.web.pages import expired_form, form_field, render_page, set_cookie
+
+log = logging.getLogger(__name__)
+
+TOTP_PATH = "/_gateway/mfa/enrol/totp"
+CONFIRM_PATH = "/_gateway/mfa/enrol/totp/confirm"
+MAX_CODE = 64
+MAX_AGE_SHAPE = re.compile(r"[0-9]{1,9}")
+
+
+def _signed_in(request: web.Request) -> LiveSession:
+    live: LiveSession | None = request.get(SESSION)
+    if live is None:
+        raise web.HTTPSeeOther(login_url(request.path_qs))
+    return live
+
+
+async def _rules(services: Services, live: LiveSession) -> tuple[Decision, Rules]:
+    decision = await services.decider.decide_for(live)
+    return decision, Rules.of(decision.effective)
+
+
+def _csrf(services: Services, live: LiveSession) -> str:
+    return csrf_token(services.keys.csrf, live.record.csrf_secret)
+
+
+async def _checked_form(
+    request: web.Request, services: Services, live: LiveSession
+) -> dict[str, str] | None:
+    """The posted form's fields, or None when its CSRF token is not this session's."""
+    form = await read_form(request)
+    if not csrf_valid(services.keys.csrf, live.record.csrf_secret, form_field(form, "csrf", 128)):
+        return None
+    return {
+        name: form_field(form, name, 2048)
+        for name in ("next", "code", "method", "remember", "max_age")
+    }
+
+
+def _redirect(target: str) -> web.HTTPException:
+    return web.HTTPSeeOther(target, headers={"Cache-Control": "no-store"})
+
+
+def _max_age(value: str | None) -> int | None:
+    """A step-up's ``max_age`` in seconds; anything but digits asks for a fresh check (0)."""
+    if value is None or value == "":
+        return None
+    return int(value) if MAX_AGE_SHAPE.fullmatch(value) else 0
+
+
+# Enrolment
+
+
+async def enrol_page(request: web.Request) -> web.StreamResponse:
+    return await _enrol_page(request, safe_next(request.query.get("next")))
+
+
+async def _enrol_page(
+    request: web.Request, next_target: str, *, error: str | None = None
+) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    live = _signed_in(request)
+    decision, rules = await _rules(services, live)
+    enrolment = await services.decider.enrolment(live.user.id)
+    return render_page(
+        request,
+        "mfa_enrol.html",
+        {
+            "email": live.user.email,
+            "enrolled": enrolment.enrolled,
+            "needs_backup": enrolment.enrolled and decision.deadline is not None,
+            # No policy asks this user for 2FA: say so, and let them set it up anyway.
+            "optional": decision.deadline is None,
+            "reason": decision.reason,
+            "methods": sorted(rules.primary_methods),
+            "next": next_target,
+            "csrf": _csrf(services, live),
+            "error": error,
+        },
+        status=200 if error is None else 409,
+    )
+
+
+async def start_totp(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    live = _signed_in(request)
+    fields = await _checked_form(request, services, live)
+    if fields is None:
+        return expired_form(request)
+    next_target = safe_next(fields["next"])
+    _, rules = await _rules(services, live)
+    try:
+        await services.second_factors.enrolments.start_totp(live.user, rules)
+    except (AlreadyEnrolled, StepMissing):
+        # Set up already, or a method the policy does not accept: the choice page says so.
+        raise _redirect(with_next(ENROL_PATH, next_target)) from None
+    raise _redirect(with_next(TOTP_PATH, next_target))
+
+
+async def _totp_page(
+    request: web.Request,
+    live: LiveSession,
+    rules: Rules,
+    next_target: str,
+    *,
+    error: str | None = None,
+    status: int = 200,
+) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    try:
+        setup = await services.second_factors.enrolments.totp_setup(live.user, rules)
+    except AlreadyEnrolled:
+        raise _redirect(with_next(ENROL_PATH, next_target)) from None
+    except StepMissing as refused:
+        request[OUTCOME] = "rejected"
+        return await _enrol_page(request, next_target, error=refused.message)
+    return render_page(
+        request,
+        "mfa_totp.html",
+        {
+            "setup": setup,
+            "notice": setup.notice,
+            "error": error,
+            "next": next_target,
+            "csrf": _csrf(services, live),
+            "minutes": duration_text(rules.step_lifetime),
+        },
+        status=status,
+    )
+
+
+async def totp_page(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    live = _signed_in(request)
+    _, rules = await _rules(services, live)
+    return await _totp_page(request, live, rules, safe_next(request.query.get("next")))
+
+
+async def confirm_totp(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    live = _signed_in(request)
+    fields = await _checked_form(request, services, live)
+    if fields is None:
+        return expired_form(request)
+    next_target = safe_next(fields["next"])
+    _, rules = await _rules(services, live)
+    enrolments = services.second_factors.enrolments
+    try:
+        await enrolments.confirm_totp(live.user, fields["code"][:MAX_CODE], rules)
+        # No backup step yet: the enrolment is finished as soon as the app is confirmed.
+        entry = AuditEntry(actor=live.user.id, client_addr=request[CLIENT_ADDR])
+        codes = await enrolments.finish(live.user, rules, entry)
+    except AlreadyEnrolled:
+        raise _redirect(with_next(ENROL_PATH, next_target)) from None
+    except StepExpired:
+        request[OUTCOME] = "rejected"
+        # The step starts over: the page shows a new QR code and says why.
+        return await _totp_page(request, live, rules, next_target, status=409)
+    except StepMissing as refused:
+        request[OUTCOME] = "rejected"
+        return await _enrol_page(request, next_target, error=refused.message)
+    except SecondFactorRefused as refused:
+        request[OUTCOME] = "rejected"
+        return await _totp_page(
+            request, live, rules, next_target, error=refused.message, status=400
+        )
+    services.decider.note_enrolment(
+        live.user.id, await services.second_factors.enrolments.enrolment(live.user.id)
+    )
+    raw_id = await _mark_verified(services, live, "totp")
+    body = "".join(f"{code}\r\n" for code in codes)
+    response = render_page(
+        request,
+        "mfa_recovery.html",
+        {
+            "codes": codes,
+            "next": next_target,
+            # Kept in the page itself: the codes never travel in a URL to the server.
+            "download": "data:text/plain;charset=utf-8," + quote(body),
+        },
+    )
+    set_cookie(services, response, services.cookies.session, raw_id)
+    return response
+
+
+async def _mark_verified(services: Services, live: LiveSession, method: str) -> str:
+    """Record the check in the store and rotate the session id; the new raw id."""
+    try:
+        raw_id, _ = await services.sessions.mark_verified(live, method, services.clock())
+    except NotFoundError:
+        raise _redirect(login_url("/")) from None
+    return raw_id
+
+
+# The challenge, at sign-in and for a step-up
+
+
+def _fresh_enough(live: LiveSession, max_age: int | None, now: float) -> bool:
+    checked = live.second_factor
+    if checked is None:
+        return False
+    return max_age is None or checked.at >= now - max_age
+
+
+async def verify_page(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    live = _signed_in(request)
+    next_target = safe_next(request.query.get("next"))
+    max_age = _max_age(request.query.get("max_age"))
+    method = "recovery" if request.query.get("method") == "recovery" else "totp"
+    return await _verify_form(request, services, live, next_target, max_age, method)
+
+
+async def _verify_form(
+    request: web.Request,
+    services: Services,
+    live: LiveSession,
+    next_target: str,
+    max_age: int | None,
+    method: str,
+    *,
+    error: str | None = None,
+    status: int = 200,
+) -> web.StreamResponse:
+    if _fresh_enough(live, max_age, services.clock()):
+        raise _redirect(next_target)
+    decision, rules = await _rules(services, live)
+    if not (await services.decider.enrolment(live.user.id)).enrolled:
+        # Nothing to confirm with yet: set it up first (a step-up asks for that too).
+        raise _redirect(with_next(ENROL_PATH, next_target))
+    query: dict[str, str] = {"next": next_target}
+    if max_age is not None:
+        query["max_age"] = str(max_age)
+    other = "totp" if method == "recovery" else "recovery"
+    other_query = "&".join(
+        f"{k}={quote(v, safe='/')}" for k, v in {**query, "method": other}.items()
+    )
+    return render_page(
+        request,
+        "mfa_verify.html",
+        {
+            "email": live.user.email,
+            "csrf": _csrf(services, live),
+            "next": next_target,
+            "max_age": max_age,
+            "method": method,
+            "step_up": max_age is not None and live.mfa_verified,
+            "offer_remember": not live.mfa_verified,
+            "remember_for": duration_text(rules.remember_device),
+            "other_method": f"{VERIFY_PATH}?{other_query}",
+            "error": error,
+            "reason": decision.reason,
+        },
+        status=status,
+    )
+
+
+async def verify_submit(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    live = _signed_in(request)
+    fields = await _checked_form(request, services, live)
+    if fields is None:
+        return expired_form(request)
+    next_target = safe_next(fields["next"])
+    max_age = _max_age(fields["max_age"])
+    method = "recovery" if fields["method"] == "recovery" else "totp"
+    _, rules = await _rules(services, live)
+    client = request[CLIENT_ADDR]
+    try:
+        passed = await services.second_factors.challenges.verify(
+            live.user,
+            method=method,
+            code=fields["code"][:MAX_CODE],
+            rules=rules,
+            client_addr=client,
+        )
+    except SecondFactorRefused as refused:
+        request[OUTCOME] = "rejected"
+        return await _verify_form(
+            request,
+            services,
+            live,
+            next_target,
+            max_age,
+            method,
+            error=refused.message,
+            status=400,
+        )
+    remember = fields["remember"] == "1" and not live.mfa_verified
+    raw_id = await _mark_verified(services, live, passed.method)
+    response = _redirect(next_target)
+    set_cookie(services, response, services.cookies.session, raw_id)
+    if remember:
+        now = services.clock()
+        device = await services.second_factors.devices.remember(
+            live.user.id,
+            now=now,
+            window=rules.remember_device,
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+        set_cookie(
+            services,
+            response,
+            services.cookies.remembered,
+            device.token,
+            int(rules.remember_device),
+        )
+        await services.store.audit.record(
+            DeviceRemembered(
+                user_id=live.user.id,
+                org_id=live.user.org_id,
+                expires_at=device.expires_at,
+                label=device_label(request.headers.get("User-Agent", "")),
+            ),
+            at=now,
+            actor=live.user.id,
+            client_addr=client,
+        )
+    raise response
+
+
+def add_routes(app: web.Application) -> None:
+    add_get(app, ENROL_PATH, enrol_page)
+    add_route(app, "POST", TOTP_PATH, start_totp)
+    add_get(app, TOTP_PATH, totp_page)
+    add_route(app, "POST", CONFIRM_PATH, confirm_totp)
+    add_get(app, VERIFY_PATH, verify_page)
+    add_route(app, "POST", VERIFY_PATH, verify_submit)
+
+
+__all__ = ["add_routes"]

@@ -1,0 +1,202 @@
+"""Second-factor storage on a real SQLite file: replays and races settled by one conditional
+write, enrolment saved whole or not at all, recovery codes spent once, devices bound to users."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from gateway.audit import MfaEnrolled
+from gateway.store import SEALED_COLUMNS, Store
+from gateway.store.factors import FinishError, NewFactor, RememberedDevice
+from gateway.store.records import AuditEntry, User
+
+T0 = 1_798_000_000.0
+
+
+async def _user(store: Store, email: str = "max@harbour.example") -> User:
+    orgs = await store.organisations.list()
+    org = orgs[0] if orgs else await store.organisations.add(name="Harbour", now=T0)
+    return await store.users.add(
+        org_id=org.id,
+        email=email,
+        display_name=email,
+        role="member",
+        password_hash="x",
+        now=T0,
+    )
+
+
+def _factor(factor_id: str = "mfa_1", last_step: int | None = 100) -> NewFactor:
+    return NewFactor(
+        id=factor_id, kind="totp", role="primary", sealed=b"\x01sealed", last_step=last_step
+    )
+
+
+async def _enrol(store: Store, user: User, *, now: float = T0, factor_id: str = "mfa_1") -> None:
+    await store.factors.start(user.id, now=now, expires_at=now + 600, totp_sealed=b"pending")
+    assert await store.factors.confirm_totp(user.id, started_at=now, step=100, now=now)
+    await store.factors.finish(
+        user.id,
+        started_at=now,
+        now=now,
+        factor=_factor(factor_id),
+        recovery_digests=["d1", "d2"],
+        entry=AuditEntry(actor=user.id),
+        event=MfaEnrolled(
+            user_id=user.id, org_id=user.org_id, method="totp", role="primary", recovery_codes=2
+        ),
+    )
+
+
+async def test_finish_saves_factor_codes_and_event_and_ends_the_enrolment(store: Store) -> None:
+    user = await _user(store)
+    assert await store.factors.kinds(user.id) == []
+    await _enrol(store, user)
+    assert await store.factors.kinds(user.id) == [("totp", "primary")]
+    [factor] = await store.factors.factors(user.id)
+    assert (factor.sealed, factor.last_step) == (b"\x01sealed", 100)
+    assert sorted(await store.factors.unused_recovery_digests(user.id)) == ["d1", "d2"]
+    assert await store.factors.pending(user.id) is None
+    assert await store.factors.enrolled_user_ids() == {user.id}
+    [event] = [e for e in await store.audit.list() if e.kind == "mfa.enrolled"]
+    assert event.subject == user.id
+
+
+async def test_a_half_finished_enrolment_leaves_nothing_enrolled(store: Store) -> None:
+    user = await _user(store)
+    await store.factors.start(user.id, now=T0, expires_at=T0 + 600, totp_sealed=b"pending")
+    entry, event = (
+        AuditEntry(actor=user.id),
+        MfaEnrolled(
+            user_id=user.id, org_id=user.org_id, method="totp", role="primary", recovery_codes=1
+        ),
+    )
+    # Not confirmed yet: refused, nothing saved.
+    with pytest.raises(FinishError):
+        await store.factors.finish(
+            user.id,
+            started_at=T0,
+            now=T0,
+            factor=_factor(),
+            recovery_digests=["d"],
+            entry=entry,
+            event=event,
+        )
+    assert await store.factors.kinds(user.id) == []
+    assert await store.factors.unused_recovery_digests(user.id) == []
+    assert await store.factors.pending(user.id) is not None
+    # Confirmed but out of time: refused too.
+    assert await store.factors.confirm_totp(user.id, started_at=T0, step=5, now=T0 + 1)
+    with pytest.raises(FinishError):
+        await store.factors.finish(
+            user.id,
+            started_at=T0,
+            now=T0 + 600,
+            factor=_factor(),
+            recovery_digests=["d"],
+            entry=entry,
+            event=event,
+        )
+    assert await store.factors.kinds(user.id) == []
+    assert [e for e in await store.audit.list() if e.kind == "mfa.enrolled"] == []
+
+
+async def test_a_second_primary_factor_rolls_the_whole_finish_back(store: Store) -> None:
+    user = await _user(store)
+    await _enrol(store, user)
+    with pytest.raises(FinishError):
+        await _enrol(store, user, now=T0 + 10, factor_id="mfa_2")
+    [factor] = await store.factors.factors(user.id)
+    assert factor.id == "mfa_1"
+    assert sorted(await store.factors.unused_recovery_digests(user.id)) == ["d1", "d2"]
+    # The enrolment under way is still there: the delete that took it was rolled back too.
+    assert await store.factors.pending(user.id) is not None
+
+
+async def test_confirm_names_the_step_it_confirms(store: Store) -> None:
+    user = await _user(store)
+    await store.factors.start(user.id, now=T0, expires_at=T0 + 600, totp_sealed=b"a")
+    await store.factors.start(user.id, now=T0 + 5, expires_at=T0 + 605, totp_sealed=b"b")
+    # A confirmation computed for the first start does not confirm the restarted one.
+    assert not await store.factors.confirm_totp(user.id, started_at=T0, step=1, now=T0 + 6)
+    assert not await store.factors.confirm_totp(user.id, started_at=T0 + 5, step=1, now=T0 + 605)
+    assert await store.factors.confirm_totp(user.id, started_at=T0 + 5, step=1, now=T0 + 6)
+    assert not await store.factors.confirm_totp(user.id, started_at=T0 + 5, step=2, now=T0 + 7)
+    pending = await store.factors.pending(user.id)
+    assert pending is not None
+    assert (pending.totp_sealed, pending.totp_step) == (b"b", 1)
+
+
+async def test_a_step_is_accepted_only_after_the_last(store: Store) -> None:
+    user = await _user(store)
+    await _enrol(store, user)
+    assert not await store.factors.accept_step("mfa_1", 100)  # the confirming step
+    assert not await store.factors.accept_step("mfa_1", 99)
+    assert await store.factors.accept_step("mfa_1", 101)
+    assert not await store.factors.accept_step("mfa_1", 101)
+    assert await store.factors.accept_step("mfa_1", 103)
+    assert not await store.factors.accept_step("mfa_1", 102)
+
+
+async def test_two_racing_submissions_of_one_step_exactly_one_wins(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.sqlite3"
+    async with await Store.open(path) as first, await Store.open(path) as second:
+        user = await _user(first)
+        await _enrol(first, user)
+        for step in range(101, 121):
+            results = await asyncio.gather(
+                first.factors.accept_step("mfa_1", step),
+                second.factors.accept_step("mfa_1", step),
+            )
+            assert sorted(results) == [False, True]
+
+
+async def test_a_recovery_code_is_spent_once_even_when_raced(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.sqlite3"
+    async with await Store.open(path) as first, await Store.open(path) as second:
+        user = await _user(first)
+        await _enrol(first, user)
+        results = await asyncio.gather(
+            first.factors.spend_recovery(user.id, "d1", T0),
+            second.factors.spend_recovery(user.id, "d1", T0),
+        )
+        assert sorted(results) == [False, True]
+        assert await first.factors.unused_recovery_digests(user.id) == ["d2"]
+        other = await _user(first, "ava@harbour.example")
+        assert not await first.factors.spend_recovery(other.id, "d2", T0)  # not theirs
+
+
+async def test_remembered_devices_are_found_by_hash_and_touched(store: Store) -> None:
+    user = await _user(store)
+    device = RememberedDevice(
+        token_hash="h" * 64,
+        user_id=user.id,
+        created_at=T0,
+        expires_at=T0 + 3600,
+        last_used_at=None,
+        label="Chromium",
+    )
+    await store.factors.remember(device)
+    assert await store.factors.device("h" * 64) == device
+    await store.factors.touch_device("h" * 64, T0 + 60)
+    found = await store.factors.device("h" * 64)
+    assert found is not None
+    assert found.last_used_at == T0 + 60
+    assert await store.factors.device("x" * 64) is None
+    assert await store.factors.purge_devices(T0 + 3600) == 1
+    assert await store.factors.device("h" * 64) is None
+
+
+async def test_every_sealed_column_is_listed_with_its_binding(store: Store) -> None:
+    user = await _user(store)
+    await _enrol(store, user)
+    await store.factors.start(user.id, now=T0, expires_at=T0 + 600, totp_sealed=b"again")
+    for column in SEALED_COLUMNS:
+        rows = await store.db.fetch_all(
+            f"SELECT * FROM {column.table} WHERE {column.column} IS NOT NULL"  # noqa: S608
+        )
+        assert rows, column.table
+        assert all(user.id.encode() in column.aad(row) for row in rows)
