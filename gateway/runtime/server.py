@@ -21,6 +21,7 @@ from multidict import CIMultiDict
 from gateway.config import ServerConfig
 from gateway.http.problems import PROBLEM_BASE, problem_response
 from gateway.http.requests import settled
+from gateway.runtime.chunks import ChunkScan, scan
 from gateway.web.context import new_request_id
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 # The parser's own wording for "more header lines than max_headers"; a header block that is
 # too large in total is a 431 just like one oversized line.
 _TOO_MANY_HEADERS = "Too many headers"
+
+_HEAD_END = b"\r\n\r\n"
 
 DEFAULT_MAX_HEAD_SIZE = 64 * 1024
 DEFAULT_MAX_CONNECTIONS = 1024
@@ -145,9 +148,13 @@ class _GatewayRequestHandler(web.RequestHandler):
         self._limits = manager.limits
         self._accepted = False
         self._head_refused = False
-        # Bytes of the request head being read, counted while no body is (self._body).
+        # Bytes of the request head being read, counted while no body is (self._body), and
+        # the head's last bytes of the reads before (its end may straddle two reads).
         self._head_bytes = 0
+        self._head_carry = b""
         self._body: StreamReader | None = None
+        # While the open body is chunked: how far its framing has been read.
+        self._chunks: ChunkScan | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         server = self._server
@@ -176,32 +183,81 @@ class _GatewayRequestHandler(web.RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._head_refused:
-            return  # nothing more is read from this connection
-        if self._upgraded:
-            super().data_received(data)  # a WebSocket's frames: no head to count
-            return
-        body = self._body
-        if body is not None and body.is_eof():
-            self._body = body = None  # the body ended in an earlier read: a head starts
-            self._head_bytes = 0
-        if body is None:
-            self._head_bytes += len(data)
+        # One read may hold the end of a head, a body and more heads: each part is fed to
+        # the parser on its own, so that what is counted is the part of the right kind.
+        while data and not self._head_refused:
+            if self._upgraded:
+                super().data_received(data)  # a WebSocket's frames: no head to count
+                return
+            body = self._body
+            if body is not None and body.is_eof():
+                self._end_body()  # the body ended in an earlier read: a head starts
+                body = None
+            if body is None:
+                data = self._read_head(data)
+            elif self._chunks is None:
+                # A body of known length: not counted; what follows it in this read (a
+                # pipelined head) is not counted either, so a head may overrun by one read.
+                super().data_received(data)
+                return
+            else:
+                data = self._read_chunked(body, self._chunks, data)
+
+    def _end_body(self) -> None:
+        self._body = self._chunks = None
+        self._head_bytes = 0
+        self._head_carry = b""
+
+    def _read_head(self, data: bytes) -> bytes:
+        """Feed ``data`` up to the end of the head being read; the bytes after it."""
+        carry = self._head_carry
+        edge = (carry + data[:3]).find(_HEAD_END)
+        if edge >= 0:
+            cut = edge + len(_HEAD_END) - len(carry)
+        else:
+            found = data.find(_HEAD_END)
+            cut = found + len(_HEAD_END) if found >= 0 else len(data)
+        part, rest = data[:cut], data[cut:]
+        self._head_bytes += len(part)
         count = self._request_count
-        super().data_received(data)
+        super().data_received(part)
         if self._request_count != count and self._messages:
             if self._head_bytes > self._limits.max_head_size and self._completed_too_large(
                 self._request_count - count
             ):
-                return
-            # What this read held after the last head is not counted, so an unfinished head
-            # may overrun the cap by at most one read (asyncio reads at most 256 KiB).
-            self._head_bytes = 0
-            payload = self._messages[-1][1]
+                return b""
+            self._end_body()
+            message, payload = self._messages[-1]
             if payload is not EMPTY_PAYLOAD and not payload.is_eof():
                 self._body = payload
-        elif self._head_bytes > self._limits.max_head_size and not self._upgraded:
+                if isinstance(message, RawRequestMessage) and message.chunked:
+                    # Trailers count against the cap together with the head they follow.
+                    self._chunks = ChunkScan()
+                    self._head_bytes = _head_size(message)
+            return rest
+        self._head_carry = (carry + part)[-(len(_HEAD_END) - 1) :]
+        if self._head_bytes > self._limits.max_head_size and not self._upgraded:
             self._refuse_head()
+            return b""
+        return rest
+
+    def _read_chunked(self, body: StreamReader, chunks: ChunkScan, data: bytes) -> bytes:
+        """Feed ``data`` up to the end of a chunked body, its trailers counted before the
+        parser sees them; the bytes after the body."""
+        chunks, end = scan(chunks, data)
+        if self._head_bytes + chunks.trailer_bytes > self._limits.max_head_size:
+            # The request is already with its handler: its body fails, the upstream
+            # exchange is cut, and the handler's answer is replaced by the 431.
+            self._head_refused = True
+            body.set_exception(_HeadTooLarge(self._limits.max_head_size))
+            return b""
+        if end is None:
+            self._chunks = chunks
+            super().data_received(data)
+            return b""
+        super().data_received(data[:end])
+        self._end_body()
+        return data[end:]
 
     def _completed_too_large(self, new: int) -> bool:
         """Whether one of the ``new`` heads the parser just completed is over the cap (only
@@ -241,22 +297,28 @@ class _GatewayRequestHandler(web.RequestHandler):
             return super().handle_error(request, status, exc, message)
         # The parser's message may quote client bytes; keep the log line short.
         log.info("rejected malformed request (%d) from %s: %.200r", chosen, request.remote, exc)
-        if chosen == 431:
-            slug, title = "headers-too-large", "Request header fields too large"
-            detail = "The request line or headers are longer than the gateway accepts."
-        else:
-            slug, title = "bad-request", "Bad request"
-            detail = "The request is not valid HTTP/1.1."
-        body = {"type": PROBLEM_BASE + slug, "title": title, "status": chosen, "detail": detail}
-        response = web.Response(
-            status=chosen,
-            text=json.dumps(body),
-            content_type="application/problem+json",
-            headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
-        )
-        # The byte stream can no longer be trusted to be framed correctly: close it.
-        response.force_close()
-        return response
+        return _framing_problem(chosen)
+
+
+def _framing_problem(status: int) -> web.Response:
+    """The answer to a request the gateway will not read: 431 (head or trailers over the
+    limits) or 400 (bad framing), and the connection closed."""
+    if status == 431:
+        slug, title = "headers-too-large", "Request header fields too large"
+        detail = "The request line or headers are longer than the gateway accepts."
+    else:
+        slug, title = "bad-request", "Bad request"
+        detail = "The request is not valid HTTP/1.1."
+    body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail}
+    response = web.Response(
+        status=status,
+        text=json.dumps(body),
+        content_type="application/problem+json",
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+    )
+    # The byte stream can no longer be trusted to be framed correctly: close it.
+    response.force_close()
+    return response
 
 
 class _GatewayServer(web.Server):
@@ -302,6 +364,25 @@ def _quiet(factory: _RequestFactory) -> _RequestFactory:
     return make
 
 
+async def _trailers_kept(handler: _Handler, request: web.BaseRequest) -> web.StreamResponse:
+    """``handler``'s answer to a request with a body, or the 431 if the body's trailers went
+    past the head cap while it ran (the connection's handler then fails the body)."""
+    try:
+        response = await handler(request)
+    except Exception:
+        if not isinstance(request.content.exception(), _HeadTooLarge):
+            raise
+        return _refused_trailers(request)
+    if isinstance(request.content.exception(), _HeadTooLarge) and not response.prepared:
+        return _refused_trailers(request)
+    return response
+
+
+def _refused_trailers(request: web.BaseRequest) -> web.Response:
+    log.info("rejected request trailers over the head cap from %s", request.remote)
+    return _framing_problem(431)
+
+
 def _origin_form_only(handler: _Handler) -> _Handler:
     """``handler`` for requests whose target is a path; others are answered here.
 
@@ -312,7 +393,9 @@ def _origin_form_only(handler: _Handler) -> _Handler:
 
     def handle(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
         if request.method != "CONNECT" and request.raw_path.startswith("/"):
-            return handler(request)
+            if request.content is EMPTY_PAYLOAD:
+                return handler(request)
+            return _trailers_kept(handler, request)
         request_id = new_request_id()
         if request.method == "CONNECT":
             status, slug, title = 405, "method-not-allowed", "Method not allowed"
