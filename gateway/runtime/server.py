@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.runtime.collector import tune_gc_for_serving
+from gateway.runtime.internals import require_aiohttp_internals
 from gateway.runtime.limits import ClientLimits, LimitedServer, kept_trailers
 from gateway.runtime.quiet import quiet
 from gateway.runtime.targets import origin_form_only
@@ -54,13 +55,18 @@ async def start_site(
     no complete request head for ``idle_timeout`` seconds, from its start or since its last
     response, is closed: aiohttp's keep-alive timer, which a client trickling a head byte
     by byte does not reset (slowloris). A request head over ``limits.max_head_size`` bytes in
-    all gets 431 and a closed connection; a connection past ``limits.max_connections`` open
+    all (or trailers after a chunked body that take it past that) gets 431 and a closed
+    connection; a connection past ``limits.max_connections`` open
     at once gets 503 and is closed before anything is read. No response names the server
     software, and CONNECT or a target that is not a path (``OPTIONS *``) gets a problem
     with a request id and a closed connection. The caller stops the site with
     ``await runner.cleanup()``. The first call in a process also tunes the garbage
     collector for serving (:func:`tune_gc_for_serving`).
+
+    Raises :class:`~gateway.runtime.internals.AiohttpUnsupported`, before anything is
+    bound, when the installed aiohttp lacks a private name the limits rely on.
     """
+    require_aiohttp_internals()
     runner = GatewayAppRunner(
         app,
         limits=limits or ClientLimits(),
