@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import sys
 from collections.abc import AsyncIterator
@@ -121,6 +122,29 @@ async def test_trailers_over_the_head_cap_get_431_and_reach_nothing(
         answer = await exchange(gateway, CHUNKED_HEAD + chunked(b"b" * 5000, header_lines(2, 100)))
         assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
         assert bodies == [b"b" * 5000]
+
+
+async def test_trailers_over_the_cap_after_the_app_has_answered_close_the_connection(
+    make_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway = await make_gateway(server={"max_head_size": 4 * KiB})
+    reader, writer = await asyncio.open_connection(gateway.url.host, gateway.url.port)
+    try:
+        writer.write(CHUNKED_HEAD.replace(b"Connection: close\r\n", b"") + b"5\r\nhello\r\n")
+        # The sample app answers a POST there (405) without waiting for the body.
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 405 "), head
+        try:
+            writer.write(b"0\r\n" + header_lines(100, 1000) + b"\r\n")
+            await writer.drain()
+            async with asyncio.timeout(10):
+                rest = await reader.read()  # what is left of the 405, then the close
+        except ConnectionResetError:
+            rest = b""
+        assert b"HTTP/1.1" not in rest, rest
+    finally:
+        writer.close()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 @pytest.mark.parametrize("trailers", [b"", b"X-Checksum: abc\r\n"], ids=["none", "small"])

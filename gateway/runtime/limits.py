@@ -131,6 +131,8 @@ class GatewayRequestHandler(web.RequestHandler):
         self._body: StreamReader | None = None
         # While the open body is chunked: how far its framing has been read.
         self._chunks: ChunkScan | None = None
+        # The body of the last request whose handler has returned its answer.
+        self._answered: StreamReader | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         server = self._server
@@ -179,8 +181,13 @@ class GatewayRequestHandler(web.RequestHandler):
             else:
                 data = self._read_chunked(body, self._chunks, data)
 
+    def answered(self, body: StreamReader) -> None:
+        """Told by :func:`kept_trailers` that the handler of the request with ``body`` has
+        returned its answer: trailers over the cap then close the connection."""
+        self._answered = body
+
     def _end_body(self) -> None:
-        self._body = self._chunks = None
+        self._body = self._chunks = self._answered = None
         self._head_bytes = 0
         self._head_carry = b""
 
@@ -222,10 +229,16 @@ class GatewayRequestHandler(web.RequestHandler):
         parser sees them; the bytes after the body."""
         chunks, end = scan(chunks, data)
         if self._head_bytes + chunks.trailer_bytes > self._limits.max_head_size:
-            # The request is already with its handler: its body fails, the upstream
-            # exchange is cut, and the handler's answer is replaced by the 431.
             self._head_refused = True
-            body.set_exception(_HeadTooLarge(self._limits.max_head_size))
+            if body is self._answered:
+                # The handler answered without the rest of the body and aiohttp reads it
+                # on to keep the connection: it ends here, and so does the connection.
+                body.feed_eof()
+                self.force_close()
+            else:
+                # The request is with its handler: its body fails, the upstream exchange
+                # is cut, and the handler's answer is replaced by the 431.
+                body.set_exception(_HeadTooLarge(self._limits.max_head_size))
             return b""
         if end is None:
             self._chunks = chunks
@@ -322,12 +335,29 @@ async def _trailers_kept(handler: Handler, request: web.BaseRequest) -> web.Stre
     try:
         response = await handler(request)
     except Exception:
-        if not isinstance(request.content.exception(), _HeadTooLarge):
+        if not _trailers_refused(request):
+            raise
+        if request.writer.output_size > 0:
+            request.protocol.force_close()
             raise
         return _refused_trailers(request)
-    if isinstance(request.content.exception(), _HeadTooLarge) and not response.prepared:
+    if not _trailers_refused(request):
+        protocol = request.protocol
+        if isinstance(protocol, GatewayRequestHandler):
+            protocol.answered(request.content)
+        return response
+    if not response.prepared:
         return _refused_trailers(request)
+    # The answer went out before the trailers came (the app answered without waiting for
+    # the body): it cannot become a 431, and the connection, whose body was cut off, is
+    # closed once it is written rather than read on.
+    log.info("closed a connection whose trailers went over the head cap: %s", request.remote)
+    request.protocol.force_close()
     return response
+
+
+def _trailers_refused(request: web.BaseRequest) -> bool:
+    return isinstance(request.content.exception(), _HeadTooLarge)
 
 
 def _refused_trailers(request: web.BaseRequest) -> web.Response:
