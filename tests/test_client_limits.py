@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
+from gateway.runtime.server import start_site
 from tests.conftest import GatewayFactory, RunningGateway
 
 CHILD = Path(__file__).with_name("head_flood_child.py")
@@ -21,13 +24,15 @@ KiB = 1024
 MiB = 1024 * KiB
 
 
-async def exchange(gateway: RunningGateway, data: bytes) -> bytes:
-    """Send ``data`` on a new connection; everything the gateway sends until it closes it
-    (a connection it held open would fail the test at the safety timeout)."""
+async def exchange(gateway: RunningGateway, *parts: bytes) -> bytes:
+    """Send ``parts`` on a new connection, each once the gateway has taken the one before;
+    everything the gateway sends until it closes it (a connection it held open would fail
+    the test at the safety timeout)."""
     reader, writer = await asyncio.open_connection(gateway.url.host, gateway.url.port)
     try:
-        writer.write(data)
-        await writer.drain()
+        for part in parts:
+            writer.write(part)
+            await writer.drain()
         async with asyncio.timeout(10):
             return await reader.read()
     finally:
@@ -64,6 +69,95 @@ async def test_a_body_does_not_count_as_head(make_gateway: GatewayFactory) -> No
     answer = await exchange(gateway, head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
     # The sample app takes no POST there: it answers, not the gateway's head limit.
     assert answer.startswith(b"HTTP/1.1 405 "), answer[:200]
+
+
+@contextlib.asynccontextmanager
+async def recording_app() -> AsyncIterator[tuple[str, list[bytes]]]:
+    """An app that reads each request's body whole and keeps it: yields (url, bodies)."""
+    bodies: list[bytes] = []
+
+    async def keep(request: web.Request) -> web.Response:
+        bodies.append(await request.read())
+        return web.Response(text=f"got {len(bodies[-1])} bytes")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", keep)
+    runner, port = await start_site(app, "127.0.0.1", 0, max_line_size=8190, max_field_size=8190)
+    try:
+        yield f"http://127.0.0.1:{port}", bodies
+    finally:
+        await runner.cleanup()
+
+
+CHUNKED_HEAD = (
+    b"POST /public/hello HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n"
+)
+
+
+def chunked(body: bytes, trailers: bytes, chunk: int = 1000) -> bytes:
+    parts = [
+        b"%x\r\n%s\r\n" % (len(body[i : i + chunk]), body[i : i + chunk])
+        for i in range(0, len(body), chunk)
+    ]
+    return b"".join(parts) + b"0\r\n" + trailers + b"\r\n"
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-write", "trailers-after-body"])
+async def test_trailers_over_the_head_cap_get_431_and_reach_nothing(
+    make_gateway: GatewayFactory, split: bool
+) -> None:
+    async with recording_app() as (app_url, bodies):
+        gateway = await make_gateway(app_url, server={"max_head_size": 4 * KiB})
+        # 100 trailer lines of 1,000 bytes: each within the per-line limit, under the
+        # header count limit, and 100 KB together.
+        request = CHUNKED_HEAD + chunked(b"b" * 5000, header_lines(100, 1000))
+        at = request.index(b"0\r\nX-Fill-0") if split else len(request)
+        # Read to the close: nothing is held.
+        answer = await exchange(gateway, request[:at], request[at:])
+        assert status(answer) == 431, answer[:200]
+        assert b"headers-too-large" in answer
+        # The same request with its trailers within the cap goes through, so the app was
+        # reachable: it is the trailers that kept the first one from it.
+        answer = await exchange(gateway, CHUNKED_HEAD + chunked(b"b" * 5000, header_lines(2, 100)))
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+        assert bodies == [b"b" * 5000]
+
+
+async def test_trailers_over_the_cap_after_the_app_has_answered_close_the_connection(
+    make_gateway: GatewayFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway = await make_gateway(server={"max_head_size": 4 * KiB})
+    reader, writer = await asyncio.open_connection(gateway.url.host, gateway.url.port)
+    try:
+        writer.write(CHUNKED_HEAD.replace(b"Connection: close\r\n", b"") + b"5\r\nhello\r\n")
+        # The sample app answers a POST there (405) without waiting for the body.
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 405 "), head
+        try:
+            writer.write(b"0\r\n" + header_lines(100, 1000) + b"\r\n")
+            await writer.drain()
+            async with asyncio.timeout(10):
+                rest = await reader.read()  # what is left of the 405, then the close
+        except ConnectionResetError:
+            rest = b""
+        assert b"HTTP/1.1" not in rest, rest
+    finally:
+        writer.close()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize("trailers", [b"", b"X-Checksum: abc\r\n"], ids=["none", "small"])
+async def test_a_large_chunked_upload_with_small_or_no_trailers_goes_through(
+    make_gateway: GatewayFactory, trailers: bytes
+) -> None:
+    async with recording_app() as (app_url, bodies):
+        gateway = await make_gateway(app_url, server={"max_head_size": 2 * KiB})
+        # 1 MiB in chunks of 1,000 bytes: 7 KB of framing, over the cap, which counts none.
+        body = bytes(range(256)) * 4096
+        answer = await exchange(gateway, CHUNKED_HEAD + chunked(body, trailers))
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+        assert bodies == [body]
 
 
 async def test_connections_past_the_cap_are_refused_and_counted(
@@ -158,15 +252,23 @@ LINES_PER_HEAD = 120  # under aiohttp's 128 headers
 LINE = 8000  # under aiohttp's 8,190 bytes a line: each head would be about 960 KB
 
 
-async def flood_one(port: int) -> asyncio.StreamWriter | None:
-    """Open a connection and send most of a ~1 MB head that never ends; the writer, kept
-    open, or None when the gateway would not take the connection."""
+# What each flooding connection sends before its ~1 MB of header lines: the start of a
+# head, or a whole head and chunked body whose trailer section then never ends.
+FLOOD_STARTS = {
+    "head": b"GET /public/hello HTTP/1.1\r\nHost: gw\r\n",
+    "trailers": CHUNKED_HEAD + b"5\r\nhello\r\n0\r\n",
+}
+
+
+async def flood_one(port: int, start: bytes) -> asyncio.StreamWriter | None:
+    """Open a connection and send ``start`` and ~1 MB of header lines that never end; the
+    writer, kept open, or None when the gateway would not take the connection."""
     try:
         _, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
         return None
     try:
-        writer.write(b"GET /public/hello HTTP/1.1\r\nHost: gw\r\n")
+        writer.write(start)
         for i in range(LINES_PER_HEAD):
             writer.write(b"X-Fill-%d: %s\r\n" % (i, b"a" * LINE))
             await writer.drain()
@@ -176,15 +278,19 @@ async def flood_one(port: int) -> asyncio.StreamWriter | None:
 
 
 @pytest.mark.parametrize("max_connections", [32])
+@pytest.mark.parametrize("kind", ["head", "trailers"])
 async def test_a_flood_of_large_heads_leaves_the_gateways_memory_bounded(
-    tmp_path: Path, max_connections: int
+    tmp_path: Path, max_connections: int, kind: str
 ) -> None:
     max_head = 64 * KiB
     async with gateway_process(tmp_path, max_connections, max_head) as (pid, port):
         await round_trip(port)
         before = resident_bytes(pid)
         async with asyncio.timeout(120):
-            writers = await asyncio.gather(*(flood_one(port) for _ in range(FLOOD_CONNECTIONS)))
+            start = FLOOD_STARTS[kind]
+            writers = await asyncio.gather(
+                *(flood_one(port, start) for _ in range(FLOOD_CONNECTIONS))
+            )
             await round_trip(port)  # the gateway has read what was sent before this
         during = resident_bytes(pid)
         for writer in writers:

@@ -19,8 +19,8 @@ from gateway.enforcement.decisions import Decider, PolicyBook
 from gateway.http.paths import HEALTH_PATH, PathRules
 from gateway.ops.metrics import Metrics
 from gateway.proxy.forwarder import Answered, ExchangeObserver, UpstreamProxy
+from gateway.runtime.limits import ClientLimits
 from gateway.runtime.listeners import HttpListener
-from gateway.runtime.server import ClientLimits
 from gateway.secondfactor.service import SecondFactors, recovery_keys
 from gateway.sending.service import open_code_sender
 from gateway.services import SERVICES, CookieNames, Services

@@ -7,7 +7,8 @@ from typing import Protocol
 
 from aiohttp import web
 
-from gateway.runtime.server import ClientLimits, start_site
+from gateway.runtime.limits import ClientLimits
+from gateway.runtime.server import start_site
 
 
 class Listener(Protocol):

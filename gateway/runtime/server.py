@@ -2,342 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import gc
-import json
-import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
-from aiohttp.http_parser import RawRequestMessage
-from aiohttp.http_writer import StreamWriter
-from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
-from aiohttp.web_protocol import _ErrInfo
-from multidict import CIMultiDict
 
-from gateway.config import ServerConfig
-from gateway.http.problems import PROBLEM_BASE, problem_response
-from gateway.http.requests import settled
-from gateway.web.context import new_request_id
-
-log = logging.getLogger(__name__)
-
-# The parser's own wording for "more header lines than max_headers"; a header block that is
-# too large in total is a 431 just like one oversized line.
-_TOO_MANY_HEADERS = "Too many headers"
-
-DEFAULT_MAX_HEAD_SIZE = 64 * 1024
-DEFAULT_MAX_CONNECTIONS = 1024
-
-
-class _HeadTooLarge(BadHttpMessage):
-    """A request head (request line and header fields together) over ``max_head_size``."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"Request head larger than {limit} bytes")
-
-
-def _parse_error_status(exc: BaseException | None) -> int | None:
-    """431 for a request line or header block over the limits, 400 for other bad framing."""
-    if isinstance(exc, LineTooLong | _HeadTooLarge):
-        return 431
-    if isinstance(exc, BadHttpMessage):
-        return 431 if exc.message.startswith(_TOO_MANY_HEADERS) else 400
-    return None
-
-
-@dataclass(frozen=True, kw_only=True)
-class ClientLimits:
-    """What one listener lets its clients hold: the bytes of a request head, and connections.
-
-    aiohttp's own limits are per line and per header count; 128 headers of 8 KiB each would
-    still let one connection hold a megabyte of head, and a thousand connections a gigabyte.
-    """
-
-    max_head_size: int = DEFAULT_MAX_HEAD_SIZE
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
-    # Told of every connection refused because max_connections were open (for metrics).
-    on_refused: Callable[[], None] | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_head_size < 1 or self.max_connections < 1:
-            raise ValueError(f"invalid client limits: {self!r}")
-
-    @classmethod
-    def for_server(
-        cls, server: ServerConfig, on_refused: Callable[[], None] | None = None
-    ) -> ClientLimits:
-        return cls(
-            max_head_size=server.max_head_size,
-            max_connections=server.max_connections,
-            on_refused=on_refused,
-        )
-
-
-# The answer to a connection past max_connections, written before any request is read (so
-# nothing of it is buffered) and followed by a close.
-_BUSY_BODY = json.dumps(
-    {
-        "type": PROBLEM_BASE + "too-many-connections",
-        "title": "Too many connections",
-        "status": 503,
-        "detail": "The gateway has as many client connections open as it accepts. Try again.",
-    }
-).encode()
-_BUSY = (
-    b"HTTP/1.1 503 Service Unavailable\r\n"
-    b"Content-Type: application/problem+json\r\n"
-    b"Cache-Control: no-store\r\n"
-    b"Retry-After: 1\r\n"
-    b"Connection: close\r\n"
-    b"Content-Length: %d\r\n\r\n" % len(_BUSY_BODY)
-) + _BUSY_BODY
-
-
-# Collect the youngest generation after this many net new container objects (CPython's
-# default is 700). A proxied request leaves few objects behind but has many in flight, and
-# a young collection walks every live young object, in-flight requests' ones included: at
-# 700 the bench spent about 15 us per request in the collector, at 7,000 under 1 us.
-# Garbage cycles wait a little longer to be freed; nothing else changes.
-GC_YOUNG_THRESHOLD = 7000
-_gc_tuned = False
-
-
-def tune_gc_for_serving() -> None:
-    """Once per process, when a server is up: move everything start-up built (modules,
-    templates, config, the policy book) out of the cyclic collector's way with gc.freeze(),
-    so full collections walk only what serving created, and collect young objects less often.
-    """
-    global _gc_tuned
-    if _gc_tuned:
-        return
-    _gc_tuned = True
-    gc.collect()  # what start-up left as garbage is freed, not frozen
-    gc.freeze()
-    young, older, oldest = gc.get_threshold()
-    gc.set_threshold(max(GC_YOUNG_THRESHOLD, young), older, oldest)
-
-
-def _head_size(message: RawRequestMessage) -> int:
-    """The bytes of a parsed request head, as a client sends it with single spaces."""
-    size = len(message.method) + len(message.path) + len(" HTTP/1.1\r\n") + 1 + 2
-    for name, value in message.raw_headers:
-        size += len(name) + len(value) + 4  # ": " and CRLF
-    return size
-
-
-class _GatewayRequestHandler(web.RequestHandler):
-    """aiohttp's connection handler with parser errors answered as problem+json, a cap on
-    the bytes of a request head, and a cap on the connections open at once.
-
-    aiohttp turns every parse failure into a 400 via ``handle_error`` before any app code
-    (the request context included) runs, so this override is the one place a 431 can be
-    chosen. It also logs client garbage at INFO without a traceback instead of as a server
-    ERROR.
-    """
-
-    def __init__(self, manager: _GatewayServer, **kwargs: Any) -> None:
-        super().__init__(manager, **kwargs)
-        self._server = manager
-        self._limits = manager.limits
-        self._accepted = False
-        self._head_refused = False
-        # Bytes of the request head being read, counted while no body is (self._body).
-        self._head_bytes = 0
-        self._body: StreamReader | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        server = self._server
-        if server.open_connections >= self._limits.max_connections:
-            # Refused before anything is read or any task started; connection_lost then
-            # has nothing to undo.
-            self._manager = None
-            assert isinstance(transport, asyncio.Transport)
-            transport.write(_BUSY)
-            transport.close()
-            if not server.refusing:  # once per spell of refusals: a flood must not flood logs
-                server.refusing = True
-                log.warning("refusing connections: %d already open", server.open_connections)
-            if self._limits.on_refused is not None:
-                self._limits.on_refused()
-            return
-        self._accepted = True
-        server.refusing = False
-        server.open_connections += 1
-        super().connection_made(transport)
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        if self._accepted:
-            self._accepted = False
-            self._server.open_connections -= 1
-        super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        if self._head_refused:
-            return  # nothing more is read from this connection
-        if self._upgraded:
-            super().data_received(data)  # a WebSocket's frames: no head to count
-            return
-        body = self._body
-        if body is not None and body.is_eof():
-            self._body = body = None  # the body ended in an earlier read: a head starts
-            self._head_bytes = 0
-        if body is None:
-            self._head_bytes += len(data)
-        count = self._request_count
-        super().data_received(data)
-        if self._request_count != count and self._messages:
-            if self._head_bytes > self._limits.max_head_size and self._completed_too_large(
-                self._request_count - count
-            ):
-                return
-            # What this read held after the last head is not counted, so an unfinished head
-            # may overrun the cap by at most one read (asyncio reads at most 256 KiB).
-            self._head_bytes = 0
-            payload = self._messages[-1][1]
-            if payload is not EMPTY_PAYLOAD and not payload.is_eof():
-                self._body = payload
-        elif self._head_bytes > self._limits.max_head_size and not self._upgraded:
-            self._refuse_head()
-
-    def _completed_too_large(self, new: int) -> bool:
-        """Whether one of the ``new`` heads the parser just completed is over the cap (only
-        asked when this read took the count past it: one read can hold a whole head, or the
-        end of one and more); if so, it and those after it are replaced by a 431."""
-        fresh = list(self._messages)[-new:]
-        for index, (message, _) in enumerate(fresh):
-            if isinstance(message, RawRequestMessage) and (
-                _head_size(message) > self._limits.max_head_size
-            ):
-                for _ in fresh[index:]:
-                    self._messages.pop()
-                self._request_count -= len(fresh) - index
-                self._refuse_head()
-                return True
-        return False
-
-    def _refuse_head(self) -> None:
-        """Queue a 431 as aiohttp queues a parse error, and read nothing more."""
-        self._head_refused = True
-        exc = _HeadTooLarge(self._limits.max_head_size)
-        self._messages.append((_ErrInfo(status=400, exc=exc, message=exc.message), EMPTY_PAYLOAD))
-        self._request_count += 1
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def handle_error(
-        self,
-        request: web.BaseRequest,
-        status: int = 500,
-        exc: BaseException | None = None,
-        message: str | None = None,
-    ) -> web.StreamResponse:
-        chosen = _parse_error_status(exc) if status == 400 else None
-        if chosen is None or request.writer.output_size > 0:
-            return super().handle_error(request, status, exc, message)
-        # The parser's message may quote client bytes; keep the log line short.
-        log.info("rejected malformed request (%d) from %s: %.200r", chosen, request.remote, exc)
-        if chosen == 431:
-            slug, title = "headers-too-large", "Request header fields too large"
-            detail = "The request line or headers are longer than the gateway accepts."
-        else:
-            slug, title = "bad-request", "Bad request"
-            detail = "The request is not valid HTTP/1.1."
-        body = {"type": PROBLEM_BASE + slug, "title": title, "status": chosen, "detail": detail}
-        response = web.Response(
-            status=chosen,
-            text=json.dumps(body),
-            content_type="application/problem+json",
-            headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
-        )
-        # The byte stream can no longer be trusted to be framed correctly: close it.
-        response.force_close()
-        return response
-
-
-class _GatewayServer(web.Server):
-    """A ``web.Server`` whose connections use :class:`_GatewayRequestHandler`."""
-
-    def __init__(self, *args: Any, limits: ClientLimits, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.limits = limits
-        self.open_connections = 0
-        self.refusing = False
-        # web.Server passes everything but these on to each connection's handler.
-        self._handler_kwargs = {
-            k: v
-            for k, v in kwargs.items()
-            if k not in ("request_factory", "handler_cancellation", "loop")
-        }
-
-    def __call__(self) -> web.RequestHandler:
-        return _GatewayRequestHandler(self, loop=asyncio.get_running_loop(), **self._handler_kwargs)
-
-
-async def _say_no_server(headers: CIMultiDict[str]) -> None:
-    # aiohttp names itself and Python in a Server header on every response; the gateway
-    # names no software (an attacker learns versions to try from it).
-    headers.popall("Server", None)
-
-
-_RequestFactory = Callable[..., web.BaseRequest]
-_Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
-
-
-def _quiet(factory: _RequestFactory) -> _RequestFactory:
-    """``factory`` whose requests' responses go out without a Server header."""
-
-    def make(*args: Any, **kwargs: Any) -> web.BaseRequest:
-        request = factory(*args, **kwargs)
-        writer = request._payload_writer
-        if isinstance(writer, StreamWriter):
-            # aiohttp's hook, awaited with the headers just before they are written.
-            writer._on_headers_sent = _say_no_server
-        return request
-
-    return make
-
-
-def _origin_form_only(handler: _Handler) -> _Handler:
-    """``handler`` for requests whose target is a path; others are answered here.
-
-    ``CONNECT`` asks for a tunnel and ``OPTIONS *`` (like an absolute URL) names no path: the
-    router would answer a bare 404 and a CONNECT would leave the connection held as a tunnel.
-    Both get a problem with a request id, and the connection is closed.
-    """
-
-    def handle(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
-        if request.method != "CONNECT" and request.raw_path.startswith("/"):
-            return handler(request)
-        request_id = new_request_id()
-        if request.method == "CONNECT":
-            status, slug, title = 405, "method-not-allowed", "Method not allowed"
-            detail = "The gateway is not a forward proxy: CONNECT is not accepted."
-        else:
-            status, slug, title = 400, "bad-request-target", "Bad request target"
-            detail = "The request target must be a path starting with '/'."
-        log.info("refused %s %.100r (%d)", request.method, request.raw_path, status)
-        response = problem_response(
-            request,
-            status=status,
-            slug=slug,
-            title=title,
-            detail=detail,
-            headers={"X-Request-Id": request_id},
-            request_id=request_id,
-        )
-        response.force_close()
-        return settled(response)
-
-    return handle
+from gateway.runtime.collector import tune_gc_for_serving
+from gateway.runtime.internals import require_aiohttp_internals
+from gateway.runtime.limits import ClientLimits, LimitedServer, kept_trailers
+from gateway.runtime.quiet import quiet
+from gateway.runtime.targets import origin_form_only
 
 
 class GatewayAppRunner(web.AppRunner):
-    """An ``AppRunner`` serving through :class:`_GatewayServer`; otherwise unchanged.
+    """An ``AppRunner`` serving through :class:`LimitedServer`; otherwise unchanged.
 
     ``_make_server`` is the documented-by-abstract-method hook every runner implements; the
     app's own server is built first (startup signals, freezing, handler_args all as usual)
@@ -350,9 +27,9 @@ class GatewayAppRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()
-        return _GatewayServer(
-            _origin_form_only(plain.request_handler),
-            request_factory=_quiet(plain.request_factory),
+        return LimitedServer(
+            origin_form_only(kept_trailers(plain.request_handler)),
+            request_factory=quiet(plain.request_factory),
             handler_cancellation=plain.handler_cancellation,
             limits=self._limits,
             **plain._kwargs,
@@ -378,13 +55,18 @@ async def start_site(
     no complete request head for ``idle_timeout`` seconds, from its start or since its last
     response, is closed: aiohttp's keep-alive timer, which a client trickling a head byte
     by byte does not reset (slowloris). A request head over ``limits.max_head_size`` bytes in
-    all gets 431 and a closed connection; a connection past ``limits.max_connections`` open
+    all (or trailers after a chunked body that take it past that) gets 431 and a closed
+    connection; a connection past ``limits.max_connections`` open
     at once gets 503 and is closed before anything is read. No response names the server
     software, and CONNECT or a target that is not a path (``OPTIONS *``) gets a problem
     with a request id and a closed connection. The caller stops the site with
     ``await runner.cleanup()``. The first call in a process also tunes the garbage
     collector for serving (:func:`tune_gc_for_serving`).
+
+    Raises :class:`~gateway.runtime.internals.AiohttpUnsupported`, before anything is
+    bound, when the installed aiohttp lacks a private name the limits rely on.
     """
+    require_aiohttp_internals()
     runner = GatewayAppRunner(
         app,
         limits=limits or ClientLimits(),
