@@ -28,7 +28,7 @@ from gateway.schema.user_api import (
     TotpEnrolment,
     UserInfo,
 )
-from gateway.secondfactor.devices import still_valid, token_hash
+from gateway.secondfactor.devices import TOKEN_BYTES, still_valid, token_hash
 from gateway.secondfactor.refusals import SecondFactorRefused
 from gateway.secondfactor.rules import Rules
 from gateway.services import Services
@@ -164,7 +164,7 @@ async def me(call: ApiCall) -> web.StreamResponse:
 async def _remembered_until(call: ApiCall, live: LiveSession, rules: Rules) -> float | None:
     """When this browser's remembered device runs out for ``live``'s user, if it is one."""
     token = call.request.cookies.get(call.services.cookies.remembered)
-    if not token or len(token) > 64:
+    if not token or len(token) > 2 * TOKEN_BYTES:
         return None
     device = await call.services.store.factors.device(token_hash(token))
     now = call.services.clock()
