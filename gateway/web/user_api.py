@@ -43,6 +43,7 @@ from gateway.web.api_guard import (
 from gateway.web.api_guard import refused as refused_problem
 from gateway.web.pages import (
     GENERIC_FAILURE,
+    clear_cookie,
     set_cookie,
     set_sign_in_cookies,
     sign_in_with_password,
@@ -112,13 +113,7 @@ async def sign_out_call(call: ApiCall) -> web.StreamResponse:
     if call.live is not None:
         await sign_out(call.request, call.live)
     response = web.Response(status=204, headers={"Cache-Control": "no-store"})
-    response.del_cookie(
-        call.services.cookies.session,
-        path="/",
-        secure=call.services.config.security.cookie_secure,
-        httponly=True,
-        samesite="Lax",
-    )
+    clear_cookie(call.services, response, call.services.cookies.session)
     return response
 
 
