@@ -26,6 +26,7 @@ from gateway.schema.policies import (
 )
 from gateway.schema.reports import AuditPage, Explanation, Readiness
 from gateway.web import openapi as served
+from gateway.web import user_routes
 from gateway.web.context import add_route
 
 
@@ -328,8 +329,11 @@ def route_scopes() -> dict[tuple[str, str], tuple[str, ...]]:
 
 
 def openapi_document() -> dict[str, Any]:
-    """The OpenAPI document: the admin routes and the public operational endpoints."""
-    return openapi.document([*(route.operation for route in ROUTES), *served.OPERATIONS])
+    """The OpenAPI document: the admin routes, the user JSON API and the public operational
+    endpoints."""
+    return openapi.document(
+        [*(route.operation for route in ROUTES), *user_routes.OPERATIONS, *served.OPERATIONS]
+    )
 
 
 def add_routes(app: web.Application) -> None:

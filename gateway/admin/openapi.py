@@ -20,7 +20,7 @@ from gateway.schema.openapi import (
 from gateway.schema.problem import Problem
 
 SCHEME = "adminToken"
-TAGS = ("policies", "decisions", "reports", "organisations", "audit", "operations")
+TAGS = ("user", "policies", "decisions", "reports", "organisations", "audit", "operations")
 
 
 def _problem(description: str, *headers: str) -> Reply:
@@ -148,8 +148,10 @@ def document(operations: Sequence[Operation]) -> dict[str, Any]:
             "title": "Xero MFA gateway",
             "version": gateway.__version__,
             "description": (
-                "The gateway's admin API (policies, tenants, readiness, audit) and its public"
-                " operational endpoints. Every admin response carries Cache-Control: no-store;"
+                "The gateway's user JSON API (sign-in, 2FA set-up and challenge, for apps with"
+                " their own front end; session cookie and X-CSRF-Token), its admin API"
+                " (policies, tenants, readiness, audit) and its public operational endpoints."
+                " Every admin response carries Cache-Control: no-store;"
                 " every error is RFC 9457 problem+json with type /_gateway/problems/<slug>."
             ),
         },

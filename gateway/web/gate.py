@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Collection
 from urllib.parse import quote
 
 from aiohttp import web
@@ -176,12 +176,9 @@ def _forward(
     )
 
 
-def _cross_origin_socket(request: web.Request, services: Services) -> web.Response | None:
-    """403 for a WebSocket upgrade from a page on another origin, else None.
-
-    The browser sends the user's cookies with the upgrade whatever page asks for it, and
-    WebSockets have no CORS: without this check any site could talk to the app as the user.
-    """
+def from_allowed_origin(request: web.Request, allowed: Collection[str] = ()) -> bool:
+    """Whether the request's Origin (if any) is the one the client reached the gateway by, or
+    one of ``allowed``; behind a trusted proxy, the scheme and host it says the browser used."""
     seen = request.get(CLIENT_SEEN)
     trusted = seen is not None and seen[1]
     headers = request.headers
@@ -190,11 +187,19 @@ def _cross_origin_socket(request: web.Request, services: Services) -> web.Respon
         # What the browser used, as the trusted proxy in front tells it.
         scheme = headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip()
         host = headers.get("X-Forwarded-Host", host).split(",")[0].strip()
-    allowed = services.config.server.websocket_origins
-    if origin_allowed(headers.get("Origin"), scheme=scheme, host=host, allowed=allowed):
+    return origin_allowed(headers.get("Origin"), scheme=scheme, host=host, allowed=allowed)
+
+
+def _cross_origin_socket(request: web.Request, services: Services) -> web.Response | None:
+    """403 for a WebSocket upgrade from a page on another origin, else None.
+
+    The browser sends the user's cookies with the upgrade whatever page asks for it, and
+    WebSockets have no CORS: without this check any site could talk to the app as the user.
+    """
+    if from_allowed_origin(request, services.config.server.websocket_origins):
         return None
     request[OUTCOME] = "rejected"
-    log.info("refused a cross-origin WebSocket", extra={"origin": headers.get("Origin")})
+    log.info("refused a cross-origin WebSocket", extra={"origin": request.headers.get("Origin")})
     return problem_response(
         request,
         status=403,

@@ -6,6 +6,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -137,7 +138,6 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     next_target = safe_next(form_field(form, "next", 2048))
     email = form_field(form, "email", MAX_EMAIL).strip().lower()
     password = form_field(form, "password", MAX_PASSWORD)
-    client = request[CLIENT_ADDR]
     nonce = request.cookies.get(services.cookies.login_nonce)
     if not csrf_valid(services.keys.csrf, nonce, form_field(form, "csrf", 128), "login"):
         request[OUTCOME] = "rejected"
@@ -148,7 +148,51 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             error="This form had expired. Please sign in again.",
             status=403,
         )
+    outcome = await sign_in_with_password(request, email, password)
+    if outcome.wait > 0:
+        minutes = max(1, math.ceil(outcome.wait / 60))
+        return _login_form(
+            request,
+            next_target=next_target,
+            email=email,
+            error=f"Too many attempts. Try again in {minutes} minute{'s' if minutes > 1 else ''}.",
+            status=429,
+            headers={"Retry-After": str(math.ceil(outcome.wait))},
+        )
+    if outcome.signed_in is None:
+        return _login_form(
+            request, next_target=next_target, email=email, error=GENERIC_FAILURE, status=401
+        )
+    response = web.HTTPSeeOther(next_target, headers={"Cache-Control": "no-store"})
+    set_sign_in_cookies(services, response, outcome.signed_in)
+    raise response
 
+
+@dataclass(frozen=True, kw_only=True)
+class SignedIn:
+    """A sign-in that succeeded: the session (verified already if a remembered device let it
+    skip the second factor) and the cookies that go with it."""
+
+    raw_id: str
+    live: LiveSession
+    device_cookie: str
+    forget_remembered: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignInOutcome:
+    """``wait`` > 0: throttled for that many seconds; else ``signed_in`` or None (refused)."""
+
+    wait: float = 0.0
+    signed_in: SignedIn | None = None
+
+
+async def sign_in_with_password(request: web.Request, email: str, password: str) -> SignInOutcome:
+    """The first factor, as the sign-in page and the JSON API both check it: throttled per
+    known device, address and account, audited, and a new session id on success (a session
+    the request came with is ended). ``email`` is already trimmed and lower-cased."""
+    services = request.app[SERVICES]
+    client = request[CLIENT_ADDR]
     now = services.clock()
     # What was typed is kept only as a keyed hash: people do type passwords into the email box.
     typed = services.keys.names.sign(email.encode("utf-8", "surrogatepass"))[:32]
@@ -162,15 +206,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     if wait > 0:
         await services.store.audit.record(LoginThrottled(typed=typed), at=now, client_addr=client)
         services.metrics.logins.labels(result="throttled").inc()
-        minutes = max(1, math.ceil(wait / 60))
-        return _login_form(
-            request,
-            next_target=next_target,
-            email=email,
-            error=f"Too many attempts. Try again in {minutes} minute{'s' if minutes > 1 else ''}.",
-            status=429,
-            headers={"Retry-After": str(math.ceil(wait))},
-        )
+        return SignInOutcome(wait=wait)
 
     result = await services.identity.authenticate(email, password)
     if result.user is None:
@@ -179,9 +215,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         await services.store.audit.record(failed, at=now, client_addr=client)
         services.metrics.logins.labels(result="failed").inc()
         log.info("sign-in failed", extra={"reason": result.reason, "client": client})
-        return _login_form(
-            request, next_target=next_target, email=email, error=GENERIC_FAILURE, status=401
-        )
+        return SignInOutcome()
 
     user = result.user
     account_key, _ = throttles[-1]
@@ -200,40 +234,56 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         client_addr=client,
     )
     services.metrics.logins.labels(result="succeeded").inc()
-    response = web.HTTPSeeOther(next_target, headers={"Cache-Control": "no-store"})
-    raw_id = await _skip_with_device(request, services, live, response) or raw_id
-    set_cookie(services, response, services.cookies.session, raw_id)
-    clear_cookie(services, response, services.cookies.login_nonce)
+    skipped, forget = await _skip_with_device(request, services, live)
+    if skipped is not None:
+        raw_id, live = skipped
     # From now on this browser has an allowance of its own for this account (see _throttles).
     cookie = device_cookie(services.keys.devices, email, device or new_device_id())
-    set_cookie(services, response, services.cookies.device, cookie, DEVICE_COOKIE_SECONDS)
-    raise response
+    return SignInOutcome(
+        signed_in=SignedIn(raw_id=raw_id, live=live, device_cookie=cookie, forget_remembered=forget)
+    )
+
+
+def set_sign_in_cookies(
+    services: Services, response: web.StreamResponse, signed_in: SignedIn
+) -> None:
+    set_cookie(services, response, services.cookies.session, signed_in.raw_id)
+    clear_cookie(services, response, services.cookies.login_nonce)
+    if signed_in.forget_remembered:
+        clear_cookie(services, response, services.cookies.remembered)
+    set_cookie(
+        services,
+        response,
+        services.cookies.device,
+        signed_in.device_cookie,
+        DEVICE_COOKIE_SECONDS,
+    )
 
 
 async def _skip_with_device(
-    request: web.Request, services: Services, live: LiveSession, response: web.StreamResponse
-) -> str | None:
+    request: web.Request, services: Services, live: LiveSession
+) -> tuple[tuple[str, LiveSession] | None, bool]:
     """Right after sign-in, a device this user chose to be remembered on skips the second
-    factor (method ``device``): returns the session's new raw id then. A device cookie that
-    does not count (another user's, or its window is over) is cleared."""
+    factor (method ``device``): returns the session's new raw id and the session then. The
+    second value says whether the device cookie is to be cleared: it does not count (another
+    user's, or its window is over)."""
     token = request.cookies.get(services.cookies.remembered)
     if not token or not (await services.decider.enrolment(live.user.id)).enrolled:
-        return None
+        return None, False
     decision = await services.decider.decide_for(live)
     now = services.clock()
     if not await services.second_factors.devices.recognise(
         token, live.user.id, now=now, window=Rules.of(decision.effective).remember_device
     ):
-        clear_cookie(services, response, services.cookies.remembered)
-        return None
-    raw_id, _ = await services.sessions.mark_verified(live, "device", now)
+        return None, True
+    verified = await services.sessions.mark_verified(live, "device", now)
     await services.store.audit.record(
         MfaPassed(user_id=live.user.id, org_id=live.user.org_id, method="device"),
         at=now,
         actor=live.user.id,
         client_addr=request[CLIENT_ADDR],
     )
-    return raw_id
+    return verified, False
 
 
 async def logout_page(request: web.Request) -> web.StreamResponse:
@@ -266,18 +316,24 @@ async def logout_submit(request: web.Request) -> web.StreamResponse:
                 },
                 status=403,
             )
-        await services.sessions.end(live.id_hash)
-        await services.store.audit.record(
-            LoggedOut(user_id=live.user.id, org_id=live.user.org_id),
-            at=services.clock(),
-            actor=live.user.id,
-            client_addr=request[CLIENT_ADDR],
-        )
+        await sign_out(request, live)
     response = web.HTTPSeeOther(
         "/_gateway/login?signed_out=1", headers={"Cache-Control": "no-store"}
     )
     clear_cookie(services, response, services.cookies.session)
     raise response
+
+
+async def sign_out(request: web.Request, live: LiveSession) -> None:
+    """End ``live`` everywhere and audit it (the page and the JSON API alike)."""
+    services = request.app[SERVICES]
+    await services.sessions.end(live.id_hash)
+    await services.store.audit.record(
+        LoggedOut(user_id=live.user.id, org_id=live.user.org_id),
+        at=services.clock(),
+        actor=live.user.id,
+        client_addr=request[CLIENT_ADDR],
+    )
 
 
 def _throttles(

@@ -321,32 +321,36 @@ async def verify_submit(request: web.Request) -> web.StreamResponse:
     response = _redirect(next_target)
     set_cookie(services, response, services.cookies.session, raw_id)
     if remember:
-        now = services.clock()
-        device = await services.second_factors.devices.remember(
-            live.user.id,
-            now=now,
-            window=rules.remember_device,
-            user_agent=request.headers.get("User-Agent", ""),
-        )
-        set_cookie(
-            services,
-            response,
-            services.cookies.remembered,
-            device.token,
-            int(rules.remember_device),
-        )
-        await services.store.audit.record(
-            DeviceRemembered(
-                user_id=live.user.id,
-                org_id=live.user.org_id,
-                expires_at=device.expires_at,
-                label=device_label(request.headers.get("User-Agent", "")),
-            ),
-            at=now,
-            actor=live.user.id,
-            client_addr=client,
-        )
+        await remember_device(request, live, rules, response)
     raise response
+
+
+async def remember_device(
+    request: web.Request, live: LiveSession, rules: Rules, response: web.StreamResponse
+) -> float:
+    """ "Don't ask again on this device": remember it for ``live``'s user, set its cookie on
+    ``response`` and audit it; returns when it runs out."""
+    services = request.app[SERVICES]
+    now = services.clock()
+    user_agent = request.headers.get("User-Agent", "")
+    device = await services.second_factors.devices.remember(
+        live.user.id, now=now, window=rules.remember_device, user_agent=user_agent
+    )
+    set_cookie(
+        services, response, services.cookies.remembered, device.token, int(rules.remember_device)
+    )
+    await services.store.audit.record(
+        DeviceRemembered(
+            user_id=live.user.id,
+            org_id=live.user.org_id,
+            expires_at=device.expires_at,
+            label=device_label(user_agent),
+        ),
+        at=now,
+        actor=live.user.id,
+        client_addr=request[CLIENT_ADDR],
+    )
+    return device.expires_at
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,0 +1,134 @@
+"""The bodies of the user JSON API: sign-in, the user's 2FA state, enrolment and the challenge."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.schema.instants import Instant
+
+# What the user must do next before the app lets them through.
+Next = Literal["none", "challenge", "enrolment"]
+ChallengeMethod = Literal["totp", "recovery"]
+
+MAX_EMAIL = 320
+MAX_PASSWORD = 1024
+MAX_CODE = 64
+
+
+class SignInBody(BaseModel):
+    """The first factor."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(min_length=1, max_length=MAX_EMAIL)
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD)
+
+
+class CodeBody(BaseModel):
+    """A code from the authenticator app, to confirm it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(max_length=MAX_CODE)
+
+
+class ChallengeBody(BaseModel):
+    """A second-factor check: a code by ``method``, and whether to remember this browser."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: ChallengeMethod
+    code: str = Field(max_length=MAX_CODE)
+    remember_device: bool = False
+
+
+class SessionState(BaseModel):
+    """Where a session stands after a call that changed it. The session id was rotated, so
+    ``csrf_token`` replaces the one held before."""
+
+    next: Next = Field(
+        description=(
+            "none: the app lets this session through; challenge: POST /_gateway/api/mfa/"
+            "challenge; enrolment: set up a second factor (POST /_gateway/api/mfa/enrol/totp)."
+        )
+    )
+    mfa_verified: bool
+    csrf_token: str = Field(description="Send it as X-CSRF-Token on state-changing calls.")
+
+
+class UserInfo(BaseModel):
+    id: str
+    email: str
+    display_name: str
+
+
+class OrganisationInfo(BaseModel):
+    id: str
+    name: str
+
+
+class MfaState(BaseModel):
+    """The user's second factor and this session's standing."""
+
+    enrolled: bool
+    methods: list[str] = Field(description="The primary methods set up, e.g. totp.")
+    has_backup: bool
+    verified: bool = Field(description="This session passed a second factor.")
+    method: str | None = Field(
+        default=None, description="How it last passed: totp, recovery or device."
+    )
+    verified_at: Instant | None = None
+    outcome: Literal["allow", "prompt", "verify", "enrol"] = Field(
+        description="What the gateway does with this session's requests to the app now."
+    )
+    reason: str
+    deadline: Instant | None = Field(
+        default=None, description="When 2FA becomes required, if a policy asks for it."
+    )
+    allowed_methods: list[str] = Field(description="The primary methods the policy accepts.")
+    remembered_device_expires_at: Instant | None = Field(
+        default=None, description="When this browser's remembered device runs out, if it is one."
+    )
+
+
+class Me(BaseModel):
+    """The signed-in user, their organisation and role, their 2FA state, and the CSRF token."""
+
+    user: UserInfo
+    organisation: OrganisationInfo
+    role: str
+    mfa: MfaState
+    next: Next
+    csrf_token: str = Field(description="Send it as X-CSRF-Token on state-changing calls.")
+
+
+class TotpEnrolment(BaseModel):
+    """An authenticator app to set up: show the QR code, or the key for typing in."""
+
+    uri: str = Field(description="otpauth://totp/… (also a link that opens the app on a phone).")
+    key: str = Field(description="The secret in groups of four, for manual entry.")
+    qr_svg: str = Field(description="The QR code of uri, as an SVG document.")
+    expires_at: Instant = Field(description="Confirm before this, or the step starts over.")
+
+
+class Confirmed(BaseModel):
+    """The step is confirmed; ``next_step`` is the call that comes next."""
+
+    next_step: str
+
+
+class RecoveryCodes(SessionState):
+    """Enrolment is saved: the ten recovery codes, shown this once and never again."""
+
+    recovery_codes: list[str]
+
+
+class ChallengePassed(SessionState):
+    """The second factor passed; ``remembered_device_expires_at`` if this browser was
+    remembered; ``recovery_codes_left`` after a recovery code."""
+
+    method: ChallengeMethod
+    remembered_device_expires_at: Instant | None = None
+    recovery_codes_left: int | None = None

@@ -1,0 +1,129 @@
+"""The user JSON API's addresses and the checks every call passes before its handler runs.
+
+Cross-site requests: every state-changing call is refused (403) when ``Sec-Fetch-Site`` says
+``cross-site`` or ``same-site``, or ``Origin`` is not the gateway's own. Its body must be sent
+as ``application/json`` (415 otherwise), which a form on another site cannot send and a script
+there can only send after a CORS preflight that the gateway never grants. Once signed in, each
+such call also carries the session's CSRF token in ``X-CSRF-Token`` (from ``GET /me`` or the
+answer that set the session). Signing in has no session to bind a token to yet: the origin
+checks and the JSON content type stand in for it, as the login nonce does on the page.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.admin.http import ApiProblem, unprocessable
+from gateway.http.csrf import csrf_valid
+from gateway.http.requests import OUTCOME
+from gateway.secondfactor.refusals import CodeRefused, SecondFactorRefused
+from gateway.services import SERVICES, SESSION, Services
+from gateway.signin.sessions import LiveSession
+from gateway.web.gate import from_allowed_origin
+
+API = "/_gateway/api"
+SESSION_PATH = f"{API}/session"
+ME_PATH = f"{API}/me"
+ENROL_TOTP_PATH = f"{API}/mfa/enrol/totp"
+CONFIRM_TOTP_PATH = f"{API}/mfa/enrol/totp/confirm"
+FINISH_PATH = f"{API}/mfa/enrol/finish"
+CHALLENGE_PATH = f"{API}/mfa/challenge"
+CSRF_HEADER = "X-CSRF-Token"
+CROSS_SITE = frozenset({"cross-site", "same-site"})
+
+invalid_body = unprocessable("invalid-body", "Invalid request body", "body")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ApiCall:
+    request: web.Request
+    services: Services
+    live: LiveSession | None
+
+    @property
+    def signed_in(self) -> LiveSession:
+        if self.live is None:
+            raise ApiProblem(
+                401,
+                "unauthenticated",
+                "Sign-in required",
+                f"Sign in first: POST {SESSION_PATH}.",
+                headers={"WWW-Authenticate": 'Cookie realm="gateway"'},
+            )
+        return self.live
+
+
+UserHandler = Callable[[ApiCall], Awaitable[web.StreamResponse]]
+
+
+def _cross_site(request: web.Request) -> ApiProblem | None:
+    fetch_site = request.headers.get("Sec-Fetch-Site", "").strip().lower()
+    if fetch_site in CROSS_SITE or not from_allowed_origin(request):
+        return ApiProblem(
+            403,
+            "cross-site",
+            "Request from another site",
+            "The gateway's API accepts changes only from the gateway's own origin.",
+        )
+    return None
+
+
+def _json_only(request: web.Request) -> ApiProblem | None:
+    kind = request.content_type if "Content-Type" in request.headers else ""
+    if kind == "application/json":
+        return None
+    return ApiProblem(
+        415,
+        "unsupported-media-type",
+        "Unsupported media type",
+        "Send the body as application/json.",
+    )
+
+
+def api(handler: UserHandler, *, changes: bool, body: bool = False) -> Handler:
+    """``handler`` behind the API's checks: a state-changing call (``changes``) from the
+    gateway's own origin only, with the session's CSRF token if signed in, and a JSON body
+    (``body``) sent as application/json."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        services = request.app[SERVICES]
+        live: LiveSession | None = request.get(SESSION)
+        try:
+            if changes:
+                refusal = _cross_site(request)
+                if refusal is None and live is not None:
+                    presented = request.headers.get(CSRF_HEADER)
+                    if not csrf_valid(services.keys.csrf, live.record.csrf_secret, presented):
+                        refusal = ApiProblem(
+                            403,
+                            "csrf-failed",
+                            "CSRF token missing or wrong",
+                            f"Send the token from GET {ME_PATH} as {CSRF_HEADER}.",
+                        )
+                if refusal is not None:
+                    request[OUTCOME] = "rejected"
+                    raise refusal
+            if body and (refusal := _json_only(request)) is not None:
+                raise refusal
+            return await handler(ApiCall(request=request, services=services, live=live))
+        except ApiProblem as problem:
+            return problem.response(request)
+
+    return guarded
+
+
+# One answer for every wrong, reused or malformed code and for a lockout.
+GENERIC_MESSAGE = CodeRefused().message
+
+
+def refused(request: web.Request, refusal: SecondFactorRefused) -> ApiProblem:
+    """The problem for a refused second-factor step: the generic one for any code, else the
+    step's own (out of order, run out, done already) with what to do."""
+    request[OUTCOME] = "rejected"
+    if isinstance(refusal, CodeRefused):
+        return ApiProblem(400, "code-refused", "Code not accepted", GENERIC_MESSAGE)
+    return ApiProblem(409, type(refusal).reason, "Step not possible now", refusal.message)

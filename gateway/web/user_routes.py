@@ -1,0 +1,235 @@
+"""The user JSON API's routes, each with the operation the OpenAPI document describes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from aiohttp import web
+
+from gateway.schema.openapi import PROBLEM, Operation, Param, Reply
+from gateway.schema.problem import Problem
+from gateway.schema.user_api import (
+    ChallengeBody,
+    ChallengePassed,
+    CodeBody,
+    Confirmed,
+    Me,
+    RecoveryCodes,
+    SessionState,
+    SignInBody,
+    TotpEnrolment,
+)
+from gateway.web.api_guard import (
+    CHALLENGE_PATH,
+    CONFIRM_TOTP_PATH,
+    CSRF_HEADER,
+    ENROL_TOTP_PATH,
+    FINISH_PATH,
+    ME_PATH,
+    SESSION_PATH,
+    UserHandler,
+    api,
+)
+from gateway.web.context import add_get, add_route
+from gateway.web.user_api import (
+    challenge,
+    confirm_totp,
+    enrol_totp,
+    finish,
+    me,
+    sign_in,
+    sign_out_call,
+)
+
+
+def _problem(description: str) -> Reply:
+    return Reply(description=description, model=Problem, media_type=PROBLEM)
+
+
+CSRF_PARAM = Param(
+    name=CSRF_HEADER,
+    where="header",
+    required=True,
+    description=f"The session's CSRF token (csrf_token from GET {ME_PATH}).",
+)
+UNAUTHENTICATED = _problem("Not signed in, or the session is over (unauthenticated).")
+REFUSED = _problem(
+    "Cross-site: Sec-Fetch-Site or Origin is not the gateway's own (cross-site); or the"
+    f" {CSRF_HEADER} header is missing or wrong (csrf-failed)."
+)
+CHANGE_REPLIES: dict[str, Reply | str] = {
+    "401": UNAUTHENTICATED,
+    "403": REFUSED,
+}
+BODY_REPLIES: dict[str, Reply | str] = {
+    "400": _problem("The body is not a JSON object (invalid-json)."),
+    "413": _problem("The body is over 64 KiB (body-too-large)."),
+    "415": _problem("The body is not sent as application/json (unsupported-media-type)."),
+    "422": _problem("The body does not fit its schema (invalid-body); errors lists every one."),
+}
+STEP_REFUSED = _problem(
+    "The step is out of order, ran out, or done already (step-missing, step-expired,"
+    " already-enrolled); detail says what to do."
+)
+CODE_REFUSED = _problem(
+    "The code was not accepted (code-refused): wrong, reused, malformed, or too many failed"
+    " attempts. Always the same message."
+)
+TAG = "user"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class UserRoute:
+    handler: UserHandler
+    operation: Operation
+    changes: bool
+    body: bool
+
+
+def _route(
+    handler: UserHandler,
+    method: str,
+    path: str,
+    operation_id: str,
+    summary: str,
+    replies: dict[str, Reply | str],
+    *,
+    body: type[SignInBody | CodeBody | ChallengeBody] | None = None,
+    csrf: bool = True,
+    description: str | None = None,
+) -> UserRoute:
+    changes = method != "GET"
+    all_replies = dict(replies)
+    if changes:
+        all_replies.update(CHANGE_REPLIES)
+    if body is not None:
+        all_replies.update(BODY_REPLIES)
+    return UserRoute(
+        handler=handler,
+        changes=changes,
+        body=body is not None,
+        operation=Operation(
+            method=method,
+            path=path,
+            operation_id=operation_id,
+            summary=summary,
+            tag=TAG,
+            replies=all_replies,
+            parameters=(CSRF_PARAM,) if changes and csrf else (),
+            body=body,
+            description=description,
+        ),
+    )
+
+
+SESSION_COOKIE = "Sets the session cookie (HttpOnly, SameSite=Lax) under a new id."
+
+ROUTES = (
+    _route(
+        sign_in,
+        "POST",
+        SESSION_PATH,
+        "signIn",
+        "Sign in with email and password",
+        {
+            "200": Reply(description=f"Signed in. {SESSION_COOKIE}", model=SessionState),
+            "401": _problem("The email and password do not match an account (sign-in-failed)."),
+            "429": _problem("Too many attempts (too-many-attempts); see Retry-After."),
+        },
+        body=SignInBody,
+        csrf=False,
+        description=(
+            "Throttled as the sign-in page is. No CSRF token yet: refused unless from the"
+            " gateway's own origin, and only as application/json. next says what comes next."
+        ),
+    ),
+    _route(
+        sign_out_call,
+        "DELETE",
+        SESSION_PATH,
+        "signOut",
+        "Sign out",
+        {"204": Reply(description="Signed out (or was not signed in); the cookie is cleared.")},
+        description=f"Needs {CSRF_HEADER} when signed in.",
+    ),
+    _route(
+        me,
+        "GET",
+        ME_PATH,
+        "me",
+        "The signed-in user, their organisation, role and 2FA state, and the CSRF token",
+        {"200": Reply(description="The user.", model=Me), "401": UNAUTHENTICATED},
+    ),
+    _route(
+        enrol_totp,
+        "POST",
+        ENROL_TOTP_PATH,
+        "enrolTotp",
+        "Start setting up an authenticator app (a new key each time)",
+        {
+            "201": Reply(description="The key to set up.", model=TotpEnrolment),
+            "409": STEP_REFUSED,
+        },
+    ),
+    _route(
+        confirm_totp,
+        "POST",
+        CONFIRM_TOTP_PATH,
+        "confirmTotp",
+        "Confirm the authenticator app with a code from it",
+        {
+            "200": Reply(description="Confirmed.", model=Confirmed),
+            "400": CODE_REFUSED,
+            "409": STEP_REFUSED,
+        },
+        body=CodeBody,
+    ),
+    _route(
+        finish,
+        "POST",
+        FINISH_PATH,
+        "finishEnrolment",
+        "Save the enrolment and get the ten recovery codes (shown once)",
+        {
+            "201": Reply(
+                description=f"Enrolled; the session is verified. {SESSION_COOKIE}",
+                model=RecoveryCodes,
+            ),
+            "409": STEP_REFUSED,
+        },
+    ),
+    _route(
+        challenge,
+        "POST",
+        CHALLENGE_PATH,
+        "challenge",
+        "Pass the second factor with a code from the app or a recovery code",
+        {
+            "200": Reply(
+                description=(
+                    f"Passed; the session is verified. {SESSION_COOKIE} With remember_device,"
+                    " also sets the remembered-device cookie."
+                ),
+                model=ChallengePassed,
+            ),
+            "400": CODE_REFUSED,
+            "409": _problem("No second factor set up yet (enrolment-required)."),
+        },
+        body=ChallengeBody,
+    ),
+)
+OPERATIONS = tuple(route.operation for route in ROUTES)
+
+
+def add_routes(app: web.Application) -> None:
+    """The user JSON API; register before the /_gateway/ catch-all."""
+    for route in ROUTES:
+        handler = api(route.handler, changes=route.changes, body=route.body)
+        method, path = route.operation.method, route.operation.path
+        if method == "GET":
+            add_get(app, path, handler)
+        else:
+            add_route(app, method, path, handler)
+
+
+__all__ = ["OPERATIONS", "ROUTES", "add_routes"]
