@@ -17,12 +17,25 @@ from tests.conftest import CSRF_FIELD, GatewayFactory, RunningGateway, sign_in
 HTML = {"Accept": "text/html"}
 KEY = re.compile(r'id="totp-key" class="key">([A-Z2-7 ]+)<')
 CODES = re.compile(r"<li><code>([0-9a-z]{5}-[0-9a-z]{5})</code></li>")
+SENT_CODE = re.compile(r"\b([0-9]{6,8})\b")
+BACKUP_EMAIL = "ava.backup@harbour.example"
 
 
 @pytest.fixture
 async def gateway(make_gateway: GatewayFactory) -> RunningGateway:
-    running: RunningGateway = await make_gateway(policies=True)
+    running: RunningGateway = await make_gateway(
+        policies=True, email={"driver": "log"}, sms={"driver": "log"}
+    )
     return running
+
+
+def _last_code(gateway: RunningGateway) -> str:
+    """The code in the newest message the demo outbox kept."""
+    outbox = gateway.services.sending.outbox
+    assert outbox is not None and outbox.messages
+    match = SENT_CODE.search(outbox.messages[0].body)
+    assert match, outbox.messages[0].body
+    return match.group(1)
 
 
 async def _csrf(client: aiohttp.ClientSession, path: str) -> str:
@@ -34,8 +47,13 @@ async def _csrf(client: aiohttp.ClientSession, path: str) -> str:
 
 
 async def _enrol(
-    client: aiohttp.ClientSession, gateway: RunningGateway, next_target: str = "/"
+    client: aiohttp.ClientSession,
+    gateway: RunningGateway,
+    next_target: str = "/",
+    *,
+    backup: str | None = BACKUP_EMAIL,
 ) -> tuple[pyotp.TOTP, list[str]]:
+    """Enrol an authenticator app, then add ``backup`` as a backup email (or skip it)."""
     csrf = await _csrf(client, "/_gateway/mfa/enrol")
     started = await client.post(
         "/_gateway/mfa/enrol/totp", data={"csrf": csrf, "next": next_target}, allow_redirects=False
@@ -52,6 +70,21 @@ async def _enrol(
         "/_gateway/mfa/enrol/totp/confirm",
         data={"csrf": csrf_match.group(1), "next": next_target, "code": totp.at(gateway.clock())},
     )
+    assert done.status == 200
+    step = {"csrf": csrf_match.group(1), "next": next_target}
+    if 'id="send-backup-code"' not in await done.text():
+        pass  # no policy offers a backup method: the set-up is done
+    elif backup is None:
+        done = await client.post("/_gateway/mfa/enrol/finish", data=step)
+    else:
+        sent = await client.post(
+            "/_gateway/mfa/enrol/backup", data={**step, "kind": "email", "destination": backup}
+        )
+        assert sent.status == 200, await sent.text()
+        done = await client.post(
+            "/_gateway/mfa/enrol/backup/confirm",
+            data={**step, "kind": "email", "destination": backup, "code": _last_code(gateway)},
+        )
     assert done.status == 200
     assert done.headers["Cache-Control"] == "no-store"
     text = await done.text()

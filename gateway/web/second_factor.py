@@ -1,5 +1,5 @@
-"""The 2FA pages: set up an authenticator app, save recovery codes, confirm it's you at sign-in
-or for a step-up, and "don't ask again on this device"."""
+"""The 2FA pages: set up an authenticator app, add a backup phone or email, save recovery
+codes, confirm it's you at sign-in or for a step-up, and "don't ask again on this device"."""
 
 from __future__ import annotations
 
@@ -16,13 +16,18 @@ from gateway.http.redirects import safe_next
 from gateway.http.requests import CLIENT_ADDR, OUTCOME
 from gateway.policy import Decision
 from gateway.secondfactor.devices import device_label
+from gateway.secondfactor.backup import BackupSent
 from gateway.secondfactor.refusals import (
     AlreadyEnrolled,
+    BackupRefused,
+    BackupRequired,
+    CodeRefused,
     SecondFactorRefused,
     StepExpired,
     StepMissing,
 )
 from gateway.secondfactor.rules import Rules, duration_text
+from gateway.sending.service import Channel, masked
 from gateway.services import SERVICES, SESSION, Services
 from gateway.signin.sessions import LiveSession
 from gateway.store.records import AuditEntry
@@ -34,6 +39,12 @@ log = logging.getLogger(__name__)
 
 TOTP_PATH = "/_gateway/mfa/enrol/totp"
 CONFIRM_PATH = "/_gateway/mfa/enrol/totp/confirm"
+BACKUP_PATH = "/_gateway/mfa/enrol/backup"
+BACKUP_CONFIRM_PATH = "/_gateway/mfa/enrol/backup/confirm"
+FINISH_PATH = "/_gateway/mfa/enrol/finish"
+BACKUP_KINDS = ("sms", "email")
+# A refused send: limited (try later), or failed or not possible here (try again, or another).
+_SEND_STATUS = {"send-limited": 429, "send-failed": 503, "send-unavailable": 503}
 MAX_CODE = 64
 MAX_AGE_SHAPE = re.compile(r"[0-9]{1,9}")
 
@@ -63,7 +74,7 @@ async def _checked_form(
         return None
     return {
         name: form_field(form, name, 2048)
-        for name in ("next", "code", "method", "remember", "max_age")
+        for name in ("next", "code", "method", "remember", "max_age", "kind", "destination")
     }
 
 
@@ -174,12 +185,9 @@ async def confirm_totp(request: web.Request) -> web.StreamResponse:
         return expired_form(request)
     next_target = safe_next(fields["next"])
     _, rules = await _rules(services, live)
-    enrolments = services.second_factors.enrolments
+    second_factors = services.second_factors
     try:
-        await enrolments.confirm_totp(live.user, fields["code"][:MAX_CODE], rules)
-        # No backup step yet: the enrolment is finished as soon as the app is confirmed.
-        entry = AuditEntry(actor=live.user.id, client_addr=request[CLIENT_ADDR])
-        codes = await enrolments.finish(live.user, rules, entry)
+        await second_factors.enrolments.confirm_totp(live.user, fields["code"][:MAX_CODE], rules)
     except AlreadyEnrolled:
         raise _redirect(with_next(ENROL_PATH, next_target)) from None
     except StepExpired:
@@ -194,6 +202,31 @@ async def confirm_totp(request: web.Request) -> web.StreamResponse:
         return await _totp_page(
             request, live, rules, next_target, error=refused.message, status=400
         )
+    if second_factors.backups.channels(rules) or rules.backup_required(live.user.role):
+        # The backup step comes next: offered to everyone, required for some roles.
+        raise _redirect(with_next(BACKUP_PATH, next_target))
+    return await _finish(request, live, rules, next_target)
+
+
+async def _finish(
+    request: web.Request, live: LiveSession, rules: Rules, next_target: str
+) -> web.StreamResponse:
+    """Save the enrolment, mark the session verified and show the recovery codes once."""
+    services = request.app[SERVICES]
+    entry = AuditEntry(actor=live.user.id, client_addr=request[CLIENT_ADDR])
+    try:
+        codes = await services.second_factors.enrolments.finish(live.user, rules, entry)
+    except AlreadyEnrolled:
+        raise _redirect(with_next(ENROL_PATH, next_target)) from None
+    except BackupRequired as refused:
+        request[OUTCOME] = "rejected"
+        return await _backup_page(request, live, rules, next_target, error=refused.message)
+    except StepExpired:
+        request[OUTCOME] = "rejected"
+        return await _totp_page(request, live, rules, next_target, status=409)
+    except StepMissing as refused:
+        request[OUTCOME] = "rejected"
+        return await _enrol_page(request, next_target, error=refused.message)
     services.decider.note_enrolment(
         live.user.id, await services.second_factors.enrolments.enrolment(live.user.id)
     )
@@ -220,6 +253,124 @@ async def _mark_verified(services: Services, live: LiveSession, method: str) -> 
     except NotFoundError:
         raise _redirect(login_url("/")) from None
     return raw_id
+
+
+# The backup method
+
+
+async def _backup_page(
+    request: web.Request,
+    live: LiveSession,
+    rules: Rules,
+    next_target: str,
+    *,
+    sent: BackupSent | None = None,
+    error: str | None = None,
+    status: int | None = None,
+) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    backups = services.second_factors.backups
+    try:
+        proved = await backups.proved(live.user, rules)
+    except AlreadyEnrolled:
+        raise _redirect(with_next(ENROL_PATH, next_target)) from None
+    except StepExpired:
+        request[OUTCOME] = "rejected"
+        return await _totp_page(request, live, rules, next_target, status=409)
+    except StepMissing as refused:
+        request[OUTCOME] = "rejected"
+        return await _enrol_page(request, next_target, error=refused.message)
+    return render_page(
+        request,
+        "mfa_backup.html",
+        {
+            "channels": backups.channels(rules),
+            "required": rules.backup_required(live.user.role),
+            "proved": proved,
+            "sent": sent,
+            "error": error,
+            "next": next_target,
+            "csrf": _csrf(services, live),
+            "minutes": duration_text(rules.code_lifetime),
+        },
+        status=status or (200 if error is None else 400),
+    )
+
+
+async def backup_page(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    live = _signed_in(request)
+    _, rules = await _rules(services, live)
+    return await _backup_page(request, live, rules, safe_next(request.query.get("next")))
+
+
+async def send_backup_code(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    live = _signed_in(request)
+    fields = await _checked_form(request, services, live)
+    if fields is None:
+        return expired_form(request)
+    next_target = safe_next(fields["next"])
+    _, rules = await _rules(services, live)
+    try:
+        sent = await services.second_factors.backups.send(
+            live.user,
+            rules,
+            kind=fields["kind"],
+            typed=fields["destination"][:256],
+            client_addr=request[CLIENT_ADDR],
+        )
+    except BackupRefused as refused:
+        request[OUTCOME] = "rejected"
+        status = _SEND_STATUS.get(refused.reason, 400)
+        return await _backup_page(
+            request, live, rules, next_target, error=refused.message, status=status
+        )
+    except (StepExpired, StepMissing):
+        return await _backup_page(request, live, rules, next_target)
+    return await _backup_page(request, live, rules, next_target, sent=sent)
+
+
+def _sent_again(kind: str, destination: str) -> BackupSent | None:
+    """The code form again after a refused code, from its hidden fields (for "send again")."""
+    if kind not in BACKUP_KINDS or not destination:
+        return None
+    to = masked(Channel(kind), destination)
+    return BackupSent(
+        kind=kind, destination=destination, message=f"We sent a code to {to}.", expires_at=None
+    )
+
+
+async def confirm_backup(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    live = _signed_in(request)
+    fields = await _checked_form(request, services, live)
+    if fields is None:
+        return expired_form(request)
+    next_target = safe_next(fields["next"])
+    _, rules = await _rules(services, live)
+    try:
+        await services.second_factors.backups.confirm(live.user, rules, fields["code"][:MAX_CODE])
+    except (BackupRefused, CodeRefused) as refused:
+        request[OUTCOME] = "rejected"
+        sent = _sent_again(fields["kind"], fields["destination"][:256])
+        return await _backup_page(
+            request, live, rules, next_target, sent=sent, error=refused.message
+        )
+    except (StepExpired, StepMissing):
+        return await _backup_page(request, live, rules, next_target)
+    return await _finish(request, live, rules, next_target)
+
+
+async def finish_enrolment(request: web.Request) -> web.StreamResponse:
+    """Finish without a backup (skipped), or with the one a code proved."""
+    services = request.app[SERVICES]
+    live = _signed_in(request)
+    fields = await _checked_form(request, services, live)
+    if fields is None:
+        return expired_form(request)
+    _, rules = await _rules(services, live)
+    return await _finish(request, live, rules, safe_next(fields["next"]))
 
 
 # The challenge, at sign-in and for a step-up
@@ -354,6 +505,10 @@ def add_routes(app: web.Application) -> None:
     add_route(app, "POST", TOTP_PATH, start_totp)
     add_get(app, TOTP_PATH, totp_page)
     add_route(app, "POST", CONFIRM_PATH, confirm_totp)
+    add_get(app, BACKUP_PATH, backup_page)
+    add_route(app, "POST", BACKUP_PATH, send_backup_code)
+    add_route(app, "POST", BACKUP_CONFIRM_PATH, confirm_backup)
+    add_route(app, "POST", FINISH_PATH, finish_enrolment)
     add_get(app, VERIFY_PATH, verify_page)
     add_route(app, "POST", VERIFY_PATH, verify_submit)
 
