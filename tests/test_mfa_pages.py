@@ -32,7 +32,8 @@ async def gateway(make_gateway: GatewayFactory) -> RunningGateway:
 def _last_code(gateway: RunningGateway) -> str:
     """The code in the newest message the demo outbox kept."""
     outbox = gateway.services.sending.outbox
-    assert outbox is not None and outbox.messages
+    assert outbox is not None
+    assert outbox.messages
     match = SENT_CODE.search(outbox.messages[0].body)
     assert match, outbox.messages[0].body
     return match.group(1)

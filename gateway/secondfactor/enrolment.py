@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from gateway.audit import MfaEnrolled
 from gateway.clock import Clock
-from gateway.mfa.recovery import issue_recovery_codes
 from gateway.mfa.destinations import masked_email, masked_phone
+from gateway.mfa.recovery import issue_recovery_codes
 from gateway.mfa.totp import grouped_key, matched_step, new_secret, provisioning_uri, qr_svg
 from gateway.policy import Enrolment
 from gateway.secondfactor.challenge import Attempts, Sealing

@@ -15,8 +15,8 @@ from gateway.http.csrf import csrf_token, csrf_valid
 from gateway.http.redirects import safe_next
 from gateway.http.requests import CLIENT_ADDR, OUTCOME
 from gateway.policy import Decision
-from gateway.secondfactor.devices import device_label
 from gateway.secondfactor.backup import BackupSent
+from gateway.secondfactor.devices import device_label
 from gateway.secondfactor.refusals import (
     AlreadyEnrolled,
     BackupRefused,
