@@ -291,3 +291,106 @@ async def test_an_enrolled_user_outside_every_policy_is_challenged(
         api = await client.get("/api/whoami", headers={"Accept": "application/json"})
         assert api.status == 403
         assert (await api.json())["verify_url"] == "/_gateway/mfa/verify"
+
+
+async def _to_backup_step(client: aiohttp.ClientSession, gateway: RunningGateway) -> str:
+    """Start and confirm an authenticator app; the backup page's CSRF token."""
+    csrf = await _csrf(client, "/_gateway/mfa/enrol")
+    await client.post("/_gateway/mfa/enrol/totp", data={"csrf": csrf, "next": "/"})
+    page = await client.get("/_gateway/mfa/enrol/totp", headers=HTML)
+    match = KEY.search(await page.text())
+    assert match
+    totp = pyotp.TOTP(match.group(1).replace(" ", ""))
+    done = await client.post(
+        "/_gateway/mfa/enrol/totp/confirm",
+        data={"csrf": csrf, "next": "/", "code": totp.at(gateway.clock())},
+        allow_redirects=False,
+    )
+    assert done.status == 303
+    assert done.headers["Location"].startswith("/_gateway/mfa/enrol/backup")
+    return csrf
+
+
+async def test_a_principal_cannot_skip_the_backup_and_bad_input_saves_nothing(
+    gateway: RunningGateway,
+) -> None:
+    store = gateway.services.store
+    async with gateway.client() as client:
+        await sign_in(client, email="ava@harbour.example")
+        user_id = await _user_id(gateway, "ava@harbour.example")
+        # Typing the backup step's URL before the app is confirmed.
+        skipped = await client.get("/_gateway/mfa/enrol/backup", headers=HTML)
+        assert skipped.status == 409
+        csrf = await _to_backup_step(client, gateway)
+        page = await client.get("/_gateway/mfa/enrol/backup", headers=HTML)
+        text = await page.text()
+        assert "Your role needs one" in text
+        assert 'id="skip-backup"' not in text
+        forced = await client.post("/_gateway/mfa/enrol/finish", data={"csrf": csrf, "next": "/"})
+        assert forced.status == 400
+        assert "Your role needs a backup method" in await forced.text()
+        forged = await client.post(
+            "/_gateway/mfa/enrol/backup", data={"kind": "email", "destination": BACKUP_EMAIL}
+        )
+        assert forged.status == 403
+        for kind, typed, says in (
+            ("sms", "1900 654 321", "Premium-rate"),
+            ("sms", "x" * 5000, "Enter a mobile number"),
+            ("email", "ava@@harbour", "email address"),
+        ):
+            bad = await client.post(
+                "/_gateway/mfa/enrol/backup",
+                data={"csrf": csrf, "next": "/", "kind": kind, "destination": typed},
+            )
+            assert bad.status == 400
+            assert says in html.unescape(await bad.text())
+        await client.post(
+            "/_gateway/mfa/enrol/backup",
+            data={"csrf": csrf, "next": "/", "kind": "email", "destination": BACKUP_EMAIL},
+        )
+        wrong = await client.post(
+            "/_gateway/mfa/enrol/backup/confirm",
+            data={
+                "csrf": csrf,
+                "next": "/",
+                "kind": "email",
+                "destination": BACKUP_EMAIL,
+                "code": "000000",
+            },
+        )
+        assert wrong.status == 400
+        text = html.unescape(await wrong.text())
+        assert "That code was not accepted" in text
+        assert 'id="send-again"' in text  # the code form stays, with "send a new code"
+        assert await store.factors.kinds(user_id) == []
+        gateway.clock.advance(600)
+        late = await client.post(
+            "/_gateway/mfa/enrol/backup/confirm",
+            data={"csrf": csrf, "next": "/", "code": _last_code(gateway)},
+        )
+        assert late.status == 409
+        assert "took longer than 10 minutes" in html.unescape(await late.text())
+        assert await store.factors.kinds(user_id) == []
+
+
+async def test_a_principal_with_a_backup_email_is_enrolled_and_verified(
+    gateway: RunningGateway,
+) -> None:
+    async with gateway.client() as client:
+        await sign_in(client, email="ava@harbour.example")
+        await _enrol(client, gateway)
+        body = await (await client.get("/api/whoami")).json()
+    headers = {k.lower(): v for k, v in body["headers"].items()}
+    assert headers["x-gateway-mfa"] == "verified"
+    user_id = await _user_id(gateway, "ava@harbour.example")
+    kinds = await gateway.services.store.factors.kinds(user_id)
+    assert sorted(kinds) == [("email", "backup"), ("totp", "primary")]
+
+
+async def test_a_member_may_skip_the_backup(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        await sign_in(client, email="max@harbour.example")
+        _, codes = await _enrol(client, gateway, backup=None)
+        assert len(codes) == 10
+    user_id = await _user_id(gateway, "max@harbour.example")
+    assert await gateway.services.store.factors.kinds(user_id) == [("totp", "primary")]
