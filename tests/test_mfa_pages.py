@@ -394,3 +394,58 @@ async def test_a_member_may_skip_the_backup(gateway: RunningGateway) -> None:
         assert len(codes) == 10
     user_id = await _user_id(gateway, "max@harbour.example")
     assert await gateway.services.store.factors.kinds(user_id) == [("totp", "primary")]
+
+
+async def test_use_my_backup_method_sends_a_code_and_signs_in(gateway: RunningGateway) -> None:
+    async with gateway.client() as ava:
+        await sign_in(ava, email="ava@harbour.example")
+        await _enrol(ava, gateway)
+        await ava.post("/_gateway/logout", data={"csrf": await _csrf(ava, "/_gateway/logout")})
+        await sign_in(ava, email="ava@harbour.example", next_target="/a?b=1")
+        page = await ava.get("/_gateway/mfa/verify", params={"next": "/a?b=1"}, headers=HTML)
+        text = await page.text()
+        assert 'id="use-backup"' in text
+        choose = re.search(r'href="([^"]+)" id="use-backup"', text)
+        assert choose
+        backup_page = await ava.get(html.unescape(choose.group(1)), headers=HTML)
+        text = html.unescape(await backup_page.text())
+        assert "Send a code to a•••@harbour.example" in text
+        csrf_match = CSRF_FIELD.search(text)
+        assert csrf_match
+        csrf = csrf_match.group(1)
+        # Forged: no code goes out.
+        sent_before = len(gateway.services.sending.outbox.messages)  # type: ignore[union-attr]
+        forged = await ava.post("/_gateway/mfa/verify/send", data={"next": "/"})
+        assert forged.status == 403
+        assert len(gateway.services.sending.outbox.messages) == sent_before  # type: ignore[union-attr]
+        sent = await ava.post("/_gateway/mfa/verify/send", data={"csrf": csrf, "next": "/a?b=1"})
+        assert sent.status == 200
+        assert "We sent a code to a•••@harbour.example" in html.unescape(await sent.text())
+        code = _last_code(gateway)
+        wrong = await ava.post(
+            "/_gateway/mfa/verify",
+            data={"csrf": csrf, "method": "backup", "code": "000000", "next": "/a?b=1"},
+        )
+        assert wrong.status == 400
+        assert "That code was not accepted" in html.unescape(await wrong.text())
+        verified = await ava.post(
+            "/_gateway/mfa/verify",
+            data={"csrf": csrf, "method": "backup", "code": code, "next": "/a?b=1"},
+            allow_redirects=False,
+        )
+        assert verified.status == 303
+        assert verified.headers["Location"] == "/a?b=1"
+        body = await (await ava.get("/api/whoami")).json()
+        assert body["headers"]["X-Gateway-Mfa-Method"] == "email"
+        # "Send again" is limited: five codes in 15 minutes (with the two sent while
+        # enrolling and signing in), then the page says to wait.
+        gateway.clock.advance(1)  # a step-up asking for a check newer than the last
+        csrf = await _csrf(ava, "/_gateway/mfa/verify?method=backup&max_age=0")
+        statuses = []
+        for _ in range(4):
+            again = await ava.post(
+                "/_gateway/mfa/verify/send", data={"csrf": csrf, "next": "/", "max_age": "0"}
+            )
+            statuses.append(again.status)
+        assert statuses == [200, 200, 200, 429]
+        assert "You have asked for too many codes. Wait" in await again.text()

@@ -16,6 +16,7 @@ from gateway.crypto.keys import Keys
 from gateway.delivery.outbox import OutboxSender
 from gateway.delivery.sender import DeliveryError, Message
 from gateway.mfa.attempts import attempt_key
+from gateway.secondfactor.backup import ProvedBackup
 from gateway.secondfactor.refusals import (
     BackupRefused,
     BackupRequired,
@@ -25,6 +26,7 @@ from gateway.secondfactor.refusals import (
 )
 from gateway.secondfactor.service import SecondFactors
 from gateway.sending.drivers import Drivers
+from gateway.sending.service import CodeSender
 from gateway.store import Store
 from gateway.store.factors import factor_aad
 from gateway.store.records import AuditEntry, User
@@ -237,3 +239,70 @@ async def test_backup_codes_share_the_attempt_count(store: Store, clock: ManualC
         await service.backups.confirm(user, PRINCIPAL_RULES, _outbox(sending.outbox))
     assert locked.value.reason == "locked"
     assert await service.backups.proved(user, PRINCIPAL_RULES) is None
+
+
+async def _enrolled_with_backup(
+    service: SecondFactors, sending: CodeSender, user: User, clock: ManualClock
+) -> None:
+    assert sending.outbox is not None
+    await _confirmed(service, user, clock)
+    await service.backups.send(user, PRINCIPAL_RULES, kind="email", typed=BACKUP)
+    await service.backups.confirm(user, PRINCIPAL_RULES, _outbox(sending.outbox))
+    await service.enrolments.finish(user, PRINCIPAL_RULES, AuditEntry(actor=user.id))
+
+
+async def test_use_my_backup_method_at_sign_in(store: Store, clock: ManualClock) -> None:
+    sending = _sending(store, clock)
+    assert sending.outbox is not None
+    service = _service(store, clock, sending=sending)
+    user = await _user(store)
+    other = await _user(store, role="member", email="max@h.example")
+    with pytest.raises(BackupRefused) as none:
+        await service.backups.send_challenge(other, PRINCIPAL_RULES)
+    assert "No backup method" in none.value.message
+    await _enrolled_with_backup(service, sending, user, clock)
+    assert await service.backups.enrolled(user) == ProvedBackup(
+        kind="email", to="A•••@harbour.example"
+    )
+    # The code sent while enrolling is for that step, not for signing in.
+    with pytest.raises(CodeRefused):
+        await service.challenges.verify(
+            user, method="backup", code=_outbox(sending.outbox), rules=PRINCIPAL_RULES
+        )
+    sent = await service.backups.send_challenge(user, PRINCIPAL_RULES)
+    assert sent.kind == "email"
+    code = _outbox(sending.outbox)
+    # Another user cannot use it, and a wrong one is refused with the generic message.
+    with pytest.raises(CodeRefused):
+        await service.challenges.verify(other, method="backup", code=code, rules=PRINCIPAL_RULES)
+    with pytest.raises(CodeRefused) as wrong:
+        await service.challenges.verify(user, method="backup", code="000000", rules=PRINCIPAL_RULES)
+    assert wrong.value.message.startswith("That code was not accepted")
+    passed = await service.challenges.verify(
+        user, method="backup", code=code, rules=PRINCIPAL_RULES
+    )
+    assert passed.method == "email"
+    with pytest.raises(CodeRefused) as reused:
+        await service.challenges.verify(user, method="backup", code=code, rules=PRINCIPAL_RULES)
+    assert reused.value.reason == "used"
+    kinds = [(e.kind, e.detail.get("method")) for e in await store.audit.list()]
+    assert ("mfa.passed", "email") in kinds
+    assert ("mfa.failed", "backup") in kinds
+
+
+async def test_an_expired_backup_code_is_refused_and_counted(
+    store: Store, clock: ManualClock
+) -> None:
+    sending = _sending(store, clock)
+    assert sending.outbox is not None
+    service = _service(store, clock, sending=sending)
+    user = await _user(store)
+    await _enrolled_with_backup(service, sending, user, clock)
+    await service.backups.send_challenge(user, PRINCIPAL_RULES)
+    clock.advance(PRINCIPAL_RULES.code_lifetime)
+    with pytest.raises(CodeRefused) as expired:
+        await service.challenges.verify(
+            user, method="backup", code=_outbox(sending.outbox), rules=PRINCIPAL_RULES
+        )
+    assert expired.value.reason == "expired"
+    assert await _failures(store, user) == 1

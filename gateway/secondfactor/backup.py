@@ -1,5 +1,6 @@
-"""The backup step of an enrolment: a phone number or an email address, proved by a code sent
-to it, kept sealed with the enrolment under way until ``Enrolments.finish`` saves it."""
+"""Backup methods: the enrolment step that adds a phone number or an email address, proved by
+a code sent to it and kept sealed with the enrolment under way until ``Enrolments.finish``
+saves it; and the code sent to it at sign-in (judged by ``Challenges.verify``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ from gateway.clock import Clock
 from gateway.mfa.attempts import GENERIC_FAILURE
 from gateway.mfa.codes import CodeVerdict
 from gateway.mfa.destinations import DestinationError, normalise_backup_mobile, normalise_email
-from gateway.secondfactor.challenge import Attempts, Sealing
+from gateway.secondfactor.challenge import (
+    BACKUP_CHALLENGE_PURPOSE,
+    Attempts,
+    Challenges,
+    Sealing,
+)
 from gateway.secondfactor.refusals import BackupRefused, StepExpired, StepMissing
 from gateway.secondfactor.rules import Rules, duration_text
 from gateway.sending.service import Channel, CodeRequest, CodeSender, masked
@@ -23,6 +29,9 @@ _VERDICT_MESSAGES = {
     CodeVerdict.EXPIRED: "That code has expired. Send a new code and type the new one.",
     CodeVerdict.USED: "That code has been used already. Send a new code and type the new one.",
 }
+NO_BACKUP = (
+    "No backup method is set up for this account. Use your authenticator app or a recovery code."
+)
 NO_CODE = "No code was sent for this step, or it ran out. Send a code first."
 
 
@@ -49,8 +58,15 @@ class Backups:
     second-factor attempt (``Attempts``). A failed or refused send spends nothing."""
 
     def __init__(
-        self, store: Store, sealer: Sealing, clock: Clock, attempts: Attempts, sending: CodeSender
+        self,
+        store: Store,
+        sealer: Sealing,
+        clock: Clock,
+        attempts: Attempts,
+        sending: CodeSender,
+        challenges: Challenges,
     ) -> None:
+        self._challenges = challenges
         self._store = store
         self._sealer = sealer
         self._clock = clock
@@ -102,11 +118,22 @@ class Backups:
                 destination = normalise_email(typed)
         except DestinationError as error:
             raise BackupRefused("bad-destination", message=str(error)) from None
+        return await self._send(user, rules, BACKUP_PURPOSE, channel, destination, client_addr)
+
+    async def _send(
+        self,
+        user: User,
+        rules: Rules,
+        purpose: str,
+        channel: Channel,
+        destination: str,
+        client_addr: str | None,
+    ) -> BackupSent:
         outcome = await self._sending.send_code(
             CodeRequest(
                 user_id=user.id,
                 org_id=user.org_id,
-                purpose=BACKUP_PURPOSE,
+                purpose=purpose,
                 channel=channel,
                 destination=destination,
                 lifetime=rules.code_lifetime,
@@ -116,10 +143,33 @@ class Backups:
         if not outcome.sent:
             raise BackupRefused(f"send-{outcome.status.value}", message=outcome.message)
         return BackupSent(
-            kind=kind,
+            kind=channel.value,
             destination=destination,
             message=outcome.message,
             expires_at=outcome.expires_at,
+        )
+
+    async def enrolled(self, user: User) -> ProvedBackup | None:
+        """The user's backup method, as a page names it (masked), if one is set up."""
+        backup = await self._challenges.backup_factor(user)
+        if backup is None:
+            return None
+        channel = Channel(backup[0].kind)
+        return ProvedBackup(kind=channel.value, to=masked(channel, backup[1]))
+
+    async def send_challenge(
+        self, user: User, rules: Rules, *, client_addr: str | None = None
+    ) -> BackupSent:
+        """Send a sign-in code to the user's backup method ("use my backup method"); it is
+        judged by ``Challenges.verify(method="backup")``. BackupRefused when there is no
+        backup, or the send was limited or failed (nothing spent)."""
+        backup = await self._challenges.backup_factor(user)
+        if backup is None:
+            raise BackupRefused("no-backup-factor", message=NO_BACKUP)
+        factor, destination = backup
+        channel = Channel(factor.kind)
+        return await self._send(
+            user, rules, BACKUP_CHALLENGE_PURPOSE, channel, destination, client_addr
         )
 
     async def confirm(self, user: User, rules: Rules, code: str) -> ProvedBackup:

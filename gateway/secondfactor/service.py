@@ -42,6 +42,6 @@ class SecondFactors:
             raise ValueError("at least one recovery-code key is needed")
         self.attempts = Attempts(store, clock)
         self.enrolments = Enrolments(store, sealer, recovery_keys[0], clock, issuer, self.attempts)
-        self.challenges = Challenges(store, sealer, recovery_keys, clock, self.attempts)
+        self.challenges = Challenges(store, sealer, recovery_keys, clock, self.attempts, sending)
         self.devices = RememberedDevices(store)
-        self.backups = Backups(store, sealer, clock, self.attempts, sending)
+        self.backups = Backups(store, sealer, clock, self.attempts, sending, self.challenges)

@@ -42,6 +42,8 @@ CONFIRM_PATH = "/_gateway/mfa/enrol/totp/confirm"
 BACKUP_PATH = "/_gateway/mfa/enrol/backup"
 BACKUP_CONFIRM_PATH = "/_gateway/mfa/enrol/backup/confirm"
 FINISH_PATH = "/_gateway/mfa/enrol/finish"
+VERIFY_SEND_PATH = "/_gateway/mfa/verify/send"
+VERIFY_METHODS = ("totp", "backup", "recovery")
 BACKUP_KINDS = ("sms", "email")
 # A refused send: limited (try later), or failed or not possible here (try again, or another).
 _SEND_STATUS = {"send-limited": 429, "send-failed": 503, "send-unavailable": 503}
@@ -80,6 +82,11 @@ async def _checked_form(
 
 def _redirect(target: str) -> web.HTTPException:
     return web.HTTPSeeOther(target, headers={"Cache-Control": "no-store"})
+
+
+def _method(value: str | None) -> str:
+    """The challenge method asked for; anything unknown is the authenticator app."""
+    return value if value in VERIFY_METHODS else "totp"
 
 
 def _max_age(value: str | None) -> int | None:
@@ -388,7 +395,7 @@ async def verify_page(request: web.Request) -> web.StreamResponse:
     live = _signed_in(request)
     next_target = safe_next(request.query.get("next"))
     max_age = _max_age(request.query.get("max_age"))
-    method = "recovery" if request.query.get("method") == "recovery" else "totp"
+    method = _method(request.query.get("method"))
     return await _verify_form(request, services, live, next_target, max_age, method)
 
 
@@ -402,6 +409,7 @@ async def _verify_form(
     *,
     error: str | None = None,
     status: int = 200,
+    sent: BackupSent | None = None,
 ) -> web.StreamResponse:
     if _fresh_enough(live, max_age, services.clock()):
         raise _redirect(next_target)
@@ -412,10 +420,13 @@ async def _verify_form(
     query: dict[str, str] = {"next": next_target}
     if max_age is not None:
         query["max_age"] = str(max_age)
-    other = "totp" if method == "recovery" else "recovery"
-    other_query = "&".join(
-        f"{k}={quote(v, safe='/')}" for k, v in {**query, "method": other}.items()
-    )
+    backup = await services.second_factors.backups.enrolled(live.user)
+    links = {
+        other: f"{VERIFY_PATH}?"
+        + "&".join(f"{k}={quote(v, safe='/')}" for k, v in {**query, "method": other}.items())
+        for other in VERIFY_METHODS
+        if other != method and (other != "backup" or backup is not None)
+    }
     return render_page(
         request,
         "mfa_verify.html",
@@ -428,7 +439,9 @@ async def _verify_form(
             "step_up": max_age is not None and live.mfa_verified,
             "offer_remember": not live.mfa_verified,
             "remember_for": duration_text(rules.remember_device),
-            "other_method": f"{VERIFY_PATH}?{other_query}",
+            "links": links,
+            "backup": backup,
+            "sent": sent,
             "error": error,
             "reason": decision.reason,
         },
@@ -444,7 +457,7 @@ async def verify_submit(request: web.Request) -> web.StreamResponse:
         return expired_form(request)
     next_target = safe_next(fields["next"])
     max_age = _max_age(fields["max_age"])
-    method = "recovery" if fields["method"] == "recovery" else "totp"
+    method = _method(fields["method"])
     _, rules = await _rules(services, live)
     client = request[CLIENT_ADDR]
     try:
@@ -500,6 +513,36 @@ async def verify_submit(request: web.Request) -> web.StreamResponse:
     raise response
 
 
+async def send_backup_challenge(request: web.Request) -> web.StreamResponse:
+    """ "Use my backup method": send a code to it (a limited send says when to try again)."""
+    services = request.app[SERVICES]
+    live = _signed_in(request)
+    fields = await _checked_form(request, services, live)
+    if fields is None:
+        return expired_form(request)
+    next_target = safe_next(fields["next"])
+    max_age = _max_age(fields["max_age"])
+    _, rules = await _rules(services, live)
+    try:
+        sent = await services.second_factors.backups.send_challenge(
+            live.user, rules, client_addr=request[CLIENT_ADDR]
+        )
+    except BackupRefused as refused:
+        request[OUTCOME] = "rejected"
+        status = _SEND_STATUS.get(refused.reason, 400)
+        return await _verify_form(
+            request,
+            services,
+            live,
+            next_target,
+            max_age,
+            "backup",
+            error=refused.message,
+            status=status,
+        )
+    return await _verify_form(request, services, live, next_target, max_age, "backup", sent=sent)
+
+
 def add_routes(app: web.Application) -> None:
     add_get(app, ENROL_PATH, enrol_page)
     add_route(app, "POST", TOTP_PATH, start_totp)
@@ -511,6 +554,7 @@ def add_routes(app: web.Application) -> None:
     add_route(app, "POST", FINISH_PATH, finish_enrolment)
     add_get(app, VERIFY_PATH, verify_page)
     add_route(app, "POST", VERIFY_PATH, verify_submit)
+    add_route(app, "POST", VERIFY_SEND_PATH, send_backup_challenge)
 
 
 __all__ = ["add_routes"]
