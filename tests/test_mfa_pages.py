@@ -449,3 +449,24 @@ async def test_use_my_backup_method_sends_a_code_and_signs_in(gateway: RunningGa
             statuses.append(again.status)
         assert statuses == [200, 200, 200, 429]
         assert "You have asked for too many codes. Wait" in await again.text()
+
+
+async def test_without_a_backup_there_is_no_backup_to_use(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        await sign_in(client, email="max@harbour.example")
+        await _enrol(client, gateway, backup=None)
+        await client.post(
+            "/_gateway/logout", data={"csrf": await _csrf(client, "/_gateway/logout")}
+        )
+        await sign_in(client, email="max@harbour.example")
+        page = await client.get("/_gateway/mfa/verify?method=backup", headers=HTML)
+        text = await page.text()
+        assert 'id="use-backup"' not in text
+        assert "Code from your authenticator app" in text
+        csrf_match = CSRF_FIELD.search(text)
+        assert csrf_match
+        refused = await client.post(
+            "/_gateway/mfa/verify/send", data={"csrf": csrf_match.group(1), "next": "/"}
+        )
+        assert refused.status == 400
+        assert "No backup method is set up" in await refused.text()

@@ -3,8 +3,11 @@ codes, confirm it's you at sign-in or for a step-up, and "don't ask again on thi
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from aiohttp import web
@@ -80,6 +83,45 @@ async def _checked_form(
     }
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Posted:
+    """A signed-in user's form that carried this session's CSRF token."""
+
+    services: Services
+    live: LiveSession
+    fields: dict[str, str]
+    rules: Rules
+    next_target: str  # a same-origin path
+
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _form(handler: Callable[[web.Request, _Posted], Awaitable[web.StreamResponse]]) -> _Handler:
+    """A POST handler for a signed-in user's form: a form whose CSRF token is not this
+    session's gets the expired-form page; otherwise the handler is given the fields, the
+    rules that apply and the safe ``next``."""
+
+    @functools.wraps(handler)
+    async def checked(request: web.Request) -> web.StreamResponse:
+        services = request.app[SERVICES]
+        live = _signed_in(request)
+        fields = await _checked_form(request, services, live)
+        if fields is None:
+            return expired_form(request)
+        _, rules = await _rules(services, live)
+        posted = _Posted(
+            services=services,
+            live=live,
+            fields=fields,
+            rules=rules,
+            next_target=safe_next(fields["next"]),
+        )
+        return await handler(request, posted)
+
+    return checked
+
+
 def _redirect(target: str) -> web.HTTPException:
     return web.HTTPSeeOther(target, headers={"Cache-Control": "no-store"})
 
@@ -129,14 +171,10 @@ async def _enrol_page(
     )
 
 
-async def start_totp(request: web.Request) -> web.StreamResponse:
-    services = request.app[SERVICES]
-    live = _signed_in(request)
-    fields = await _checked_form(request, services, live)
-    if fields is None:
-        return expired_form(request)
-    next_target = safe_next(fields["next"])
-    _, rules = await _rules(services, live)
+@_form
+async def start_totp(request: web.Request, posted: _Posted) -> web.StreamResponse:
+    services, live, rules = posted.services, posted.live, posted.rules
+    next_target = posted.next_target
     try:
         await services.second_factors.enrolments.start_totp(live.user, rules)
     except (AlreadyEnrolled, StepMissing):
@@ -177,6 +215,21 @@ async def _totp_page(
     )
 
 
+async def _step_refused(
+    request: web.Request,
+    live: LiveSession,
+    rules: Rules,
+    next_target: str,
+    refused: StepExpired | StepMissing,
+) -> web.StreamResponse:
+    """A set-up step that ran out starts over (the page shows a new QR code and says why);
+    one that was never started, or was restarted, sends the user back to the start."""
+    request[OUTCOME] = "rejected"
+    if isinstance(refused, StepExpired):
+        return await _totp_page(request, live, rules, next_target, status=409)
+    return await _enrol_page(request, next_target, error=refused.message)
+
+
 async def totp_page(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     live = _signed_in(request)
@@ -184,26 +237,17 @@ async def totp_page(request: web.Request) -> web.StreamResponse:
     return await _totp_page(request, live, rules, safe_next(request.query.get("next")))
 
 
-async def confirm_totp(request: web.Request) -> web.StreamResponse:
-    services = request.app[SERVICES]
-    live = _signed_in(request)
-    fields = await _checked_form(request, services, live)
-    if fields is None:
-        return expired_form(request)
-    next_target = safe_next(fields["next"])
-    _, rules = await _rules(services, live)
+@_form
+async def confirm_totp(request: web.Request, posted: _Posted) -> web.StreamResponse:
+    services, live, fields, rules = posted.services, posted.live, posted.fields, posted.rules
+    next_target = posted.next_target
     second_factors = services.second_factors
     try:
         await second_factors.enrolments.confirm_totp(live.user, fields["code"][:MAX_CODE], rules)
     except AlreadyEnrolled:
         raise _redirect(with_next(ENROL_PATH, next_target)) from None
-    except StepExpired:
-        request[OUTCOME] = "rejected"
-        # The step starts over: the page shows a new QR code and says why.
-        return await _totp_page(request, live, rules, next_target, status=409)
-    except StepMissing as refused:
-        request[OUTCOME] = "rejected"
-        return await _enrol_page(request, next_target, error=refused.message)
+    except (StepExpired, StepMissing) as refused:
+        return await _step_refused(request, live, rules, next_target, refused)
     except SecondFactorRefused as refused:
         request[OUTCOME] = "rejected"
         return await _totp_page(
@@ -228,12 +272,8 @@ async def _finish(
     except BackupRequired as refused:
         request[OUTCOME] = "rejected"
         return await _backup_page(request, live, rules, next_target, error=refused.message)
-    except StepExpired:
-        request[OUTCOME] = "rejected"
-        return await _totp_page(request, live, rules, next_target, status=409)
-    except StepMissing as refused:
-        request[OUTCOME] = "rejected"
-        return await _enrol_page(request, next_target, error=refused.message)
+    except (StepExpired, StepMissing) as refused:
+        return await _step_refused(request, live, rules, next_target, refused)
     services.decider.note_enrolment(
         live.user.id, await services.second_factors.enrolments.enrolment(live.user.id)
     )
@@ -281,12 +321,8 @@ async def _backup_page(
         proved = await backups.proved(live.user, rules)
     except AlreadyEnrolled:
         raise _redirect(with_next(ENROL_PATH, next_target)) from None
-    except StepExpired:
-        request[OUTCOME] = "rejected"
-        return await _totp_page(request, live, rules, next_target, status=409)
-    except StepMissing as refused:
-        request[OUTCOME] = "rejected"
-        return await _enrol_page(request, next_target, error=refused.message)
+    except (StepExpired, StepMissing) as refused:
+        return await _step_refused(request, live, rules, next_target, refused)
     return render_page(
         request,
         "mfa_backup.html",
@@ -311,14 +347,10 @@ async def backup_page(request: web.Request) -> web.StreamResponse:
     return await _backup_page(request, live, rules, safe_next(request.query.get("next")))
 
 
-async def send_backup_code(request: web.Request) -> web.StreamResponse:
-    services = request.app[SERVICES]
-    live = _signed_in(request)
-    fields = await _checked_form(request, services, live)
-    if fields is None:
-        return expired_form(request)
-    next_target = safe_next(fields["next"])
-    _, rules = await _rules(services, live)
+@_form
+async def send_backup_code(request: web.Request, posted: _Posted) -> web.StreamResponse:
+    services, live, fields, rules = posted.services, posted.live, posted.fields, posted.rules
+    next_target = posted.next_target
     try:
         sent = await services.second_factors.backups.send(
             live.user,
@@ -348,14 +380,10 @@ def _sent_again(kind: str, destination: str) -> BackupSent | None:
     )
 
 
-async def confirm_backup(request: web.Request) -> web.StreamResponse:
-    services = request.app[SERVICES]
-    live = _signed_in(request)
-    fields = await _checked_form(request, services, live)
-    if fields is None:
-        return expired_form(request)
-    next_target = safe_next(fields["next"])
-    _, rules = await _rules(services, live)
+@_form
+async def confirm_backup(request: web.Request, posted: _Posted) -> web.StreamResponse:
+    services, live, fields, rules = posted.services, posted.live, posted.fields, posted.rules
+    next_target = posted.next_target
     try:
         await services.second_factors.backups.confirm(live.user, rules, fields["code"][:MAX_CODE])
     except (BackupRefused, CodeRefused) as refused:
@@ -369,15 +397,10 @@ async def confirm_backup(request: web.Request) -> web.StreamResponse:
     return await _finish(request, live, rules, next_target)
 
 
-async def finish_enrolment(request: web.Request) -> web.StreamResponse:
+@_form
+async def finish_enrolment(request: web.Request, posted: _Posted) -> web.StreamResponse:
     """Finish without a backup (skipped), or with the one a code proved."""
-    services = request.app[SERVICES]
-    live = _signed_in(request)
-    fields = await _checked_form(request, services, live)
-    if fields is None:
-        return expired_form(request)
-    _, rules = await _rules(services, live)
-    return await _finish(request, live, rules, safe_next(fields["next"]))
+    return await _finish(request, posted.live, posted.rules, posted.next_target)
 
 
 # The challenge, at sign-in and for a step-up
@@ -421,6 +444,8 @@ async def _verify_form(
     if max_age is not None:
         query["max_age"] = str(max_age)
     backup = await services.second_factors.backups.enrolled(live.user)
+    if method == "backup" and backup is None:
+        method = "totp"  # no backup set up: the authenticator app's form
     links = {
         other: f"{VERIFY_PATH}?"
         + "&".join(f"{k}={quote(v, safe='/')}" for k, v in {**query, "method": other}.items())
@@ -449,16 +474,12 @@ async def _verify_form(
     )
 
 
-async def verify_submit(request: web.Request) -> web.StreamResponse:
-    services = request.app[SERVICES]
-    live = _signed_in(request)
-    fields = await _checked_form(request, services, live)
-    if fields is None:
-        return expired_form(request)
-    next_target = safe_next(fields["next"])
+@_form
+async def verify_submit(request: web.Request, posted: _Posted) -> web.StreamResponse:
+    services, live, fields, rules = posted.services, posted.live, posted.fields, posted.rules
+    next_target = posted.next_target
     max_age = _max_age(fields["max_age"])
     method = _method(fields["method"])
-    _, rules = await _rules(services, live)
     client = request[CLIENT_ADDR]
     try:
         passed = await services.second_factors.challenges.verify(
@@ -513,16 +534,12 @@ async def verify_submit(request: web.Request) -> web.StreamResponse:
     raise response
 
 
-async def send_backup_challenge(request: web.Request) -> web.StreamResponse:
+@_form
+async def send_backup_challenge(request: web.Request, posted: _Posted) -> web.StreamResponse:
     """ "Use my backup method": send a code to it (a limited send says when to try again)."""
-    services = request.app[SERVICES]
-    live = _signed_in(request)
-    fields = await _checked_form(request, services, live)
-    if fields is None:
-        return expired_form(request)
-    next_target = safe_next(fields["next"])
+    services, live, fields, rules = posted.services, posted.live, posted.fields, posted.rules
+    next_target = posted.next_target
     max_age = _max_age(fields["max_age"])
-    _, rules = await _rules(services, live)
     try:
         sent = await services.second_factors.backups.send_challenge(
             live.user, rules, client_addr=request[CLIENT_ADDR]
