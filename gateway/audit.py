@@ -151,6 +151,8 @@ class MfaEnrolled(Event):
     method: str
     role: str
     recovery_codes: int
+    backup: str | None = None  # the backup method's kind (sms, email), if one was added
+    backup_to: str | None = None  # its destination, masked
 
 
 @dataclass(frozen=True, kw_only=True)

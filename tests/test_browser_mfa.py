@@ -5,6 +5,9 @@ recovery code."""
 from __future__ import annotations
 
 import asyncio
+import re
+from email import message_from_bytes
+from email.policy import default
 from pathlib import Path
 
 import pyotp
@@ -14,10 +17,12 @@ from playwright.async_api import Browser, Page
 from gateway.sandbox.demo import DEMO_PASSWORD
 from tests.conftest import GatewayFactory, RunningGateway
 from tests.test_browser import browser  # noqa: F401  (the fixture)
+from tests.test_sending import Mailbox, mailbox  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.browser
 
 FIRST_ASKED = "/?from=bookmark"
+CODE = re.compile(r"\b([0-9]{6,8})\b")
 
 
 async def _sign_in(page: Page, gateway: RunningGateway, email: str, target: str) -> None:
@@ -41,6 +46,12 @@ async def _header(page: Page, name: str) -> str | None:
 
 async def _enrol(page: Page, gateway: RunningGateway) -> tuple[str, list[str]]:
     """From the prompt to the recovery codes; returns the key read from the page and the codes."""
+    key = await _set_up_app(page, gateway)
+    return key, await _save_codes(page)
+
+
+async def _set_up_app(page: Page, gateway: RunningGateway) -> str:
+    """From the prompt to a confirmed authenticator app; returns the key read from the page."""
     await page.click("text=Set up now")
     await page.click("#choose-totp")
     await page.wait_for_selector("svg")
@@ -52,6 +63,12 @@ async def _enrol(page: Page, gateway: RunningGateway) -> tuple[str, list[str]]:
     assert f"secret={key}" in link
     await page.fill("#code", pyotp.TOTP(key).at(gateway.clock()))
     await page.click("button[type=submit]")
+    await page.wait_for_load_state()
+    return key
+
+
+async def _save_codes(page: Page) -> list[str]:
+    """Read, and download, the recovery codes shown at the end of the set-up."""
     await page.wait_for_selector("#recovery-codes")
     codes = [
         (c or "").strip() for c in await page.locator("#recovery-codes code").all_text_contents()
@@ -67,7 +84,7 @@ async def _enrol(page: Page, gateway: RunningGateway) -> tuple[str, list[str]]:
     assert saved.suggested_filename == "recovery-codes.txt"
     text = await asyncio.to_thread(Path(await saved.path()).read_text)
     assert text.split() == codes
-    return key, codes
+    return codes
 
 
 async def test_a_new_user_enrols_then_signs_in_every_way(
@@ -154,4 +171,67 @@ async def test_the_authenticator_page_fits_a_phone(
     button = await page.locator("button[type=submit]").bounding_box()
     assert button is not None
     assert button["width"] > 250
+    await context.close()
+
+
+def _mailed_code(box: Mailbox, to: str) -> str:
+    """The code in the newest email the SMTP server received, which went to ``to``."""
+    mail = message_from_bytes(box.received[-1], policy=default)
+    assert mail["To"] == to
+    match = CODE.search(mail.get_body().get_content())  # type: ignore[union-attr]
+    assert match is not None
+    return match.group(1)
+
+
+async def test_a_principal_adds_a_backup_email_and_signs_in_with_it(
+    make_gateway: GatewayFactory,
+    browser: Browser,  # noqa: F811
+    mailbox: Mailbox,  # noqa: F811
+) -> None:
+    gateway: RunningGateway = await make_gateway(
+        policies=True,
+        email={
+            "host": "127.0.0.1",
+            "port": mailbox.port,
+            "starttls": False,
+            "sender": "Sign-in <no-reply@gateway.example>",
+        },
+    )
+    context = await browser.new_context()
+    page = await context.new_page()
+    backup = "ava.backup@harbour.example"
+
+    # The app first; then a principal must add a backup, proved by a code emailed to it.
+    await _sign_in(page, gateway, "ava@harbour.example", FIRST_ASKED)
+    assert "/_gateway/mfa/prompt" in page.url
+    await _set_up_app(page, gateway)
+    await page.wait_for_selector("#send-backup-code")
+    assert await page.locator("#skip-backup").count() == 0
+    assert "Your role needs one" in (await page.text_content("main") or "")
+    await page.check("#backup-email")
+    await page.fill("#destination", backup)
+    await page.click("#send-backup-code")
+    sent = await page.wait_for_selector("#backup-sent")
+    assert sent is not None
+    assert "a•••@harbour.example" in (await sent.text_content() or "")
+    await page.fill("#code", _mailed_code(mailbox, backup))
+    await page.click("#confirm-backup")
+    await _save_codes(page)
+    await page.click("#continue")
+    await page.wait_for_selector("#identity")
+    assert page.url == f"{gateway.url}{FIRST_ASKED}"
+    assert await _header(page, "x-gateway-mfa") == "verified"
+    await _sign_out(page)
+
+    # Later: "use my backup method" sends a code to the email, which signs in.
+    await _sign_in(page, gateway, "ava@harbour.example", FIRST_ASKED)
+    assert "/_gateway/mfa/verify" in page.url
+    await page.click("#use-backup")
+    await page.click("#send-backup-code")
+    await page.wait_for_selector("#backup-sent")
+    await page.fill("#code", _mailed_code(mailbox, backup))
+    await page.click('form[action="/_gateway/mfa/verify"] button[type=submit]')
+    await page.wait_for_selector("#identity")
+    assert page.url == f"{gateway.url}{FIRST_ASKED}"
+    assert await _header(page, "x-gateway-mfa-method") == "email"
     await context.close()

@@ -17,12 +17,26 @@ from tests.conftest import CSRF_FIELD, GatewayFactory, RunningGateway, sign_in
 HTML = {"Accept": "text/html"}
 KEY = re.compile(r'id="totp-key" class="key">([A-Z2-7 ]+)<')
 CODES = re.compile(r"<li><code>([0-9a-z]{5}-[0-9a-z]{5})</code></li>")
+SENT_CODE = re.compile(r"\b([0-9]{6,8})\b")
+BACKUP_EMAIL = "ava.backup@harbour.example"
 
 
 @pytest.fixture
 async def gateway(make_gateway: GatewayFactory) -> RunningGateway:
-    running: RunningGateway = await make_gateway(policies=True)
+    running: RunningGateway = await make_gateway(
+        policies=True, email={"driver": "log"}, sms={"driver": "log"}
+    )
     return running
+
+
+def _last_code(gateway: RunningGateway) -> str:
+    """The code in the newest message the demo outbox kept."""
+    outbox = gateway.services.sending.outbox
+    assert outbox is not None
+    assert outbox.messages
+    match = SENT_CODE.search(outbox.messages[0].body)
+    assert match, outbox.messages[0].body
+    return match.group(1)
 
 
 async def _csrf(client: aiohttp.ClientSession, path: str) -> str:
@@ -34,8 +48,13 @@ async def _csrf(client: aiohttp.ClientSession, path: str) -> str:
 
 
 async def _enrol(
-    client: aiohttp.ClientSession, gateway: RunningGateway, next_target: str = "/"
+    client: aiohttp.ClientSession,
+    gateway: RunningGateway,
+    next_target: str = "/",
+    *,
+    backup: str | None = BACKUP_EMAIL,
 ) -> tuple[pyotp.TOTP, list[str]]:
+    """Enrol an authenticator app, then add ``backup`` as a backup email (or skip it)."""
     csrf = await _csrf(client, "/_gateway/mfa/enrol")
     started = await client.post(
         "/_gateway/mfa/enrol/totp", data={"csrf": csrf, "next": next_target}, allow_redirects=False
@@ -52,6 +71,21 @@ async def _enrol(
         "/_gateway/mfa/enrol/totp/confirm",
         data={"csrf": csrf_match.group(1), "next": next_target, "code": totp.at(gateway.clock())},
     )
+    assert done.status == 200
+    step = {"csrf": csrf_match.group(1), "next": next_target}
+    if 'id="send-backup-code"' not in await done.text():
+        pass  # no policy offers a backup method: the set-up is done
+    elif backup is None:
+        done = await client.post("/_gateway/mfa/enrol/finish", data=step)
+    else:
+        sent = await client.post(
+            "/_gateway/mfa/enrol/backup", data={**step, "kind": "email", "destination": backup}
+        )
+        assert sent.status == 200, await sent.text()
+        done = await client.post(
+            "/_gateway/mfa/enrol/backup/confirm",
+            data={**step, "kind": "email", "destination": backup, "code": _last_code(gateway)},
+        )
     assert done.status == 200
     assert done.headers["Cache-Control"] == "no-store"
     text = await done.text()
@@ -257,3 +291,182 @@ async def test_an_enrolled_user_outside_every_policy_is_challenged(
         api = await client.get("/api/whoami", headers={"Accept": "application/json"})
         assert api.status == 403
         assert (await api.json())["verify_url"] == "/_gateway/mfa/verify"
+
+
+async def _to_backup_step(client: aiohttp.ClientSession, gateway: RunningGateway) -> str:
+    """Start and confirm an authenticator app; the backup page's CSRF token."""
+    csrf = await _csrf(client, "/_gateway/mfa/enrol")
+    await client.post("/_gateway/mfa/enrol/totp", data={"csrf": csrf, "next": "/"})
+    page = await client.get("/_gateway/mfa/enrol/totp", headers=HTML)
+    match = KEY.search(await page.text())
+    assert match
+    totp = pyotp.TOTP(match.group(1).replace(" ", ""))
+    done = await client.post(
+        "/_gateway/mfa/enrol/totp/confirm",
+        data={"csrf": csrf, "next": "/", "code": totp.at(gateway.clock())},
+        allow_redirects=False,
+    )
+    assert done.status == 303
+    assert done.headers["Location"].startswith("/_gateway/mfa/enrol/backup")
+    return csrf
+
+
+async def test_a_principal_cannot_skip_the_backup_and_bad_input_saves_nothing(
+    gateway: RunningGateway,
+) -> None:
+    store = gateway.services.store
+    async with gateway.client() as client:
+        await sign_in(client, email="ava@harbour.example")
+        user_id = await _user_id(gateway, "ava@harbour.example")
+        # Typing the backup step's URL before the app is confirmed.
+        skipped = await client.get("/_gateway/mfa/enrol/backup", headers=HTML)
+        assert skipped.status == 409
+        csrf = await _to_backup_step(client, gateway)
+        page = await client.get("/_gateway/mfa/enrol/backup", headers=HTML)
+        text = await page.text()
+        assert "Your role needs one" in text
+        assert 'id="skip-backup"' not in text
+        forced = await client.post("/_gateway/mfa/enrol/finish", data={"csrf": csrf, "next": "/"})
+        assert forced.status == 400
+        assert "Your role needs a backup method" in await forced.text()
+        forged = await client.post(
+            "/_gateway/mfa/enrol/backup", data={"kind": "email", "destination": BACKUP_EMAIL}
+        )
+        assert forged.status == 403
+        for kind, typed, says in (
+            ("sms", "1900 654 321", "Premium-rate"),
+            ("sms", "x" * 5000, "Enter a mobile number"),
+            ("email", "ava@@harbour", "email address"),
+        ):
+            bad = await client.post(
+                "/_gateway/mfa/enrol/backup",
+                data={"csrf": csrf, "next": "/", "kind": kind, "destination": typed},
+            )
+            assert bad.status == 400
+            assert says in html.unescape(await bad.text())
+        await client.post(
+            "/_gateway/mfa/enrol/backup",
+            data={"csrf": csrf, "next": "/", "kind": "email", "destination": BACKUP_EMAIL},
+        )
+        wrong = await client.post(
+            "/_gateway/mfa/enrol/backup/confirm",
+            data={
+                "csrf": csrf,
+                "next": "/",
+                "kind": "email",
+                "destination": BACKUP_EMAIL,
+                "code": "000000",
+            },
+        )
+        assert wrong.status == 400
+        text = html.unescape(await wrong.text())
+        assert "That code was not accepted" in text
+        assert 'id="send-again"' in text  # the code form stays, with "send a new code"
+        assert await store.factors.kinds(user_id) == []
+        gateway.clock.advance(600)
+        late = await client.post(
+            "/_gateway/mfa/enrol/backup/confirm",
+            data={"csrf": csrf, "next": "/", "code": _last_code(gateway)},
+        )
+        assert late.status == 409
+        assert "took longer than 10 minutes" in html.unescape(await late.text())
+        assert await store.factors.kinds(user_id) == []
+
+
+async def test_a_principal_with_a_backup_email_is_enrolled_and_verified(
+    gateway: RunningGateway,
+) -> None:
+    async with gateway.client() as client:
+        await sign_in(client, email="ava@harbour.example")
+        await _enrol(client, gateway)
+        body = await (await client.get("/api/whoami")).json()
+    headers = {k.lower(): v for k, v in body["headers"].items()}
+    assert headers["x-gateway-mfa"] == "verified"
+    user_id = await _user_id(gateway, "ava@harbour.example")
+    kinds = await gateway.services.store.factors.kinds(user_id)
+    assert sorted(kinds) == [("email", "backup"), ("totp", "primary")]
+
+
+async def test_a_member_may_skip_the_backup(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        await sign_in(client, email="max@harbour.example")
+        _, codes = await _enrol(client, gateway, backup=None)
+        assert len(codes) == 10
+    user_id = await _user_id(gateway, "max@harbour.example")
+    assert await gateway.services.store.factors.kinds(user_id) == [("totp", "primary")]
+
+
+async def test_use_my_backup_method_sends_a_code_and_signs_in(gateway: RunningGateway) -> None:
+    async with gateway.client() as ava:
+        await sign_in(ava, email="ava@harbour.example")
+        await _enrol(ava, gateway)
+        await ava.post("/_gateway/logout", data={"csrf": await _csrf(ava, "/_gateway/logout")})
+        await sign_in(ava, email="ava@harbour.example", next_target="/a?b=1")
+        page = await ava.get("/_gateway/mfa/verify", params={"next": "/a?b=1"}, headers=HTML)
+        text = await page.text()
+        assert 'id="use-backup"' in text
+        choose = re.search(r'href="([^"]+)" id="use-backup"', text)
+        assert choose
+        backup_page = await ava.get(html.unescape(choose.group(1)), headers=HTML)
+        text = html.unescape(await backup_page.text())
+        assert "Send a code to a•••@harbour.example" in text
+        csrf_match = CSRF_FIELD.search(text)
+        assert csrf_match
+        csrf = csrf_match.group(1)
+        # Forged: no code goes out.
+        sent_before = len(gateway.services.sending.outbox.messages)  # type: ignore[union-attr]
+        forged = await ava.post("/_gateway/mfa/verify/send", data={"next": "/"})
+        assert forged.status == 403
+        assert len(gateway.services.sending.outbox.messages) == sent_before  # type: ignore[union-attr]
+        sent = await ava.post("/_gateway/mfa/verify/send", data={"csrf": csrf, "next": "/a?b=1"})
+        assert sent.status == 200
+        assert "We sent a code to a•••@harbour.example" in html.unescape(await sent.text())
+        code = _last_code(gateway)
+        wrong = await ava.post(
+            "/_gateway/mfa/verify",
+            data={"csrf": csrf, "method": "backup", "code": "000000", "next": "/a?b=1"},
+        )
+        assert wrong.status == 400
+        assert "That code was not accepted" in html.unescape(await wrong.text())
+        verified = await ava.post(
+            "/_gateway/mfa/verify",
+            data={"csrf": csrf, "method": "backup", "code": code, "next": "/a?b=1"},
+            allow_redirects=False,
+        )
+        assert verified.status == 303
+        assert verified.headers["Location"] == "/a?b=1"
+        body = await (await ava.get("/api/whoami")).json()
+        assert body["headers"]["X-Gateway-Mfa-Method"] == "email"
+        # "Send again" is limited: five codes in 15 minutes (with the two sent while
+        # enrolling and signing in), then the page says to wait.
+        gateway.clock.advance(1)  # a step-up asking for a check newer than the last
+        csrf = await _csrf(ava, "/_gateway/mfa/verify?method=backup&max_age=0")
+        statuses = []
+        for _ in range(4):
+            again = await ava.post(
+                "/_gateway/mfa/verify/send", data={"csrf": csrf, "next": "/", "max_age": "0"}
+            )
+            statuses.append(again.status)
+        assert statuses == [200, 200, 200, 429]
+        assert "You have asked for too many codes. Wait" in await again.text()
+
+
+async def test_without_a_backup_there_is_no_backup_to_use(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        await sign_in(client, email="max@harbour.example")
+        await _enrol(client, gateway, backup=None)
+        await client.post(
+            "/_gateway/logout", data={"csrf": await _csrf(client, "/_gateway/logout")}
+        )
+        await sign_in(client, email="max@harbour.example")
+        page = await client.get("/_gateway/mfa/verify?method=backup", headers=HTML)
+        text = await page.text()
+        assert 'id="use-backup"' not in text
+        assert "Code from your authenticator app" in text
+        csrf_match = CSRF_FIELD.search(text)
+        assert csrf_match
+        refused = await client.post(
+            "/_gateway/mfa/verify/send", data={"csrf": csrf_match.group(1), "next": "/"}
+        )
+        assert refused.status == 400
+        assert "No backup method is set up" in await refused.text()

@@ -12,7 +12,9 @@ import pyotp
 import pytest
 
 from gateway.clock import ManualClock
+from gateway.config import build_config
 from gateway.crypto.keys import Keys
+from gateway.delivery.outbox import OutboxSender
 from gateway.mfa.attempts import attempt_rule
 from gateway.secondfactor.refusals import (
     AlreadyEnrolled,
@@ -22,6 +24,8 @@ from gateway.secondfactor.refusals import (
 )
 from gateway.secondfactor.rules import Rules, duration_text
 from gateway.secondfactor.service import SecondFactors, recovery_keys
+from gateway.sending.drivers import Drivers
+from gateway.sending.service import CodeSender, SendLimits
 from gateway.store import Store
 from gateway.store.records import AuditEntry, User
 
@@ -36,12 +40,31 @@ RULES = Rules(
 )
 
 
-def _service(store: Store, clock: ManualClock, secret: str = SECRET) -> SecondFactors:
+def _sending(
+    store: Store, clock: ManualClock, secret: str = SECRET, *, drivers: Drivers | None = None
+) -> CodeSender:
+    """Codes sent through the outbox (which keeps them), limited as a default config limits."""
+    outbox = OutboxSender()
+    config = build_config({"upstream": {"url": "http://127.0.0.1:9"}}, env={}, serving=False)
+    return CodeSender(
+        store=store,
+        clock=clock,
+        code_key=b"c" * 32,
+        sealer=Keys.derive(secret).at_rest,
+        drivers=drivers or Drivers(sms=outbox, email=outbox, outbox=outbox),
+        limits=SendLimits.for_config(config),
+    )
+
+
+def _service(
+    store: Store, clock: ManualClock, secret: str = SECRET, *, sending: CodeSender | None = None
+) -> SecondFactors:
     return SecondFactors(
         store,
         sealer=Keys.derive(secret).at_rest,
         recovery_keys=recovery_keys(secret),
         clock=clock,
+        sending=sending or _sending(store, clock, secret),
     )
 
 
@@ -228,6 +251,7 @@ async def test_a_recovery_code_works_once_in_any_spelling(store: Store, clock: M
         sealer=Keys.derive("n" * 40, [SECRET]).at_rest,
         recovery_keys=recovery_keys("n" * 40, [SECRET]),
         clock=clock,
+        sending=_sending(store, clock),
     )
     assert await rotated.challenges.verify(user, method="recovery", code=codes[1], rules=RULES)
 

@@ -194,9 +194,37 @@ async def test_every_sealed_column_is_listed_with_its_binding(store: Store) -> N
     user = await _user(store)
     await _enrol(store, user)
     await store.factors.start(user.id, now=T0, expires_at=T0 + 600, totp_sealed=b"again")
+    assert await store.factors.confirm_totp(user.id, started_at=T0, step=1, now=T0)
+    assert await store.factors.set_backup(
+        user.id, started_at=T0, now=T0, kind="email", sealed=b"backup"
+    )
     for column in SEALED_COLUMNS:
         rows = await store.db.fetch_all(
             f"SELECT * FROM {column.table} WHERE {column.column} IS NOT NULL"  # noqa: S608
         )
         assert rows, column.table
         assert all(user.id.encode() in column.aad(row) for row in rows)
+
+
+async def test_a_backup_is_kept_only_with_the_confirmed_enrolment_in_time(store: Store) -> None:
+    user = await _user(store)
+    await store.factors.start(user.id, now=T0, expires_at=T0 + 600, totp_sealed=b"seed")
+
+    async def keep(started_at: float, now: float) -> bool:
+        return await store.factors.set_backup(
+            user.id, started_at=started_at, now=now, kind="sms", sealed=b"phone"
+        )
+
+    assert not await keep(T0, T0)  # the app is not confirmed yet
+    assert await store.factors.confirm_totp(user.id, started_at=T0, step=1, now=T0)
+    assert not await keep(T0 - 1, T0)  # another (earlier) enrolment
+    assert not await keep(T0, T0 + 600)  # ran out
+    assert await keep(T0, T0 + 1)
+    pending = await store.factors.pending(user.id)
+    assert pending is not None
+    assert (pending.backup_kind, pending.backup_sealed) == ("sms", b"phone")
+    # Starting over forgets it.
+    await store.factors.start(user.id, now=T0 + 2, expires_at=T0 + 602, totp_sealed=b"new")
+    pending = await store.factors.pending(user.id)
+    assert pending is not None
+    assert (pending.backup_kind, pending.backup_sealed) == (None, None)

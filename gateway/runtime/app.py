@@ -90,6 +90,7 @@ async def _build_services(
     throttle = config.throttle
     security = config.security
     keys = Keys.derive(security.secret_key, security.previous_secret_keys)
+    sending = open_code_sender(config, store=store, clock=clock, keys=keys)
     return Services(
         config=config,
         store=store,
@@ -101,6 +102,7 @@ async def _build_services(
             sealer=keys.at_rest,
             recovery_keys=recovery_keys(security.secret_key, security.previous_secret_keys),
             clock=clock,
+            sending=sending,
         ),
         identity=LocalAccounts(store.users, passwords),
         passwords=passwords,
@@ -121,7 +123,7 @@ async def _build_services(
             window=throttle.window_minutes * 60,
             lockout=throttle.lockout_minutes * 60,
         ),
-        sending=open_code_sender(config, store=store, clock=clock, keys=keys),
+        sending=sending,
     )
 
 

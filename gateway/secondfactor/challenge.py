@@ -1,5 +1,6 @@
-"""The challenge: a code from the authenticator app or a recovery code, judged once, with every
-attempt counted per user across methods in the store (a restart does not reset the count)."""
+"""The challenge: a code from the authenticator app, a code sent to the backup phone or email,
+or a recovery code, judged once, with every attempt counted per user across methods in the
+store (a restart does not reset the count)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,17 @@ from gateway.mfa.recovery import matching_digest
 from gateway.mfa.totp import matched_step
 from gateway.secondfactor.refusals import CodeRefused
 from gateway.secondfactor.rules import Rules
+from gateway.sending.service import CodeSender
 from gateway.store import Store, ThrottleState
-from gateway.store.factors import factor_aad
+from gateway.store.factors import Factor, factor_aad
 from gateway.store.records import User
 from gateway.throttle import ThrottleRule, book_attempt, retry_after
 
 log = logging.getLogger(__name__)
 
-CHALLENGE_METHODS = ("totp", "recovery")
+CHALLENGE_METHODS = ("totp", "backup", "recovery")
+# The purpose of the code sent to a user's backup method at sign-in or for a step-up.
+BACKUP_CHALLENGE_PURPOSE = "challenge-backup"
 
 
 class Sealing(Protocol):
@@ -111,26 +115,39 @@ class Challenges:
         recovery_keys: Sequence[bytes],
         clock: Clock,
         attempts: Attempts,
+        sending: CodeSender,
     ) -> None:
         self._store = store
         self._sealer = sealer
         self._recovery_keys = tuple(recovery_keys)
         self._clock = clock
         self._attempts = attempts
+        self._sending = sending
+
+    async def backup_factor(self, user: User) -> tuple[Factor, str] | None:
+        """The user's backup factor and its destination (E.164 or an email address)."""
+        for factor in await self._store.factors.factors(user.id):
+            if factor.role == "backup":
+                opened = self._sealer.open(factor.sealed, factor_aad(user.id, factor.id))
+                return factor, opened.decode("utf-8")
+        return None
 
     async def verify(
         self, user: User, *, method: str, code: str, rules: Rules, client_addr: str | None = None
     ) -> Passed:
-        """Check ``code`` by ``method`` (``totp`` or ``recovery``) for ``user``; the Passed check,
+        """Check ``code`` by ``method`` (``totp``, ``backup`` or ``recovery``) for ``user``; the
+        Passed check (a backup's method is its kind, ``sms`` or ``email``),
         or CodeRefused (always with the same message) when it is wrong, reused, malformed, of
         a method the user lacks, or the user is locked out."""
         if method not in CHALLENGE_METHODS:
             raise CodeRefused("unknown-method")
         await self._attempts.book(user, rules.attempts, method=method, stage="challenge")
         now = self._clock()
+        passed_method, left = method, None
         if method == "totp":
             reason = await self._totp(user, code, now)
-            left = None
+        elif method == "backup":
+            reason, passed_method = await self._backup(user, code)
         else:
             reason, left = await self._recovery(user, code, now)
         if reason is not None:
@@ -145,12 +162,28 @@ class Challenges:
                 client_addr=client_addr,
             )
         await self._store.audit.record(
-            MfaPassed(user_id=user.id, org_id=user.org_id, method=method),
+            MfaPassed(user_id=user.id, org_id=user.org_id, method=passed_method),
             at=now,
             actor=user.id,
             client_addr=client_addr,
         )
-        return Passed(method=method, at=now, recovery_left=left)
+        return Passed(method=passed_method, at=now, recovery_left=left)
+
+    async def _backup(self, user: User, code: str) -> tuple[str | None, str]:
+        """(None when accepted, else why not; the backup's kind)."""
+        backup = await self.backup_factor(user)
+        if backup is None:
+            return "no-backup-factor", "backup"
+        factor, destination = backup
+        check = await self._sending.check_code(
+            user_id=user.id, purpose=BACKUP_CHALLENGE_PURPOSE, typed=code
+        )
+        if check.verdict is None:
+            return "no-code", factor.kind
+        if not check.accepted:
+            return check.verdict.value, factor.kind
+        # A code sent before the backup changed proves the old destination, not this one.
+        return (None if check.destination == destination else "other-destination"), factor.kind
 
     async def _totp(self, user: User, code: str, now: float) -> str | None:
         """None when accepted, else why not."""

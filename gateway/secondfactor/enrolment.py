@@ -1,6 +1,7 @@
-"""Enrolment: start an authenticator app, confirm it with a code, finish with recovery codes.
+"""Enrolment: start an authenticator app, confirm it with a code, add a backup method (see
+``backup``), finish with recovery codes.
 
-Nothing counts as enrolled until ``finish`` saves the factor and the recovery codes in one
+Nothing counts as enrolled until ``finish`` saves the factors and the recovery codes in one
 transaction; a step left longer than the policy's step lifetime starts over with a new seed.
 """
 
@@ -11,12 +12,14 @@ from dataclasses import dataclass
 
 from gateway.audit import MfaEnrolled
 from gateway.clock import Clock
+from gateway.mfa.destinations import masked_email, masked_phone
 from gateway.mfa.recovery import issue_recovery_codes
 from gateway.mfa.totp import grouped_key, matched_step, new_secret, provisioning_uri, qr_svg
 from gateway.policy import Enrolment
 from gateway.secondfactor.challenge import Attempts, Sealing
 from gateway.secondfactor.refusals import (
     AlreadyEnrolled,
+    BackupRequired,
     CodeRefused,
     StepExpired,
     StepMissing,
@@ -28,6 +31,7 @@ from gateway.store.factors import (
     NewFactor,
     PendingEnrolment,
     factor_aad,
+    pending_backup_aad,
     pending_totp_aad,
 )
 from gateway.store.records import AuditEntry, User, new_id
@@ -150,13 +154,36 @@ class Enrolments:
             raise StepMissing("restarted")
         await self._attempts.succeeded(user.id)
 
+    def _backup_factor(self, user: User, pending: PendingEnrolment) -> NewFactor | None:
+        """The proved backup method as a factor, its destination sealed to its own row."""
+        if pending.backup_kind is None or pending.backup_sealed is None:
+            return None
+        destination = self._sealer.open(pending.backup_sealed, pending_backup_aad(user.id))
+        backup_id = new_id("mfa")
+        return NewFactor(
+            id=backup_id,
+            kind=pending.backup_kind,
+            role="backup",
+            sealed=self._sealer.seal(destination, factor_aad(user.id, backup_id)),
+            last_step=None,
+        )
+
+    def _masked_backup(self, user: User, backup: NewFactor) -> str:
+        destination = self._sealer.open(backup.sealed, factor_aad(user.id, backup.id)).decode()
+        return masked_phone(destination) if backup.kind == "sms" else masked_email(destination)
+
     async def finish(self, user: User, rules: Rules, entry: AuditEntry) -> tuple[str, ...]:
-        """Save the confirmed authenticator as the user's primary factor with ten new recovery
-        codes, in one transaction; returns the codes, to be shown once."""
+        """Save the confirmed authenticator as the user's primary factor, with the backup
+        method a code proved (if any) and ten new recovery codes, in one transaction; returns
+        the codes, to be shown once. BackupRequired when the user's role needs a backup and
+        none was proved."""
         await self._refuse_if_enrolled(user)
         pending = await self._current(user, rules)
         if pending.totp_step is None:
             raise StepMissing("not-confirmed")
+        backup = self._backup_factor(user, pending)
+        if backup is None and rules.backup_required(user.role):
+            raise BackupRequired()
         factor_id = new_id("mfa")
         secret = self._secret(user, pending)
         codes = issue_recovery_codes(key=self._recovery_key, user_id=user.id)
@@ -174,6 +201,8 @@ class Enrolments:
             method="totp",
             role="primary",
             recovery_codes=len(codes.codes),
+            backup=None if backup is None else backup.kind,
+            backup_to=None if backup is None else self._masked_backup(user, backup),
         )
         try:
             await self._store.factors.finish(
@@ -184,6 +213,7 @@ class Enrolments:
                 recovery_digests=codes.digests,
                 entry=entry,
                 event=event,
+                backup=backup,
             )
         except FinishError:
             if (await self.enrolment(user.id)).enrolled:

@@ -49,3 +49,20 @@ class AlreadyEnrolled(SecondFactorRefused):
 
     reason = "already-enrolled"
     message = "Two-factor authentication is already set up for this account."
+
+
+class BackupRefused(SecondFactorRefused):
+    """The backup step could not go on: a number or address codes cannot go to, a send a
+    limit refused or that failed (nothing spent), or a code that was not accepted."""
+
+    reason = "backup-refused"
+
+
+class BackupRequired(SecondFactorRefused):
+    """The user's role must add a backup method before the enrolment can finish."""
+
+    reason = "backup-required"
+    message = (
+        "Your role needs a backup method, so you can get back in if you lose your phone: add a"
+        " phone number or an email address to finish."
+    )

@@ -18,13 +18,20 @@ _FALLBACK_ATTEMPTS = attempt_rule(max_failed=5, lockout=900.0)
 @dataclass(frozen=True, kw_only=True)
 class Rules:
     """How long a started step may take, how long "don't ask again" lasts, the attempt
-    limit, and the primary and backup methods a user may set up."""
+    limit, the primary and backup methods a user may set up, the roles that must add a
+    backup, and how long a sent code lives."""
 
     step_lifetime: float
     remember_device: float
     attempts: ThrottleRule
     primary_methods: frozenset[str]
     backup_methods: frozenset[str]
+    backup_required_for: frozenset[str] = frozenset()
+    code_lifetime: float = _FALLBACK_STEP
+
+    def backup_required(self, role: str) -> bool:
+        """Whether a user of ``role`` must add a backup method before enrolment finishes."""
+        return role in self.backup_required_for
 
     @classmethod
     def of(cls, effective: EffectivePolicy | None) -> Rules:
@@ -43,6 +50,8 @@ class Rules:
             attempts=policy_attempt_rule(effective),
             primary_methods=effective.primary_methods,
             backup_methods=effective.backup_methods,
+            backup_required_for=effective.backup_required_for,
+            code_lifetime=effective.code_lifetime.total_seconds(),
         )
 
 

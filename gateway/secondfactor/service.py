@@ -1,4 +1,5 @@
-"""One object the pages and the JSON API share: enrolment, the challenge, remembered devices."""
+"""One object the pages and the JSON API share: enrolment, backup methods, the challenge,
+remembered devices."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from collections.abc import Sequence
 
 from gateway.clock import Clock
 from gateway.crypto.derivation import derive_key
+from gateway.secondfactor.backup import Backups
 from gateway.secondfactor.challenge import Attempts, Challenges, Sealing
 from gateway.secondfactor.devices import RememberedDevices
 from gateway.secondfactor.enrolment import Enrolments
+from gateway.sending.service import CodeSender
 from gateway.store import Store
 
 # The name an authenticator app shows beside the account.
@@ -32,11 +35,13 @@ class SecondFactors:
         sealer: Sealing,
         recovery_keys: Sequence[bytes],
         clock: Clock,
+        sending: CodeSender,
         issuer: str = ISSUER,
     ) -> None:
         if not recovery_keys:
             raise ValueError("at least one recovery-code key is needed")
         self.attempts = Attempts(store, clock)
         self.enrolments = Enrolments(store, sealer, recovery_keys[0], clock, issuer, self.attempts)
-        self.challenges = Challenges(store, sealer, recovery_keys, clock, self.attempts)
+        self.challenges = Challenges(store, sealer, recovery_keys, clock, self.attempts, sending)
         self.devices = RememberedDevices(store)
+        self.backups = Backups(store, sealer, clock, self.attempts, sending, self.challenges)

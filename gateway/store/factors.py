@@ -36,6 +36,11 @@ def pending_totp_aad(user_id: str) -> bytes:
     return f"mfa-enrolment-totp\x00{user_id}".encode()
 
 
+def pending_backup_aad(user_id: str) -> bytes:
+    """What the verified backup destination of an enrolment under way is bound to."""
+    return f"mfa-enrolment-backup\x00{user_id}".encode()
+
+
 # This module's sealed columns, registered for re-sealing under a new key (rotate-key).
 SEALED_COLUMNS: tuple[SealedColumn, ...] = (
     register_sealed_column(
@@ -52,6 +57,14 @@ SEALED_COLUMNS: tuple[SealedColumn, ...] = (
             id_column="user_id",
             column="totp_secret",
             aad=lambda row: pending_totp_aad(row["user_id"]),
+        )
+    ),
+    register_sealed_column(
+        SealedColumn(
+            table="mfa_enrolments",
+            id_column="user_id",
+            column="backup_secret",
+            aad=lambda row: pending_backup_aad(row["user_id"]),
         )
     ),
 )
@@ -89,13 +102,17 @@ class NewFactor:
 class PendingEnrolment:
     """An enrolment under way: its step started at ``started_at`` (which also names it) and
     runs out at ``expires_at``; the seed is sealed with ``pending_totp_aad(user_id)``;
-    ``totp_step`` is the step of the code that confirmed the app (None until then)."""
+    ``totp_step`` is the step of the code that confirmed the app (None until then);
+    ``backup_kind`` and ``backup_sealed`` (sealed with ``pending_backup_aad(user_id)``) the
+    backup method a code proved (None until then)."""
 
     user_id: str
     started_at: float
     expires_at: float
     totp_sealed: bytes | None
     totp_step: int | None
+    backup_kind: str | None = None
+    backup_sealed: bytes | None = None
 
     @property
     def totp_confirmed(self) -> bool:
@@ -175,8 +192,8 @@ class FactorRepository:
 
     async def pending(self, user_id: str) -> PendingEnrolment | None:
         row = await self._db.fetch_one(
-            "SELECT user_id, started_at, expires_at, totp_secret, totp_step"
-            " FROM mfa_enrolments WHERE user_id = :user_id",
+            "SELECT user_id, started_at, expires_at, totp_secret, totp_step, backup_kind,"
+            " backup_secret FROM mfa_enrolments WHERE user_id = :user_id",
             {"user_id": user_id},
         )
         if row is None:
@@ -187,6 +204,10 @@ class FactorRepository:
             expires_at=float(row["expires_at"]),
             totp_sealed=None if row["totp_secret"] is None else sealed_bytes(row["totp_secret"]),
             totp_step=None if row["totp_step"] is None else int(row["totp_step"]),
+            backup_kind=row["backup_kind"],
+            backup_sealed=(
+                None if row["backup_secret"] is None else sealed_bytes(row["backup_secret"])
+            ),
         )
 
     async def start(
@@ -200,7 +221,7 @@ class FactorRepository:
                 " totp_step) VALUES (:user_id, :now, :expires_at, :secret, NULL)"
                 " ON CONFLICT (user_id) DO UPDATE SET started_at = excluded.started_at,"
                 " expires_at = excluded.expires_at, totp_secret = excluded.totp_secret,"
-                " totp_step = NULL",
+                " totp_step = NULL, backup_kind = NULL, backup_secret = NULL",
                 {
                     "user_id": user_id,
                     "now": now,
@@ -227,6 +248,29 @@ class FactorRepository:
             )
         return changed == 1
 
+    async def set_backup(
+        self, user_id: str, *, started_at: float, now: float, kind: str, sealed: bytes
+    ) -> bool:
+        """Keep the backup method a code just proved with the confirmed enrolment begun at
+        ``started_at`` (replacing one proved before); False if that enrolment was restarted,
+        ran out or is not confirmed. Nothing is enrolled until ``finish``."""
+        if kind not in FACTOR_KINDS:
+            raise ValueError(f"unknown backup kind: {kind!r}")
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE mfa_enrolments SET backup_kind = :kind, backup_secret = :secret"
+                " WHERE user_id = :user_id AND started_at = :started_at AND expires_at > :now"
+                " AND totp_step IS NOT NULL",
+                {
+                    "user_id": user_id,
+                    "started_at": started_at,
+                    "now": now,
+                    "kind": kind,
+                    "secret": sealed_text(sealed),
+                },
+            )
+        return changed == 1
+
     async def discard(self, user_id: str) -> None:
         """Forget the user's enrolment under way (nothing enrolled changes)."""
         async with self._db.transaction() as tx:
@@ -244,8 +288,10 @@ class FactorRepository:
         recovery_digests: Sequence[str],
         entry: AuditEntry,
         event: Event,
+        backup: NewFactor | None = None,
     ) -> None:
-        """Save the enrolment begun at ``started_at``, in one transaction: the factor, a new
+        """Save the enrolment begun at ``started_at``, in one transaction: the factor (and the
+        ``backup`` factor, if there is one), a new
         set of recovery codes (replacing any old set), its audit event, an ``enrolment`` entry
         in the user-state feed, and the end of the enrolment under way. FinishError, with
         nothing saved, if that enrolment is gone, unconfirmed or out of time, or the user
@@ -258,22 +304,24 @@ class FactorRepository:
             )
             if taken != 1:
                 raise FinishError("the enrolment is not ready to finish, or ran out of time")
-            try:
-                await tx.execute(
-                    "INSERT INTO mfa_factors (id, user_id, kind, role, secret, last_step,"
-                    " created_at) VALUES (:id, :user_id, :kind, :role, :secret, :last_step, :now)",
-                    {
-                        "id": factor.id,
-                        "user_id": user_id,
-                        "kind": factor.kind,
-                        "role": factor.role,
-                        "secret": sealed_text(factor.sealed),
-                        "last_step": factor.last_step,
-                        "now": now,
-                    },
-                )
-            except ConflictError as exc:
-                raise FinishError(f"the user already has a {factor.role} factor") from exc
+            for new in (factor,) if backup is None else (factor, backup):
+                try:
+                    await tx.execute(
+                        "INSERT INTO mfa_factors (id, user_id, kind, role, secret, last_step,"
+                        " created_at)"
+                        " VALUES (:id, :user_id, :kind, :role, :secret, :last_step, :now)",
+                        {
+                            "id": new.id,
+                            "user_id": user_id,
+                            "kind": new.kind,
+                            "role": new.role,
+                            "secret": sealed_text(new.sealed),
+                            "last_step": new.last_step,
+                            "now": now,
+                        },
+                    )
+                except ConflictError as exc:
+                    raise FinishError(f"the user already has a {new.role} factor") from exc
             await tx.execute(
                 "DELETE FROM mfa_recovery_codes WHERE user_id = :user_id", {"user_id": user_id}
             )

@@ -251,6 +251,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        8,
+        "enrolments hold a verified backup method until they finish",
+        """
+        ALTER TABLE mfa_enrolments ADD COLUMN backup_kind TEXT
+            CHECK (backup_kind IN ('sms', 'email'));
+        ALTER TABLE mfa_enrolments ADD COLUMN backup_secret TEXT;
+        """,
+    ),
 )
 
 

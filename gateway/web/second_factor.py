@@ -1,10 +1,13 @@
-"""The 2FA pages: set up an authenticator app, save recovery codes, confirm it's you at sign-in
-or for a step-up, and "don't ask again on this device"."""
+"""The 2FA pages: set up an authenticator app, add a backup phone or email, save recovery
+codes, confirm it's you at sign-in or for a step-up, and "don't ask again on this device"."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from aiohttp import web
@@ -15,14 +18,19 @@ from gateway.http.csrf import csrf_token, csrf_valid
 from gateway.http.redirects import safe_next
 from gateway.http.requests import CLIENT_ADDR, OUTCOME
 from gateway.policy import Decision
+from gateway.secondfactor.backup import BackupSent
 from gateway.secondfactor.devices import device_label
 from gateway.secondfactor.refusals import (
     AlreadyEnrolled,
+    BackupRefused,
+    BackupRequired,
+    CodeRefused,
     SecondFactorRefused,
     StepExpired,
     StepMissing,
 )
 from gateway.secondfactor.rules import Rules, duration_text
+from gateway.sending.service import Channel, masked
 from gateway.services import SERVICES, SESSION, Services
 from gateway.signin.sessions import LiveSession
 from gateway.store.records import AuditEntry
@@ -34,6 +42,14 @@ log = logging.getLogger(__name__)
 
 TOTP_PATH = "/_gateway/mfa/enrol/totp"
 CONFIRM_PATH = "/_gateway/mfa/enrol/totp/confirm"
+BACKUP_PATH = "/_gateway/mfa/enrol/backup"
+BACKUP_CONFIRM_PATH = "/_gateway/mfa/enrol/backup/confirm"
+FINISH_PATH = "/_gateway/mfa/enrol/finish"
+VERIFY_SEND_PATH = "/_gateway/mfa/verify/send"
+VERIFY_METHODS = ("totp", "backup", "recovery")
+BACKUP_KINDS = ("sms", "email")
+# A refused send: limited (try later), or failed or not possible here (try again, or another).
+_SEND_STATUS = {"send-limited": 429, "send-failed": 503, "send-unavailable": 503}
 MAX_CODE = 64
 MAX_AGE_SHAPE = re.compile(r"[0-9]{1,9}")
 
@@ -63,12 +79,56 @@ async def _checked_form(
         return None
     return {
         name: form_field(form, name, 2048)
-        for name in ("next", "code", "method", "remember", "max_age")
+        for name in ("next", "code", "method", "remember", "max_age", "kind", "destination")
     }
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Posted:
+    """A signed-in user's form that carried this session's CSRF token."""
+
+    services: Services
+    live: LiveSession
+    fields: dict[str, str]
+    rules: Rules
+    next_target: str  # a same-origin path
+
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _form(handler: Callable[[web.Request, _Posted], Awaitable[web.StreamResponse]]) -> _Handler:
+    """A POST handler for a signed-in user's form: a form whose CSRF token is not this
+    session's gets the expired-form page; otherwise the handler is given the fields, the
+    rules that apply and the safe ``next``."""
+
+    @functools.wraps(handler)
+    async def checked(request: web.Request) -> web.StreamResponse:
+        services = request.app[SERVICES]
+        live = _signed_in(request)
+        fields = await _checked_form(request, services, live)
+        if fields is None:
+            return expired_form(request)
+        _, rules = await _rules(services, live)
+        posted = _Posted(
+            services=services,
+            live=live,
+            fields=fields,
+            rules=rules,
+            next_target=safe_next(fields["next"]),
+        )
+        return await handler(request, posted)
+
+    return checked
 
 
 def _redirect(target: str) -> web.HTTPException:
     return web.HTTPSeeOther(target, headers={"Cache-Control": "no-store"})
+
+
+def _method(value: str | None) -> str:
+    """The challenge method asked for; anything unknown is the authenticator app."""
+    return value if value in VERIFY_METHODS else "totp"
 
 
 def _max_age(value: str | None) -> int | None:
@@ -111,14 +171,10 @@ async def _enrol_page(
     )
 
 
-async def start_totp(request: web.Request) -> web.StreamResponse:
-    services = request.app[SERVICES]
-    live = _signed_in(request)
-    fields = await _checked_form(request, services, live)
-    if fields is None:
-        return expired_form(request)
-    next_target = safe_next(fields["next"])
-    _, rules = await _rules(services, live)
+@_form
+async def start_totp(request: web.Request, posted: _Posted) -> web.StreamResponse:
+    services, live, rules = posted.services, posted.live, posted.rules
+    next_target = posted.next_target
     try:
         await services.second_factors.enrolments.start_totp(live.user, rules)
     except (AlreadyEnrolled, StepMissing):
@@ -159,6 +215,21 @@ async def _totp_page(
     )
 
 
+async def _step_refused(
+    request: web.Request,
+    live: LiveSession,
+    rules: Rules,
+    next_target: str,
+    refused: StepExpired | StepMissing,
+) -> web.StreamResponse:
+    """A set-up step that ran out starts over (the page shows a new QR code and says why);
+    one that was never started, or was restarted, sends the user back to the start."""
+    request[OUTCOME] = "rejected"
+    if isinstance(refused, StepExpired):
+        return await _totp_page(request, live, rules, next_target, status=409)
+    return await _enrol_page(request, next_target, error=refused.message)
+
+
 async def totp_page(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     live = _signed_in(request)
@@ -166,34 +237,43 @@ async def totp_page(request: web.Request) -> web.StreamResponse:
     return await _totp_page(request, live, rules, safe_next(request.query.get("next")))
 
 
-async def confirm_totp(request: web.Request) -> web.StreamResponse:
-    services = request.app[SERVICES]
-    live = _signed_in(request)
-    fields = await _checked_form(request, services, live)
-    if fields is None:
-        return expired_form(request)
-    next_target = safe_next(fields["next"])
-    _, rules = await _rules(services, live)
-    enrolments = services.second_factors.enrolments
+@_form
+async def confirm_totp(request: web.Request, posted: _Posted) -> web.StreamResponse:
+    services, live, fields, rules = posted.services, posted.live, posted.fields, posted.rules
+    next_target = posted.next_target
+    second_factors = services.second_factors
     try:
-        await enrolments.confirm_totp(live.user, fields["code"][:MAX_CODE], rules)
-        # No backup step yet: the enrolment is finished as soon as the app is confirmed.
-        entry = AuditEntry(actor=live.user.id, client_addr=request[CLIENT_ADDR])
-        codes = await enrolments.finish(live.user, rules, entry)
+        await second_factors.enrolments.confirm_totp(live.user, fields["code"][:MAX_CODE], rules)
     except AlreadyEnrolled:
         raise _redirect(with_next(ENROL_PATH, next_target)) from None
-    except StepExpired:
-        request[OUTCOME] = "rejected"
-        # The step starts over: the page shows a new QR code and says why.
-        return await _totp_page(request, live, rules, next_target, status=409)
-    except StepMissing as refused:
-        request[OUTCOME] = "rejected"
-        return await _enrol_page(request, next_target, error=refused.message)
+    except (StepExpired, StepMissing) as refused:
+        return await _step_refused(request, live, rules, next_target, refused)
     except SecondFactorRefused as refused:
         request[OUTCOME] = "rejected"
         return await _totp_page(
             request, live, rules, next_target, error=refused.message, status=400
         )
+    if second_factors.backups.channels(rules) or rules.backup_required(live.user.role):
+        # The backup step comes next: offered to everyone, required for some roles.
+        raise _redirect(with_next(BACKUP_PATH, next_target))
+    return await _finish(request, live, rules, next_target)
+
+
+async def _finish(
+    request: web.Request, live: LiveSession, rules: Rules, next_target: str
+) -> web.StreamResponse:
+    """Save the enrolment, mark the session verified and show the recovery codes once."""
+    services = request.app[SERVICES]
+    entry = AuditEntry(actor=live.user.id, client_addr=request[CLIENT_ADDR])
+    try:
+        codes = await services.second_factors.enrolments.finish(live.user, rules, entry)
+    except AlreadyEnrolled:
+        raise _redirect(with_next(ENROL_PATH, next_target)) from None
+    except BackupRequired as refused:
+        request[OUTCOME] = "rejected"
+        return await _backup_page(request, live, rules, next_target, error=refused.message)
+    except (StepExpired, StepMissing) as refused:
+        return await _step_refused(request, live, rules, next_target, refused)
     services.decider.note_enrolment(
         live.user.id, await services.second_factors.enrolments.enrolment(live.user.id)
     )
@@ -222,6 +302,107 @@ async def _mark_verified(services: Services, live: LiveSession, method: str) -> 
     return raw_id
 
 
+# The backup method
+
+
+async def _backup_page(
+    request: web.Request,
+    live: LiveSession,
+    rules: Rules,
+    next_target: str,
+    *,
+    sent: BackupSent | None = None,
+    error: str | None = None,
+    status: int | None = None,
+) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    backups = services.second_factors.backups
+    try:
+        proved = await backups.proved(live.user, rules)
+    except AlreadyEnrolled:
+        raise _redirect(with_next(ENROL_PATH, next_target)) from None
+    except (StepExpired, StepMissing) as refused:
+        return await _step_refused(request, live, rules, next_target, refused)
+    return render_page(
+        request,
+        "mfa_backup.html",
+        {
+            "channels": backups.channels(rules),
+            "required": rules.backup_required(live.user.role),
+            "proved": proved,
+            "sent": sent,
+            "error": error,
+            "next": next_target,
+            "csrf": _csrf(services, live),
+            "minutes": duration_text(rules.code_lifetime),
+        },
+        status=status or (200 if error is None else 400),
+    )
+
+
+async def backup_page(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    live = _signed_in(request)
+    _, rules = await _rules(services, live)
+    return await _backup_page(request, live, rules, safe_next(request.query.get("next")))
+
+
+@_form
+async def send_backup_code(request: web.Request, posted: _Posted) -> web.StreamResponse:
+    services, live, fields, rules = posted.services, posted.live, posted.fields, posted.rules
+    next_target = posted.next_target
+    try:
+        sent = await services.second_factors.backups.send(
+            live.user,
+            rules,
+            kind=fields["kind"],
+            typed=fields["destination"][:256],
+            client_addr=request[CLIENT_ADDR],
+        )
+    except BackupRefused as refused:
+        request[OUTCOME] = "rejected"
+        status = _SEND_STATUS.get(refused.reason, 400)
+        return await _backup_page(
+            request, live, rules, next_target, error=refused.message, status=status
+        )
+    except (StepExpired, StepMissing):
+        return await _backup_page(request, live, rules, next_target)
+    return await _backup_page(request, live, rules, next_target, sent=sent)
+
+
+def _sent_again(kind: str, destination: str) -> BackupSent | None:
+    """The code form again after a refused code, from its hidden fields (for "send again")."""
+    if kind not in BACKUP_KINDS or not destination:
+        return None
+    to = masked(Channel(kind), destination)
+    return BackupSent(
+        kind=kind, destination=destination, message=f"We sent a code to {to}.", expires_at=None
+    )
+
+
+@_form
+async def confirm_backup(request: web.Request, posted: _Posted) -> web.StreamResponse:
+    services, live, fields, rules = posted.services, posted.live, posted.fields, posted.rules
+    next_target = posted.next_target
+    try:
+        await services.second_factors.backups.confirm(live.user, rules, fields["code"][:MAX_CODE])
+    except (BackupRefused, CodeRefused) as refused:
+        request[OUTCOME] = "rejected"
+        sent = _sent_again(fields["kind"], fields["destination"][:256])
+        return await _backup_page(
+            request, live, rules, next_target, sent=sent, error=refused.message
+        )
+    except (StepExpired, StepMissing):
+        return await _backup_page(request, live, rules, next_target)
+    return await _finish(request, live, rules, next_target)
+
+
+@_form
+async def finish_enrolment(request: web.Request, posted: _Posted) -> web.StreamResponse:
+    """Finish without a backup (skipped), or with the one a code proved."""
+    return await _finish(request, posted.live, posted.rules, posted.next_target)
+
+
 # The challenge, at sign-in and for a step-up
 
 
@@ -237,7 +418,7 @@ async def verify_page(request: web.Request) -> web.StreamResponse:
     live = _signed_in(request)
     next_target = safe_next(request.query.get("next"))
     max_age = _max_age(request.query.get("max_age"))
-    method = "recovery" if request.query.get("method") == "recovery" else "totp"
+    method = _method(request.query.get("method"))
     return await _verify_form(request, services, live, next_target, max_age, method)
 
 
@@ -251,6 +432,7 @@ async def _verify_form(
     *,
     error: str | None = None,
     status: int = 200,
+    sent: BackupSent | None = None,
 ) -> web.StreamResponse:
     if _fresh_enough(live, max_age, services.clock()):
         raise _redirect(next_target)
@@ -261,10 +443,15 @@ async def _verify_form(
     query: dict[str, str] = {"next": next_target}
     if max_age is not None:
         query["max_age"] = str(max_age)
-    other = "totp" if method == "recovery" else "recovery"
-    other_query = "&".join(
-        f"{k}={quote(v, safe='/')}" for k, v in {**query, "method": other}.items()
-    )
+    backup = await services.second_factors.backups.enrolled(live.user)
+    if method == "backup" and backup is None:
+        method = "totp"  # no backup set up: the authenticator app's form
+    links = {
+        other: f"{VERIFY_PATH}?"
+        + "&".join(f"{k}={quote(v, safe='/')}" for k, v in {**query, "method": other}.items())
+        for other in VERIFY_METHODS
+        if other != method and (other != "backup" or backup is not None)
+    }
     return render_page(
         request,
         "mfa_verify.html",
@@ -277,7 +464,9 @@ async def _verify_form(
             "step_up": max_age is not None and live.mfa_verified,
             "offer_remember": not live.mfa_verified,
             "remember_for": duration_text(rules.remember_device),
-            "other_method": f"{VERIFY_PATH}?{other_query}",
+            "links": links,
+            "backup": backup,
+            "sent": sent,
             "error": error,
             "reason": decision.reason,
         },
@@ -285,16 +474,12 @@ async def _verify_form(
     )
 
 
-async def verify_submit(request: web.Request) -> web.StreamResponse:
-    services = request.app[SERVICES]
-    live = _signed_in(request)
-    fields = await _checked_form(request, services, live)
-    if fields is None:
-        return expired_form(request)
-    next_target = safe_next(fields["next"])
+@_form
+async def verify_submit(request: web.Request, posted: _Posted) -> web.StreamResponse:
+    services, live, fields, rules = posted.services, posted.live, posted.fields, posted.rules
+    next_target = posted.next_target
     max_age = _max_age(fields["max_age"])
-    method = "recovery" if fields["method"] == "recovery" else "totp"
-    _, rules = await _rules(services, live)
+    method = _method(fields["method"])
     client = request[CLIENT_ADDR]
     try:
         passed = await services.second_factors.challenges.verify(
@@ -353,13 +538,44 @@ async def remember_device(
     return device.expires_at
 
 
+@_form
+async def send_backup_challenge(request: web.Request, posted: _Posted) -> web.StreamResponse:
+    """ "Use my backup method": send a code to it (a limited send says when to try again)."""
+    services, live, fields, rules = posted.services, posted.live, posted.fields, posted.rules
+    next_target = posted.next_target
+    max_age = _max_age(fields["max_age"])
+    try:
+        sent = await services.second_factors.backups.send_challenge(
+            live.user, rules, client_addr=request[CLIENT_ADDR]
+        )
+    except BackupRefused as refused:
+        request[OUTCOME] = "rejected"
+        status = _SEND_STATUS.get(refused.reason, 400)
+        return await _verify_form(
+            request,
+            services,
+            live,
+            next_target,
+            max_age,
+            "backup",
+            error=refused.message,
+            status=status,
+        )
+    return await _verify_form(request, services, live, next_target, max_age, "backup", sent=sent)
+
+
 def add_routes(app: web.Application) -> None:
     add_get(app, ENROL_PATH, enrol_page)
     add_route(app, "POST", TOTP_PATH, start_totp)
     add_get(app, TOTP_PATH, totp_page)
     add_route(app, "POST", CONFIRM_PATH, confirm_totp)
+    add_get(app, BACKUP_PATH, backup_page)
+    add_route(app, "POST", BACKUP_PATH, send_backup_code)
+    add_route(app, "POST", BACKUP_CONFIRM_PATH, confirm_backup)
+    add_route(app, "POST", FINISH_PATH, finish_enrolment)
     add_get(app, VERIFY_PATH, verify_page)
     add_route(app, "POST", VERIFY_PATH, verify_submit)
+    add_route(app, "POST", VERIFY_SEND_PATH, send_backup_challenge)
 
 
 __all__ = ["add_routes"]
