@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from argon2 import PasswordHasher
+from playwright.async_api import Browser, async_playwright
 from yarl import URL
 
 from gateway.accounts.passwords import Passwords
@@ -26,6 +29,7 @@ from gateway.sandbox.sample_app import create_sample_app
 from gateway.services import Services
 from gateway.store import Store
 from tests.proxy_stack import Stack, make_stack
+from tests.stand_ins import Mailbox, Provider, running_mailbox, serve_http
 
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 START = 1_798_000_000.0  # a fixed instant in December 2026
@@ -194,3 +198,48 @@ async def cap_dismissals(store: Store, cap: int, *, now: float) -> None:
         now=now,
         by="test",
     )
+
+
+@pytest.fixture
+async def provider() -> AsyncIterator[Provider]:
+    """The SMS provider's API, standing in on loopback (tests/stand_ins.py)."""
+    fake = Provider()
+    async with serve_http(fake.handle) as url:
+        fake.url = url
+        yield fake
+        if fake.hold is not None:
+            fake.hold.set()
+
+
+@pytest.fixture
+async def mailbox() -> AsyncIterator[Mailbox]:
+    """A real SMTP server on loopback that keeps every message (tests/stand_ins.py)."""
+    async with running_mailbox() as box:
+        yield box
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Chromium's own background traffic is pointless on a closed network and slows start-up.
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's headless Chromium, driven by Playwright; never a browser it downloads."""
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs it with apt-get")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()

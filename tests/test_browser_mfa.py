@@ -16,8 +16,7 @@ from playwright.async_api import Browser, Page
 
 from gateway.sandbox.demo import DEMO_PASSWORD
 from tests.conftest import GatewayFactory, RunningGateway
-from tests.test_browser import browser  # noqa: F401  (the fixture)
-from tests.test_sending import Mailbox, mailbox  # noqa: F401  (the fixture)
+from tests.stand_ins import Mailbox
 
 pytestmark = pytest.mark.browser
 
@@ -89,7 +88,7 @@ async def _save_codes(page: Page) -> list[str]:
 
 async def test_a_new_user_enrols_then_signs_in_every_way(
     make_gateway: GatewayFactory,
-    browser: Browser,  # noqa: F811
+    browser: Browser,
 ) -> None:
     gateway: RunningGateway = await make_gateway(policies=True)
     context = await browser.new_context()
@@ -155,7 +154,7 @@ async def test_a_new_user_enrols_then_signs_in_every_way(
 
 async def test_the_authenticator_page_fits_a_phone(
     make_gateway: GatewayFactory,
-    browser: Browser,  # noqa: F811
+    browser: Browser,
 ) -> None:
     gateway: RunningGateway = await make_gateway(policies=True)
     context = await browser.new_context(viewport={"width": 375, "height": 740})
@@ -185,8 +184,8 @@ def _mailed_code(box: Mailbox, to: str) -> str:
 
 async def test_a_principal_adds_a_backup_email_and_signs_in_with_it(
     make_gateway: GatewayFactory,
-    browser: Browser,  # noqa: F811
-    mailbox: Mailbox,  # noqa: F811
+    browser: Browser,
+    mailbox: Mailbox,
 ) -> None:
     gateway: RunningGateway = await make_gateway(
         policies=True,

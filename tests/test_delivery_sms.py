@@ -17,7 +17,7 @@ from aiohttp import web
 from gateway.config import SmsConfig
 from gateway.delivery.sender import DeliveryError, Message
 from gateway.delivery.sms import SmsSender
-from gateway.runtime.server import start_site
+from tests.stand_ins import serve_http
 
 ACCOUNT = "AC0123456789abcdef"
 API_KEY = "sk-test-very-secret-api-key-4242"
@@ -52,14 +52,11 @@ class FakeProvider:
 @pytest.fixture
 async def provider() -> AsyncIterator[FakeProvider]:
     fake = FakeProvider()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fake.handle)
-    runner, port = await start_site(app, "127.0.0.1", 0, max_line_size=8190, max_field_size=8190)
-    fake.url = f"http://127.0.0.1:{port}"
-    yield fake
-    if fake.hold is not None:
-        fake.hold.set()
-    await runner.cleanup()
+    async with serve_http(fake.handle) as url:
+        fake.url = url
+        yield fake
+        if fake.hold is not None:
+            fake.hold.set()
 
 
 @pytest.fixture

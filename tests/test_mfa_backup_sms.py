@@ -9,14 +9,15 @@ import html
 import pytest
 
 from tests.conftest import CSRF_FIELD, GatewayFactory, RunningGateway, sign_in
+from tests.stand_ins import Provider
 from tests.test_mfa_pages import HTML, _csrf, _to_backup_step
-from tests.test_sending import ACCOUNT, API_KEY, CODE, Provider, provider  # noqa: F401
+from tests.test_sending import ACCOUNT, API_KEY, CODE
 
 SENDER = "+61400000000"
 
 
 @pytest.fixture
-async def gateway(make_gateway: GatewayFactory, provider: Provider) -> RunningGateway:  # noqa: F811
+async def gateway(make_gateway: GatewayFactory, provider: Provider) -> RunningGateway:
     running: RunningGateway = await make_gateway(
         policies=True,
         sms={
@@ -40,7 +41,7 @@ def _texted_code(fake: Provider, to: str) -> str:
 
 async def test_a_backup_phone_by_sms_then_use_my_backup_method(
     gateway: RunningGateway,
-    provider: Provider,  # noqa: F811
+    provider: Provider,
 ) -> None:
     store = gateway.services.store
     async with gateway.client() as ava:

@@ -8,15 +8,12 @@ import base64
 import logging
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from gateway.clock import ManualClock
 from gateway.config import build_config
@@ -27,7 +24,6 @@ from gateway.delivery.smtp import SmtpSender
 from gateway.mfa.attempts import attempt_key
 from gateway.mfa.codes import CodeVerdict
 from gateway.mfa.send_limits import SMS_GLOBAL_KEY, SendRule, user_send_key
-from gateway.runtime.server import start_site
 from gateway.sending.drivers import Drivers, open_drivers
 from gateway.sending.service import (
     NOT_SENT,
@@ -40,6 +36,7 @@ from gateway.sending.service import (
 )
 from gateway.store import Store
 from tests.conftest import SECRET
+from tests.stand_ins import Mailbox, Provider
 
 ACCOUNT = "AC0123456789abcdef"
 API_KEY = "sk-test-very-secret-api-key-4242"
@@ -47,61 +44,6 @@ PHONE = "+61412345678"
 EMAIL = "ann@example.com"
 LIFETIME = 600.0
 CODE = re.compile(r"\b(\d{6})\b")
-
-
-@dataclass
-class Provider:
-    """The SMS API's side: records each request and answers as told."""
-
-    url: str = ""
-    status: int = 201
-    hold: asyncio.Event | None = None
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        form = await request.post()
-        auth = request.headers.get("Authorization", "")
-        self.requests.append((request.path, auth, {k: str(v) for k, v in form.items()}))
-        self.arrived.set()
-        if self.hold is not None:
-            await self.hold.wait()
-        return web.json_response({"sid": "SM1", "message": "nope"}, status=self.status)
-
-
-@dataclass
-class Mailbox:
-    port: int = 0
-    received: list[bytes] = field(default_factory=list)
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        assert isinstance(envelope.original_content, bytes)
-        self.received.append(envelope.original_content)
-        return "250 Message accepted"
-
-
-@pytest.fixture
-async def provider() -> AsyncIterator[Provider]:
-    fake = Provider()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fake.handle)
-    runner, port = await start_site(app, "127.0.0.1", 0, max_line_size=8190, max_field_size=8190)
-    fake.url = f"http://127.0.0.1:{port}"
-    yield fake
-    if fake.hold is not None:
-        fake.hold.set()
-    await runner.cleanup()
-
-
-@pytest.fixture
-async def mailbox() -> AsyncIterator[Mailbox]:
-    box = Mailbox()
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTP(box, hostname="mail.test"), "127.0.0.1", 0)
-    box.port = server.sockets[0].getsockname()[1]
-    yield box
-    server.close()
-    await server.wait_closed()
 
 
 @pytest.fixture
