@@ -26,6 +26,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "delivery",
             "sending",
             "schema",
+            "xero",
         }
     ),
     frozenset({"services"}),
