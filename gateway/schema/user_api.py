@@ -69,7 +69,12 @@ class ChallengeBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: ChallengeMethod
+    method: ChallengeMethod = Field(
+        description=(
+            "totp: a code from the app; backup: the code sent by POST"
+            " /_gateway/api/mfa/challenge/send; recovery: one of the recovery codes."
+        )
+    )
     code: str = Field(max_length=MAX_CODE)
     remember_device: bool = False
 

@@ -12,6 +12,7 @@ checks and the JSON content type stand in for it, as the login nonce does on the
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -148,5 +149,7 @@ def refused(request: web.Request, refusal: SecondFactorRefused) -> ApiProblem:
             # one for a wrong code; "expired" or "used" says to send a new one).
             return ApiProblem(400, "code-refused", "Code not accepted", refusal.message)
         status, title = known
-        return ApiProblem(status, refusal.reason, title, refusal.message)
+        wait = math.ceil(refusal.retry_after)
+        headers = {"Retry-After": str(wait)} if wait > 0 else None
+        return ApiProblem(status, refusal.reason, title, refusal.message, headers=headers)
     return ApiProblem(409, type(refusal).reason, "Step not possible now", refusal.message)

@@ -86,7 +86,9 @@ CODE_REFUSED = _problem(
     " attempts. Always the same message."
 )
 SEND_REFUSED = {
-    "429": _problem("A send limit refused it (send-limited); detail says when to send again."),
+    "429": _problem(
+        "A send limit refused it (send-limited); Retry-After and detail say when to send again."
+    ),
     "503": _problem(
         "The code could not be sent, or not by that method here (send-failed,"
         " send-unavailable); nothing was spent: try again."
