@@ -33,7 +33,8 @@ class ManualClock:
 
 
 class ShiftedClock:
-    """The system clock moved to start at another instant: the demo's ``--at`` (never ``serve``)."""
+    """The system clock moved to start at another instant: the time the demo's ``--at`` decides
+    policies at (never ``serve``; codes and sessions keep the system clock)."""
 
     def __init__(self, start: float) -> None:
         self._offset = start - time.time()

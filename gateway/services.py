@@ -51,7 +51,10 @@ class CookieNames:
 class Services:
     config: Config
     store: Store
-    clock: Clock
+    clock: Clock  # real time: codes, sessions, cookies, limits
+    # The time policies are decided at (deadline, grace, blocked): the clock, except in the
+    # demo's --at, which moves only this one so a real authenticator app keeps working.
+    policy_clock: Clock
     sessions: SessionManager
     decider: Decider
     second_factors: SecondFactors

@@ -9,6 +9,7 @@ import re
 from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
+from typing import Any
 
 import pyotp
 import pytest
@@ -173,6 +174,16 @@ async def test_the_authenticator_page_fits_a_phone(
     await context.close()
 
 
+def smtp_section(box: Mailbox) -> dict[str, Any]:
+    """The [email] settings that send through ``box``, the SMTP server on loopback."""
+    return {
+        "host": "127.0.0.1",
+        "port": box.port,
+        "starttls": False,
+        "sender": "Sign-in <no-reply@gateway.example>",
+    }
+
+
 def _mailed_code(box: Mailbox, to: str) -> str:
     """The code in the newest email the SMTP server received, which went to ``to``."""
     mail = message_from_bytes(box.received[-1], policy=default)
@@ -187,15 +198,7 @@ async def test_a_principal_adds_a_backup_email_and_signs_in_with_it(
     browser: Browser,
     mailbox: Mailbox,
 ) -> None:
-    gateway: RunningGateway = await make_gateway(
-        policies=True,
-        email={
-            "host": "127.0.0.1",
-            "port": mailbox.port,
-            "starttls": False,
-            "sender": "Sign-in <no-reply@gateway.example>",
-        },
-    )
+    gateway: RunningGateway = await make_gateway(policies=True, email=smtp_section(mailbox))
     context = await browser.new_context()
     page = await context.new_page()
     backup = "ava.backup@harbour.example"

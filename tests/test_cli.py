@@ -16,11 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import pyotp
 import pytest
 
 from gateway.audit import LoginThrottled
 from gateway.sandbox.demo import DEMO_PASSWORD
 from gateway.store import LATEST_VERSION, Store
+from gateway.web.api_guard import API
 
 SECRET = "cli-secret-key-long-enough-for-the-check-123"
 
@@ -234,6 +236,18 @@ async def test_demo_at_a_later_date_shows_the_blocked_state(tmp_path: Path) -> N
             )
             au = await client.get(f"{url}/", headers={"Accept": "text/html"}, allow_redirects=False)
             assert au.headers["Location"] == "/_gateway/mfa/blocked?next=/"
+            # The date moves policies only: an authenticator app's code, made now, is taken.
+            me = await (await client.get(f"{url}{API}/me")).json()
+            token = {"X-CSRF-Token": me["csrf_token"]}
+            setup = await (await client.post(f"{url}{API}/mfa/enrol/totp", headers=token)).json()
+            totp = pyotp.TOTP(setup["key"].replace(" ", ""))
+            confirmed = await client.post(
+                f"{url}{API}/mfa/enrol/totp/confirm", json={"code": totp.now()}, headers=token
+            )
+            assert confirmed.status == 200, await confirmed.text()
+            finished = await client.post(f"{url}{API}/mfa/enrol/finish", headers=token)
+            assert finished.status == 201
+            assert (await client.get(f"{url}/api/whoami")).status == 200
 
 
 ROOT = Path(__file__).resolve().parent.parent

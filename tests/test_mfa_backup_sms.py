@@ -5,6 +5,7 @@ nothing, and "use my backup method" by text message at sign-in."""
 from __future__ import annotations
 
 import html
+from typing import Any
 
 import pytest
 
@@ -18,16 +19,18 @@ SENDER = "+61400000000"
 
 @pytest.fixture
 async def gateway(make_gateway: GatewayFactory, provider: Provider) -> RunningGateway:
-    running: RunningGateway = await make_gateway(
-        policies=True,
-        sms={
-            "provider_url": provider.url,
-            "account": ACCOUNT,
-            "api_key": API_KEY,
-            "sender": SENDER,
-        },
-    )
+    running: RunningGateway = await make_gateway(policies=True, sms=sms_section(provider))
     return running
+
+
+def sms_section(provider: Provider) -> dict[str, Any]:
+    """The [sms] settings that send through ``provider``, the SMS API's stand-in."""
+    return {
+        "provider_url": provider.url,
+        "account": ACCOUNT,
+        "api_key": API_KEY,
+        "sender": SENDER,
+    }
 
 
 def _texted_code(fake: Provider, to: str) -> str:

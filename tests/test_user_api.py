@@ -403,13 +403,16 @@ def test_every_route_is_in_the_openapi_document_with_its_schemas() -> None:
         ("GET", f"{API}/me"),
         ("POST", f"{API}/mfa/enrol/totp"),
         ("POST", f"{API}/mfa/enrol/totp/confirm"),
+        ("POST", f"{API}/mfa/enrol/backup"),
+        ("POST", f"{API}/mfa/enrol/backup/confirm"),
         ("POST", f"{API}/mfa/enrol/finish"),
+        ("POST", f"{API}/mfa/challenge/send"),
         ("POST", f"{API}/mfa/challenge"),
     }
     me = schemas["Me"]
     assert {"user", "organisation", "role", "mfa", "csrf_token"} <= set(me["required"])
     challenge = schemas["ChallengeBody"]
-    assert challenge["properties"]["method"]["enum"] == ["totp", "recovery"]
+    assert challenge["properties"]["method"]["enum"] == ["totp", "backup", "recovery"]
 
 
 @pytest.mark.skipif(
@@ -433,7 +436,7 @@ _JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner),
     max_leaves=12,
 )
-_FIELDS = ("email", "password", "code", "method", "remember_device")
+_FIELDS = ("email", "password", "code", "method", "remember_device", "kind", "destination")
 # Objects with the fields the API knows (and some it does not), of any JSON type: what a
 # schema-driven fuzzer sends when it goes negative; and bodies that are not JSON at all.
 _BODIES = (

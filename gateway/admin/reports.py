@@ -52,7 +52,7 @@ async def explain_decision(call: Call) -> web.StreamResponse:
     key = call.request.query.get("user", "").strip()
     if not key:
         raise bad_parameter("user", "is required: a user id or an email")
-    at = instant_param(call.request, "at", call.now)
+    at = instant_param(call.request, "at", call.services.policy_clock())
     user = await _user(call, key)
     store = call.services.store
     # Read as the policy book reads them: a stored document that no longer parses is explained
@@ -76,7 +76,7 @@ async def explain_decision(call: Call) -> web.StreamResponse:
 
 
 async def readiness(call: Call) -> web.StreamResponse:
-    at = instant_param(call.request, "at", call.now)
+    at = instant_param(call.request, "at", call.services.policy_clock())
     store = call.services.store
     names = {org.id: org.name for org in await store.organisations.list()}
     report = await readiness_report(store, at, call.services.decider.book.in_force())

@@ -361,7 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--at",
         metavar="DATE",
-        help="run the demo as if it were this date or date-time (e.g. 2027-01-05); demo only",
+        help=(
+            "decide policies as if it were this date or date-time (e.g. 2027-01-05); codes and"
+            " sessions keep real time, so a real authenticator app works; demo only"
+        ),
     )
     p.set_defaults(func=cmd_demo)
 

@@ -39,12 +39,16 @@ async def open_services(
     upstream: aiohttp.ClientSession,
     clock: Clock = system_clock,
     passwords: Passwords | None = None,
+    policy_clock: Clock | None = None,
 ) -> Services:
     """Open the store and build the parts every listener shares; the front listener's proxy
-    sends through ``upstream``. The caller closes them with ``close_services``."""
+    sends through ``upstream``. Policies are decided at ``policy_clock`` (``clock`` unless
+    given). The caller closes them with ``close_services``."""
     store = await Store.open(config.store.path, busy_timeout_ms=config.store.busy_timeout_ms)
     try:
-        return await _build_services(config, store, upstream, clock, passwords or Passwords())
+        return await _build_services(
+            config, store, upstream, clock, passwords or Passwords(), policy_clock or clock
+        )
     except BaseException:
         await store.close()
         raise
@@ -56,6 +60,7 @@ async def _build_services(
     upstream: aiohttp.ClientSession,
     clock: Clock,
     passwords: Passwords,
+    policy_clock: Clock,
 ) -> Services:
     trusted = tuple(ipaddress.ip_network(n, strict=False) for n in config.security.trusted_proxies)
     sessions = SessionManager(
@@ -95,8 +100,9 @@ async def _build_services(
         config=config,
         store=store,
         clock=clock,
+        policy_clock=policy_clock,
         sessions=sessions,
-        decider=Decider(book, store, clock),
+        decider=Decider(book, store, policy_clock),
         second_factors=SecondFactors(
             store,
             sealer=keys.at_rest,

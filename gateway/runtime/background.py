@@ -16,7 +16,8 @@ REFRESH_SECONDS = 2.0
 HOUSEKEEPING_SECONDS = 3600.0
 # Ended sessions stay a week for investigations; the audit trail keeps the sign-ins for good.
 ENDED_SESSION_KEEP_SECONDS = 7 * 24 * 3600.0
-# Spent and expired codes stay a day, so a late try is told "expired" rather than "no code".
+# Spent and expired codes, and enrolments under way that ran out, stay a day, so a late try is
+# told "expired" (and the step starts over, saying why) rather than "no code" or "not started".
 CODE_KEEP_SECONDS = 24 * 3600.0
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,8 @@ async def housekeep(services: Services) -> None:
     """One round of housekeeping: forget what no longer matters."""
     purged = await services.sessions.purge(ENDED_SESSION_KEEP_SECONDS)
     now = services.clock()
-    await services.store.codes.purge(before=now - CODE_KEEP_SECONDS)
+    codes = await services.store.codes.purge(before=now - CODE_KEEP_SECONDS)
+    steps = await services.store.factors.purge_enrolments(before=now - CODE_KEEP_SECONDS)
     # Sign-in counts go once the sign-in window is over; send counts once their window (kept
     # as the counter's end) has passed. Second-factor counts ("mfa:") are never purged here:
     # they count consecutive failures however far apart, and a success clears them.
@@ -88,10 +90,16 @@ async def housekeep(services: Services) -> None:
     await services.store.revocations.purge(now - services.sessions.limits.absolute)
     await services.store.changes.purge(now - services.sessions.limits.absolute)
     devices = await services.store.factors.purge_devices(now)
-    if purged or counters or devices:
+    if purged or counters or devices or codes or steps:
         log.info(
             "housekeeping",
-            extra={"sessions": purged, "throttles": counters, "devices": devices},
+            extra={
+                "sessions": purged,
+                "throttles": counters,
+                "devices": devices,
+                "codes": codes,
+                "enrolments": steps,
+            },
         )
 
 

@@ -50,16 +50,26 @@ class Gateway:
 
     @classmethod
     async def open(
-        cls, config: Config, *, clock: Clock = system_clock, passwords: Passwords | None = None
+        cls,
+        config: Config,
+        *,
+        clock: Clock = system_clock,
+        passwords: Passwords | None = None,
+        policy_clock: Clock | None = None,
     ) -> Gateway:
-        """Open the shared parts and build the front listener; nothing listens yet."""
+        """Open the shared parts and build the front listener; nothing listens yet. Policies
+        are decided at ``policy_clock`` (``clock`` unless given: see ``Services``)."""
         upstream = open_upstream_session(
             connect_timeout=config.upstream.connect_timeout,
             read_timeout=config.upstream.read_timeout,
         )
         try:
             services = await open_services(
-                config, upstream=upstream, clock=clock, passwords=passwords
+                config,
+                upstream=upstream,
+                clock=clock,
+                passwords=passwords,
+                policy_clock=policy_clock,
             )
         except BaseException:
             await upstream.close()

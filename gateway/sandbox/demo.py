@@ -159,15 +159,17 @@ async def run_demo(*, host: str, port: int, workdir: Path | None, at: float | No
     )
     config = build_config(settings, env={})
     configure_logging(config.logging.level, config.logging.format)
-    clock: Clock = system_clock if at is None else ShiftedClock(at)
+    # --at moves only the time policies are decided at (deadline, grace, blocked): codes,
+    # sessions and cookies keep real time, so a real authenticator app's codes still match.
+    policy_clock: Clock = system_clock if at is None else ShiftedClock(at)
     store = await Store.open(config.store.path)
     try:
-        await seed_demo(store, Passwords(), clock())
-        await seed_demo_xero(store, clock())
+        await seed_demo(store, Passwords(), policy_clock())
+        await seed_demo_xero(store, policy_clock())
     finally:
         await store.close()
     try:
-        gateway = await start_demo_gateway(config, clock)
+        gateway = await start_demo_gateway(config, system_clock, policy_clock=policy_clock)
     except OSError as exc:
         await sample_runner.cleanup()
         print(f"xero-gateway demo: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
@@ -177,7 +179,7 @@ async def run_demo(*, host: str, port: int, workdir: Path | None, at: float | No
     config_path = workdir / CONFIG_NAME
     settings["server"]["port"] = gateway.front.port
     write_config(config_path, settings)
-    _print_welcome(gateway.front.url, workdir, config_path, clock(), _outbox_url(gateway))
+    _print_welcome(gateway.front.url, workdir, config_path, policy_clock(), _outbox_url(gateway))
     try:
         await wait_for_stop_signal()
     finally:
@@ -187,9 +189,12 @@ async def run_demo(*, host: str, port: int, workdir: Path | None, at: float | No
     return 0
 
 
-async def start_demo_gateway(config: Config, clock: Clock) -> Gateway:
-    """The gateway, with the outbox page beside it when a ``log`` driver is chosen."""
-    gateway = await Gateway.open(config, clock=clock)
+async def start_demo_gateway(
+    config: Config, clock: Clock, *, policy_clock: Clock | None = None
+) -> Gateway:
+    """The gateway, with the outbox page beside it when a ``log`` driver is chosen; policies
+    are decided at ``policy_clock`` (the demo's --at), everything else at ``clock``."""
+    gateway = await Gateway.open(config, clock=clock, policy_clock=policy_clock)
     outbox = gateway.services.sending.outbox
     if outbox is not None:
         gateway.add_listener(outbox_listener(outbox, config))

@@ -1,4 +1,5 @@
-"""The bodies of the user JSON API: sign-in, the user's 2FA state, enrolment and the challenge."""
+"""The bodies of the user JSON API: sign-in, the user's 2FA state, enrolment (with the backup
+method) and the challenge."""
 
 from __future__ import annotations
 
@@ -10,11 +11,18 @@ from gateway.schema.instants import Instant
 
 # What the user must do next before the app lets them through.
 Next = Literal["none", "challenge", "enrolment"]
-ChallengeMethod = Literal["totp", "recovery"]
+ChallengeMethod = Literal["totp", "backup", "recovery"]
+# How a check passed, as X-Gateway-Mfa-Method tells the app: a backup is its kind.
+PassedMethod = Literal["totp", "sms", "email", "recovery"]
+BackupKind = Literal["sms", "email"]
+BACKUP_KINDS: tuple[BackupKind, ...] = ("sms", "email")
+# "backup": send the sign-in code to the user's backup phone or email.
+SendMethod = Literal["backup"]
 
 MAX_EMAIL = 320
 MAX_PASSWORD = 1024
 MAX_CODE = 64
+MAX_DESTINATION = 256
 
 
 class SignInBody(BaseModel):
@@ -34,12 +42,39 @@ class CodeBody(BaseModel):
     code: str = Field(max_length=MAX_CODE)
 
 
+class BackupBody(BaseModel):
+    """The backup method to prove: a mobile number (``sms``; must differ from a primary phone)
+    or an email address (``email``); a code is sent to it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: BackupKind
+    destination: str = Field(
+        min_length=1,
+        max_length=MAX_DESTINATION,
+        description="A mobile number (0412 345 678 or +61 412 345 678) or an email address.",
+    )
+
+
+class SendBody(BaseModel):
+    """Which method to send a sign-in code by."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: SendMethod
+
+
 class ChallengeBody(BaseModel):
     """A second-factor check: a code by ``method``, and whether to remember this browser."""
 
     model_config = ConfigDict(extra="forbid")
 
-    method: ChallengeMethod
+    method: ChallengeMethod = Field(
+        description=(
+            "totp: a code from the app; backup: the code sent by POST"
+            " /_gateway/api/mfa/challenge/send; recovery: one of the recovery codes."
+        )
+    )
     code: str = Field(max_length=MAX_CODE)
     remember_device: bool = False
 
@@ -117,6 +152,26 @@ class Confirmed(BaseModel):
     """The step is confirmed; ``next_step`` is the call that comes next."""
 
     next_step: str
+    backup: Literal["required", "offered", "none", "proved"] = Field(
+        default="none",
+        description=(
+            "required: prove a backup method (POST /_gateway/api/mfa/enrol/backup) before"
+            " finishing; offered: prove one, or skip it by finishing now; none: no backup"
+            " method can be set up here; proved: a backup method is proved."
+        ),
+    )
+    backup_kinds: list[BackupKind] = Field(
+        default_factory=list, description="The backup methods codes can be sent by here."
+    )
+
+
+class CodeSent(BaseModel):
+    """A code is on its way: type it in before ``expires_at``."""
+
+    kind: BackupKind
+    to: str = Field(description="Where it went, masked (+61 ••• ••• 678, a•••@example.com).")
+    message: str = Field(description="What to tell the user.")
+    expires_at: Instant | None = None
 
 
 class RecoveryCodes(SessionState):
@@ -129,6 +184,8 @@ class ChallengePassed(SessionState):
     """The second factor passed; ``remembered_device_expires_at`` if this browser was
     remembered; ``recovery_codes_left`` after a recovery code."""
 
-    method: ChallengeMethod
+    method: PassedMethod = Field(
+        description="How it passed, as X-Gateway-Mfa-Method says: a backup by its kind."
+    )
     remembered_device_expires_at: Instant | None = None
     recovery_codes_left: int | None = None

@@ -141,7 +141,11 @@ class Backups:
             )
         )
         if not outcome.sent:
-            raise BackupRefused(f"send-{outcome.status.value}", message=outcome.message)
+            raise BackupRefused(
+                f"send-{outcome.status.value}",
+                message=outcome.message,
+                retry_after=outcome.retry_after,
+            )
         return BackupSent(
             kind=channel.value,
             destination=destination,

@@ -57,6 +57,12 @@ class BackupRefused(SecondFactorRefused):
 
     reason = "backup-refused"
 
+    def __init__(
+        self, reason: str | None = None, *, message: str | None = None, retry_after: float = 0.0
+    ) -> None:
+        super().__init__(reason, message=message)
+        self.retry_after = retry_after  # seconds until a limited send may be tried again
+
 
 class BackupRequired(SecondFactorRefused):
     """The user's role must add a backup method before the enrolment can finish."""

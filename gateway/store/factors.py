@@ -278,6 +278,14 @@ class FactorRepository:
                 "DELETE FROM mfa_enrolments WHERE user_id = :user_id", {"user_id": user_id}
             )
 
+    async def purge_enrolments(self, *, before: float) -> int:
+        """Forget enrolments under way that ran out before ``before``: they can only start
+        over (nothing enrolled changes)."""
+        async with self._db.transaction() as tx:
+            return await tx.execute(
+                "DELETE FROM mfa_enrolments WHERE expires_at <= :before", {"before": before}
+            )
+
     async def finish(
         self,
         user_id: str,

@@ -12,6 +12,7 @@ checks and the JSON content type stand in for it, as the login nonce does on the
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -20,7 +21,7 @@ from aiohttp.typedefs import Handler
 from gateway.admin.http import ApiProblem, unprocessable
 from gateway.http.csrf import csrf_valid
 from gateway.http.requests import OUTCOME
-from gateway.secondfactor.refusals import CodeRefused, SecondFactorRefused
+from gateway.secondfactor.refusals import BackupRefused, CodeRefused, SecondFactorRefused
 from gateway.services import SERVICES, SESSION, Services
 from gateway.signin.sessions import LiveSession
 from gateway.web.gate import from_allowed_origin
@@ -30,8 +31,11 @@ SESSION_PATH = f"{API}/session"
 ME_PATH = f"{API}/me"
 ENROL_TOTP_PATH = f"{API}/mfa/enrol/totp"
 CONFIRM_TOTP_PATH = f"{API}/mfa/enrol/totp/confirm"
+ENROL_BACKUP_PATH = f"{API}/mfa/enrol/backup"
+CONFIRM_BACKUP_PATH = f"{API}/mfa/enrol/backup/confirm"
 FINISH_PATH = f"{API}/mfa/enrol/finish"
 CHALLENGE_PATH = f"{API}/mfa/challenge"
+CHALLENGE_SEND_PATH = f"{API}/mfa/challenge/send"
 CSRF_HEADER = "X-CSRF-Token"
 CROSS_SITE = frozenset({"cross-site", "same-site"})
 
@@ -120,10 +124,32 @@ def api(handler: UserHandler, *, changes: bool, body: bool = False) -> Handler:
 GENERIC_MESSAGE = CodeRefused().message
 
 
+# A backup step refused before any code was judged: where codes cannot go, a send a limit
+# refused, that failed or is not possible here (nothing spent), or no backup to send to.
+_BACKUP_REFUSALS = {
+    "bad-destination": (400, "Codes cannot be sent there"),
+    "method-not-allowed": (409, "Backup method not accepted"),
+    "no-backup-factor": (409, "No backup method set up"),
+    "send-limited": (429, "Too many codes"),
+    "send-failed": (503, "Code not sent"),
+    "send-unavailable": (503, "Code not sent"),
+}
+
+
 def refused(request: web.Request, refusal: SecondFactorRefused) -> ApiProblem:
     """The problem for a refused second-factor step: the generic one for any code, else the
-    step's own (out of order, run out, done already) with what to do."""
+    step's own (out of order, run out, done already, a backup refused) with what to do."""
     request[OUTCOME] = "rejected"
     if isinstance(refusal, CodeRefused):
         return ApiProblem(400, "code-refused", "Code not accepted", GENERIC_MESSAGE)
+    if isinstance(refusal, BackupRefused):
+        known = _BACKUP_REFUSALS.get(refusal.reason)
+        if known is None:
+            # A code sent to the backup that was not accepted: the page's message (the generic
+            # one for a wrong code; "expired" or "used" says to send a new one).
+            return ApiProblem(400, "code-refused", "Code not accepted", refusal.message)
+        status, title = known
+        wait = math.ceil(refusal.retry_after)
+        headers = {"Retry-After": str(wait)} if wait > 0 else None
+        return ApiProblem(status, refusal.reason, title, refusal.message, headers=headers)
     return ApiProblem(409, type(refusal).reason, "Step not possible now", refusal.message)

@@ -1,5 +1,6 @@
 """The user JSON API's calls, for apps with their own front end: sign in and out, the user's 2FA
-state, set up an authenticator app, and the challenge, with the rules the pages follow."""
+state, set up an authenticator app and a backup method, and the challenge (also by a code sent
+to the backup), with the rules the pages follow."""
 
 from __future__ import annotations
 
@@ -14,27 +15,35 @@ from gateway.http.csrf import csrf_token
 from gateway.http.requests import CLIENT_ADDR
 from gateway.policy import Decision, Outcome
 from gateway.schema.user_api import (
+    BACKUP_KINDS,
+    BackupBody,
+    BackupKind,
     ChallengeBody,
     ChallengePassed,
     CodeBody,
+    CodeSent,
     Confirmed,
     Me,
     MfaState,
     Next,
     OrganisationInfo,
     RecoveryCodes,
+    SendBody,
     SessionState,
     SignInBody,
     TotpEnrolment,
     UserInfo,
 )
+from gateway.secondfactor.backup import BackupSent
 from gateway.secondfactor.devices import TOKEN_BYTES, still_valid, token_hash
 from gateway.secondfactor.refusals import SecondFactorRefused
 from gateway.secondfactor.rules import Rules
+from gateway.sending.service import Channel, masked
 from gateway.services import Services
 from gateway.signin.sessions import LiveSession
 from gateway.store.records import AuditEntry
 from gateway.web.api_guard import (
+    ENROL_BACKUP_PATH,
     ENROL_TOTP_PATH,
     FINISH_PATH,
     ApiCall,
@@ -192,8 +201,65 @@ async def confirm_totp(call: ApiCall) -> web.StreamResponse:
         await call.services.second_factors.enrolments.confirm_totp(live.user, body.code, rules)
     except SecondFactorRefused as refused:
         raise refused_problem(call.request, refused) from None
-    # No backup step yet: finishing comes next.
-    return json_response(Confirmed(next_step=FINISH_PATH))
+    return json_response(_backup_step(call.services, live, rules))
+
+
+def _backup_step(services: Services, live: LiveSession, rules: Rules) -> Confirmed:
+    """What follows the confirmed app: the backup step, required for some roles (as on the
+    pages), else offered where codes can be sent, and skipped by finishing."""
+    kinds = _backup_kinds(services, rules)
+    if rules.backup_required(live.user.role):
+        return Confirmed(next_step=ENROL_BACKUP_PATH, backup="required", backup_kinds=kinds)
+    if not kinds:
+        return Confirmed(next_step=FINISH_PATH, backup="none")
+    return Confirmed(next_step=FINISH_PATH, backup="offered", backup_kinds=kinds)
+
+
+def _backup_kinds(services: Services, rules: Rules) -> list[BackupKind]:
+    """The backup methods the policy accepts that codes can be sent by here."""
+    channels = services.second_factors.backups.channels(rules)
+    return [kind for kind in BACKUP_KINDS if kind in channels]
+
+
+def _code_sent(sent: BackupSent) -> CodeSent:
+    return CodeSent(
+        kind=next(kind for kind in BACKUP_KINDS if kind == sent.kind),
+        to=masked(Channel(sent.kind), sent.destination),
+        message=sent.message,
+        expires_at=None if sent.expires_at is None else instant(sent.expires_at),
+    )
+
+
+async def enrol_backup(call: ApiCall) -> web.StreamResponse:
+    """Send a code to the backup phone or email typed (after the app is confirmed)."""
+    live = call.signed_in
+    body = await read_body(call.request, BackupBody, invalid_body)
+    _, rules = await _rules(call.services, live)
+    try:
+        sent = await call.services.second_factors.backups.send(
+            live.user,
+            rules,
+            kind=body.kind,
+            typed=body.destination,
+            client_addr=call.request[CLIENT_ADDR],
+        )
+    except SecondFactorRefused as refused:
+        raise refused_problem(call.request, refused) from None
+    return json_response(_code_sent(sent))
+
+
+async def confirm_backup(call: ApiCall) -> web.StreamResponse:
+    """Prove the backup method with the code sent to it; finishing comes next."""
+    live = call.signed_in
+    body = await read_body(call.request, CodeBody, invalid_body)
+    _, rules = await _rules(call.services, live)
+    backups = call.services.second_factors.backups
+    try:
+        await backups.confirm(live.user, rules, body.code)
+    except SecondFactorRefused as refused:
+        raise refused_problem(call.request, refused) from None
+    kinds = _backup_kinds(call.services, rules)
+    return json_response(Confirmed(next_step=FINISH_PATH, backup="proved", backup_kinds=kinds))
 
 
 async def finish(call: ApiCall) -> web.StreamResponse:
@@ -219,10 +285,7 @@ async def finish(call: ApiCall) -> web.StreamResponse:
 # The challenge
 
 
-async def challenge(call: ApiCall) -> web.StreamResponse:
-    services = call.services
-    live = call.signed_in
-    body = await read_body(call.request, ChallengeBody, invalid_body)
+async def _require_enrolment(services: Services, live: LiveSession) -> None:
     if not (await services.decider.enrolment(live.user.id)).enrolled:
         raise ApiProblem(
             409,
@@ -230,6 +293,30 @@ async def challenge(call: ApiCall) -> web.StreamResponse:
             "No second factor set up",
             f"Set up a second factor first: POST {ENROL_TOTP_PATH}.",
         )
+
+
+async def send_challenge_code(call: ApiCall) -> web.StreamResponse:
+    """ "Use my backup method": send a sign-in code to it, for POST challenge with
+    method backup (a limited send says when to try again; a failed one spends nothing)."""
+    services = call.services
+    live = call.signed_in
+    await read_body(call.request, SendBody, invalid_body)
+    await _require_enrolment(services, live)
+    _, rules = await _rules(services, live)
+    try:
+        sent = await services.second_factors.backups.send_challenge(
+            live.user, rules, client_addr=call.request[CLIENT_ADDR]
+        )
+    except SecondFactorRefused as refused:
+        raise refused_problem(call.request, refused) from None
+    return json_response(_code_sent(sent))
+
+
+async def challenge(call: ApiCall) -> web.StreamResponse:
+    services = call.services
+    live = call.signed_in
+    body = await read_body(call.request, ChallengeBody, invalid_body)
+    await _require_enrolment(services, live)
     _, rules = await _rules(services, live)
     try:
         passed = await services.second_factors.challenges.verify(
@@ -245,7 +332,7 @@ async def challenge(call: ApiCall) -> web.StreamResponse:
     remember = body.remember_device and not live.mfa_verified
     raw_id, verified = await _verified(call, live, passed.method)
     state = await _state(services, verified)
-    answer: dict[str, Any] = {**state.model_dump(), "method": body.method}
+    answer: dict[str, Any] = {**state.model_dump(), "method": passed.method}
     if passed.recovery_left is not None:
         answer["recovery_codes_left"] = passed.recovery_left
     response = web.Response()

@@ -5,24 +5,31 @@ from __future__ import annotations
 import dataclasses
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from gateway.schema.openapi import PROBLEM, Operation, Param, Reply
 from gateway.schema.problem import Problem
 from gateway.schema.user_api import (
+    BackupBody,
     ChallengeBody,
     ChallengePassed,
     CodeBody,
+    CodeSent,
     Confirmed,
     Me,
     RecoveryCodes,
+    SendBody,
     SessionState,
     SignInBody,
     TotpEnrolment,
 )
 from gateway.web.api_guard import (
     CHALLENGE_PATH,
+    CHALLENGE_SEND_PATH,
+    CONFIRM_BACKUP_PATH,
     CONFIRM_TOTP_PATH,
     CSRF_HEADER,
+    ENROL_BACKUP_PATH,
     ENROL_TOTP_PATH,
     FINISH_PATH,
     ME_PATH,
@@ -33,10 +40,13 @@ from gateway.web.api_guard import (
 from gateway.web.context import add_get, add_route
 from gateway.web.user_api import (
     challenge,
+    confirm_backup,
     confirm_totp,
+    enrol_backup,
     enrol_totp,
     finish,
     me,
+    send_challenge_code,
     sign_in,
     sign_out_call,
 )
@@ -75,6 +85,15 @@ CODE_REFUSED = _problem(
     "The code was not accepted (code-refused): wrong, reused, malformed, or too many failed"
     " attempts. Always the same message."
 )
+SEND_REFUSED = {
+    "429": _problem(
+        "A send limit refused it (send-limited); Retry-After and detail say when to send again."
+    ),
+    "503": _problem(
+        "The code could not be sent, or not by that method here (send-failed,"
+        " send-unavailable); nothing was spent: try again."
+    ),
+}
 TAG = "user"
 
 
@@ -94,7 +113,7 @@ def _route(
     summary: str,
     replies: dict[str, Reply | str],
     *,
-    body: type[SignInBody | CodeBody | ChallengeBody] | None = None,
+    body: type[BaseModel] | None = None,
     csrf: bool = True,
     description: str | None = None,
 ) -> UserRoute:
@@ -185,6 +204,47 @@ ROUTES = (
         body=CodeBody,
     ),
     _route(
+        enrol_backup,
+        "POST",
+        ENROL_BACKUP_PATH,
+        "enrolBackup",
+        "Send a code to a backup phone number or email address (after the app is confirmed)",
+        {
+            "200": Reply(description="The code is on its way.", model=CodeSent),
+            "400": _problem(
+                "Codes cannot be sent there (bad-destination): a malformed, premium-rate or"
+                " non-mobile number, the primary phone, or a malformed email address."
+            ),
+            "409": _problem(
+                "The app is not confirmed yet, or the step ran out (step-missing,"
+                " step-expired); or the policy does not accept that kind (method-not-allowed)."
+            ),
+            **SEND_REFUSED,
+        },
+        body=BackupBody,
+        description=(
+            "Required before finishing for the roles in the policy's backup_required_for;"
+            f" offered to others, who skip it with POST {FINISH_PATH}. Sending again replaces"
+            " the code sent before."
+        ),
+    ),
+    _route(
+        confirm_backup,
+        "POST",
+        CONFIRM_BACKUP_PATH,
+        "confirmBackup",
+        "Prove the backup method with the code sent to it",
+        {
+            "200": Reply(description="Proved; finishing comes next.", model=Confirmed),
+            "400": _problem(
+                "The code was not accepted (code-refused): wrong, expired, used, none sent,"
+                " or too many failed attempts; detail says what to do."
+            ),
+            "409": STEP_REFUSED,
+        },
+        body=CodeBody,
+    ),
+    _route(
         finish,
         "POST",
         FINISH_PATH,
@@ -199,11 +259,30 @@ ROUTES = (
         },
     ),
     _route(
+        send_challenge_code,
+        "POST",
+        CHALLENGE_SEND_PATH,
+        "sendChallengeCode",
+        "Send a sign-in code to the backup phone or email (use my backup method)",
+        {
+            "200": Reply(
+                description=f"The code is on its way; pass it to POST {CHALLENGE_PATH}.",
+                model=CodeSent,
+            ),
+            "409": _problem(
+                "No second factor set up yet (enrolment-required), or no backup method"
+                " (no-backup-factor)."
+            ),
+            **SEND_REFUSED,
+        },
+        body=SendBody,
+    ),
+    _route(
         challenge,
         "POST",
         CHALLENGE_PATH,
         "challenge",
-        "Pass the second factor with a code from the app or a recovery code",
+        "Pass the second factor with a code from the app, the backup or a recovery code",
         {
             "200": Reply(
                 description=(
