@@ -130,6 +130,7 @@ def make_vault(
     email: SmtpSender | None = None,
     metrics: Metrics | None = None,
     max_wait_seconds: float = 30.0,
+    lease_seconds: float = 60.0,
 ) -> Vault:
     """A vault over ``store``; ``window[0]`` is the service refresh window (changeable)."""
     windows = window if window is not None else [timedelta(hours=8)]
@@ -143,6 +144,7 @@ def make_vault(
         metrics=metrics,
         poll_seconds=0.001,
         max_wait_seconds=max_wait_seconds,
+        lease_seconds=lease_seconds,
     )
 
 
@@ -373,6 +375,42 @@ async def test_an_outage_keeps_the_tokens_and_frees_the_lease(world: World) -> N
         await world.vault.access_token(world.grant.id, world.verified(), now + 5)
         == "access-1-secret"
     )
+
+
+async def test_xero_not_answering_within_the_lease_keeps_the_tokens(world: World) -> None:
+    vault = make_vault(world.store, world.xero, world.clock, lease_seconds=0.02)
+    world.xero.gate = asyncio.Event()  # never set: Xero hangs
+    world.expire()
+    with pytest.raises(XeroUnavailable, match="in time"):
+        await vault.access_token(world.grant.id, world.verified(), world.clock())
+    stored = await world.store.xero.require(world.grant.id)
+    assert (stored.version, stored.status, stored.lease_owner) == (1, "active", None)
+
+
+async def test_invalid_grant_after_another_process_refreshed_is_no_reason_to_reconnect(
+    world: World,
+) -> None:
+    world.xero.gate = asyncio.Event()
+    world.xero.mode = "invalid_grant"
+    world.expire()
+    now = world.clock()
+    call = asyncio.create_task(world.vault.access_token(world.grant.id, world.verified(), now))
+    await world.xero.entered.wait()
+    # Meanwhile (its lease having run out) another process refreshed and stored version 2.
+    theirs = TokenSet(
+        access_token="access-other", refresh_token="r-other", expires_at=now + 1800, scopes=()
+    )
+    sealed = world.vault.seal(world.grant.id, 2, theirs)
+    assert await world.store.xero.swap_tokens(
+        world.grant.id, expected_version=1, tokens=sealed, now=now
+    )
+    world.xero.gate.set()
+    assert await call == "access-other"
+    assert (await world.store.xero.require(world.grant.id)).status == "active"
+    outcomes = [
+        e.detail["outcome"] for e in await world.store.audit.list(kind="xero.tokens_refreshed")
+    ]
+    assert outcomes == ["lost_race"]
 
 
 async def test_an_unverified_session_uses_a_valid_token_but_may_not_refresh(world: World) -> None:

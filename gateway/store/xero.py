@@ -130,6 +130,11 @@ _CONNECTION = (
     "SELECT id, grant_id, org_id, tenant_id, tenant_type, tenant_name, created_at, status,"
     " status_changed_at FROM xero_connections"
 )
+_MARK = (
+    "UPDATE xero_grants SET status = :status, status_changed_at = :now,"
+    " lease_owner = NULL, lease_until = NULL WHERE id = :id AND status = 'active'"
+)
+_MARK_AT_VERSION = _MARK + " AND version = :version"
 
 
 def _grant(row: Row) -> XeroGrant:
@@ -325,16 +330,19 @@ class XeroGrantRepository:
                 {"id": grant_id, "owner": owner},
             )
 
-    async def mark(self, grant_id: str, status: str, *, now: float) -> bool:
+    async def mark(
+        self, grant_id: str, status: str, *, now: float, version: int | None = None
+    ) -> bool:
         """Set an active grant's status (``needs_reconnect`` or ``disconnected``), its active
-        connections' with it, and drop its lease; True if the grant was active."""
+        connections' with it, and drop its lease; True if the grant was active (and, when
+        ``version`` is given, still at that token-set version)."""
         if status not in GRANT_STATUSES or status == "active":
             raise StoreError(f"a grant is marked needs_reconnect or disconnected, not {status!r}")
+        # Two statements rather than ":version IS NULL", whose type PostgreSQL cannot infer.
+        sql = _MARK if version is None else _MARK_AT_VERSION
         async with self._db.transaction() as tx:
             changed = await tx.execute(
-                "UPDATE xero_grants SET status = :status, status_changed_at = :now,"
-                " lease_owner = NULL, lease_until = NULL WHERE id = :id AND status = 'active'",
-                {"id": grant_id, "status": status, "now": now},
+                sql, {"id": grant_id, "status": status, "now": now, "version": version}
             )
             if changed:
                 await tx.execute(

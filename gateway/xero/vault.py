@@ -269,8 +269,20 @@ class Vault:
         """Spend the refresh token under the lease, and store the answer before returning it."""
         grant = held.grant
         try:
-            fresh = await self._endpoint.refresh(held.tokens.refresh_token, now=now)
+            # Bounded well inside the lease, so no other process takes it over mid-call.
+            async with asyncio.timeout(self._lease_seconds / 2):
+                fresh = await self._endpoint.refresh(held.tokens.refresh_token, now=now)
+        except TimeoutError:
+            await self._store.xero.release_lease(grant.id, owner=self.owner)
+            await self._audit(grant, authority, "unavailable", grant.version, now)
+            raise XeroUnavailable("Xero's token endpoint did not answer in time") from None
         except InvalidGrant:
+            current = await self._reread(grant.id, now)
+            if current.grant.version != grant.version:
+                # Our lease ran out mid-call and another process refreshed: the grant is fine.
+                await self._audit(grant, authority, "lost_race", grant.version, now)
+                _require_active(current.grant)
+                return current.tokens
             await self._needs_reconnect(grant, authority, now)
             raise NeedsReconnect(
                 "Xero no longer accepts this connection's refresh token; a principal of the"
@@ -320,7 +332,9 @@ class Vault:
 
     async def _needs_reconnect(self, grant: XeroGrant, authority: Authority, now: float) -> None:
         """Mark the grant, tell the organisation's principals, and audit it."""
-        marked = await self._store.xero.mark(grant.id, "needs_reconnect", now=now)
+        marked = await self._store.xero.mark(
+            grant.id, "needs_reconnect", now=now, version=grant.version
+        )
         self._held.pop(grant.id, None)
         await self._audit(grant, authority, "invalid_grant", grant.version, now)
         if not marked:
