@@ -215,12 +215,21 @@ async def test_a_valid_access_token_is_handed_to_every_caller_without_a_refresh(
 async def test_a_thousand_concurrent_callers_on_an_expired_token_cause_one_refresh(
     world: World,
 ) -> None:
+    writes: list[float] = []
+    record = world.store.xero.record_verified_use
+
+    async def counted(grant_id: str, at: float) -> None:
+        writes.append(at)
+        await record(grant_id, at)
+
+    world.store.xero.record_verified_use = counted  # type: ignore[method-assign]
     world.expire()
     now = world.clock()
     tokens = await asyncio.gather(
         *(world.vault.access_token(world.grant.id, world.verified(), now) for _ in range(1000))
     )
     assert world.xero.calls == 1
+    assert writes == [now]  # the verified use is written once, not by every caller
     assert set(tokens) == {"access-1-secret"}
     stored = await world.store.xero.require(world.grant.id)
     assert stored.version == 2

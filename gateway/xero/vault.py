@@ -113,6 +113,7 @@ class Vault:
         self.owner = f"vault-{secrets.token_hex(8)}"
         self._held: dict[str, _Held] = {}
         self._flights: dict[str, asyncio.Task[TokenSet]] = {}
+        self._noted: dict[str, float] = {}  # the last verified use this process wrote, per grant
 
     # Sealing
 
@@ -218,10 +219,12 @@ class Vault:
         return fresh
 
     async def _note_verified_use(self, held: _Held, now: float) -> _Held:
-        last = held.grant.verified_use_at
-        if last is not None and now - last < VERIFIED_USE_INTERVAL:
+        grant_id = held.grant.id
+        noted = [t for t in (held.grant.verified_use_at, self._noted.get(grant_id)) if t]
+        if noted and now - max(noted) < VERIFIED_USE_INTERVAL:
             return held
-        await self._store.xero.record_verified_use(held.grant.id, now)
+        self._noted[grant_id] = now  # before the write: concurrent callers need not repeat it
+        await self._store.xero.record_verified_use(grant_id, now)
         grant = _replace_verified_use(held.grant, now)
         updated = _Held(grant=grant, tokens=held.tokens, read_at=held.read_at)
         self._held[grant.id] = updated
