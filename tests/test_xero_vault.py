@@ -218,9 +218,9 @@ async def test_a_thousand_concurrent_callers_on_an_expired_token_cause_one_refre
     writes: list[float] = []
     record = world.store.xero.record_verified_use
 
-    async def counted(grant_id: str, at: float) -> None:
-        writes.append(at)
-        await record(grant_id, at)
+    async def counted(grant_id: str, now: float) -> None:
+        writes.append(now)
+        await record(grant_id, now)
 
     world.store.xero.record_verified_use = counted  # type: ignore[method-assign]
     world.expire()
