@@ -27,6 +27,7 @@ from gateway.store import Store
 from gateway.store.sealed import reseal_all
 from gateway.store.xero import NewConnection, XeroGrant
 from gateway.xero.custody import (
+    ConnectionGone,
     ForeignGrant,
     MfaRequired,
     NeedsReconnect,
@@ -56,6 +57,7 @@ class ScriptedXero:
     seen: list[str] = field(default_factory=list)
     entered: asyncio.Event = field(default_factory=asyncio.Event)
     issued: int = 0
+    revoked: list[str] = field(default_factory=list)
 
     def first(self, now: float) -> TokenSet:
         return TokenSet(
@@ -93,7 +95,9 @@ class ScriptedXero:
         return fresh
 
     async def revoke(self, refresh_token: str) -> None:
-        raise AssertionError("the vault never revokes")
+        if self.mode == "down":
+            raise XeroUnavailable("Xero answered 503")
+        self.revoked.append(refresh_token)
 
 
 @dataclass
@@ -584,3 +588,27 @@ async def test_a_crash_between_xeros_answer_and_the_commit_recovers_with_the_old
     assert token == "access-2-secret"
     after = await world.store.xero.require(world.grant.id)
     assert (after.version, after.lease_owner) == (2, None)
+
+
+async def test_disconnect_revokes_at_xero_then_marks_the_grant(world: World) -> None:
+    world.xero.mode = "down"
+    with pytest.raises(XeroUnavailable):
+        await world.vault.disconnect(world.grant.id, now=START + 1)
+    assert (await world.store.xero.require(world.grant.id)).status == "active"
+    world.xero.mode = "ok"
+    assert await world.vault.disconnect(world.grant.id, now=START + 2)
+    assert world.xero.revoked == ["refresh-0"]
+    assert not await world.vault.disconnect(world.grant.id, now=START + 3)
+    statuses = {c.status for c in await world.store.xero.connections(world.grant.id)}
+    assert statuses == {"disconnected"}
+    with pytest.raises(ConnectionGone):
+        await world.vault.access_token(world.grant.id, world.verified(), START + 4)
+
+
+async def test_a_grant_waiting_for_a_reconnect_is_disconnected_without_asking_xero(
+    world: World,
+) -> None:
+    assert await world.store.xero.mark(world.grant.id, "needs_reconnect", now=START + 1)
+    assert await world.vault.disconnect(world.grant.id, now=START + 2)
+    assert world.xero.revoked == []
+    assert (await world.store.xero.require(world.grant.id)).status == "disconnected"

@@ -132,9 +132,10 @@ _CONNECTION = (
 )
 _MARK = (
     "UPDATE xero_grants SET status = :status, status_changed_at = :now,"
-    " lease_owner = NULL, lease_until = NULL WHERE id = :id AND status = 'active'"
+    " lease_owner = NULL, lease_until = NULL WHERE id = :id"
 )
-_MARK_AT_VERSION = _MARK + " AND version = :version"
+_MARK_NEEDS_RECONNECT = _MARK + " AND status = 'active'"
+_MARK_DISCONNECTED = _MARK + " AND status IN ('active', 'needs_reconnect')"
 
 
 def _grant(row: Row) -> XeroGrant:
@@ -333,22 +334,26 @@ class XeroGrantRepository:
     async def mark(
         self, grant_id: str, status: str, *, now: float, version: int | None = None
     ) -> bool:
-        """Set an active grant's status (``needs_reconnect`` or ``disconnected``), its active
-        connections' with it, and drop its lease; True if the grant was active (and, when
-        ``version`` is given, still at that token-set version)."""
-        if status not in GRANT_STATUSES or status == "active":
+        """Move a grant to ``needs_reconnect`` (from active) or ``disconnected`` (from active or
+        needs_reconnect), its connections with it, and drop its lease; True if it moved. With
+        ``version``, only while the grant is still at that token-set version."""
+        if status == "needs_reconnect":
+            sql = _MARK_NEEDS_RECONNECT
+        elif status == "disconnected":
+            sql = _MARK_DISCONNECTED
+        else:
             raise StoreError(f"a grant is marked needs_reconnect or disconnected, not {status!r}")
-        # Two statements rather than ":version IS NULL", whose type PostgreSQL cannot infer.
-        sql = _MARK if version is None else _MARK_AT_VERSION
+        if version is not None:
+            # A second statement rather than ":version IS NULL", which PostgreSQL cannot type.
+            sql += " AND version = :version"
+        params = {"id": grant_id, "status": status, "now": now, "version": version}
         async with self._db.transaction() as tx:
-            changed = await tx.execute(
-                sql, {"id": grant_id, "status": status, "now": now, "version": version}
-            )
+            changed = await tx.execute(sql, params)
             if changed:
                 await tx.execute(
                     "UPDATE xero_connections SET status = :status, status_changed_at = :now"
-                    " WHERE grant_id = :id AND status = 'active'",
-                    {"id": grant_id, "status": status, "now": now},
+                    " WHERE grant_id = :id AND status IN ('active', 'needs_reconnect')",
+                    params,
                 )
         return changed == 1
 

@@ -170,6 +170,26 @@ class Vault:
         self._held[grant.id] = _Held(grant=grant, tokens=tokens, read_at=now)
         return grant
 
+    async def disconnect(self, grant_id: str, *, now: float) -> bool:
+        """Revoke the grant's refresh token at Xero (which also removes the consent's
+        connections there), then mark it ``disconnected`` here; True if this call did so.
+
+        XeroUnavailable leaves everything as it was (try again); a token Xero no longer knows
+        (InvalidGrant, XeroRejected) is as good as revoked. A grant that needs a reconnect is
+        marked without asking Xero. Auditing the change is the caller's job (it knows who).
+        """
+        grant = await self._store.xero.require(grant_id)
+        if grant.status == "disconnected":
+            return False
+        if grant.status == "active":
+            try:
+                await self._endpoint.revoke(self.open(grant).refresh_token)
+            except (InvalidGrant, XeroRejected) as exc:
+                log.info("Xero did not know grant %s's refresh token any more: %s", grant_id, exc)
+        marked = await self._store.xero.mark(grant_id, "disconnected", now=now)
+        self._held.pop(grant_id, None)
+        return marked
+
     # Handing out access tokens
 
     async def access_token(self, grant_id: str, authority: Authority, now: float) -> str:
