@@ -334,6 +334,51 @@ class SealedValuesResealed(Event):
     current: int
 
 
+# Xero token custody: never a token, only which grant and who allowed it.
+
+
+@dataclass(frozen=True, kw_only=True)
+class XeroTokensRefreshed(Event):
+    """A refresh of a grant's token set, whatever came of it."""
+
+    kind = "xero.tokens_refreshed"
+    subject_field = "grant_id"
+    grant_id: str
+    org_id: str
+    outcome: str  # refreshed, invalid_grant, unavailable, rejected, lost_race
+    allowed_by: str  # the session or service key whose request triggered it
+    version: int  # the token-set version after the refresh (unchanged unless refreshed)
+
+
+@dataclass(frozen=True, kw_only=True)
+class XeroGrantNeedsReconnect(Event):
+    """Xero refused a grant's refresh token: its connections wait for a new consent."""
+
+    kind = "xero.needs_reconnect"
+    subject_field = "grant_id"
+    grant_id: str
+    org_id: str
+    tenants: tuple[str, ...]
+    notified: tuple[str, ...]  # user ids of the principals told by email
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceKeyCreated(Event):
+    kind = "service_key.created"
+    subject_field = "key_id"
+    key_id: str
+    org_id: str
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceKeyRevoked(Event):
+    kind = "service_key.revoked"
+    subject_field = "key_id"
+    key_id: str
+    org_id: str
+
+
 # Every kind the gateway records, by its kind string.
 EVENTS: Mapping[str, type[Event]] = {
     cls.kind: cls
@@ -367,5 +412,9 @@ EVENTS: Mapping[str, type[Event]] = {
         CodeSendFailed,
         CodeSendLimited,
         SealedValuesResealed,
+        XeroTokensRefreshed,
+        XeroGrantNeedsReconnect,
+        ServiceKeyCreated,
+        ServiceKeyRevoked,
     )
 }

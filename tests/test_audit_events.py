@@ -98,6 +98,18 @@ SAMPLES: dict[str, Event] = {
     "keys.resealed": audit.SealedValuesResealed(
         columns=("one_time_codes.destination",), resealed=2, current=1
     ),
+    "xero.tokens_refreshed": audit.XeroTokensRefreshed(
+        grant_id="xgr_1",
+        org_id="org_1",
+        outcome="refreshed",
+        allowed_by="session:0a1b2c3d (user usr_1)",
+        version=2,
+    ),
+    "xero.needs_reconnect": audit.XeroGrantNeedsReconnect(
+        grant_id="xgr_1", org_id="org_1", tenants=("t-1",), notified=("usr_1",)
+    ),
+    "service_key.created": audit.ServiceKeyCreated(key_id="svk_1", org_id="org_1", name="sync"),
+    "service_key.revoked": audit.ServiceKeyRevoked(key_id="svk_1", org_id="org_1"),
 }
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import datetime as dt
 import getpass
 import json
 import os
@@ -22,7 +21,8 @@ from gateway.accounts.tenancy import find_org
 from gateway.admin.tokens import ADMIN, SCOPES, create_admin_token, revoke_admin_token
 from gateway.audit import OrgAdded, SealedValuesResealed, UserAdded, UserDisabled, UserEnabled
 from gateway.cli.policy import build_commands
-from gateway.cli.terminal import parse_instant, table
+from gateway.cli.service_keys import build_commands as build_service_key_commands
+from gateway.cli.terminal import parse_instant, table, when
 from gateway.clock import system_clock
 from gateway.config import Config, load_config
 from gateway.crypto.keys import Keys
@@ -143,7 +143,7 @@ def cmd_org_list(args: argparse.Namespace) -> int:
     config = _load(args)
 
     async def action(store: Store) -> int:
-        rows = [(o.id, o.name, _when(o.created_at)) for o in await store.organisations.list()]
+        rows = [(o.id, o.name, when(o.created_at)) for o in await store.organisations.list()]
         table(sys.stdout, ("id", "name", "created"), rows)
         return EXIT_OK
 
@@ -274,7 +274,7 @@ def cmd_admin_token_create(args: argparse.Namespace) -> int:
             now=system_clock(),
             by="cli",
         )
-        print(f"{token.id} expires {_when(token.expires_at)}", file=sys.stderr)
+        print(f"{token.id} expires {when(token.expires_at)}", file=sys.stderr)
         print(raw)  # shown this once: only its hash is stored
         return EXIT_OK
 
@@ -291,9 +291,9 @@ def cmd_admin_token_list(args: argparse.Namespace) -> int:
                 t.id,
                 t.name,
                 ",".join(sorted(t.scopes)),
-                _when(t.expires_at),
+                when(t.expires_at),
                 "revoked" if t.revoked_at else ("active" if t.usable(now) else "expired"),
-                _when(t.last_used_at) if t.last_used_at else "never",
+                when(t.last_used_at) if t.last_used_at else "never",
             )
             for t in await store.admin_tokens.list()
         ]
@@ -324,7 +324,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
         if writer:
             writer.writerow(EVENT_FIELDS)
         async for event in store.audit.iterate(since=since, until=until):
-            row = event_document(event, when=_when)
+            row = event_document(event, when=when)
             if writer:
                 writer.writerow([*list(row.values())[:-1], json.dumps(event.detail)])
             else:
@@ -332,10 +332,6 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return asyncio.run(_with_store(config, action))
-
-
-def _when(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -440,6 +436,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = tokens_sub.add_parser("revoke", help="revoke a token for good")
     p.add_argument("token_id", metavar="ID")
     p.set_defaults(func=cmd_admin_token_revoke)
+
+    build_service_key_commands(
+        sub,
+        load=_load,
+        load_with_secret=lambda args: load_config(_config_path(args)),
+        run=_with_store,
+    )
 
     audit = sub.add_parser("audit", help="the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")

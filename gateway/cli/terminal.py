@@ -30,3 +30,8 @@ def parse_instant(text: str, zone: dt.tzinfo = dt.UTC) -> dt.datetime:
     """An ISO date or date-time; without an offset it is read in ``zone`` (UTC unless given)."""
     value = parse_moment(text)
     return value if value.tzinfo is not None else value.replace(tzinfo=zone)
+
+
+def when(ts: float) -> str:
+    """An instant (Unix seconds) as the commands print it: ISO 8601 UTC to the second."""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="seconds")

@@ -24,6 +24,7 @@ class Keys:
     names: Signer  # keyed hashes of what was typed as a sign-in name (throttle keys, audit)
     devices: Signer  # known-device cookies: this browser signed in to an account before
     at_rest: Sealer  # secrets kept in the store (authenticator seeds, phone numbers)
+    service_keys: Signer  # keyed hashes of service keys, as the store keeps them
 
     @classmethod
     def derive(cls, secret_key: str, previous_secret_keys: Sequence[str] = ()) -> Keys:
@@ -35,9 +36,11 @@ class Keys:
 
         csrf, names, at_rest = generations("csrf"), generations("names"), generations("at-rest")
         devices = generations("devices")
+        service_keys = generations("service-keys")
         return cls(
             csrf=Signer(csrf[0], csrf[1:]),
             names=Signer(names[0], names[1:]),
             devices=Signer(devices[0], devices[1:]),
             at_rest=Sealer(at_rest[0], at_rest[1:]),
+            service_keys=Signer(service_keys[0], service_keys[1:]),
         )

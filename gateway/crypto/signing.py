@@ -23,6 +23,13 @@ class Signer:
         """The tag of ``message`` under the current key, as 64 hex digits."""
         return hmac.new(self.current.material, message, hashlib.sha256).hexdigest()
 
+    def tags(self, message: bytes) -> tuple[str, ...]:
+        """The tag of ``message`` under every key in rotation, the current key's first: to find
+        a value stored by keyed hash whichever key made it."""
+        return tuple(
+            hmac.new(key.material, message, hashlib.sha256).hexdigest() for key in self.keys
+        )
+
     def verify(self, message: bytes, presented: str) -> bool:
         """Whether ``presented`` is the tag of ``message`` under any key, compared in constant
         time (every key is tried, so the time does not say which one matched)."""

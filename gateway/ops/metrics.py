@@ -144,6 +144,17 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.xero_refreshes = Counter(
+            "gateway_xero_refreshes",
+            "Refreshes of Xero token sets by outcome (refreshed, invalid_grant, unavailable,"
+            " rejected, lost_race).",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+    def count_refresh(self, outcome: str) -> None:
+        self.xero_refreshes.labels(outcome=outcome).inc()
+
     def refuse_connection(self) -> None:
         self.connections_refused.inc()
 

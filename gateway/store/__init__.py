@@ -40,11 +40,13 @@ from gateway.store.records import (
 )
 from gateway.store.revocations import ChangeMarks, RevocationRepository, change_marks
 from gateway.store.sealed import SealedColumn, register_sealed_column, sealed_columns
+from gateway.store.service_keys import ServiceKey, ServiceKeyRepository
 from gateway.store.sessions import SessionRepository
 from gateway.store.sqlite import SqliteDatabase
 from gateway.store.tenants import TenantRepository, tenant_document
 from gateway.store.throttle import ThrottleRepository
 from gateway.store.users import UserRepository
+from gateway.store.xero import XeroGrantRepository
 
 __all__ = [
     "EVENT_FIELDS",
@@ -78,6 +80,8 @@ __all__ = [
     "RevocationRepository",
     "Row",
     "SealedColumn",
+    "ServiceKey",
+    "ServiceKeyRepository",
     "SessionRecord",
     "SessionRepository",
     "SqliteDatabase",
@@ -92,6 +96,7 @@ __all__ = [
     "User",
     "UserChangeRepository",
     "UserRepository",
+    "XeroGrantRepository",
     "canonical_json",
     "event_document",
     "migrate",
@@ -120,6 +125,8 @@ class Store:
         self.admin_tokens = AdminTokenRepository(db)
         self.codes = OneTimeCodeRepository(db)
         self.factors = FactorRepository(db)
+        self.xero = XeroGrantRepository(db)
+        self.service_keys = ServiceKeyRepository(db)
 
     async def change_marks(self) -> ChangeMarks:
         """Where every change feed stands, in one statement."""

@@ -260,6 +260,58 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE mfa_enrolments ADD COLUMN backup_secret TEXT;
         """,
     ),
+    Migration(
+        9,
+        "Xero grants (one consent's sealed token set), their connections, and service keys",
+        """
+        CREATE TABLE xero_grants (
+            id TEXT PRIMARY KEY,
+            org_id TEXT NOT NULL REFERENCES organisations(id),
+            auth_event_id TEXT,
+            connected_by TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            status TEXT NOT NULL
+                CHECK (status IN ('active', 'needs_reconnect', 'disconnected')),
+            status_changed_at REAL NOT NULL,
+            version INTEGER NOT NULL,
+            access_token TEXT NOT NULL,
+            refresh_token TEXT NOT NULL,
+            access_expires_at REAL NOT NULL,
+            scopes TEXT NOT NULL,
+            refresh_token_issued_at REAL NOT NULL,
+            last_refresh_at REAL,
+            verified_use_at REAL,
+            lease_owner TEXT,
+            lease_until REAL
+        );
+        CREATE INDEX xero_grants_org_id ON xero_grants(org_id);
+        CREATE TABLE xero_connections (
+            id TEXT PRIMARY KEY,
+            grant_id TEXT NOT NULL REFERENCES xero_grants(id),
+            org_id TEXT NOT NULL REFERENCES organisations(id),
+            tenant_id TEXT NOT NULL,
+            tenant_type TEXT NOT NULL,
+            tenant_name TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            status TEXT NOT NULL CHECK (status IN
+                ('active', 'needs_reconnect', 'disconnected', 'removed_at_xero')),
+            status_changed_at REAL NOT NULL
+        );
+        CREATE INDEX xero_connections_grant_id ON xero_connections(grant_id);
+        CREATE INDEX xero_connections_org_tenant ON xero_connections(org_id, tenant_id);
+        CREATE TABLE service_keys (
+            id TEXT PRIMARY KEY,
+            org_id TEXT NOT NULL REFERENCES organisations(id),
+            name TEXT NOT NULL,
+            key_hash TEXT NOT NULL UNIQUE,
+            created_at REAL NOT NULL,
+            created_by TEXT NOT NULL,
+            revoked_at REAL,
+            last_used_at REAL
+        );
+        CREATE INDEX service_keys_org_id ON service_keys(org_id);
+        """,
+    ),
 )
 
 
