@@ -24,6 +24,8 @@ class Keys:
     names: Signer  # keyed hashes of what was typed as a sign-in name (throttle keys, audit)
     devices: Signer  # known-device cookies: this browser signed in to an account before
     at_rest: Sealer  # secrets kept in the store (authenticator seeds, phone numbers)
+    xero_states: Signer  # keyed hashes of the Xero connect flow's single-use states
+    webhook_forward: Signer  # signatures on the Xero webhook events forwarded to the app
 
     @classmethod
     def derive(cls, secret_key: str, previous_secret_keys: Sequence[str] = ()) -> Keys:
@@ -35,9 +37,12 @@ class Keys:
 
         csrf, names, at_rest = generations("csrf"), generations("names"), generations("at-rest")
         devices = generations("devices")
+        states, forward = generations("xero-states"), generations("webhook-forward")
         return cls(
             csrf=Signer(csrf[0], csrf[1:]),
             names=Signer(names[0], names[1:]),
             devices=Signer(devices[0], devices[1:]),
             at_rest=Sealer(at_rest[0], at_rest[1:]),
+            xero_states=Signer(states[0], states[1:]),
+            webhook_forward=Signer(forward[0], forward[1:]),
         )

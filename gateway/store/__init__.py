@@ -45,6 +45,12 @@ from gateway.store.sqlite import SqliteDatabase
 from gateway.store.tenants import TenantRepository, tenant_document
 from gateway.store.throttle import ThrottleRepository
 from gateway.store.users import UserRepository
+from gateway.store.xero_authorizations import AuthorizationRecord, AuthorizationRepository
+from gateway.store.xero_webhooks import (
+    NewWebhookEvent,
+    StoredWebhookEvent,
+    WebhookEventRepository,
+)
 
 __all__ = [
     "EVENT_FIELDS",
@@ -59,6 +65,8 @@ __all__ = [
     "AuditEntry",
     "AuditEvent",
     "AuditRepository",
+    "AuthorizationRecord",
+    "AuthorizationRepository",
     "ChangeMarks",
     "Database",
     "DismissalLimitError",
@@ -66,6 +74,7 @@ __all__ = [
     "FactorRepository",
     "Migration",
     "NewUser",
+    "NewWebhookEvent",
     "OneTimeCodeRecord",
     "OneTimeCodeRepository",
     "Organisation",
@@ -83,6 +92,7 @@ __all__ = [
     "SqliteDatabase",
     "Store",
     "StoredPolicy",
+    "StoredWebhookEvent",
     "Tenant",
     "TenantChange",
     "TenantRepository",
@@ -92,6 +102,7 @@ __all__ = [
     "User",
     "UserChangeRepository",
     "UserRepository",
+    "WebhookEventRepository",
     "canonical_json",
     "event_document",
     "migrate",
@@ -120,6 +131,8 @@ class Store:
         self.admin_tokens = AdminTokenRepository(db)
         self.codes = OneTimeCodeRepository(db)
         self.factors = FactorRepository(db)
+        self.xero_webhooks = WebhookEventRepository(db)
+        self.xero_authorizations = AuthorizationRepository(db)
 
     async def change_marks(self) -> ChangeMarks:
         """Where every change feed stands, in one statement."""
