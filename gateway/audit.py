@@ -334,6 +334,22 @@ class SealedValuesResealed(Event):
     current: int
 
 
+# Xero webhooks: the app could not be given an event, however often it was tried.
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookAbandoned(Event):
+    kind = "xero.webhook_abandoned"
+    subject_field = "event_id"
+    event_id: str  # the gateway's id of the event (X-Gateway-Webhook-Id)
+    tenant_id: str
+    event_category: str
+    event_type: str
+    resource_id: str
+    attempts: int
+    error: str  # what the last attempt met
+
+
 # Every kind the gateway records, by its kind string.
 EVENTS: Mapping[str, type[Event]] = {
     cls.kind: cls
@@ -367,5 +383,6 @@ EVENTS: Mapping[str, type[Event]] = {
         CodeSendFailed,
         CodeSendLimited,
         SealedValuesResealed,
+        WebhookAbandoned,
     )
 }

@@ -98,6 +98,15 @@ SAMPLES: dict[str, Event] = {
     "keys.resealed": audit.SealedValuesResealed(
         columns=("one_time_codes.destination",), resealed=2, current=1
     ),
+    "xero.webhook_abandoned": audit.WebhookAbandoned(
+        event_id="xwh_1",
+        tenant_id="t-1",
+        event_category="INVOICE",
+        event_type="UPDATE",
+        resource_id="r-1",
+        attempts=25,
+        error="the app answered 500",
+    ),
 }
 
 
