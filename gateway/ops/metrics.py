@@ -147,7 +147,8 @@ class Metrics:
         self.xero_webhooks = Counter(
             "gateway_xero_webhook_events",
             "Xero webhook events by what became of them: received (stored), delivered (the app"
-            " took it), retried (an attempt failed, tried again later), abandoned (given up).",
+            " took it), retried (an attempt failed, tried again later), abandoned (given up),"
+            " dropped (acknowledged unkept: no [xero] webhook_forward_url).",
             ["result"],
             registry=self.registry,
         )
