@@ -16,13 +16,13 @@ from aiohttp import web
 from gateway.errors import StoreError
 from gateway.http.problems import problem_response
 from gateway.services import SERVICES
-from gateway.store.xero_webhooks import NewWebhookEvent
 from gateway.web.context import add_route, body_deadline
 from gateway.web.operations import not_found
 from gateway.xero.webhooks import (
     MAX_BODY_BYTES,
     SIGNATURE_HEADER,
     WebhookPayloadError,
+    events_to_keep,
     parse_delivery,
     signature_valid,
 )
@@ -61,7 +61,6 @@ async def receive(request: web.Request) -> web.StreamResponse:
         body = await _read_capped(request, MAX_BODY_BYTES)
     except _TooLarge:
         count("too_large").inc()
-        request.protocol.force_close()  # the rest of the body is not worth reading
         return problem_response(
             request,
             status=413,
@@ -93,20 +92,7 @@ async def receive(request: web.Request) -> web.StreamResponse:
         services.metrics.xero_webhooks.labels("dropped").inc(len(delivery.events))
         return web.Response(status=200)
     try:
-        await services.store.xero_webhooks.add(
-            [
-                NewWebhookEvent(
-                    tenant_id=event.tenant_id,
-                    tenant_type=event.tenant_type,
-                    event_category=event.event_category,
-                    event_type=event.event_type,
-                    resource_id=event.resource_id,
-                    document=event.document,
-                )
-                for event in delivery.events
-            ],
-            now=services.clock(),
-        )
+        await services.store.xero_webhooks.add(events_to_keep(delivery), now=services.clock())
     except StoreError:
         # Not acknowledged, so Xero sends it again; nothing is half-stored (one transaction).
         log.exception("could not store xero webhook events; answering 503 so Xero retries")

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.store.xero_webhooks import NewWebhookEvent
+
 MAX_BODY_BYTES = 256 * 1024  # larger posts are refused before they are read
 SIGNATURE_HEADER = "x-xero-signature"
 # What the app receives with each forwarded event.
@@ -117,6 +119,21 @@ def _event(number: int, item: Any) -> WebhookEvent:
         event_date_utc=item["eventDateUtc"],
         document=json.dumps(item, separators=(",", ":"), ensure_ascii=False),
     )
+
+
+def events_to_keep(delivery: Delivery) -> list[NewWebhookEvent]:
+    """A delivery's events as the store keeps them until they are forwarded."""
+    return [
+        NewWebhookEvent(
+            tenant_id=event.tenant_id,
+            tenant_type=event.tenant_type,
+            event_category=event.event_category,
+            event_type=event.event_type,
+            resource_id=event.resource_id,
+            document=event.document,
+        )
+        for event in delivery.events
+    ]
 
 
 def forward_body(event_document: str) -> bytes:
