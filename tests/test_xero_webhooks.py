@@ -37,6 +37,7 @@ from gateway.xero.webhooks import (
 )
 from tests.conftest import SECRET, START, GatewayFactory
 from tests.stand_ins import serve_http
+from tests.test_cli import run
 
 KEY = "xero-webhook-key-0123456789abcdefABCDEF+/=="
 OLD_SECRET = "the-previous-secret-key-long-enough-9876543210"
@@ -404,3 +405,19 @@ async def test_without_a_webhook_key_the_endpoint_is_not_there(
 ) -> None:
     status, _ = await _post(http, str(gateway.url), INTENT, _independent_signature("", INTENT))
     assert status == 404
+
+
+def test_the_cli_prints_the_key_that_checks_forwards(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        '[upstream]\nurl = "http://127.0.0.1:9"\n[store]\npath = "gw.sqlite3"\n'
+        f'[security]\nsecret_key = "{SECRET}"\nprevious_secret_keys = ["{OLD_SECRET}"]\n'
+    )
+    result = run(config, "xero", "webhook-signing-key")
+    assert result.returncode == 0, result.stderr
+    key = bytes.fromhex(result.stdout.strip())
+    assert "previous_secret_keys" in result.stderr
+    signer = Keys.derive(SECRET, [OLD_SECRET]).webhook_forward
+    header = forward_signature([k.material for k in signer.keys], b"{}", timestamp=START)
+    assert forward_signature_valid(key, header, b"{}", now=START)
+    assert key != Keys.derive(SECRET).at_rest.current.material  # a key of its own
