@@ -421,3 +421,17 @@ def test_the_cli_prints_the_key_that_checks_forwards(tmp_path: Path) -> None:
     header = forward_signature([k.material for k in signer.keys], b"{}", timestamp=START)
     assert forward_signature_valid(key, header, b"{}", now=START)
     assert key != Keys.derive(SECRET).at_rest.current.material  # a key of its own
+
+
+async def test_settled_events_are_purged_and_pending_ones_kept(
+    store: Store, clock: ManualClock
+) -> None:
+    delivered, pending = await _store_events(store, 2, clock())
+    claim = await store.xero_webhooks.claim(delivered, now=clock(), lease_until=clock() + 60)
+    assert claim is not None
+    assert await store.xero_webhooks.mark_delivered(delivered, claim, now=clock())
+    assert await store.xero_webhooks.purge(before=clock()) == 0
+    assert await store.xero_webhooks.purge(before=clock() + 1) == 1
+    assert await store.xero_webhooks.get(delivered) is None
+    assert await store.xero_webhooks.get(pending) is not None
+    assert await store.xero_webhooks.pending_count() == 1

@@ -51,6 +51,10 @@ class RoundCount:
     abandoned: int = 0
     lost: int = 0  # claims taken over by another forwarder meanwhile (lease ran out)
 
+    @property
+    def tried(self) -> int:
+        return self.delivered + self.retried + self.abandoned + self.lost
+
 
 class WebhookForwarder:
     """Sends due events to ``url``; ``count`` is told each outcome (for metrics)."""
@@ -175,9 +179,12 @@ class WebhookForwarder:
         while True:
             self._wake.clear()
             try:
-                await self.deliver_due()
+                done = await self.deliver_due()
             except StoreError:
                 log.exception("could not forward xero webhook events; will retry")
+            else:
+                if done.tried >= BATCH:
+                    continue  # a full round: more may be due already
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(poll):
                     await self._wake.wait()
