@@ -379,6 +379,22 @@ class ServiceKeyRevoked(Event):
     org_id: str
 
 
+# Xero webhooks: the app could not be given an event, however often it was tried.
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookAbandoned(Event):
+    kind = "xero.webhook_abandoned"
+    subject_field = "event_id"
+    event_id: str  # the gateway's id of the event (X-Gateway-Webhook-Id)
+    tenant_id: str
+    event_category: str
+    event_type: str
+    resource_id: str
+    attempts: int
+    error: str  # what the last attempt met
+
+
 # Every kind the gateway records, by its kind string.
 EVENTS: Mapping[str, type[Event]] = {
     cls.kind: cls
@@ -416,5 +432,6 @@ EVENTS: Mapping[str, type[Event]] = {
         XeroGrantNeedsReconnect,
         ServiceKeyCreated,
         ServiceKeyRevoked,
+        WebhookAbandoned,
     )
 }

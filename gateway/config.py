@@ -286,6 +286,18 @@ class XeroConfig:
         check=_http_url,
     )
     api_url: str = setting("https://api.xero.com", doc="Xero's API base URL.", check=_http_url)
+    webhook_key: str = setting(
+        "",
+        doc="Webhook signing key from the Xero app's Webhooks page; empty turns the webhook"
+        " endpoint (/_gateway/xero/webhooks) off.",
+        env="XERO_GATEWAY_XERO_WEBHOOK_KEY",
+    )
+    webhook_forward_url: str = setting(
+        "",
+        doc="URL of the app's endpoint that verified Xero webhook events are forwarded to,"
+        " signed, one event per POST; empty acknowledges events without keeping them.",
+        check=_http_url,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,6 +21,8 @@ from gateway.signin.local import IdentitySource
 from gateway.signin.sessions import LiveSession, SessionManager
 from gateway.store import Store
 from gateway.throttle import ThrottleRule
+from gateway.xero.authorization import AuthorizationStates
+from gateway.xero.forwarding import WebhookForwarder
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +71,8 @@ class Services:
     account_throttle: ThrottleRule
     address_throttle: ThrottleRule
     sending: CodeSender  # one-time codes by SMS and email
+    xero_authorizations: AuthorizationStates  # the Xero connect flow's single-use states
+    xero_webhooks: WebhookForwarder | None  # None without [xero] webhook_forward_url
 
 
 SERVICES = web.AppKey("services", Services)

@@ -110,6 +110,15 @@ SAMPLES: dict[str, Event] = {
     ),
     "service_key.created": audit.ServiceKeyCreated(key_id="svk_1", org_id="org_1", name="sync"),
     "service_key.revoked": audit.ServiceKeyRevoked(key_id="svk_1", org_id="org_1"),
+    "xero.webhook_abandoned": audit.WebhookAbandoned(
+        event_id="xwh_1",
+        tenant_id="t-1",
+        event_category="INVOICE",
+        event_type="UPDATE",
+        resource_id="r-1",
+        attempts=25,
+        error="the app answered 500",
+    ),
 }
 
 

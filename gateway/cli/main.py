@@ -125,6 +125,20 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
     return asyncio.run(_with_store(config, action))
 
 
+def cmd_xero_webhook_signing_key(args: argparse.Namespace) -> int:
+    """Print the key the app checks forwarded webhook events with (hex), from the secret key."""
+    config = load_config(_config_path(args))  # needs the secret keys, as serve does
+    keys = Keys.derive(config.security.secret_key, config.security.previous_secret_keys)
+    print(keys.webhook_forward.current.material.hex())
+    if len(keys.webhook_forward.keys) > 1:
+        print(
+            "note: previous_secret_keys are configured; forwards carry a signature under each"
+            " of their keys too, until they leave the config",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
 def cmd_org_add(args: argparse.Namespace) -> int:
     config = _load(args)
 
@@ -443,6 +457,13 @@ def build_parser() -> argparse.ArgumentParser:
         load_with_secret=lambda args: load_config(_config_path(args)),
         run=_with_store,
     )
+    xero = sub.add_parser("xero", help="Xero custody")
+    xero_sub = xero.add_subparsers(dest="xero_command", required=True, metavar="ACTION")
+    p = xero_sub.add_parser(
+        "webhook-signing-key",
+        help="print the key (hex) the app checks forwarded Xero webhook events with",
+    )
+    p.set_defaults(func=cmd_xero_webhook_signing_key)
 
     audit = sub.add_parser("audit", help="the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")

@@ -25,6 +25,8 @@ class Keys:
     devices: Signer  # known-device cookies: this browser signed in to an account before
     at_rest: Sealer  # secrets kept in the store (authenticator seeds, phone numbers)
     service_keys: Signer  # keyed hashes of service keys, as the store keeps them
+    xero_states: Signer  # keyed hashes of the Xero connect flow's single-use states
+    webhook_forward: Signer  # signatures on the Xero webhook events forwarded to the app
 
     @classmethod
     def derive(cls, secret_key: str, previous_secret_keys: Sequence[str] = ()) -> Keys:
@@ -37,10 +39,13 @@ class Keys:
         csrf, names, at_rest = generations("csrf"), generations("names"), generations("at-rest")
         devices = generations("devices")
         service_keys = generations("service-keys")
+        states, forward = generations("xero-states"), generations("webhook-forward")
         return cls(
             csrf=Signer(csrf[0], csrf[1:]),
             names=Signer(names[0], names[1:]),
             devices=Signer(devices[0], devices[1:]),
             at_rest=Sealer(at_rest[0], at_rest[1:]),
             service_keys=Signer(service_keys[0], service_keys[1:]),
+            xero_states=Signer(states[0], states[1:]),
+            webhook_forward=Signer(forward[0], forward[1:]),
         )

@@ -152,6 +152,22 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.xero_webhooks = Counter(
+            "gateway_xero_webhook_events",
+            "Xero webhook events by what became of them: received (stored), delivered (the app"
+            " took it), retried (an attempt failed, tried again later), abandoned (given up),"
+            " dropped (acknowledged unkept: no [xero] webhook_forward_url).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.xero_webhook_posts = Counter(
+            "gateway_xero_webhook_posts",
+            "Posts to the Xero webhook endpoint by answer: accepted, intent (no events),"
+            " bad_signature, too_large, malformed, unavailable (the store failed; Xero retries).",
+            ["answer"],
+            registry=self.registry,
+        )
+
     def count_refresh(self, outcome: str) -> None:
         self.xero_refreshes.labels(outcome=outcome).inc()
 

@@ -28,9 +28,19 @@ from gateway.signin.local import LocalAccounts
 from gateway.signin.sessions import SessionLimits, SessionManager
 from gateway.store import Store
 from gateway.throttle import ThrottleRule
-from gateway.web import gate, interstitial, operations, pages, second_factor, user_routes
+from gateway.web import (
+    gate,
+    interstitial,
+    operations,
+    pages,
+    second_factor,
+    user_routes,
+    xero_webhooks,
+)
 from gateway.web.context import add_get, add_route, require_context
 from gateway.web.templating import setup_templates
+from gateway.xero.authorization import AuthorizationStates
+from gateway.xero.forwarding import WebhookForwarder
 
 
 async def open_services(
@@ -130,6 +140,34 @@ async def _build_services(
             lockout=throttle.lockout_minutes * 60,
         ),
         sending=sending,
+        xero_authorizations=AuthorizationStates(
+            store.xero_authorizations, sealer=keys.at_rest, hasher=keys.xero_states
+        ),
+        xero_webhooks=_webhook_forwarder(config, store, upstream, keys, clock, metrics),
+    )
+
+
+def _webhook_forwarder(
+    config: Config,
+    store: Store,
+    client: aiohttp.ClientSession,
+    keys: Keys,
+    clock: Clock,
+    metrics: Metrics,
+) -> WebhookForwarder | None:
+    """What sends Xero's webhook events on to the app (through the upstream client), if the
+    config names where."""
+    url = config.xero.webhook_forward_url
+    if not url:
+        return None
+    return WebhookForwarder(
+        store.xero_webhooks,
+        store.audit,
+        client=client,
+        url=url,
+        signer=keys.webhook_forward,
+        clock=clock,
+        count=lambda result: metrics.xero_webhooks.labels(result).inc(),
     )
 
 
@@ -168,6 +206,7 @@ def create_front_app(services: Services) -> web.Application:
     interstitial.add_routes(app)
     second_factor.add_routes(app)
     user_routes.add_routes(app)
+    xero_webhooks.add_routes(app)
     admin.add_routes(app)
     # [\s\S]: a decoded newline in the path is still the gateway's to answer (".*" stops at one).
     add_route(app, "*", "/_gateway/{tail:[\\s\\S]*}", operations.not_found)

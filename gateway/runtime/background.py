@@ -1,5 +1,6 @@
 """The gateway's background work, shared by every listener: writing session last-use times
-behind, housekeeping, and following what other processes changed."""
+behind, housekeeping, following what other processes changed, and forwarding Xero's webhook
+events to the app."""
 
 from __future__ import annotations
 
@@ -19,14 +20,19 @@ ENDED_SESSION_KEEP_SECONDS = 7 * 24 * 3600.0
 # Spent and expired codes, and enrolments under way that ran out, stay a day, so a late try is
 # told "expired" (and the step starts over, saying why) rather than "no code" or "not started".
 CODE_KEEP_SECONDS = 24 * 3600.0
+# Xero connect-flow states likewise, so a late callback is told "expired" or "used".
+STATE_KEEP_SECONDS = 24 * 3600.0
+# Webhook events delivered or abandoned stay a week, for investigations (abandoned ones are
+# in the audit trail for good).
+WEBHOOK_KEEP_SECONDS = 7 * 24 * 3600.0
 
 log = logging.getLogger(__name__)
 
 
 class BackgroundTasks:
-    """The session flusher, housekeeping and the follower of other processes, as one unit:
-    started before the listeners, stopped after them (the flusher writes once more on the
-    way out)."""
+    """The session flusher, housekeeping, the follower of other processes and the webhook
+    forwarder (when configured), as one unit: started before the listeners, stopped after them
+    (the flusher writes once more on the way out)."""
 
     def __init__(self, services: Services) -> None:
         self._services = services
@@ -41,6 +47,8 @@ class BackgroundTasks:
             asyncio.create_task(_housekeeping(services)),
             asyncio.create_task(_follow_other_processes(services)),
         ]
+        if services.xero_webhooks is not None:
+            self._tasks.append(asyncio.create_task(services.xero_webhooks.run()))
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
@@ -90,6 +98,8 @@ async def housekeep(services: Services) -> None:
     await services.store.revocations.purge(now - services.sessions.limits.absolute)
     await services.store.changes.purge(now - services.sessions.limits.absolute)
     devices = await services.store.factors.purge_devices(now)
+    await services.xero_authorizations.purge(before=now - STATE_KEEP_SECONDS)
+    await services.store.xero_webhooks.purge(before=now - WEBHOOK_KEEP_SECONDS)
     if purged or counters or devices or codes or steps:
         log.info(
             "housekeeping",

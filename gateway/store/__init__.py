@@ -47,6 +47,12 @@ from gateway.store.tenants import TenantRepository, tenant_document
 from gateway.store.throttle import ThrottleRepository
 from gateway.store.users import UserRepository
 from gateway.store.xero import XeroGrantRepository
+from gateway.store.xero_authorizations import AuthorizationRecord, AuthorizationRepository
+from gateway.store.xero_webhooks import (
+    NewWebhookEvent,
+    StoredWebhookEvent,
+    WebhookEventRepository,
+)
 
 __all__ = [
     "EVENT_FIELDS",
@@ -61,6 +67,8 @@ __all__ = [
     "AuditEntry",
     "AuditEvent",
     "AuditRepository",
+    "AuthorizationRecord",
+    "AuthorizationRepository",
     "ChangeMarks",
     "Database",
     "DismissalLimitError",
@@ -68,6 +76,7 @@ __all__ = [
     "FactorRepository",
     "Migration",
     "NewUser",
+    "NewWebhookEvent",
     "OneTimeCodeRecord",
     "OneTimeCodeRepository",
     "Organisation",
@@ -87,6 +96,7 @@ __all__ = [
     "SqliteDatabase",
     "Store",
     "StoredPolicy",
+    "StoredWebhookEvent",
     "Tenant",
     "TenantChange",
     "TenantRepository",
@@ -96,6 +106,7 @@ __all__ = [
     "User",
     "UserChangeRepository",
     "UserRepository",
+    "WebhookEventRepository",
     "XeroGrantRepository",
     "canonical_json",
     "event_document",
@@ -127,6 +138,8 @@ class Store:
         self.factors = FactorRepository(db)
         self.xero = XeroGrantRepository(db)
         self.service_keys = ServiceKeyRepository(db)
+        self.xero_webhooks = WebhookEventRepository(db)
+        self.xero_authorizations = AuthorizationRepository(db)
 
     async def change_marks(self) -> ChangeMarks:
         """Where every change feed stands, in one statement."""

@@ -312,6 +312,44 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX service_keys_org_id ON service_keys(org_id);
         """,
     ),
+    Migration(
+        10,
+        "Xero webhook events awaiting forwarding; single-use states of the Xero connect flow",
+        """
+        CREATE TABLE xero_webhook_events (
+            id TEXT PRIMARY KEY,
+            received_at REAL NOT NULL,
+            tenant_id TEXT NOT NULL,
+            tenant_type TEXT NOT NULL,
+            event_category TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            resource_id TEXT NOT NULL,
+            document TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            claim TEXT,
+            claimed_until REAL,
+            delivered_at REAL,
+            abandoned_at REAL,
+            last_error TEXT
+        );
+        CREATE INDEX xero_webhook_events_next_attempt_at
+            ON xero_webhook_events(next_attempt_at);
+        CREATE INDEX xero_webhook_events_received_at ON xero_webhook_events(received_at);
+        CREATE TABLE xero_authorizations (
+            state_hash TEXT PRIMARY KEY,
+            session_hash TEXT NOT NULL,
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            org_id TEXT NOT NULL,
+            verifier TEXT NOT NULL,
+            next_path TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            used_at REAL
+        );
+        CREATE INDEX xero_authorizations_expires_at ON xero_authorizations(expires_at);
+        """,
+    ),
 )
 
 
