@@ -2,7 +2,8 @@
 
 Per tenant: 5 calls in flight, 60 a minute, a daily budget; per app: 10,000 a minute. Each
 tenant's windows start at an offset of their own (Xero's reset at different times per
-tenant). A call over a limit is refused and counts against nothing.
+tenant). A call over a limit is refused and counts against nothing; ``Retry-After`` comes
+with the windowed limits (minute, day, app minute), not with the concurrent one.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class Limits:
         problem: str | None = None
         retry_after: int | None = None
         if self.in_flight[tenant_id] >= self.concurrent_limit:
-            problem, retry_after = "concurrent", 1
+            problem = "concurrent"  # Xero documents Retry-After for the windowed limits only
         elif app.count >= self.app_minute_limit:
             problem, retry_after = "appminute", app.retry_after(now, 60)
         elif minute.count >= self.minute_limit:
@@ -86,6 +87,7 @@ class Limits:
         }
         if problem is not None:
             headers["X-Rate-Limit-Problem"] = problem
+        if retry_after is not None:
             headers["Retry-After"] = str(retry_after)
         return Verdict(problem=problem, retry_after=retry_after, headers=headers)
 
