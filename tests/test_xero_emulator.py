@@ -7,6 +7,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import signal
+import subprocess
+import sys
+import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -657,3 +661,62 @@ async def test_unknown_paths_and_methods(http: aiohttp.ClientSession, xero: Xero
         assert missing.status == 404
     async with http.get(xero.token_url) as wrong_method:
         assert wrong_method.status == 405
+
+
+async def test_added_latency_delays_each_answer(
+    http: aiohttp.ClientSession, xero: XeroEmulator
+) -> None:
+    access = (await exchange(http, xero))["access_token"]
+    xero.switches.latency = 30.0  # far past the client's patience below
+    with pytest.raises(asyncio.TimeoutError):
+        await http.get(
+            xero.url + "/connections",
+            headers={"Authorization": f"Bearer {access}"},
+            timeout=aiohttp.ClientTimeout(total=0.1),
+        )
+    xero.switches.clear()
+    assert (await api_get(http, xero, "/connections", access, None)).status == 200
+
+
+async def test_bad_input_gets_a_clear_4xx(http: aiohttp.ClientSession, xero: XeroEmulator) -> None:
+    code = await consent_code(http, xero, verifier=VERIFIER)
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": DEMO_CLIENT.redirect_uris[0],
+        "code_verifier": "é" * 50,
+    }
+    assert await token_call(http, xero, form) == (400, {"error": "invalid_grant"})
+    for body in ([1], {"fail": 3}, {"hang": {"n": "x"}}, {"fail": {"n": 1, "status": 404}}):
+        async with http.post(f"{xero.url}/_emulator/switches", json=body) as refused:
+            assert refused.status == 400
+    headers = {"Authorization": "Bearer x", "Content-Type": "application/json"}
+    async with http.put(f"{xero.url}/api.xro/2.0/Invoices", data=b"{", headers=headers) as a:
+        assert a.status == 401
+
+
+async def test_a_gateway_on_any_port_can_be_allowed_as_redirect_uri(
+    http: aiohttp.ClientSession, xero: XeroEmulator
+) -> None:
+    callback = "http://127.0.0.1:43123/_gateway/xero/callback"
+    client = xero.allow_redirect_uri(callback)
+    assert client.redirect_uris[0] == callback
+    assert xero.xero_settings(client)["redirect_uri"] == callback
+    assert await consent_code(http, xero, verifier=VERIFIER, client=client)
+
+
+def test_the_emulator_runs_on_its_own() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "gateway.sandbox.xero_emulator", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        started = json.loads(child.stdout.readline())
+        with urllib.request.urlopen(started["url"] + "/_emulator/stats") as answer:  # noqa: S310
+            assert json.loads(answer.read())["token_endpoint_calls"] == 0
+        assert started["xero"]["token_url"] == started["url"] + "/connect/token"
+    finally:
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=30) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -321,3 +322,25 @@ async def test_nothing_listening_for_tenant_reads_is_unavailable() -> None:
     reader = TenantReader(XeroConfig(api_url="http://127.0.0.1:9"), timeout=(0.5, 0.5))
     with pytest.raises(XeroUnavailable):
         await reader.connections("token")
+
+
+async def test_no_token_reaches_the_log(
+    http: aiohttp.ClientSession,
+    config: XeroConfig,
+    identity: IdentityClient,
+    xero: XeroEmulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    tokens = await connect(http, config, identity, START)
+    renewed = await identity.refresh(tokens.refresh_token, now=START)
+    xero.switches.fail_next(1, on="token")
+    with pytest.raises(XeroUnavailable):
+        await identity.refresh(renewed.refresh_token, now=START)
+    with pytest.raises(InvalidGrant):
+        await identity.refresh(tokens.refresh_token + "x", now=START)
+    await identity.revoke(renewed.refresh_token)
+    logged = caplog.text
+    assert "xero refresh: 200" in logged
+    for secret in (tokens.refresh_token, tokens.access_token, renewed.refresh_token):
+        assert secret not in logged

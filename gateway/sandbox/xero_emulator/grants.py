@@ -84,7 +84,7 @@ class Issued:
 
 def s256(verifier: str) -> str:
     """The PKCE S256 challenge of a verifier (RFC 7636 §4.2)."""
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    digest = hashlib.sha256(verifier.encode()).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 

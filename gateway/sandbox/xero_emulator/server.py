@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -73,7 +73,7 @@ async def _set_switches(request: web.Request) -> web.Response:
         if not isinstance(body, dict):
             raise TypeError("the body must be a JSON object")
         apply_switches(switches, body)
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
         return web.json_response({"error": str(exc)}, status=400)
     return web.json_response({"ok": True})
 
@@ -217,6 +217,17 @@ class XeroEmulator:
     @property
     def api_url(self) -> str:
         return self.url
+
+    def allow_redirect_uri(
+        self, uri: str, client_id: str = DEMO_CLIENT.client_id
+    ) -> EmulatedClient:
+        """Let an app registered here send consents back to ``uri`` too (a gateway's callback on
+        the port it got); returns the app as it now is."""
+        client = self.state.clients[client_id]
+        if uri not in client.redirect_uris:
+            client = replace(client, redirect_uris=(uri, *client.redirect_uris))
+            self.state.add_client(client)
+        return client
 
     def xero_settings(self, client: EmulatedClient = DEMO_CLIENT) -> dict[str, Any]:
         """The ``[xero]`` section that points a gateway at this emulator as ``client``."""
