@@ -236,7 +236,8 @@ async def consent_code(
     xero: XeroEmulator,
     *,
     verifier: str,
-    scopes: str = "openid profile email offline_access accounting.settings.read",
+    scopes: str = "openid profile email offline_access accounting.settings.read "
+    "accounting.contacts accounting.transactions",
     client: EmulatedClient = DEMO_CLIENT,
     state: str = "st",
 ) -> str:

@@ -173,6 +173,8 @@ async def test_a_code_gives_xero_shaped_tokens(
         "email",
         "offline_access",
         "accounting.settings.read",
+        "accounting.contacts",
+        "accounting.transactions",
     ]
     access = claims(body["access_token"])
     assert access["exp"] == int(START) + 1800
@@ -720,3 +722,39 @@ def test_the_emulator_runs_on_its_own() -> None:
     finally:
         child.send_signal(signal.SIGTERM)
         assert child.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize(
+    ("scopes", "method", "path", "status"),
+    [
+        ("accounting.settings.read", "GET", "/api.xro/2.0/Organisation", 200),
+        ("accounting.contacts", "GET", "/api.xro/2.0/Organisation", 401),
+        ("accounting.settings.read", "GET", "/api.xro/2.0/Contacts", 401),
+        ("accounting.contacts.read", "GET", "/api.xro/2.0/Contacts", 200),
+        ("accounting.transactions.read", "GET", "/api.xro/2.0/Invoices", 200),
+        ("accounting.invoices.read", "GET", "/api.xro/2.0/Invoices", 200),
+        ("accounting.transactions.read", "PUT", "/api.xro/2.0/Invoices", 401),
+        ("accounting.invoices", "PUT", "/api.xro/2.0/Invoices", 400),  # reached validation
+    ],
+)
+async def test_each_resource_needs_its_scope(
+    http: aiohttp.ClientSession,
+    xero: XeroEmulator,
+    scopes: str,
+    method: str,
+    path: str,
+    status: int,
+) -> None:
+    code = await consent_code(http, xero, verifier=VERIFIER, scopes=f"offline_access {scopes}")
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": DEMO_CLIENT.redirect_uris[0],
+        "code_verifier": VERIFIER,
+    }
+    access = (await token_call(http, xero, form))[1]["access_token"]
+    headers = {"Authorization": f"Bearer {access}", "xero-tenant-id": AU_TENANT.tenant_id}
+    async with http.request(method, xero.url + path, headers=headers, json={}) as answer:
+        assert answer.status == status
+        if status == 401:
+            assert (await answer.json())["Detail"] == "AuthorizationUnsuccessful"

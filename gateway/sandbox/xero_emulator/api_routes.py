@@ -106,12 +106,15 @@ async def delete_connection(request: web.Request, connection_id: str) -> web.Res
     return web.Response(status=204 if removed else 404)
 
 
-async def tenanted(request: web.Request, handle: Tenanted, *args: str) -> web.Response:
-    """Check the token and ``xero-tenant-id``, count the call against the limits, answer."""
+async def tenanted(request: web.Request, handle: Tenanted, needs: frozenset[str]) -> web.Response:
+    """Check the token, its scopes (one of ``needs``) and ``xero-tenant-id``, count the call
+    against the limits, answer."""
     state = request.app[STATE]
     bearer = _bearer(request, state)
     if bearer is None:
         return _unauthorized()
+    if needs.isdisjoint(bearer.scopes):
+        return _problem(401, "Unauthorized", "AuthorizationUnsuccessful")
     tenant_id = request.headers.get("xero-tenant-id", "").strip().lower()
     tenant = state.tenants.get(tenant_id)
     if tenant is None or not state.grants.reaches(

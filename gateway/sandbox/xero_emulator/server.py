@@ -32,6 +32,10 @@ REVOKE_PATH = "/connect/revocation"
 API_BASE = "/api.xro/2.0"
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 ID = "([0-9A-Za-z-]+)"
+SETTINGS = "accounting.settings"
+CONTACTS = ("accounting.contacts",)
+# Apps made from March 2026 get granular scopes in place of accounting.transactions.
+INVOICES = ("accounting.transactions", "accounting.invoices")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,15 +53,21 @@ def _route(methods: str, path: str, handle: Handler) -> _Route:
     )
 
 
-def _tenanted(make: Callable[..., api_routes.Tenanted]) -> Handler:
+def _tenanted(make: Callable[..., api_routes.Tenanted], *families: str) -> Handler:
+    """A tenant's resource, reached with a scope of one of ``families`` (".read" will do for
+    GET), as Xero asks for ``accounting.settings`` for Organisation and so on."""
+
     async def handle(request: web.Request, *ids: str) -> web.Response:
-        return await api_routes.tenanted(request, make(*ids))
+        needs = frozenset(families)
+        if request.method == "GET":
+            needs |= {f"{family}.read" for family in families}
+        return await api_routes.tenanted(request, make(*ids), needs)
 
     return handle
 
 
-def _organisation(request: web.Request) -> Awaitable[web.Response]:
-    return api_routes.tenanted(request, api_routes.get_organisation)
+def _organisation() -> api_routes.Tenanted:
+    return api_routes.get_organisation
 
 
 async def _stats(request: web.Request) -> web.Response:
@@ -111,11 +121,11 @@ ROUTES = (
     _route("POST", REVOKE_PATH, identity_routes.revocation),
     _route("GET", "/connections", api_routes.list_connections),
     _route("DELETE", f"/connections/{ID}", api_routes.delete_connection),
-    _route("GET", f"{API_BASE}/Organisation", _organisation),
-    _route("GET", f"{API_BASE}/Contacts", _tenanted(api_routes.contacts)),
-    _route("GET", f"{API_BASE}/Contacts/{ID}", _tenanted(api_routes.contacts)),
-    _route("GET PUT POST", f"{API_BASE}/Invoices", _tenanted(api_routes.invoices)),
-    _route("GET", f"{API_BASE}/Invoices/{ID}", _tenanted(api_routes.invoices)),
+    _route("GET", f"{API_BASE}/Organisation", _tenanted(_organisation, SETTINGS)),
+    _route("GET", f"{API_BASE}/Contacts", _tenanted(api_routes.contacts, *CONTACTS)),
+    _route("GET", f"{API_BASE}/Contacts/{ID}", _tenanted(api_routes.contacts, *CONTACTS)),
+    _route("GET PUT POST", f"{API_BASE}/Invoices", _tenanted(api_routes.invoices, *INVOICES)),
+    _route("GET", f"{API_BASE}/Invoices/{ID}", _tenanted(api_routes.invoices, *INVOICES)),
     _route("GET", "/_emulator/stats", _stats),
     _route("POST", "/_emulator/switches", _set_switches),
 )
