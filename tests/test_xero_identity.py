@@ -3,6 +3,7 @@ exchange, refresh, revoke and their failures, and the tenant reads through xero-
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from xero_python.api_client import Configuration
 from yarl import URL
 
 from gateway.clock import ManualClock
@@ -344,3 +346,17 @@ async def test_no_token_reaches_the_log(
     assert "xero refresh: 200" in logged
     for secret in (tokens.refresh_token, tokens.access_token, renewed.refresh_token):
         assert secret not in logged
+
+
+async def test_tenant_reads_leave_no_token_in_the_sdks_shared_configuration(
+    http: aiohttp.ClientSession, config: XeroConfig, identity: IdentityClient
+) -> None:
+    tokens = await connect(http, config, identity, START)
+    reader = TenantReader(config)
+    await asyncio.gather(
+        reader.connections(tokens.access_token),
+        reader.organisation(tokens.access_token, AU_TENANT.tenant_id),
+    )
+    # Every Configuration() is a copy of the process's first one: none may now hold our token.
+    shared = Configuration().oauth2_token
+    assert shared is None or shared.access_token != tokens.access_token

@@ -40,7 +40,8 @@ async def tokens(wall_clock_xero: XeroEmulator) -> dict[str, Any]:
             http,
             xero,
             verifier=VERIFIER,
-            scopes="openid offline_access accounting.settings.read accounting.transactions",
+            scopes="openid offline_access accounting.settings.read accounting.contacts.read "
+            "accounting.transactions",
         )
         form = {
             "grant_type": "authorization_code",
@@ -61,7 +62,9 @@ def sdk_client(tokens: dict[str, Any]) -> ApiClient:
     token = OAuth2Token(
         client_id=DEMO_CLIENT.client_id, client_secret=DEMO_CLIENT.client_secret or ""
     )
-    client = ApiClient(Configuration(oauth2_token=token), pool_threads=1)
+    configuration = Configuration()
+    configuration.oauth2_token = token  # Configuration(oauth2_token=…) keeps the first one made
+    client = ApiClient(configuration, pool_threads=1)
     store = dict(tokens)
 
     @client.oauth2_token_getter  # type: ignore[untyped-decorator]

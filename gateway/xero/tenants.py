@@ -3,8 +3,8 @@ and disconnecting one.
 
 Through xero-python (``IdentityApi``, ``AccountingApi`` with ``base_url`` from ``[xero]
 api_url``), called off the event loop. Each call builds its own ``ApiClient``: the SDK keeps
-the token on a shared object that it rewrites on every request, so one client shared by
-threads could send one caller's token for another. The token handed to the SDK has no
+the token on an object that it rewrites on every request, so one client shared by threads
+could send one caller's token for another. The token handed to the SDK has no
 refresh token and no expiry, so the SDK never tries to refresh on its own. These calls are
 made when a consent is stored and on the facts schedule, never on the proxy's path.
 """
@@ -75,8 +75,12 @@ class TenantReader:
         self._api_url = config.api_url.rstrip("/")
 
     def _client(self, access_token: str) -> ApiClient:
-        token = OAuth2Token(client_id=self._config.client_id, client_secret="")
-        client = ApiClient(Configuration(oauth2_token=token), pool_threads=1)
+        # Configuration() returns a shallow copy of the first one ever made in the process
+        # (its metaclass keeps a default), arguments and all: the token object is set on the
+        # copy, or every client would share the first caller's.
+        configuration = Configuration()
+        configuration.oauth2_token = OAuth2Token(client_id=self._config.client_id, client_secret="")
+        client = ApiClient(configuration, pool_threads=1)
         # urllib3 would retry on its own, sleeping out a 429's or 503's Retry-After (a day, for
         # the daily limit) in this thread; the caller decides about retries instead.
         client.rest_client.pool_manager.connection_pool_kw["retries"] = False
