@@ -25,7 +25,13 @@ from gateway.xero.authorize import (
 )
 from gateway.xero.identity import IdentityClient
 from gateway.xero.tenants import TenantReader
-from gateway.xero.tokens import InvalidGrant, TokenSet, XeroRejected, XeroUnavailable
+from gateway.xero.tokens import (
+    InvalidGrant,
+    TokenEndpoint,
+    TokenSet,
+    XeroRejected,
+    XeroUnavailable,
+)
 from tests.conftest import START
 
 
@@ -46,7 +52,7 @@ def identity(config: XeroConfig, http: aiohttp.ClientSession) -> IdentityClient:
 
 
 async def connect(
-    http: aiohttp.ClientSession, config: XeroConfig, identity: IdentityClient, now: float
+    http: aiohttp.ClientSession, config: XeroConfig, identity: TokenEndpoint, now: float
 ) -> TokenSet:
     """The whole consent: the browser follows our authorize URL, we exchange the code."""
     verifier = new_code_verifier()
@@ -118,7 +124,8 @@ def test_the_authorize_url_carries_everything_xero_needs(config: XeroConfig) -> 
 async def test_a_consent_gives_a_token_set_naming_its_auth_event(
     http: aiohttp.ClientSession, config: XeroConfig, identity: IdentityClient, xero: XeroEmulator
 ) -> None:
-    tokens = await connect(http, config, identity, START)
+    endpoint: TokenEndpoint = identity  # mypy checks the client keeps the vault's protocol
+    tokens = await connect(http, config, endpoint, START)
     assert tokens.expires_at == START + 1800
     assert "offline_access" in tokens.scopes
     assert tokens.id_token is not None
