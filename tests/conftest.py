@@ -26,6 +26,8 @@ from gateway.runtime.runner import Gateway
 from gateway.runtime.server import start_site
 from gateway.sandbox.demo import DEMO_PASSWORD, seed_demo, seed_demo_xero
 from gateway.sandbox.sample_app import create_sample_app
+from gateway.sandbox.xero_emulator import DEMO_CLIENT, EmulatedClient, XeroEmulator
+from gateway.sandbox.xero_emulator.grants import s256
 from gateway.services import Services
 from gateway.store import Store
 from tests.proxy_stack import Stack, make_stack
@@ -216,6 +218,47 @@ async def mailbox() -> AsyncIterator[Mailbox]:
     """A real SMTP server on loopback that keeps every message (tests/stand_ins.py)."""
     async with running_mailbox() as box:
         yield box
+
+
+@pytest.fixture
+async def xero(clock: ManualClock) -> AsyncIterator[XeroEmulator]:
+    """The Xero emulator on a free loopback port, on the test's clock (its expiries move with
+    ``clock.advance``): the demo AU and NZ tenants, the demo app ``DEMO_CLIENT`` and the demo
+    Xero user. ``xero.xero_settings()`` is a ``[xero]`` section pointing at it;
+    ``xero.switches`` sets faults, ``xero.counters`` reads what it saw, and
+    ``xero.state.add_client`` registers an app with another redirect URI."""
+    async with XeroEmulator(clock=clock) as emulator:
+        yield emulator
+
+
+async def consent_code(
+    session: aiohttp.ClientSession,
+    xero: XeroEmulator,
+    *,
+    verifier: str,
+    scopes: str = "openid profile email offline_access accounting.settings.read "
+    "accounting.contacts accounting.transactions",
+    client: EmulatedClient = DEMO_CLIENT,
+    state: str = "st",
+) -> str:
+    """Walk the emulator's authorize step as a browser would (it consents at once); the code."""
+    answer = await session.get(
+        xero.authorize_url,
+        params={
+            "response_type": "code",
+            "client_id": client.client_id,
+            "redirect_uri": client.redirect_uris[0],
+            "scope": scopes,
+            "state": state,
+            "code_challenge": s256(verifier),
+            "code_challenge_method": "S256",
+        },
+        allow_redirects=False,
+    )
+    assert answer.status == 302, await answer.text()
+    back = URL(answer.headers["Location"])
+    assert back.query.get("state") == state
+    return back.query["code"]
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
