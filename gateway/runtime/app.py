@@ -103,6 +103,7 @@ async def _build_services(
             recovery_keys=recovery_keys(security.secret_key, security.previous_secret_keys),
             clock=clock,
             sending=sending,
+            issuer=security.totp_issuer,
         ),
         identity=LocalAccounts(store.users, passwords),
         passwords=passwords,
