@@ -260,6 +260,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE mfa_enrolments ADD COLUMN backup_secret TEXT;
         """,
     ),
+    Migration(
+        9,
+        "enrolments may set up a phone (SMS) as the primary method",
+        """
+        ALTER TABLE mfa_enrolments ADD COLUMN primary_kind TEXT NOT NULL DEFAULT 'totp'
+            CHECK (primary_kind IN ('totp', 'sms'));
+        ALTER TABLE mfa_enrolments ADD COLUMN phone_secret TEXT;
+        """,
+    ),
 )
 
 
