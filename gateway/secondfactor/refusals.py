@@ -28,11 +28,13 @@ class StepExpired(SecondFactorRefused):
 
     reason = "step-expired"
 
-    def __init__(self, minutes: str) -> None:
+    def __init__(
+        self, minutes: str, *, again: str = "Scan the new code below, or type the new key."
+    ) -> None:
         super().__init__(
             message=(
                 f"That took longer than {minutes}, so this step has started over for your"
-                " security. Scan the new code below, or type the new key."
+                f" security. {again}"
             )
         )
 
@@ -56,6 +58,13 @@ class BackupRefused(SecondFactorRefused):
     limit refused or that failed (nothing spent), or a code that was not accepted."""
 
     reason = "backup-refused"
+
+
+class SmsRefused(SecondFactorRefused):
+    """The text-message step could not go on: a number codes cannot go to, a send a limit
+    refused or that failed (nothing spent), or a code that was not accepted."""
+
+    reason = "sms-refused"
 
 
 class BackupRequired(SecondFactorRefused):
