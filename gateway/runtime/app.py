@@ -28,7 +28,15 @@ from gateway.signin.local import LocalAccounts
 from gateway.signin.sessions import SessionLimits, SessionManager
 from gateway.store import Store
 from gateway.throttle import ThrottleRule
-from gateway.web import gate, interstitial, operations, pages, second_factor, user_routes
+from gateway.web import (
+    challenge_pages,
+    gate,
+    interstitial,
+    operations,
+    pages,
+    second_factor,
+    user_routes,
+)
 from gateway.web.context import add_get, add_route, require_context
 from gateway.web.templating import setup_templates
 
@@ -162,6 +170,7 @@ def create_front_app(services: Services) -> web.Application:
     add_get(app, operations.FAVICON_PATH, operations.favicon)
     interstitial.add_routes(app)
     second_factor.add_routes(app)
+    challenge_pages.add_routes(app)
     user_routes.add_routes(app)
     admin.add_routes(app)
     # [\s\S]: a decoded newline in the path is still the gateway's to answer (".*" stops at one).
