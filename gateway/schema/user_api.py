@@ -10,11 +10,12 @@ from gateway.schema.instants import Instant
 
 # What the user must do next before the app lets them through.
 Next = Literal["none", "challenge", "enrolment"]
-ChallengeMethod = Literal["totp", "recovery"]
+ChallengeMethod = Literal["totp", "sms", "recovery"]
 
 MAX_EMAIL = 320
 MAX_PASSWORD = 1024
 MAX_CODE = 64
+MAX_PHONE = 64
 
 
 class SignInBody(BaseModel):
@@ -42,6 +43,24 @@ class ChallengeBody(BaseModel):
     method: ChallengeMethod
     code: str = Field(max_length=MAX_CODE)
     remember_device: bool = False
+
+
+class PhoneBody(BaseModel):
+    """A mobile number to text codes to: an Australian one as 0412 345 678, any other with +
+    and its country code."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    phone: str = Field(min_length=1, max_length=MAX_PHONE)
+
+
+class SmsChallengeBody(BaseModel):
+    """Text the sign-in code to the phone; ``again`` sends a new one even if the last one
+    can still be used."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    again: bool = False
 
 
 class SessionState(BaseModel):
@@ -111,6 +130,21 @@ class TotpEnrolment(BaseModel):
     key: str = Field(description="The secret in groups of four, for manual entry.")
     qr_svg: str = Field(description="The QR code of uri, as an SVG document.")
     expires_at: Instant = Field(description="Confirm before this, or the step starts over.")
+
+
+class CodeSent(BaseModel):
+    """A code is on its way by text message."""
+
+    sent_to: str = Field(description="The number, masked: +61 4•• ••• 678.")
+    message: str = Field(description="What to tell the user, with how long the code works.")
+    code_expires_at: Instant | None = Field(default=None, description="When the code runs out.")
+
+
+class SmsEnrolment(CodeSent):
+    """A phone being set up as the primary method: confirm the code sent to it."""
+
+    expires_at: Instant = Field(description="Confirm before this, or the step starts over.")
+    next_step: str
 
 
 class Confirmed(BaseModel):

@@ -51,7 +51,11 @@ async def send_step_code(
     """Send the step's code; ``refusal`` saying why (limited, failed: nothing spent) if not."""
     outcome = await sending.send_code(request)
     if not outcome.sent:
-        raise refusal(f"send-{outcome.status.value}", message=outcome.message)
+        raise refusal(
+            f"send-{outcome.status.value}",
+            message=outcome.message,
+            retry_after=outcome.retry_after,
+        )
     return BackupSent(
         kind=request.channel.value,
         destination=request.destination,

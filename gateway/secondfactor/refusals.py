@@ -10,12 +10,16 @@ class SecondFactorRefused(Exception):
 
     reason = "refused"
     message = GENERIC_FAILURE
+    retry_after = 0.0  # for a send a limit refused: the seconds until one may be sent
 
-    def __init__(self, reason: str | None = None, *, message: str | None = None) -> None:
+    def __init__(
+        self, reason: str | None = None, *, message: str | None = None, retry_after: float = 0.0
+    ) -> None:
         if reason is not None:
             self.reason = reason
         if message is not None:
             self.message = message
+        self.retry_after = retry_after
         super().__init__(self.reason)
 
 

@@ -142,6 +142,18 @@ class TextMessages:
         request = self._request(user, rules, ENROL_SMS_PURPOSE, phone, client_addr)
         return await send_step_code(self._sending, request, SmsRefused)
 
+    async def begin(
+        self, user: User, rules: Rules, typed: str, *, client_addr: str | None = None
+    ) -> tuple[PhoneStep, BackupSent]:
+        """Start (again) setting up the phone ``typed`` and send it a code, in one call (the
+        JSON API's): a number codes cannot go to is refused before anything starts."""
+        try:
+            normalise_mobile(typed)
+        except DestinationError as error:
+            raise SmsRefused("bad-destination", message=str(error)) from None
+        step = await self.start(user, rules)
+        return step, await self.send(user, rules, typed, client_addr=client_addr)
+
     async def confirm(self, user: User, rules: Rules, code: str) -> str:
         """Check the code sent to the phone; if it is right, keep the number with the
         enrolment under way and return it masked. SmsRefused (counted as a failed attempt)

@@ -1,5 +1,6 @@
 """The user JSON API's calls, for apps with their own front end: sign in and out, the user's 2FA
-state, set up an authenticator app, and the challenge, with the rules the pages follow."""
+state, set up an authenticator app or a phone, and the challenge, with the rules the pages
+follow."""
 
 from __future__ import annotations
 
@@ -17,28 +18,36 @@ from gateway.schema.user_api import (
     ChallengeBody,
     ChallengePassed,
     CodeBody,
+    CodeSent,
     Confirmed,
     Me,
     MfaState,
     Next,
     OrganisationInfo,
+    PhoneBody,
     RecoveryCodes,
     SessionState,
     SignInBody,
+    SmsChallengeBody,
+    SmsEnrolment,
     TotpEnrolment,
     UserInfo,
 )
+from gateway.secondfactor.backup import BackupSent
 from gateway.secondfactor.devices import TOKEN_BYTES, still_valid, token_hash
 from gateway.secondfactor.refusals import SecondFactorRefused
 from gateway.secondfactor.rules import Rules
+from gateway.sending.service import Channel, masked
 from gateway.services import Services
 from gateway.signin.sessions import LiveSession
 from gateway.store.records import AuditEntry
 from gateway.web.api_guard import (
+    CONFIRM_SMS_PATH,
     ENROL_TOTP_PATH,
     FINISH_PATH,
     ApiCall,
     invalid_body,
+    sent_code_refused,
 )
 from gateway.web.api_guard import refused as refused_problem
 from gateway.web.pages import (
@@ -196,6 +205,44 @@ async def confirm_totp(call: ApiCall) -> web.StreamResponse:
     return json_response(Confirmed(next_step=FINISH_PATH))
 
 
+async def enrol_sms(call: ApiCall) -> web.StreamResponse:
+    live = call.signed_in
+    body = await read_body(call.request, PhoneBody, invalid_body)
+    _, rules = await _rules(call.services, live)
+    try:
+        step, sent = await call.services.second_factors.text_messages.begin(
+            live.user, rules, body.phone, client_addr=call.request[CLIENT_ADDR]
+        )
+    except SecondFactorRefused as refused:
+        raise sent_code_refused(call.request, refused) from None
+    answer = SmsEnrolment(
+        **_code_sent(sent).model_dump(),
+        expires_at=instant(step.expires_at),
+        next_step=CONFIRM_SMS_PATH,
+    )
+    return json_response(answer, status=201)
+
+
+def _code_sent(sent: BackupSent) -> CodeSent:
+    return CodeSent(
+        sent_to=masked(Channel(sent.kind), sent.destination),
+        message=sent.message,
+        code_expires_at=None if sent.expires_at is None else instant(sent.expires_at),
+    )
+
+
+async def confirm_sms(call: ApiCall) -> web.StreamResponse:
+    live = call.signed_in
+    body = await read_body(call.request, CodeBody, invalid_body)
+    _, rules = await _rules(call.services, live)
+    try:
+        await call.services.second_factors.text_messages.confirm(live.user, rules, body.code)
+    except SecondFactorRefused as refused:
+        raise sent_code_refused(call.request, refused) from None
+    # As for an app: finishing comes next.
+    return json_response(Confirmed(next_step=FINISH_PATH))
+
+
 async def finish(call: ApiCall) -> web.StreamResponse:
     services = call.services
     live = call.signed_in
@@ -206,8 +253,9 @@ async def finish(call: ApiCall) -> web.StreamResponse:
         codes = await enrolments.finish(live.user, rules, entry)
     except SecondFactorRefused as refused:
         raise refused_problem(call.request, refused) from None
-    services.decider.note_enrolment(live.user.id, await enrolments.enrolment(live.user.id))
-    raw_id, verified = await _verified(call, live, "totp")
+    enrolment = await enrolments.enrolment(live.user.id)
+    services.decider.note_enrolment(live.user.id, enrolment)
+    raw_id, verified = await _verified(call, live, min(enrolment.methods))
     state = await _state(services, verified)
     response = json_response(
         RecoveryCodes(**state.model_dump(), recovery_codes=list(codes)), status=201
@@ -217,6 +265,21 @@ async def finish(call: ApiCall) -> web.StreamResponse:
 
 
 # The challenge
+
+
+async def send_sms_challenge(call: ApiCall) -> web.StreamResponse:
+    """Text the sign-in code to the user's phone (unless one sent can still be used, or
+    ``again``); check it with POST challenge, method sms."""
+    live = call.signed_in
+    body = await read_body(call.request, SmsChallengeBody, invalid_body)
+    _, rules = await _rules(call.services, live)
+    try:
+        sent = await call.services.second_factors.text_messages.send_challenge(
+            live.user, rules, again=body.again, client_addr=call.request[CLIENT_ADDR]
+        )
+    except SecondFactorRefused as refused:
+        raise sent_code_refused(call.request, refused) from None
+    return json_response(_code_sent(sent), status=202)
 
 
 async def challenge(call: ApiCall) -> web.StreamResponse:
