@@ -10,6 +10,7 @@ from aiohttp import web
 
 from gateway.http.redirects import safe_next
 from gateway.http.requests import CLIENT_ADDR, OUTCOME
+from gateway.mfa.destinations import display_phone
 from gateway.secondfactor.backup import BackupSent
 from gateway.secondfactor.refusals import (
     AlreadyEnrolled,
@@ -219,12 +220,15 @@ async def _sms_page(
     if step.proved is not None:
         # Proved already (the page was opened again): on to the next step.
         raise see_other(with_next(BACKUP_PATH, next_target))
+    shown = sent or (None if change else step.sent)
     return render_page(
         request,
         "mfa_sms.html",
         {
             "notice": step.notice,
-            "sent": sent or (None if change else step.sent),
+            "sent": shown,
+            # The number just typed, as the gateway read it: +61 412 345 678.
+            "number": None if shown is None else display_phone(shown.destination),
             "error": error,
             "next": next_target,
             "csrf": csrf_for(services, live),
