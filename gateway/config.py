@@ -99,6 +99,14 @@ def _previous_secret_keys(value: tuple[str, ...]) -> str | None:
     return None
 
 
+def _issuer(value: str) -> str | None:
+    if not value.strip() or len(value) > 64 or ":" in value:
+        return "must be 1 to 64 characters, without a colon (apps split the label at it)"
+    if any(not c.isprintable() for c in value):
+        return "must be printable text"
+    return None
+
+
 def _one_of(*choices: str) -> Check:
     def check(value: str) -> str | None:
         return None if value in choices else f"must be one of {', '.join(choices)}"
@@ -219,6 +227,11 @@ class SecurityConfig:
         (),
         doc="Addresses/networks of proxies in front of the gateway whose X-Forwarded-* is trusted.",
         check=_networks,
+    )
+    totp_issuer: str = setting(
+        "Xero Gateway",
+        doc="Name authenticator apps show beside the account (the otpauth URI's issuer).",
+        check=_issuer,
     )
 
 

@@ -32,6 +32,7 @@ def test_minimal_config_takes_the_defaults() -> None:
     assert config.session.absolute_timeout_hours == 12
     assert config.security.cookie_secure is True
     assert config.xero.token_url == "https://identity.xero.com/connect/token"
+    assert config.security.totp_issuer == "Xero Gateway"
 
 
 def test_every_problem_is_reported_at_once_with_its_key() -> None:
@@ -65,6 +66,9 @@ def test_every_problem_is_reported_at_once_with_its_key() -> None:
         ("upstream", {"public_paths": "/x"}, "upstream.public_paths: must be a list of strings"),
         ("logging", {"format": "xml"}, "logging.format: must be one of json, text"),
         ("security", {"secret_key": "short"}, "security.secret_key: must be at least 32"),
+        ("security", {"totp_issuer": "Acme: Books"}, "security.totp_issuer: must be 1 to 64"),
+        ("security", {"totp_issuer": " "}, "security.totp_issuer: must be 1 to 64"),
+        ("security", {"totp_issuer": "Acme\x00"}, "security.totp_issuer: must be printable"),
         ("store", [], "store: must be a table ([store])"),
     ],
 )

@@ -19,7 +19,8 @@ CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 @pytest.fixture
 async def gateway(make_gateway: GatewayFactory) -> RunningGateway:
-    running: RunningGateway = await make_gateway(policies=True)
+    # Text messages can go out (to the log), so the pages may offer them where policy does.
+    running: RunningGateway = await make_gateway(policies=True, sms={"driver": "log"})
     return running
 
 
@@ -238,6 +239,19 @@ async def test_the_prompt_names_methods_in_words_and_the_deadline_once(
     assert not re.search(r"\b(sms|totp)\b", text)
     assert "an authenticator app or a text message" in text
     assert text.count("31 December 2026") == 1
+
+
+async def test_text_messages_are_named_only_where_this_gateway_can_send_them(
+    make_gateway: GatewayFactory,
+) -> None:
+    no_sms = await make_gateway(policies=True)  # the policy accepts SMS; no provider is set
+    async with no_sms.client() as client:
+        await sign_in(client, email=AU_USER)
+        prompt = _visible(await _page(client, "/_gateway/mfa/prompt"))
+        enrol = _visible(await _page(client, "/_gateway/mfa/enrol"))
+    assert "entering a code from an authenticator app each time" in " ".join(prompt.split())
+    assert "text message" not in prompt
+    assert "text message" not in enrol
 
 
 async def test_the_set_up_page_names_methods_in_words(gateway: RunningGateway) -> None:

@@ -470,3 +470,23 @@ async def test_without_a_backup_there_is_no_backup_to_use(gateway: RunningGatewa
         )
         assert refused.status == 400
         assert "No backup method is set up" in await refused.text()
+
+
+async def test_the_issuer_authenticator_apps_show_is_configurable(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway: RunningGateway = await make_gateway(
+        policies=True, security={"totp_issuer": "Harbour Books & Co"}
+    )
+    async with gateway.client() as max_:
+        await sign_in(max_, email="max@harbour.example")
+        csrf = await _csrf(max_, "/_gateway/mfa/enrol")
+        await max_.post("/_gateway/mfa/enrol/totp", data={"csrf": csrf, "next": "/"})
+        page = html.unescape(
+            await (await max_.get("/_gateway/mfa/enrol/totp", headers=HTML)).text()
+        )
+    assert 'id="totp-issuer">Harbour Books & Co<' in page
+    link = re.search(r'href="(otpauth://[^"]+)" id="totp-link"', page)
+    assert link is not None
+    assert "issuer=Harbour%20Books%20%26%20Co" in link.group(1)
+    assert link.group(1).startswith("otpauth://totp/Harbour%20Books%20%26%20Co:")

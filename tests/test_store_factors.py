@@ -198,12 +198,17 @@ async def test_every_sealed_column_is_listed_with_its_binding(store: Store) -> N
     assert await store.factors.set_backup(
         user.id, started_at=T0, now=T0, kind="email", sealed=b"backup"
     )
+    other = await _user(store, "ava@harbour.example")
+    await store.factors.start(
+        other.id, now=T0, expires_at=T0 + 600, totp_sealed=None, primary_kind="sms"
+    )
+    assert await store.factors.confirm_phone(other.id, started_at=T0, now=T0, sealed=b"phone")
     for column in SEALED_COLUMNS:
         rows = await store.db.fetch_all(
             f"SELECT * FROM {column.table} WHERE {column.column} IS NOT NULL"  # noqa: S608
         )
-        assert rows, column.table
-        assert all(user.id.encode() in column.aad(row) for row in rows)
+        assert rows, column.name
+        assert all(row["user_id"].encode() in column.aad(row) for row in rows)
 
 
 async def test_a_backup_is_kept_only_with_the_confirmed_enrolment_in_time(store: Store) -> None:
@@ -228,3 +233,66 @@ async def test_a_backup_is_kept_only_with_the_confirmed_enrolment_in_time(store:
     pending = await store.factors.pending(user.id)
     assert pending is not None
     assert (pending.backup_kind, pending.backup_sealed) == (None, None)
+
+
+async def test_a_phone_enrolment_keeps_its_number_once_proved_and_finishes_as_sms(
+    store: Store,
+) -> None:
+    user = await _user(store)
+    await store.factors.start(
+        user.id, now=T0, expires_at=T0 + 600, totp_sealed=None, primary_kind="sms"
+    )
+    pending = await store.factors.pending(user.id)
+    assert pending is not None
+    assert (pending.primary_kind, pending.phone_sealed, pending.confirmed) == ("sms", None, False)
+    # Not confirmed: no backup kept, nothing finishes, no TOTP step confirms it.
+    assert not await store.factors.set_backup(
+        user.id, started_at=T0, now=T0, kind="email", sealed=b"mail"
+    )
+    assert not await store.factors.confirm_totp(user.id, started_at=T0, step=1, now=T0)
+
+    async def prove(started_at: float, now: float) -> bool:
+        return await store.factors.confirm_phone(
+            user.id, started_at=started_at, now=now, sealed=b"phone"
+        )
+
+    assert not await prove(T0 - 1, T0)  # another enrolment
+    assert not await prove(T0, T0 + 600)  # ran out
+    assert await prove(T0, T0 + 1)
+    assert not await prove(T0, T0 + 2)  # once only
+    pending = await store.factors.pending(user.id)
+    assert pending is not None
+    assert (pending.phone_sealed, pending.confirmed) == (b"phone", True)
+    assert await store.factors.set_backup(
+        user.id, started_at=T0, now=T0 + 3, kind="email", sealed=b"mail"
+    )
+    phone = NewFactor(id="mfa_p", kind="sms", role="primary", sealed=b"p", last_step=None)
+    await store.factors.finish(
+        user.id,
+        started_at=T0,
+        now=T0 + 4,
+        factor=phone,
+        recovery_digests=["d1"],
+        entry=AuditEntry(actor=user.id),
+        event=MfaEnrolled(
+            user_id=user.id, org_id=user.org_id, method="sms", role="primary", recovery_codes=1
+        ),
+    )
+    assert await store.factors.kinds(user.id) == [("sms", "primary")]
+    assert await store.factors.pending(user.id) is None
+
+
+async def test_a_totp_start_replaces_a_phone_enrolment_and_forgets_its_number(
+    store: Store,
+) -> None:
+    user = await _user(store)
+    await store.factors.start(
+        user.id, now=T0, expires_at=T0 + 600, totp_sealed=None, primary_kind="sms"
+    )
+    assert await store.factors.confirm_phone(user.id, started_at=T0, now=T0, sealed=b"phone")
+    await store.factors.start(user.id, now=T0 + 1, expires_at=T0 + 601, totp_sealed=b"seed")
+    pending = await store.factors.pending(user.id)
+    assert pending is not None
+    assert (pending.primary_kind, pending.phone_sealed, pending.confirmed) == ("totp", None, False)
+    with pytest.raises(ValueError, match="cannot start"):
+        await store.factors.start(user.id, now=T0, expires_at=T0 + 1, totp_sealed=None)

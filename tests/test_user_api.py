@@ -253,9 +253,14 @@ async def test_sign_in_takes_only_json(gateway: RunningGateway) -> None:
         ("mfa/challenge", {"code": "1"}, ["method: missing (it is required)"]),
         (
             "mfa/challenge",
-            {"method": "sms", "code": "1", "remember_device": "yes"},
+            {"method": "email", "code": "1", "remember_device": "yes"},
             ["method", "remember_device: must be true or false"],
         ),
+        ("mfa/enrol/sms", {}, ["phone: missing (it is required)"]),
+        ("mfa/enrol/sms", {"phone": 412345678, "extra": 1}, ["phone", "extra"]),
+        ("mfa/enrol/sms", {"phone": "0" * 65}, ["phone"]),
+        ("mfa/enrol/sms/confirm", {"code": ["1"]}, ["code: must be a string"]),
+        ("mfa/challenge/sms", {"again": "please"}, ["again: must be true or false"]),
     ],
 )
 async def test_bodies_of_the_wrong_shape_get_422_listing_every_problem(
@@ -377,6 +382,8 @@ async def test_calls_without_a_session_get_401(gateway: RunningGateway) -> None:
         assert (await client.get(f"{API}/me")).status == 401
         for path in ("mfa/enrol/totp", "mfa/enrol/finish"):
             assert (await client.post(f"{API}/{path}")).status == 401
+        for path in ("mfa/enrol/sms", "mfa/enrol/sms/confirm", "mfa/challenge/sms"):
+            assert (await client.post(f"{API}/{path}", json={})).status == 401
         # Signing out without a session is no error.
         assert (await client.delete(f"{API}/session")).status == 204
 
@@ -405,14 +412,17 @@ def test_every_route_is_in_the_openapi_document_with_its_schemas() -> None:
         ("POST", f"{API}/mfa/enrol/totp/confirm"),
         ("POST", f"{API}/mfa/enrol/backup"),
         ("POST", f"{API}/mfa/enrol/backup/confirm"),
+        ("POST", f"{API}/mfa/enrol/sms"),
+        ("POST", f"{API}/mfa/enrol/sms/confirm"),
         ("POST", f"{API}/mfa/enrol/finish"),
         ("POST", f"{API}/mfa/challenge/send"),
         ("POST", f"{API}/mfa/challenge"),
+        ("POST", f"{API}/mfa/challenge/sms"),
     }
     me = schemas["Me"]
     assert {"user", "organisation", "role", "mfa", "csrf_token"} <= set(me["required"])
     challenge = schemas["ChallengeBody"]
-    assert challenge["properties"]["method"]["enum"] == ["totp", "backup", "recovery"]
+    assert challenge["properties"]["method"]["enum"] == ["totp", "sms", "backup", "recovery"]
 
 
 @pytest.mark.skipif(

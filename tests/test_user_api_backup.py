@@ -96,8 +96,8 @@ async def test_a_principal_enrols_over_json_with_a_backup_email_and_signs_in_wit
         )
         assert status == 200, sent
         assert sent["kind"] == "email"
-        assert sent["to"] == "a•••@harbour.example"
-        assert sent["expires_at"]
+        assert sent["sent_to"] == "a•••@harbour.example"
+        assert sent["code_expires_at"]
         assert BACKUP not in str(sent)
         code = _mailed_code(mailbox, BACKUP)
         status, proved = await _post(client, "mfa/enrol/backup/confirm", csrf, {"code": code})
@@ -129,7 +129,7 @@ async def test_a_principal_enrols_over_json_with_a_backup_email_and_signs_in_wit
         csrf = state["csrf_token"]
         status, sent = await _post(client, "mfa/challenge/send", csrf, {"method": "backup"})
         assert status == 200, sent
-        assert sent["to"] == "a•••@harbour.example"
+        assert sent["sent_to"] == "a•••@harbour.example"
         code = _mailed_code(mailbox, BACKUP)
         status, passed = await _post(
             client, "mfa/challenge", csrf, {"method": "backup", "code": code}
@@ -281,7 +281,7 @@ async def test_a_backup_phone_by_sms_over_json_with_a_failed_send_that_spends_no
         provider.status = 201
         status, sent = await _post(client, "mfa/enrol/backup", csrf, body)
         assert status == 200
-        assert sent["to"] == "+61 ••• ••• 678"
+        assert sent["sent_to"] == "+61 ••• ••• 678"
         code = _texted_code(provider, "+61412345678")
         assert (await _post(client, "mfa/enrol/backup/confirm", csrf, {"code": code}))[0] == 200
         status, finished = await _post(client, "mfa/enrol/finish", csrf)

@@ -32,6 +32,10 @@ _LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 ENTER_MOBILE = "Enter a mobile number, such as 0412 345 678 or +61 412 345 678."
+SAME_AS_PRIMARY = (
+    "Your backup number must differ from the number you use to sign in: enter another "
+    "mobile number, or use an email address as your backup."
+)
 _NO_COUNTRY = "That country code does not exist. " + ENTER_MOBILE
 
 
@@ -87,10 +91,7 @@ def normalise_backup_mobile(
     """A backup mobile number as E.164; it must differ from the ``primary`` (E.164) number."""
     number = normalise_mobile(typed, region=region)
     if number == primary:
-        raise DestinationError(
-            "Your backup number must differ from the number you use to sign in: enter another "
-            "mobile number, or use an email address as your backup."
-        )
+        raise DestinationError(SAME_AS_PRIMARY)
     return number
 
 

@@ -29,6 +29,7 @@ from gateway.signin.sessions import SessionLimits, SessionManager
 from gateway.store import Store
 from gateway.throttle import ThrottleRule
 from gateway.web import (
+    challenge_pages,
     gate,
     interstitial,
     operations,
@@ -119,6 +120,7 @@ async def _build_services(
             recovery_keys=recovery_keys(security.secret_key, security.previous_secret_keys),
             clock=clock,
             sending=sending,
+            issuer=security.totp_issuer,
         ),
         identity=LocalAccounts(store.users, passwords),
         passwords=passwords,
@@ -205,6 +207,7 @@ def create_front_app(services: Services) -> web.Application:
     add_get(app, operations.FAVICON_PATH, operations.favicon)
     interstitial.add_routes(app)
     second_factor.add_routes(app)
+    challenge_pages.add_routes(app)
     user_routes.add_routes(app)
     xero_webhooks.add_routes(app)
     admin.add_routes(app)

@@ -11,7 +11,7 @@ from gateway.schema.instants import Instant
 
 # What the user must do next before the app lets them through.
 Next = Literal["none", "challenge", "enrolment"]
-ChallengeMethod = Literal["totp", "backup", "recovery"]
+ChallengeMethod = Literal["totp", "sms", "backup", "recovery"]
 # How a check passed, as X-Gateway-Mfa-Method tells the app: a backup is its kind.
 PassedMethod = Literal["totp", "sms", "email", "recovery"]
 BackupKind = Literal["sms", "email"]
@@ -23,6 +23,7 @@ MAX_EMAIL = 320
 MAX_PASSWORD = 1024
 MAX_CODE = 64
 MAX_DESTINATION = 256
+MAX_PHONE = 64
 
 
 class SignInBody(BaseModel):
@@ -77,6 +78,24 @@ class ChallengeBody(BaseModel):
     )
     code: str = Field(max_length=MAX_CODE)
     remember_device: bool = False
+
+
+class PhoneBody(BaseModel):
+    """A mobile number to text codes to: an Australian one as 0412 345 678, any other with +
+    and its country code."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    phone: str = Field(min_length=1, max_length=MAX_PHONE)
+
+
+class SmsChallengeBody(BaseModel):
+    """Text the sign-in code to the phone; ``again`` sends a new one even if the last one
+    can still be used."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    again: bool = False
 
 
 class SessionState(BaseModel):
@@ -148,6 +167,22 @@ class TotpEnrolment(BaseModel):
     expires_at: Instant = Field(description="Confirm before this, or the step starts over.")
 
 
+class CodeSent(BaseModel):
+    """A code is on its way (by text message or email): type it in before it runs out."""
+
+    kind: BackupKind = Field(description="How it was sent: sms or email.")
+    sent_to: str = Field(description="Where it went, masked: +61 ••• ••• 678, a•••@example.com.")
+    message: str = Field(description="What to tell the user, with how long the code works.")
+    code_expires_at: Instant | None = Field(default=None, description="When the code runs out.")
+
+
+class SmsEnrolment(CodeSent):
+    """A phone being set up as the primary method: confirm the code sent to it."""
+
+    expires_at: Instant = Field(description="Confirm before this, or the step starts over.")
+    next_step: str
+
+
 class Confirmed(BaseModel):
     """The step is confirmed; ``next_step`` is the call that comes next."""
 
@@ -163,15 +198,6 @@ class Confirmed(BaseModel):
     backup_kinds: list[BackupKind] = Field(
         default_factory=list, description="The backup methods codes can be sent by here."
     )
-
-
-class CodeSent(BaseModel):
-    """A code is on its way: type it in before ``expires_at``."""
-
-    kind: BackupKind
-    to: str = Field(description="Where it went, masked (+61 ••• ••• 678, a•••@example.com).")
-    message: str = Field(description="What to tell the user.")
-    expires_at: Instant | None = None
 
 
 class RecoveryCodes(SessionState):

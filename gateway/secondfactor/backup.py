@@ -9,23 +9,33 @@ from dataclasses import dataclass
 from gateway.clock import Clock
 from gateway.mfa.attempts import GENERIC_FAILURE
 from gateway.mfa.codes import CodeVerdict
-from gateway.mfa.destinations import DestinationError, normalise_backup_mobile, normalise_email
+from gateway.mfa.destinations import (
+    SAME_AS_PRIMARY,
+    DestinationError,
+    normalise_backup_mobile,
+    normalise_email,
+)
 from gateway.secondfactor.challenge import (
     BACKUP_CHALLENGE_PURPOSE,
     Attempts,
     Challenges,
     Sealing,
 )
-from gateway.secondfactor.refusals import BackupRefused, StepExpired, StepMissing
+from gateway.secondfactor.refusals import (
+    BackupRefused,
+    SecondFactorRefused,
+    StepExpired,
+    StepMissing,
+)
 from gateway.secondfactor.rules import Rules, duration_text
 from gateway.sending.service import Channel, CodeRequest, CodeSender, masked
 from gateway.store import Store
-from gateway.store.factors import PendingEnrolment, pending_backup_aad
+from gateway.store.factors import PendingEnrolment, pending_backup_aad, pending_phone_aad
 from gateway.store.records import User
 
 BACKUP_PURPOSE = "enrol-backup"
 
-_VERDICT_MESSAGES = {
+VERDICT_MESSAGES = {
     CodeVerdict.EXPIRED: "That code has expired. Send a new code and type the new one.",
     CodeVerdict.USED: "That code has been used already. Send a new code and type the new one.",
 }
@@ -35,9 +45,29 @@ NO_BACKUP = (
 NO_CODE = "No code was sent for this step, or it ran out. Send a code first."
 
 
+async def send_step_code(
+    sending: CodeSender, request: CodeRequest, refusal: type[SecondFactorRefused]
+) -> BackupSent:
+    """Send the step's code; ``refusal`` saying why (limited, failed: nothing spent) if not."""
+    outcome = await sending.send_code(request)
+    if not outcome.sent:
+        raise refusal(
+            f"send-{outcome.status.value}",
+            message=outcome.message,
+            retry_after=outcome.retry_after,
+        )
+    return BackupSent(
+        kind=request.channel.value,
+        destination=request.destination,
+        message=outcome.message,
+        expires_at=outcome.expires_at,
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class BackupSent:
-    """A code is on its way to the backup method: what the page tells the user."""
+    """A code is on its way to the backup method (or, for a phone that is the primary
+    method, to it): what the page tells the user."""
 
     kind: str  # sms or email
     destination: str  # as normalised, for "send again"
@@ -84,7 +114,7 @@ class Backups:
     async def _confirmed(self, user: User, rules: Rules) -> PendingEnrolment:
         """The enrolment under way, its primary method confirmed and in time."""
         pending = await self._store.factors.pending(user.id)
-        if pending is None or pending.totp_step is None:
+        if pending is None or not pending.confirmed:
             raise StepMissing("not-confirmed")
         if self._clock() >= pending.expires_at:
             raise StepExpired(duration_text(rules.step_lifetime))
@@ -104,7 +134,7 @@ class Backups:
     ) -> BackupSent:
         """Send a code to the backup number or address ``typed``; BackupRefused saying why
         when it is malformed, premium-rate, the primary phone, or the send was refused."""
-        await self._confirmed(user, rules)
+        pending = await self._confirmed(user, rules)
         if kind not in self.channels(rules):
             raise BackupRefused(
                 "method-not-allowed", message="Choose a phone number or an email address."
@@ -112,13 +142,18 @@ class Backups:
         channel = Channel(kind)
         try:
             if channel is Channel.SMS:
-                # The primary is an authenticator app, so no phone number is taken yet.
-                destination = normalise_backup_mobile(typed, primary=None)
+                destination = normalise_backup_mobile(typed, primary=self._phone(user, pending))
             else:
                 destination = normalise_email(typed)
         except DestinationError as error:
             raise BackupRefused("bad-destination", message=str(error)) from None
         return await self._send(user, rules, BACKUP_PURPOSE, channel, destination, client_addr)
+
+    def _phone(self, user: User, pending: PendingEnrolment) -> str | None:
+        """The primary phone (E.164) of the enrolment under way, if its method is a phone."""
+        if pending.phone_sealed is None:
+            return None
+        return self._sealer.open(pending.phone_sealed, pending_phone_aad(user.id)).decode()
 
     async def _send(
         self,
@@ -129,7 +164,8 @@ class Backups:
         destination: str,
         client_addr: str | None,
     ) -> BackupSent:
-        outcome = await self._sending.send_code(
+        return await send_step_code(
+            self._sending,
             CodeRequest(
                 user_id=user.id,
                 org_id=user.org_id,
@@ -138,19 +174,8 @@ class Backups:
                 destination=destination,
                 lifetime=rules.code_lifetime,
                 client_addr=client_addr,
-            )
-        )
-        if not outcome.sent:
-            raise BackupRefused(
-                f"send-{outcome.status.value}",
-                message=outcome.message,
-                retry_after=outcome.retry_after,
-            )
-        return BackupSent(
-            kind=channel.value,
-            destination=destination,
-            message=outcome.message,
-            expires_at=outcome.expires_at,
+            ),
+            BackupRefused,
         )
 
     async def enrolled(self, user: User) -> ProvedBackup | None:
@@ -188,8 +213,12 @@ class Backups:
             if check.verdict is None:
                 raise BackupRefused(reason, message=NO_CODE)
             raise BackupRefused(
-                reason, message=_VERDICT_MESSAGES.get(check.verdict, GENERIC_FAILURE)
+                reason, message=VERDICT_MESSAGES.get(check.verdict, GENERIC_FAILURE)
             )
+        if check.channel is Channel.SMS and check.destination == self._phone(user, pending):
+            # Only a code sent before the primary phone was proved can get here.
+            await self._attempts.failed(user, method="backup", reason="primary", stage="enrolment")
+            raise BackupRefused("same-as-primary", message=SAME_AS_PRIMARY)
         sealed = self._sealer.seal(check.destination.encode("utf-8"), pending_backup_aad(user.id))
         if not await self._store.factors.set_backup(
             user.id,

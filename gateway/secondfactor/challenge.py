@@ -1,6 +1,6 @@
-"""The challenge: a code from the authenticator app, a code sent to the backup phone or email,
-or a recovery code, judged once, with every attempt counted per user across methods in the
-store (a restart does not reset the count)."""
+"""The challenge: a code from the authenticator app or sent to the primary phone, a code sent
+to the backup phone or email, or a recovery code, judged once, with every attempt counted per
+user across methods in the store (a restart does not reset the count)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,11 @@ from gateway.throttle import ThrottleRule, book_attempt, retry_after
 
 log = logging.getLogger(__name__)
 
-CHALLENGE_METHODS = ("totp", "backup", "recovery")
+CHALLENGE_METHODS = ("totp", "sms", "backup", "recovery")
 # The purpose of the code sent to a user's backup method at sign-in or for a step-up.
 BACKUP_CHALLENGE_PURPOSE = "challenge-backup"
+# The purpose of the code sent to a user's primary phone at sign-in or for a step-up.
+SMS_CHALLENGE_PURPOSE = "challenge-sms"
 
 
 class Sealing(Protocol):
@@ -126,8 +128,18 @@ class Challenges:
 
     async def backup_factor(self, user: User) -> tuple[Factor, str] | None:
         """The user's backup factor and its destination (E.164 or an email address)."""
+        return await self._opened(user, role="backup", kinds=("sms", "email"))
+
+    async def primary_phone(self, user: User) -> str | None:
+        """The user's primary phone (E.164), if their primary method is a text message."""
+        found = await self._opened(user, role="primary", kinds=("sms",))
+        return None if found is None else found[1]
+
+    async def _opened(
+        self, user: User, *, role: str, kinds: tuple[str, ...]
+    ) -> tuple[Factor, str] | None:
         for factor in await self._store.factors.factors(user.id):
-            if factor.role == "backup":
+            if factor.role == role and factor.kind in kinds:
                 opened = self._sealer.open(factor.sealed, factor_aad(user.id, factor.id))
                 return factor, opened.decode("utf-8")
         return None
@@ -135,7 +147,8 @@ class Challenges:
     async def verify(
         self, user: User, *, method: str, code: str, rules: Rules, client_addr: str | None = None
     ) -> Passed:
-        """Check ``code`` by ``method`` (``totp``, ``backup`` or ``recovery``) for ``user``; the
+        """Check ``code`` by ``method`` (``totp``, ``sms``, ``backup`` or ``recovery``) for
+        ``user``; the
         Passed check (a backup's method is its kind, ``sms`` or ``email``),
         or CodeRefused (always with the same message) when it is wrong, reused, malformed, of
         a method the user lacks, or the user is locked out."""
@@ -146,6 +159,8 @@ class Challenges:
         passed_method, left = method, None
         if method == "totp":
             reason = await self._totp(user, code, now)
+        elif method == "sms":
+            reason = await self._sms(user, code)
         elif method == "backup":
             reason, passed_method = await self._backup(user, code)
         else:
@@ -175,15 +190,25 @@ class Challenges:
         if backup is None:
             return "no-backup-factor", "backup"
         factor, destination = backup
-        check = await self._sending.check_code(
-            user_id=user.id, purpose=BACKUP_CHALLENGE_PURPOSE, typed=code
-        )
+        reason = await self._sent_code(user, BACKUP_CHALLENGE_PURPOSE, destination, code)
+        return reason, factor.kind
+
+    async def _sms(self, user: User, code: str) -> str | None:
+        """None when the code sent to the primary phone is accepted, else why not."""
+        phone = await self.primary_phone(user)
+        if phone is None:
+            return "no-sms-factor"
+        return await self._sent_code(user, SMS_CHALLENGE_PURPOSE, phone, code)
+
+    async def _sent_code(self, user: User, purpose: str, destination: str, code: str) -> str | None:
+        """None when ``code`` is the one last sent for ``purpose`` to ``destination``."""
+        check = await self._sending.check_code(user_id=user.id, purpose=purpose, typed=code)
         if check.verdict is None:
-            return "no-code", factor.kind
+            return "no-code"
         if not check.accepted:
-            return check.verdict.value, factor.kind
-        # A code sent before the backup changed proves the old destination, not this one.
-        return (None if check.destination == destination else "other-destination"), factor.kind
+            return check.verdict.value
+        # A code sent before the factor changed proves the old destination, not this one.
+        return None if check.destination == destination else "other-destination"
 
     async def _totp(self, user: User, code: str, now: float) -> str | None:
         """None when accepted, else why not."""

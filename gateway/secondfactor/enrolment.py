@@ -1,5 +1,5 @@
-"""Enrolment: start an authenticator app, confirm it with a code, add a backup method (see
-``backup``), finish with recovery codes.
+"""Enrolment: start an authenticator app and confirm it with a code (or a phone, see ``sms``),
+add a backup method (see ``backup``), finish with recovery codes.
 
 Nothing counts as enrolled until ``finish`` saves the factors and the recovery codes in one
 transaction; a step left longer than the policy's step lifetime starts over with a new seed.
@@ -32,6 +32,7 @@ from gateway.store.factors import (
     PendingEnrolment,
     factor_aad,
     pending_backup_aad,
+    pending_phone_aad,
     pending_totp_aad,
 )
 from gateway.store.records import AuditEntry, User, new_id
@@ -53,6 +54,7 @@ class TotpSetup:
     """What the authenticator-app page shows: never stored in this form, never in a URL."""
 
     uri: str  # otpauth://totp/…, for the QR code and the link
+    issuer: str  # the name the app shows beside the account ([security] totp_issuer)
     key: str  # the secret in groups of four
     qr_svg: str
     expires_at: float
@@ -79,13 +81,13 @@ class Enrolments:
     async def enrolment(self, user_id: str) -> Enrolment:
         return enrolment_of(await self._store.factors.kinds(user_id))
 
-    async def _refuse_if_enrolled(self, user: User) -> None:
+    async def refuse_if_enrolled(self, user: User) -> None:
         if (await self.enrolment(user.id)).enrolled:
             raise AlreadyEnrolled()
 
     async def start_totp(self, user: User, rules: Rules, *, notice: str | None = None) -> TotpSetup:
         """Begin (or begin again) setting up an authenticator app, with a new seed."""
-        await self._refuse_if_enrolled(user)
+        await self.refuse_if_enrolled(user)
         if "totp" not in rules.primary_methods:
             raise StepMissing("method-not-allowed")
         now = self._clock()
@@ -99,7 +101,7 @@ class Enrolments:
     async def totp_setup(self, user: User, rules: Rules) -> TotpSetup:
         """The set-up page of the enrolment under way; a step that ran out starts over (and
         says why). StepMissing if no authenticator step was started."""
-        await self._refuse_if_enrolled(user)
+        await self.refuse_if_enrolled(user)
         pending = await self._store.factors.pending(user.id)
         if pending is None or pending.totp_sealed is None:
             raise StepMissing()
@@ -115,6 +117,7 @@ class Enrolments:
         uri = provisioning_uri(secret, account=user.email, issuer=self._issuer)
         return TotpSetup(
             uri=uri,
+            issuer=self._issuer,
             key=grouped_key(secret),
             qr_svg=qr_svg(uri),
             expires_at=pending.expires_at,
@@ -125,11 +128,16 @@ class Enrolments:
         assert pending.totp_sealed is not None
         return self._sealer.open(pending.totp_sealed, pending_totp_aad(user.id)).decode("ascii")
 
-    async def _current(self, user: User, rules: Rules) -> PendingEnrolment:
-        """The enrolment under way, in time; StepExpired if it ran out (the set-up page then
-        starts it over)."""
+    async def pending_kind(self, user: User) -> str | None:
+        """The primary method of the enrolment under way (``totp`` or ``sms``), if one is."""
         pending = await self._store.factors.pending(user.id)
-        if pending is None or pending.totp_sealed is None:
+        return None if pending is None else pending.primary_kind
+
+    async def _current(self, user: User, rules: Rules, *, kind: str | None) -> PendingEnrolment:
+        """The enrolment under way (of primary method ``kind``, if given), in time;
+        StepExpired if it ran out (the set-up page then starts it over)."""
+        pending = await self._store.factors.pending(user.id)
+        if pending is None or (kind is not None and pending.primary_kind != kind):
             raise StepMissing()
         if self._clock() >= pending.expires_at:
             raise StepExpired(duration_text(rules.step_lifetime))
@@ -138,8 +146,8 @@ class Enrolments:
     async def confirm_totp(self, user: User, code: str, rules: Rules) -> None:
         """Check that the app makes the right codes. CodeRefused for a wrong code (counted
         like a failed challenge), StepExpired or StepMissing when the step is not there."""
-        await self._refuse_if_enrolled(user)
-        pending = await self._current(user, rules)
+        await self.refuse_if_enrolled(user)
+        pending = await self._current(user, rules, kind="totp")
         if pending.totp_confirmed:
             return
         await self._attempts.book(user, rules.attempts, method="totp", stage="enrolment")
@@ -168,37 +176,51 @@ class Enrolments:
             last_step=None,
         )
 
+    def _primary_factor(self, user: User, pending: PendingEnrolment) -> NewFactor:
+        """The confirmed app's seed or proved phone number, sealed to its own factor row."""
+        factor_id = new_id("mfa")
+        aad = factor_aad(user.id, factor_id)
+        if pending.primary_kind == "sms":
+            assert pending.phone_sealed is not None
+            phone = self._sealer.open(pending.phone_sealed, pending_phone_aad(user.id))
+            return NewFactor(
+                id=factor_id,
+                kind="sms",
+                role="primary",
+                sealed=self._sealer.seal(phone, aad),
+                last_step=None,
+            )
+        return NewFactor(
+            id=factor_id,
+            kind="totp",
+            role="primary",
+            sealed=self._sealer.seal(self._secret(user, pending).encode("ascii"), aad),
+            # The code that confirmed the app cannot be used again to sign in.
+            last_step=pending.totp_step,
+        )
+
     def _masked_backup(self, user: User, backup: NewFactor) -> str:
         destination = self._sealer.open(backup.sealed, factor_aad(user.id, backup.id)).decode()
         return masked_phone(destination) if backup.kind == "sms" else masked_email(destination)
 
     async def finish(self, user: User, rules: Rules, entry: AuditEntry) -> tuple[str, ...]:
-        """Save the confirmed authenticator as the user's primary factor, with the backup
-        method a code proved (if any) and ten new recovery codes, in one transaction; returns
-        the codes, to be shown once. BackupRequired when the user's role needs a backup and
-        none was proved."""
-        await self._refuse_if_enrolled(user)
-        pending = await self._current(user, rules)
-        if pending.totp_step is None:
+        """Save the confirmed authenticator app or phone as the user's primary factor, with the
+        backup method a code proved (if any) and ten new recovery codes, in one transaction;
+        returns the codes, to be shown once. BackupRequired when the user's role needs a
+        backup and none was proved."""
+        await self.refuse_if_enrolled(user)
+        pending = await self._current(user, rules, kind=None)
+        if not pending.confirmed:
             raise StepMissing("not-confirmed")
         backup = self._backup_factor(user, pending)
         if backup is None and rules.backup_required(user.role):
             raise BackupRequired()
-        factor_id = new_id("mfa")
-        secret = self._secret(user, pending)
+        factor = self._primary_factor(user, pending)
         codes = issue_recovery_codes(key=self._recovery_key, user_id=user.id)
-        factor = NewFactor(
-            id=factor_id,
-            kind="totp",
-            role="primary",
-            sealed=self._sealer.seal(secret.encode("ascii"), factor_aad(user.id, factor_id)),
-            # The code that confirmed the app cannot be used again to sign in.
-            last_step=pending.totp_step,
-        )
         event = MfaEnrolled(
             user_id=user.id,
             org_id=user.org_id,
-            method="totp",
+            method=factor.kind,
             role="primary",
             recovery_codes=len(codes.codes),
             backup=None if backup is None else backup.kind,

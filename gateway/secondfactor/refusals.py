@@ -10,12 +10,16 @@ class SecondFactorRefused(Exception):
 
     reason = "refused"
     message = GENERIC_FAILURE
+    retry_after = 0.0  # for a send a limit refused: the seconds until one may be sent
 
-    def __init__(self, reason: str | None = None, *, message: str | None = None) -> None:
+    def __init__(
+        self, reason: str | None = None, *, message: str | None = None, retry_after: float = 0.0
+    ) -> None:
         if reason is not None:
             self.reason = reason
         if message is not None:
             self.message = message
+        self.retry_after = retry_after
         super().__init__(self.reason)
 
 
@@ -28,11 +32,13 @@ class StepExpired(SecondFactorRefused):
 
     reason = "step-expired"
 
-    def __init__(self, minutes: str) -> None:
+    def __init__(
+        self, minutes: str, *, again: str = "Scan the new code below, or type the new key."
+    ) -> None:
         super().__init__(
             message=(
                 f"That took longer than {minutes}, so this step has started over for your"
-                " security. Scan the new code below, or type the new key."
+                f" security. {again}"
             )
         )
 
@@ -57,11 +63,12 @@ class BackupRefused(SecondFactorRefused):
 
     reason = "backup-refused"
 
-    def __init__(
-        self, reason: str | None = None, *, message: str | None = None, retry_after: float = 0.0
-    ) -> None:
-        super().__init__(reason, message=message)
-        self.retry_after = retry_after  # seconds until a limited send may be tried again
+
+class SmsRefused(SecondFactorRefused):
+    """The text-message step could not go on: a number codes cannot go to, a send a limit
+    refused or that failed (nothing spent), or a code that was not accepted."""
+
+    reason = "sms-refused"
 
 
 class BackupRequired(SecondFactorRefused):

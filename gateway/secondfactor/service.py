@@ -1,5 +1,5 @@
-"""One object the pages and the JSON API share: enrolment, backup methods, the challenge,
-remembered devices."""
+"""One object the pages and the JSON API share: enrolment, a phone as the primary method,
+backup methods, the challenge, remembered devices."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from gateway.secondfactor.backup import Backups
 from gateway.secondfactor.challenge import Attempts, Challenges, Sealing
 from gateway.secondfactor.devices import RememberedDevices
 from gateway.secondfactor.enrolment import Enrolments
+from gateway.secondfactor.sms import TextMessages
 from gateway.sending.service import CodeSender
 from gateway.store import Store
 
-# The name an authenticator app shows beside the account.
+# The name an authenticator app shows beside the account, unless [security] totp_issuer says.
 ISSUER = "Xero Gateway"
 
 
@@ -45,3 +46,6 @@ class SecondFactors:
         self.challenges = Challenges(store, sealer, recovery_keys, clock, self.attempts, sending)
         self.devices = RememberedDevices(store)
         self.backups = Backups(store, sealer, clock, self.attempts, sending, self.challenges)
+        self.text_messages = TextMessages(
+            store, sealer, clock, self.attempts, sending, self.challenges, self.enrolments
+        )

@@ -109,6 +109,15 @@ class CodeCheck:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LiveCode:
+    """A code sent for a step that can still be used: unused, and in time."""
+
+    channel: Channel
+    destination: str
+    expires_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class SendLimits:
     per_user: SendRule
     per_destination: SendRule
@@ -133,6 +142,14 @@ def masked(channel: Channel, destination: str) -> str:
 def _lifetime_words(seconds: float) -> str:
     minutes = max(1, math.ceil(seconds / 60))
     return "1 minute" if minutes == 1 else f"{minutes} minutes"
+
+
+def sent_message(channel: Channel, destination: str, lifetime: float) -> str:
+    """What the page says of a code on its way: where it went, and for how long it works."""
+    return (
+        f"We sent a code to {masked(channel, destination)}."
+        f" It expires in {_lifetime_words(lifetime)}."
+    )
 
 
 def code_message(channel: Channel, destination: str, code: str, lifetime: float) -> Message:
@@ -292,7 +309,7 @@ class CodeSender:
             return SendOutcome(status=SendStatus.FAILED, message=NOT_SENT)
         return SendOutcome(
             status=SendStatus.SENT,
-            message=f"We sent a code to {to}. It expires in {_lifetime_words(request.lifetime)}.",
+            message=sent_message(request.channel, request.destination, request.lifetime),
             expires_at=expires_at,
         )
 
@@ -371,6 +388,19 @@ class CodeSender:
     ) -> None:
         await self._store.audit.record(
             event, at=self._clock(), actor=request.user_id, client_addr=request.client_addr
+        )
+
+    async def live_code(self, *, user_id: str, purpose: str) -> LiveCode | None:
+        """The code last sent for (user, purpose) if it is unused and in time: a page opened
+        again need not send another."""
+        record = await self._store.codes.current(user_id, purpose)
+        if record is None or record.used_at is not None or record.expires_at <= self._clock():
+            return None
+        destination = self._sealer.open(
+            record.sealed_destination, destination_aad(record.id, user_id)
+        ).decode("utf-8")
+        return LiveCode(
+            channel=Channel(record.channel), destination=destination, expires_at=record.expires_at
         )
 
     async def check_code(self, *, user_id: str, purpose: str, typed: str) -> CodeCheck:

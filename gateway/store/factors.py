@@ -1,7 +1,7 @@
 """Second factors: a user's enrolled factors, recovery codes, remembered devices and the
 enrolment under way, each change one statement or one transaction.
 
-Secrets (an authenticator's seed, later a phone number) are stored sealed, as base64 text of
+Secrets (an authenticator's seed, a phone number) are stored sealed, as base64 text of
 the sealed blob; the associated data binds each to its user and row, so a blob copied into
 another row does not open. The sealed columns are registered with gateway.store.sealed, so
 rotate-key re-seals them under a new key. Races are settled by conditional writes: the last
@@ -24,6 +24,7 @@ from gateway.store.sealed import SealedColumn, register_sealed_column, sealed_by
 
 FACTOR_KINDS = ("totp", "sms", "email")
 FACTOR_ROLES = ("primary", "backup")
+PRIMARY_KINDS = ("totp", "sms")
 
 
 def factor_aad(user_id: str, factor_id: str) -> bytes:
@@ -34,6 +35,11 @@ def factor_aad(user_id: str, factor_id: str) -> bytes:
 def pending_totp_aad(user_id: str) -> bytes:
     """What the seed of an enrolment under way is bound to: its user."""
     return f"mfa-enrolment-totp\x00{user_id}".encode()
+
+
+def pending_phone_aad(user_id: str) -> bytes:
+    """What the proved primary phone of an enrolment under way is bound to: its user."""
+    return f"mfa-enrolment-phone\x00{user_id}".encode()
 
 
 def pending_backup_aad(user_id: str) -> bytes:
@@ -65,6 +71,14 @@ SEALED_COLUMNS: tuple[SealedColumn, ...] = (
             id_column="user_id",
             column="backup_secret",
             aad=lambda row: pending_backup_aad(row["user_id"]),
+        )
+    ),
+    register_sealed_column(
+        SealedColumn(
+            table="mfa_enrolments",
+            id_column="user_id",
+            column="phone_secret",
+            aad=lambda row: pending_phone_aad(row["user_id"]),
         )
     ),
 )
@@ -101,10 +115,12 @@ class NewFactor:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class PendingEnrolment:
     """An enrolment under way: its step started at ``started_at`` (which also names it) and
-    runs out at ``expires_at``; the seed is sealed with ``pending_totp_aad(user_id)``;
-    ``totp_step`` is the step of the code that confirmed the app (None until then);
-    ``backup_kind`` and ``backup_sealed`` (sealed with ``pending_backup_aad(user_id)``) the
-    backup method a code proved (None until then)."""
+    runs out at ``expires_at``; ``primary_kind`` is the method being set up (``totp`` or
+    ``sms``). For an app, the seed is sealed with ``pending_totp_aad(user_id)`` and
+    ``totp_step`` is the step of the code that confirmed it (None until then); for a phone,
+    ``phone_sealed`` (sealed with ``pending_phone_aad(user_id)``) is the number the code sent
+    to it proved (None until then). ``backup_kind`` and ``backup_sealed`` (sealed with
+    ``pending_backup_aad(user_id)``) the backup method a code proved (None until then)."""
 
     user_id: str
     started_at: float
@@ -113,9 +129,18 @@ class PendingEnrolment:
     totp_step: int | None
     backup_kind: str | None = None
     backup_sealed: bytes | None = None
+    primary_kind: str = "totp"
+    phone_sealed: bytes | None = None
 
     @property
     def totp_confirmed(self) -> bool:
+        return self.totp_step is not None
+
+    @property
+    def confirmed(self) -> bool:
+        """The primary method is proved: the app by a code, or the phone by a sent code."""
+        if self.primary_kind == "sms":
+            return self.phone_sealed is not None
         return self.totp_step is not None
 
 
@@ -193,7 +218,8 @@ class FactorRepository:
     async def pending(self, user_id: str) -> PendingEnrolment | None:
         row = await self._db.fetch_one(
             "SELECT user_id, started_at, expires_at, totp_secret, totp_step, backup_kind,"
-            " backup_secret FROM mfa_enrolments WHERE user_id = :user_id",
+            " backup_secret, primary_kind, phone_secret FROM mfa_enrolments"
+            " WHERE user_id = :user_id",
             {"user_id": user_id},
         )
         if row is None:
@@ -208,25 +234,40 @@ class FactorRepository:
             backup_sealed=(
                 None if row["backup_secret"] is None else sealed_bytes(row["backup_secret"])
             ),
+            primary_kind=row["primary_kind"],
+            phone_sealed=(
+                None if row["phone_secret"] is None else sealed_bytes(row["phone_secret"])
+            ),
         )
 
     async def start(
-        self, user_id: str, *, now: float, expires_at: float, totp_sealed: bytes
+        self,
+        user_id: str,
+        *,
+        now: float,
+        expires_at: float,
+        totp_sealed: bytes | None,
+        primary_kind: str = "totp",
     ) -> PendingEnrolment:
-        """Start (or start over) the user's enrolment with a new authenticator seed; whatever
-        was under way before is replaced."""
+        """Start (or start over) the user's enrolment: with a new authenticator seed, or for a
+        phone (``primary_kind="sms"``, no seed: the number comes once a code proves it);
+        whatever was under way before is replaced."""
+        if primary_kind not in PRIMARY_KINDS or (totp_sealed is None) != (primary_kind == "sms"):
+            raise ValueError(f"an enrolment of {primary_kind!r} with that seed cannot start")
         async with self._db.transaction() as tx:
             await tx.execute(
                 "INSERT INTO mfa_enrolments (user_id, started_at, expires_at, totp_secret,"
-                " totp_step) VALUES (:user_id, :now, :expires_at, :secret, NULL)"
-                " ON CONFLICT (user_id) DO UPDATE SET started_at = excluded.started_at,"
+                " totp_step, primary_kind) VALUES (:user_id, :now, :expires_at, :secret, NULL,"
+                " :kind) ON CONFLICT (user_id) DO UPDATE SET started_at = excluded.started_at,"
                 " expires_at = excluded.expires_at, totp_secret = excluded.totp_secret,"
-                " totp_step = NULL, backup_kind = NULL, backup_secret = NULL",
+                " totp_step = NULL, backup_kind = NULL, backup_secret = NULL,"
+                " primary_kind = excluded.primary_kind, phone_secret = NULL",
                 {
                     "user_id": user_id,
                     "now": now,
                     "expires_at": expires_at,
-                    "secret": sealed_text(totp_sealed),
+                    "secret": None if totp_sealed is None else sealed_text(totp_sealed),
+                    "kind": primary_kind,
                 },
             )
         return PendingEnrolment(
@@ -235,15 +276,37 @@ class FactorRepository:
             expires_at=expires_at,
             totp_sealed=totp_sealed,
             totp_step=None,
+            primary_kind=primary_kind,
         )
+
+    async def confirm_phone(
+        self, user_id: str, *, started_at: float, now: float, sealed: bytes
+    ) -> bool:
+        """Keep the primary phone a code just proved (sealed with ``pending_phone_aad``) with
+        the phone enrolment begun at ``started_at``; False if it was restarted, ran out, is
+        not for a phone, or was confirmed already."""
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(
+                "UPDATE mfa_enrolments SET phone_secret = :secret WHERE user_id = :user_id"
+                " AND started_at = :started_at AND expires_at > :now AND primary_kind = 'sms'"
+                " AND phone_secret IS NULL",
+                {
+                    "user_id": user_id,
+                    "started_at": started_at,
+                    "now": now,
+                    "secret": sealed_text(sealed),
+                },
+            )
+        return changed == 1
 
     async def confirm_totp(self, user_id: str, *, started_at: float, step: int, now: float) -> bool:
         """Mark the enrolment begun at ``started_at`` as confirmed by a code of ``step``; False
-        if it was restarted, ran out, or was confirmed already."""
+        if it was restarted, ran out, is not for an app, or was confirmed already."""
         async with self._db.transaction() as tx:
             changed = await tx.execute(
                 "UPDATE mfa_enrolments SET totp_step = :step WHERE user_id = :user_id"
-                " AND started_at = :started_at AND expires_at > :now AND totp_step IS NULL",
+                " AND started_at = :started_at AND expires_at > :now AND totp_step IS NULL"
+                " AND primary_kind = 'totp'",
                 {"user_id": user_id, "started_at": started_at, "step": step, "now": now},
             )
         return changed == 1
@@ -260,7 +323,8 @@ class FactorRepository:
             changed = await tx.execute(
                 "UPDATE mfa_enrolments SET backup_kind = :kind, backup_secret = :secret"
                 " WHERE user_id = :user_id AND started_at = :started_at AND expires_at > :now"
-                " AND totp_step IS NOT NULL",
+                # Confirmed: the app by a code of its step, the phone by the code sent to it.
+                " AND (totp_step IS NOT NULL OR phone_secret IS NOT NULL)",
                 {
                     "user_id": user_id,
                     "started_at": started_at,
@@ -307,7 +371,7 @@ class FactorRepository:
         async with self._db.transaction() as tx:
             taken = await tx.execute(
                 "DELETE FROM mfa_enrolments WHERE user_id = :user_id AND started_at = :started_at"
-                " AND totp_step IS NOT NULL AND expires_at > :now",
+                " AND (totp_step IS NOT NULL OR phone_secret IS NOT NULL) AND expires_at > :now",
                 {"user_id": user_id, "started_at": started_at, "now": now},
             )
             if taken != 1:

@@ -350,6 +350,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX xero_authorizations_expires_at ON xero_authorizations(expires_at);
         """,
     ),
+    Migration(
+        11,
+        "enrolments may set up a phone (SMS) as the primary method",
+        """
+        ALTER TABLE mfa_enrolments ADD COLUMN primary_kind TEXT NOT NULL DEFAULT 'totp'
+            CHECK (primary_kind IN ('totp', 'sms'));
+        ALTER TABLE mfa_enrolments ADD COLUMN phone_secret TEXT;
+        """,
+    ),
 )
 
 

@@ -21,6 +21,7 @@ from aiohttp.typedefs import Handler
 from gateway.admin.http import ApiProblem, unprocessable
 from gateway.http.csrf import csrf_valid
 from gateway.http.requests import OUTCOME
+from gateway.mfa.codes import CodeVerdict
 from gateway.secondfactor.refusals import BackupRefused, CodeRefused, SecondFactorRefused
 from gateway.services import SERVICES, SESSION, Services
 from gateway.signin.sessions import LiveSession
@@ -36,6 +37,9 @@ CONFIRM_BACKUP_PATH = f"{API}/mfa/enrol/backup/confirm"
 FINISH_PATH = f"{API}/mfa/enrol/finish"
 CHALLENGE_PATH = f"{API}/mfa/challenge"
 CHALLENGE_SEND_PATH = f"{API}/mfa/challenge/send"
+ENROL_SMS_PATH = f"{API}/mfa/enrol/sms"
+CONFIRM_SMS_PATH = f"{API}/mfa/enrol/sms/confirm"
+CHALLENGE_SMS_PATH = f"{API}/mfa/challenge/sms"
 CSRF_HEADER = "X-CSRF-Token"
 CROSS_SITE = frozenset({"cross-site", "same-site"})
 
@@ -153,3 +157,32 @@ def refused(request: web.Request, refusal: SecondFactorRefused) -> ApiProblem:
         headers = {"Retry-After": str(wait)} if wait > 0 else None
         return ApiProblem(status, refusal.reason, title, refusal.message, headers=headers)
     return ApiProblem(409, type(refusal).reason, "Step not possible now", refusal.message)
+
+
+# Why a sent code was not accepted: its verdict, or none was sent (or it ran out).
+_CODE_REASONS = frozenset({verdict.value for verdict in CodeVerdict} | {"no-code"})
+# A step that sends a code, refused: why, by the refusal's reason.
+_SEND_REFUSALS = {
+    "send-limited": (429, "send-limited", "Too many codes sent"),
+    "send-failed": (503, "send-failed", "The code could not be sent"),
+    "send-unavailable": (503, "send-unavailable", "Codes cannot be sent that way here"),
+    "bad-destination": (422, "bad-destination", "Codes cannot be sent there"),
+}
+
+
+def sent_code_refused(request: web.Request, refusal: SecondFactorRefused) -> ApiProblem:
+    """The problem for a refused step that sends a code or checks one sent: a number codes
+    cannot go to (422), a send a limit refused (429, with Retry-After) or that failed (503),
+    a code not accepted (400, saying why when it expired or was used); else as ``refused``."""
+    known = _SEND_REFUSALS.get(refusal.reason)
+    if known is not None:
+        request[OUTCOME] = "rejected"
+        status, slug, title = known
+        headers = None
+        if refusal.retry_after > 0:
+            headers = {"Retry-After": str(math.ceil(refusal.retry_after))}
+        return ApiProblem(status, slug, title, refusal.message, headers=headers)
+    if refusal.reason in _CODE_REASONS:
+        request[OUTCOME] = "rejected"
+        return ApiProblem(400, "code-refused", "Code not accepted", refusal.message)
+    return refused(request, refusal)

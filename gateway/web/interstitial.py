@@ -13,6 +13,7 @@ from gateway.http.csrf import csrf_token, csrf_valid
 from gateway.http.redirects import safe_next
 from gateway.http.requests import CLIENT_ADDR
 from gateway.policy import Decision, Outcome
+from gateway.sending.service import Channel
 from gateway.services import SERVICES, SESSION
 from gateway.signin.sessions import LiveSession
 from gateway.store.dismissals import DismissalLimitError
@@ -45,12 +46,15 @@ def _deadline_text(decision: Decision) -> str:
 _METHOD_NAMES = {"totp": "an authenticator app", "sms": "a text message"}
 
 
-def _methods_text(decision: Decision) -> str:
+def _methods_text(decision: Decision, *, sms: bool) -> str:
     """The second factors the user may set up, in words ("an authenticator app or a text
-    message"); empty when no policy applies."""
+    message"); empty when no policy applies. Text messages are named only where the policy
+    accepts them and this gateway can send them (``sms``)."""
     if decision.effective is None:
         return ""
     codes = decision.effective.primary_methods
+    if not sms:
+        codes = codes - {"sms"}
     names = [name for code, name in _METHOD_NAMES.items() if code in codes]
     names += sorted(code for code in codes if code not in _METHOD_NAMES)
     return " or ".join(names)
@@ -68,7 +72,7 @@ def _context(request: web.Request, live: LiveSession, decision: Decision) -> dic
         "days_left": decision.days_left,
         "deadline": _deadline_text(decision),
         "dismissals_left": decision.dismissals_left,
-        "methods": _methods_text(decision),
+        "methods": _methods_text(decision, sms=services.sending.available(Channel.SMS)),
         "next": safe_next(request.query.get("next")),
         "csrf": csrf_token(services.keys.csrf, live.record.csrf_secret),
         "enrol_path": ENROL_PATH,

@@ -1,6 +1,6 @@
 """The user JSON API's calls, for apps with their own front end: sign in and out, the user's 2FA
-state, set up an authenticator app and a backup method, and the challenge (also by a code sent
-to the backup), with the rules the pages follow."""
+state, set up an authenticator app or a phone and a backup method, and the challenge (also
+by a code sent to the phone or the backup), with the rules the pages follow."""
 
 from __future__ import annotations
 
@@ -27,10 +27,13 @@ from gateway.schema.user_api import (
     MfaState,
     Next,
     OrganisationInfo,
+    PhoneBody,
     RecoveryCodes,
     SendBody,
     SessionState,
     SignInBody,
+    SmsChallengeBody,
+    SmsEnrolment,
     TotpEnrolment,
     UserInfo,
 )
@@ -43,11 +46,13 @@ from gateway.services import Services
 from gateway.signin.sessions import LiveSession
 from gateway.store.records import AuditEntry
 from gateway.web.api_guard import (
+    CONFIRM_SMS_PATH,
     ENROL_BACKUP_PATH,
     ENROL_TOTP_PATH,
     FINISH_PATH,
     ApiCall,
     invalid_body,
+    sent_code_refused,
 )
 from gateway.web.api_guard import refused as refused_problem
 from gateway.web.pages import (
@@ -221,15 +226,6 @@ def _backup_kinds(services: Services, rules: Rules) -> list[BackupKind]:
     return [kind for kind in BACKUP_KINDS if kind in channels]
 
 
-def _code_sent(sent: BackupSent) -> CodeSent:
-    return CodeSent(
-        kind=next(kind for kind in BACKUP_KINDS if kind == sent.kind),
-        to=masked(Channel(sent.kind), sent.destination),
-        message=sent.message,
-        expires_at=None if sent.expires_at is None else instant(sent.expires_at),
-    )
-
-
 async def enrol_backup(call: ApiCall) -> web.StreamResponse:
     """Send a code to the backup phone or email typed (after the app is confirmed)."""
     live = call.signed_in
@@ -262,6 +258,44 @@ async def confirm_backup(call: ApiCall) -> web.StreamResponse:
     return json_response(Confirmed(next_step=FINISH_PATH, backup="proved", backup_kinds=kinds))
 
 
+async def enrol_sms(call: ApiCall) -> web.StreamResponse:
+    live = call.signed_in
+    body = await read_body(call.request, PhoneBody, invalid_body)
+    _, rules = await _rules(call.services, live)
+    try:
+        step, sent = await call.services.second_factors.text_messages.begin(
+            live.user, rules, body.phone, client_addr=call.request[CLIENT_ADDR]
+        )
+    except SecondFactorRefused as refused:
+        raise sent_code_refused(call.request, refused) from None
+    answer = SmsEnrolment(
+        **_code_sent(sent).model_dump(),
+        expires_at=instant(step.expires_at),
+        next_step=CONFIRM_SMS_PATH,
+    )
+    return json_response(answer, status=201)
+
+
+def _code_sent(sent: BackupSent) -> CodeSent:
+    return CodeSent(
+        kind="sms" if sent.kind == "sms" else "email",
+        sent_to=masked(Channel(sent.kind), sent.destination),
+        message=sent.message,
+        code_expires_at=None if sent.expires_at is None else instant(sent.expires_at),
+    )
+
+
+async def confirm_sms(call: ApiCall) -> web.StreamResponse:
+    live = call.signed_in
+    body = await read_body(call.request, CodeBody, invalid_body)
+    _, rules = await _rules(call.services, live)
+    try:
+        await call.services.second_factors.text_messages.confirm(live.user, rules, body.code)
+    except SecondFactorRefused as refused:
+        raise sent_code_refused(call.request, refused) from None
+    return json_response(_backup_step(call.services, live, rules))
+
+
 async def finish(call: ApiCall) -> web.StreamResponse:
     services = call.services
     live = call.signed_in
@@ -272,8 +306,9 @@ async def finish(call: ApiCall) -> web.StreamResponse:
         codes = await enrolments.finish(live.user, rules, entry)
     except SecondFactorRefused as refused:
         raise refused_problem(call.request, refused) from None
-    services.decider.note_enrolment(live.user.id, await enrolments.enrolment(live.user.id))
-    raw_id, verified = await _verified(call, live, "totp")
+    enrolment = await enrolments.enrolment(live.user.id)
+    services.decider.note_enrolment(live.user.id, enrolment)
+    raw_id, verified = await _verified(call, live, min(enrolment.methods))
     state = await _state(services, verified)
     response = json_response(
         RecoveryCodes(**state.model_dump(), recovery_codes=list(codes)), status=201
@@ -283,6 +318,21 @@ async def finish(call: ApiCall) -> web.StreamResponse:
 
 
 # The challenge
+
+
+async def send_sms_challenge(call: ApiCall) -> web.StreamResponse:
+    """Text the sign-in code to the user's phone (unless one sent can still be used, or
+    ``again``); check it with POST challenge, method sms."""
+    live = call.signed_in
+    body = await read_body(call.request, SmsChallengeBody, invalid_body)
+    _, rules = await _rules(call.services, live)
+    try:
+        sent = await call.services.second_factors.text_messages.send_challenge(
+            live.user, rules, again=body.again, client_addr=call.request[CLIENT_ADDR]
+        )
+    except SecondFactorRefused as refused:
+        raise sent_code_refused(call.request, refused) from None
+    return json_response(_code_sent(sent), status=202)
 
 
 async def _require_enrolment(services: Services, live: LiveSession) -> None:

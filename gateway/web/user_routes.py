@@ -17,19 +17,25 @@ from gateway.schema.user_api import (
     CodeSent,
     Confirmed,
     Me,
+    PhoneBody,
     RecoveryCodes,
     SendBody,
     SessionState,
     SignInBody,
+    SmsChallengeBody,
+    SmsEnrolment,
     TotpEnrolment,
 )
 from gateway.web.api_guard import (
     CHALLENGE_PATH,
     CHALLENGE_SEND_PATH,
+    CHALLENGE_SMS_PATH,
     CONFIRM_BACKUP_PATH,
+    CONFIRM_SMS_PATH,
     CONFIRM_TOTP_PATH,
     CSRF_HEADER,
     ENROL_BACKUP_PATH,
+    ENROL_SMS_PATH,
     ENROL_TOTP_PATH,
     FINISH_PATH,
     ME_PATH,
@@ -41,12 +47,15 @@ from gateway.web.context import add_get, add_route
 from gateway.web.user_api import (
     challenge,
     confirm_backup,
+    confirm_sms,
     confirm_totp,
     enrol_backup,
+    enrol_sms,
     enrol_totp,
     finish,
     me,
     send_challenge_code,
+    send_sms_challenge,
     sign_in,
     sign_out_call,
 )
@@ -85,13 +94,18 @@ CODE_REFUSED = _problem(
     "The code was not accepted (code-refused): wrong, reused, malformed, or too many failed"
     " attempts. Always the same message."
 )
-SEND_REFUSED = {
+SENT_CODE_REFUSED = _problem(
+    "The code was not accepted (code-refused): wrong, or too many failed attempts (the same"
+    " message), expired or used already (detail says to send a new one), or none was sent."
+)
+SEND_REFUSED: dict[str, Reply | str] = {
     "429": _problem(
-        "A send limit refused it (send-limited); Retry-After and detail say when to send again."
+        "Too many codes sent to this user or number, or by text message in all"
+        " (send-limited); detail and Retry-After say when to try again. Nothing was spent."
     ),
     "503": _problem(
-        "The code could not be sent, or not by that method here (send-failed,"
-        " send-unavailable); nothing was spent: try again."
+        "The code could not be sent (send-failed: try again; nothing was spent), or this"
+        " gateway cannot send text messages (send-unavailable)."
     ),
 }
 TAG = "user"
@@ -245,6 +259,38 @@ ROUTES = (
         body=CodeBody,
     ),
     _route(
+        enrol_sms,
+        "POST",
+        ENROL_SMS_PATH,
+        "enrolSms",
+        "Start setting up text messages: a code is sent to the mobile number",
+        {
+            "201": Reply(description="The code is on its way.", model=SmsEnrolment),
+            "409": STEP_REFUSED,
+            **SEND_REFUSED,
+        },
+        body=PhoneBody,
+        description=(
+            "Only where the policy accepts text messages and the gateway can send them. Each"
+            " call starts the step over. A malformed, premium-rate or non-mobile number is"
+            " refused (422 bad-destination, detail says why); an Australian 04xx xxx xxx is"
+            " read as +61 4xx xxx xxx."
+        ),
+    ),
+    _route(
+        confirm_sms,
+        "POST",
+        CONFIRM_SMS_PATH,
+        "confirmSms",
+        "Confirm the phone with the code sent to it",
+        {
+            "200": Reply(description="Confirmed.", model=Confirmed),
+            "400": SENT_CODE_REFUSED,
+            "409": STEP_REFUSED,
+        },
+        body=CodeBody,
+    ),
+    _route(
         finish,
         "POST",
         FINISH_PATH,
@@ -282,7 +328,8 @@ ROUTES = (
         "POST",
         CHALLENGE_PATH,
         "challenge",
-        "Pass the second factor with a code from the app, the backup or a recovery code",
+        "Pass the second factor with a code from the app, a text message, the backup or a"
+        " recovery code",
         {
             "200": Reply(
                 description=(
@@ -295,6 +342,23 @@ ROUTES = (
             "409": _problem("No second factor set up yet (enrolment-required)."),
         },
         body=ChallengeBody,
+    ),
+    _route(
+        send_sms_challenge,
+        "POST",
+        CHALLENGE_SMS_PATH,
+        "sendSmsChallenge",
+        "Text the sign-in code to the user's phone (for the challenge's method sms)",
+        {
+            "202": Reply(description="The code is on its way.", model=CodeSent),
+            "409": _problem("No phone is set up for this account (sms-refused)."),
+            **SEND_REFUSED,
+        },
+        body=SmsChallengeBody,
+        description=(
+            "A code sent before that can still be used is not sent again unless again is"
+            " true; send {} otherwise."
+        ),
     ),
 )
 OPERATIONS = tuple(route.operation for route in ROUTES)
