@@ -46,7 +46,7 @@ def test_an_unknown_tier_is_a_clear_error() -> None:
 
 @pytest.mark.parametrize(
     "limits",
-    [{"in_flight": 0}, {"per_minute": 0}, {"per_day": -1}, {"app_per_minute": 0}],
+    [{"in_flight": 0}, {"per_minute": 0}, {"app_per_minute": 0}],
 )
 def test_limits_below_one_are_refused(limits: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="invalid rate limits"):
@@ -114,7 +114,7 @@ def test_raising_a_count_adds_only_what_is_missing_and_never_lowers_it() -> None
     assert window.used(63.0) == 0
 
 
-LIMITS = Limits(in_flight=2, per_minute=3, per_day=4, app_per_minute=5)
+LIMITS = Limits(in_flight=2, per_minute=3, app_per_minute=5)
 
 
 def _counts(
@@ -123,11 +123,12 @@ def _counts(
     app: tuple[float, ...] = (),
     *,
     limits: Limits = LIMITS,
+    per_day: int = 4,
     blocked_until: float = 0.0,
 ) -> Counts:
     return Counts(
         limits=limits,
-        per_day=limits.per_day,
+        per_day=per_day,
         minute=_window(MINUTE, list(minute)),
         day=_window(DAY, list(day), DAY_GRANULARITY),
         app=_window(MINUTE, list(app)),
@@ -224,10 +225,8 @@ def test_admitting_by_the_rule_never_breaks_a_limit(
 ) -> None:
     """Callers arrive, wait in order and start whenever ``may_start`` says so; the starts
     never exceed any limit in any window, and nothing starts while blocked."""
-    limits = Limits(
-        in_flight=in_flight, per_minute=per_minute, per_day=per_day, app_per_minute=app_per_minute
-    )
-    first = _counts(limits=limits, blocked_until=float(blocked_until))
+    limits = Limits(in_flight=in_flight, per_minute=per_minute, app_per_minute=app_per_minute)
+    first = _counts(limits=limits, per_day=per_day, blocked_until=float(blocked_until))
     app = first.app  # one app window, shared by the four tenants
     tenants = [first] + [
         Counts(

@@ -25,16 +25,16 @@ APP_GRANULARITY = 0.01
 
 @dataclass(frozen=True, kw_only=True)
 class Limits:
-    """What Xero allows: per tenant ``in_flight`` calls at once, ``per_minute`` per rolling
-    minute and ``per_day`` per rolling day; ``app_per_minute`` per minute for the whole app."""
+    """What Xero allows: per tenant ``in_flight`` calls at once and ``per_minute`` per rolling
+    minute (the day's budget goes by the tenant's tier); ``app_per_minute`` per minute for the
+    whole app."""
 
     in_flight: int = 5
     per_minute: int = 60
-    per_day: int = TIER_DAILY_LIMITS["standard"]
     app_per_minute: int = 10_000
 
     def __post_init__(self) -> None:
-        if min(self.in_flight, self.per_minute, self.per_day, self.app_per_minute) < 1:
+        if min(self.in_flight, self.per_minute, self.app_per_minute) < 1:
             raise ValueError(f"invalid rate limits: {self!r}")
 
 

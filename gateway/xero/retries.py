@@ -13,6 +13,8 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gateway.config import XeroProxyConfig
+
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 
@@ -48,6 +50,14 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         if self.attempts < 1 or self.backoff <= 0 or self.max_backoff < self.backoff:
             raise ValueError(f"invalid retry policy: {self!r}")
+
+    @classmethod
+    def from_config(cls, config: XeroProxyConfig) -> RetryPolicy:
+        return cls(
+            attempts=config.retry_attempts,
+            backoff=config.retry_backoff,
+            max_backoff=max(cls.max_backoff, config.retry_backoff),
+        )
 
 
 def may_repeat(method: str, *, idempotency_key: bool) -> bool:
