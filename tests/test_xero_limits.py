@@ -197,6 +197,7 @@ def test_a_rolling_count_never_counts_fewer_calls_than_the_window_holds(
     truth = sum(1 for t in times if now - MINUTE < t <= now)
     assert window.used(now) >= truth
     assert window.used(now) <= len(times)
+    assert window.used(now) == sum(count for _, count in window.entries(now))
 
 
 _CALL = st.tuples(

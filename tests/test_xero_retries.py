@@ -179,7 +179,7 @@ def test_retry_after_is_read_as_seconds_or_a_date(value: str | None, seconds: fl
         ({}, Block(app_wide=False, until=NOW + 60, problem="other")),
         (
             {"X-Rate-Limit-Problem": "concurrent", "Retry-After": "x"},
-            Block(app_wide=False, until=NOW + 60, problem="concurrent"),
+            Block(app_wide=False, until=NOW + 1, problem="concurrent"),
         ),
         (
             {"X-Rate-Limit-Problem": "<script>"},

@@ -57,7 +57,7 @@ class RollingCount:
     counting at ``a + period``.
     """
 
-    __slots__ = ("_entries", "granularity", "period")
+    __slots__ = ("_entries", "_total", "granularity", "period")
 
     def __init__(self, period: float, granularity: float = 0.0) -> None:
         if period <= 0 or granularity < 0:
@@ -66,16 +66,17 @@ class RollingCount:
         self.granularity = granularity
         # [time, count, first call's time]; lists, so a call can join the newest in place
         self._entries: deque[list[float]] = deque()
+        self._total = 0  # the calls in the entries, kept so that ``used`` is O(1) on the hot path
 
     def _prune(self, now: float) -> None:
         entries = self._entries
         while entries and entries[0][0] + self.period <= now:
-            entries.popleft()
+            self._total -= int(entries.popleft()[1])
 
     def used(self, now: float) -> int:
         """Calls counted in the window that ends at ``now``."""
         self._prune(now)
-        return int(sum(entry[1] for entry in self._entries))
+        return self._total
 
     def entries(self, now: float) -> tuple[tuple[float, int], ...]:
         """The live entries at ``now``, oldest first."""
@@ -94,6 +95,7 @@ class RollingCount:
             last[1] += count
         else:
             entries.append([now, float(count), now])
+        self._total += count
 
     def raise_to(self, used: int, now: float) -> int:
         """Count calls started elsewhere so that at least ``used`` are in the window at ``now``
@@ -108,7 +110,7 @@ class RollingCount:
         """The earliest times at which ``n`` further calls could start one after another, each
         as soon as the window allows, if nothing else were counted meanwhile."""
         self._prune(now)
-        return list(_starts(self._entries, n, limit, self.period, now))
+        return list(_starts(self._entries, self._total, n, limit, self.period, now))
 
     def free_at(self, limit: int, now: float) -> float:
         """The earliest time (``now`` or later) at which one more call fits in the window."""
@@ -116,11 +118,10 @@ class RollingCount:
 
 
 def _starts(
-    entries: deque[list[float]], n: int, limit: int, period: float, now: float
+    entries: deque[list[float]], used: int, n: int, limit: int, period: float, now: float
 ) -> Iterator[float]:
     # The k-th call overall (counting the live ones first, oldest first) may start once the
     # (k - limit)-th has left the window: T[k] = max(now, T[k - limit] + period).
-    used = int(sum(entry[1] for entry in entries))
     future: list[float] = []
     index = 0  # entry holding the (k - limit)-th call, walked forward as k grows
     before = 0  # calls in the entries before ``index``

@@ -17,8 +17,10 @@ APP_MINUTE_REMAINING = "X-AppMinLimit-Remaining"
 PROBLEM = "X-Rate-Limit-Problem"
 RETRY_AFTER = "Retry-After"
 
-# The wait after a 429 that names none: one minute window.
+# The wait after a 429 that names none: one minute window, or a second when the problem is
+# calls in flight (they end within seconds, and other calls of the tenant need not wait).
 DEFAULT_RETRY_AFTER = 60.0
+CONCURRENT_RETRY_AFTER = 1.0
 
 # X-Rate-Limit-Problem values kept as they are; others read as "app" (naming an app-wide
 # limit) or "other", so a metric labelled with the problem has few series.
@@ -95,14 +97,15 @@ def read_report(
     status: int, headers: Mapping[str, str], *, now: float, retry_after_cap: float
 ) -> RateReport:
     """Read a response from Xero. A 429 blocks the tenant, or the app when
-    ``X-Rate-Limit-Problem`` names an app-wide limit, for its ``Retry-After`` (a minute when
-    it gives none), never longer than ``retry_after_cap`` seconds."""
+    ``X-Rate-Limit-Problem`` names an app-wide limit, for its ``Retry-After`` (when it gives
+    none, a minute, or a second for the 'concurrent' problem), never longer than
+    ``retry_after_cap`` seconds."""
     block = None
     if status == 429:
         problem = (_header(headers, PROBLEM) or "").strip().lower()
         seconds = retry_after_seconds(_header(headers, RETRY_AFTER), now)
         if seconds is None:
-            seconds = DEFAULT_RETRY_AFTER
+            seconds = CONCURRENT_RETRY_AFTER if problem == "concurrent" else DEFAULT_RETRY_AFTER
         app_wide = "app" in problem
         if problem not in PROBLEMS:
             problem = "app" if app_wide else "other"
