@@ -212,8 +212,7 @@ class XeroProxyConfig:
     )
     retry_backoff: float = setting(
         0.5,
-        doc="Seconds before the first retry; each later one waits about twice as long, "
-        "jittered.",
+        doc="Seconds before the first retry; each later one waits about twice as long, jittered.",
         check=_positive,
     )
     metrics_tenants: int = setting(
