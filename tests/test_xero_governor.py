@@ -462,3 +462,21 @@ def test_settings_come_from_the_config() -> None:
 def test_settings_refuse_an_unknown_tier() -> None:
     with pytest.raises(ValueError, match="unknown Xero tier"):
         GovernorSettings(tenant_tiers={TENANT: "gold"})
+
+
+async def test_deadlines_of_admitted_callers_are_not_kept_for_long() -> None:
+    time = ManualTime()
+    governor = _governor(time, limits=Limits(in_flight=1, per_minute=10_000))
+    await governor.admit(OTHER, deadline=START)
+    # A waiter whose deadline comes first stays at the top of the heap all along.
+    stuck = asyncio.create_task(governor.admit(OTHER, deadline=START + 1000))
+    held = await governor.admit(TENANT, deadline=START)
+    for _ in range(1000):
+        waiter = asyncio.create_task(governor.admit(TENANT, deadline=START + 10**6))
+        await asyncio.sleep(0)  # it queues
+        held.release()
+        held = await waiter
+    held.release()
+    # Each waiter left a deadline a million seconds off; the heap sheds them as it grows.
+    assert len(governor._deadlines) <= 64 + 3
+    stuck.cancel()

@@ -207,7 +207,10 @@ class Governor:
         self._metrics: GovernorMetrics = metrics if metrics is not None else _NoMetrics()
         self._tenants: dict[str, _Tenant] = {}
         self._waiting: dict[str, _Tenant] = {}  # tenants with a queue
-        self._deadlines: list[tuple[float, int, _Waiter, _Tenant]] = []  # a heap
+        # A heap of every waiter's deadline; a waiter that left the queue is dropped from it
+        # when it comes to the top, or when such leftovers outnumber the waiters.
+        self._deadlines: list[tuple[float, int, _Waiter, _Tenant]] = []
+        self._queued = 0
         self._app = RollingCount(MINUTE, APP_GRANULARITY)
         self._app_blocked_until = 0.0
         self._seq = itertools.count()
@@ -239,6 +242,7 @@ class Governor:
         future: asyncio.Future[Permit] = asyncio.get_running_loop().create_future()
         waiter = _Waiter(future, deadline, next(self._seq), now)
         tenant.queue.append(waiter)
+        self._queued += 1
         self._waiting[tenant_id] = tenant
         heapq.heappush(self._deadlines, (deadline, waiter.seq, waiter, tenant))
         self._metrics.xero_queued(tenant_id, 1)
@@ -379,6 +383,7 @@ class Governor:
         else:
             tenant.queue.remove(waiter)
         waiter.queued = False
+        self._queued -= 1
         self._metrics.xero_queued(tenant.tenant_id, -1)
         if not tenant.queue:
             self._waiting.pop(tenant.tenant_id, None)
@@ -441,6 +446,9 @@ class Governor:
             if tenant.in_flight < self._limits.in_flight:  # else a release wakes it
                 at = min(at, self._start_times(tenant, 1, now)[0])
         heap = self._deadlines
+        if len(heap) > 2 * self._queued + 64:
+            heap[:] = [entry for entry in heap if entry[2].queued]
+            heapq.heapify(heap)
         while heap and not heap[0][2].queued:
             heapq.heappop(heap)
         if heap:
