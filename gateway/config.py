@@ -114,6 +114,22 @@ def _one_of(*choices: str) -> Check:
     return check
 
 
+XERO_TIERS = ("starter", "standard")  # Xero pricing tiers, by daily call budget
+
+
+def _tenant_tiers(value: tuple[str, ...]) -> str | None:
+    seen: set[str] = set()
+    for item in value:
+        tenant, sep, tier = item.partition("=")
+        tenant, tier = tenant.strip(), tier.strip()
+        if not sep or not tenant or tier not in XERO_TIERS:
+            return f"{item!r} must be 'tenant-id=starter' or 'tenant-id=standard'"
+        if tenant in seen:
+            return f"tenant {tenant!r} is named twice"
+        seen.add(tenant)
+    return None
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServerConfig:
     host: str = setting("127.0.0.1", doc="Address the front listener (browsers) binds to.")
@@ -167,6 +183,52 @@ class ServerConfig:
 class XeroProxyConfig:
     host: str = setting("127.0.0.1", doc="Address the Xero listener (the app's backend) binds to.")
     port: int = setting(8081, doc="Port of the Xero listener; 0 picks a free one.", check=_port)
+    default_tier: str = setting(
+        "standard",
+        doc="Xero pricing tier of a tenant not named in tenant_tiers: 'starter' (1,000 calls "
+        "a day) or 'standard' (5,000).",
+        check=_one_of(*XERO_TIERS),
+    )
+    tenant_tiers: tuple[str, ...] = setting(
+        (),
+        doc="Tenants on another tier than default_tier, as 'tenant-id=starter' or "
+        "'tenant-id=standard'.",
+        check=_tenant_tiers,
+    )
+    queue_size: int = setting(
+        100,
+        doc="Calls per tenant that may wait for Xero's rate limits; past it a call gets 429 "
+        "at once.",
+        check=_positive,
+    )
+    max_wait: float = setting(
+        30.0,
+        doc="Seconds a call may wait for Xero's rate limits and retries before the app gets "
+        "429 with Retry-After; a call that could not start within it is refused at once.",
+        check=_positive,
+    )
+    retry_after_cap: float = setting(
+        600.0,
+        doc="Longest wait honoured from a Retry-After in Xero's 429, in seconds.",
+        check=_positive,
+    )
+    retry_attempts: int = setting(
+        3,
+        doc="Tries in all for a GET, HEAD or Idempotency-Key request that meets a 5xx or a "
+        "timeout (others are never tried again).",
+        check=_positive,
+    )
+    retry_backoff: float = setting(
+        0.5,
+        doc="Seconds before the first retry; each later one waits about twice as long, jittered.",
+        check=_positive,
+    )
+    metrics_tenants: int = setting(
+        50,
+        doc="Tenants that get their own label in the Xero rate metrics; calls of any further "
+        "tenant are counted under 'other'.",
+        check=_positive,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

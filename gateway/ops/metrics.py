@@ -1,4 +1,5 @@
-"""Prometheus metrics of one gateway: requests by outcome, upstream latency, live sessions."""
+"""Prometheus metrics of one gateway: requests by outcome, upstream latency, live sessions,
+and the Xero rate governor's queues, waits, refusals and 429s."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 from collections.abc import Callable, Iterable
 
 import prometheus_client.metrics
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -32,6 +33,11 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 _LE = tuple(floatToGoString(b) for b in (*LATENCY_BUCKETS, float("inf")))  # type: ignore[no-untyped-call]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Seconds a call to Xero waited for the rate governor: up to a minute window and past it.
+XERO_WAIT_BUCKETS = (0.01, 0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
+# The tenant label of every tenant past ``xero_tenants`` distinct ones.
+OTHER_TENANTS = "other"
 
 
 def _created_series() -> bool:
@@ -111,6 +117,7 @@ class Metrics:
         *,
         sessions: Callable[[], float] | None = None,
         statements: Callable[[], float] | None = None,
+        xero_tenants: int = 50,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         # Registered first, so the exposition keeps its order: requests, latency, the rest.
@@ -167,9 +174,68 @@ class Metrics:
             ["answer"],
             registry=self.registry,
         )
+        # Per tenant series, for at most ``xero_tenants`` tenants (the first this process
+        # meets); later ones share the label "other", so a gateway serving many tenants
+        # keeps a bounded number of series. The wait histogram has no tenant label at all.
+        self._xero_tenants = xero_tenants
+        self._xero_labels: set[str] = set()
+        self.xero_queue_depth = Gauge(
+            "gateway_xero_queue_depth",
+            "Calls waiting for Xero's rate limits, by tenant.",
+            ["tenant"],
+            registry=self.registry,
+        )
+        self.xero_in_flight = Gauge(
+            "gateway_xero_in_flight",
+            "Calls to Xero in flight, by tenant.",
+            ["tenant"],
+            registry=self.registry,
+        )
+        self.xero_waits = Histogram(
+            "gateway_xero_wait_seconds",
+            "Time a call to Xero waited for the rate governor before it started.",
+            buckets=XERO_WAIT_BUCKETS,
+            registry=self.registry,
+        )
+        self.xero_refusals = Counter(
+            "gateway_xero_refusals",
+            "Calls to Xero the rate governor refused (429 to the app), by tenant and reason.",
+            ["tenant", "reason"],
+            registry=self.registry,
+        )
+        self.xero_throttled = Counter(
+            "gateway_xero_throttled",
+            "429 answers from Xero, by tenant and X-Rate-Limit-Problem.",
+            ["tenant", "problem"],
+            registry=self.registry,
+        )
 
     def count_refresh(self, outcome: str) -> None:
         self.xero_refreshes.labels(outcome=outcome).inc()
+
+    def xero_tenant_label(self, tenant_id: str) -> str:
+        """The tenant's label: its id for the first ``xero_tenants`` tenants, else "other"."""
+        if tenant_id in self._xero_labels:
+            return tenant_id
+        if len(self._xero_labels) < self._xero_tenants:
+            self._xero_labels.add(tenant_id)
+            return tenant_id
+        return OTHER_TENANTS
+
+    def xero_queued(self, tenant_id: str, change: int) -> None:
+        self.xero_queue_depth.labels(tenant=self.xero_tenant_label(tenant_id)).inc(change)
+
+    def xero_started(self, tenant_id: str, change: int) -> None:
+        self.xero_in_flight.labels(tenant=self.xero_tenant_label(tenant_id)).inc(change)
+
+    def xero_waited(self, seconds: float) -> None:
+        self.xero_waits.observe(seconds)
+
+    def xero_refused(self, tenant_id: str, reason: str) -> None:
+        self.xero_refusals.labels(tenant=self.xero_tenant_label(tenant_id), reason=reason).inc()
+
+    def xero_rate_limited(self, tenant_id: str, problem: str) -> None:
+        self.xero_throttled.labels(tenant=self.xero_tenant_label(tenant_id), problem=problem).inc()
 
     def refuse_connection(self) -> None:
         self.connections_refused.inc()

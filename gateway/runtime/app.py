@@ -85,6 +85,7 @@ async def _build_services(
     metrics = Metrics(
         sessions=lambda: float(sessions.cached_count()),
         statements=lambda: float(store.db.statement_count),
+        xero_tenants=config.xero_proxy.metrics_tenants,
     )
     cookies = CookieNames.for_config(config.security.cookie_secure)
     proxy = UpstreamProxy(
