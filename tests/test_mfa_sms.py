@@ -386,7 +386,7 @@ async def test_text_messages_over_json(gateway: RunningGateway, provider: Provid
         for typed, says in (("1900 123 456", "Premium-rate"), ("not a number", "Enter a mobile")):
             body = await _problem(
                 await client.post(enrol, json={"phone": typed}, headers=_h(csrf)),
-                422,
+                400,
                 "bad-destination",
             )
             assert says in body["detail"]
@@ -419,17 +419,21 @@ async def test_text_messages_over_json(gateway: RunningGateway, provider: Provid
         state = await _api_sign_in(client, "max@harbour.example")
         assert state["next"] == "challenge"
         csrf = state["csrf_token"]
-        send = f"{API}/mfa/challenge/sms"
+        send = f"{API}/mfa/challenge/send"
+        by_sms = {"method": "sms"}
         challenge = f"{API}/mfa/challenge"
-        await _problem(await client.post(send, json={}), 403, "csrf-failed")
+        await _problem(await client.post(send, json=by_sms), 403, "csrf-failed")
         await _problem(await client.post(send, headers=_h(csrf)), 415, "unsupported-media-type")
         sent = len(provider.requests)
-        first = await client.post(send, json={}, headers=_h(csrf))
-        assert first.status == 202, await first.text()
+        first = await client.post(send, json=by_sms, headers=_h(csrf))
+        assert first.status == 200, await first.text()
         assert (await first.json())["sent_to"] == MASKED
         assert len(provider.requests) == sent + 1
-        assert (await client.post(send, json={}, headers=_h(csrf))).status == 202
+        assert (await client.post(send, json=by_sms, headers=_h(csrf))).status == 200
         assert len(provider.requests) == sent + 1  # the code on its way still works
+        again = await client.post(send, json={**by_sms, "again": True}, headers=_h(csrf))
+        assert again.status == 200, await again.text()
+        assert len(provider.requests) == sent + 2  # asked for: a new one
         code = _texted(provider)
         # The code runs out; a new one is sent on request.
         gateway.clock.advance(CODE_LIFETIME)
@@ -438,8 +442,8 @@ async def test_text_messages_over_json(gateway: RunningGateway, provider: Provid
             400,
             "code-refused",
         )
-        assert (await client.post(send, json={}, headers=_h(csrf))).status == 202
-        assert len(provider.requests) == sent + 2
+        assert (await client.post(send, json=by_sms, headers=_h(csrf))).status == 200
+        assert len(provider.requests) == sent + 3
         code = _texted(provider)
         passed = await client.post(
             challenge, json={"method": "sms", "code": code}, headers=_h(csrf)
@@ -478,5 +482,7 @@ async def test_json_sends_past_the_limit_get_429_with_retry_after(
         response = await client.post(enrol, json={"phone": "0498 765 432"}, headers=_h(csrf))
         await _problem(response, 503, "send-failed")
         # Without a phone, the sign-in code has nowhere to go.
-        response = await client.post(f"{API}/mfa/challenge/sms", json={}, headers=_h(csrf))
-        assert response.status == 409
+        response = await client.post(
+            f"{API}/mfa/challenge/send", json={"method": "sms"}, headers=_h(csrf)
+        )
+        await _problem(response, 409, "enrolment-required")

@@ -169,6 +169,11 @@ async def test_a_member_may_skip_the_backup_and_has_none_to_send_to(
         status, problem = await _post(client, "mfa/challenge/send", csrf, {"method": "backup"})
         assert status == 409
         assert problem["type"].endswith("/no-backup-factor")
+        # The one send route, asked for a text message: no phone is set up to send it to.
+        status, problem = await _post(client, "mfa/challenge/send", csrf, {"method": "sms"})
+        assert status == 409
+        assert problem["type"].endswith("/no-sms-factor")
+        assert "No phone is set up" in problem["detail"]
         status, problem = await _post(
             client, "mfa/challenge", csrf, {"method": "backup", "code": "123456"}
         )
@@ -221,8 +226,14 @@ async def test_bad_backup_input_is_refused_clearly_and_saves_nothing(
             status, problem = await _post(client, "mfa/enrol/backup", csrf, shape)
             assert status == 422, shape
             assert problem["errors"][0].startswith(field), problem
-        status, problem = await _post(client, "mfa/challenge/send", csrf, {"method": "sms"})
-        assert status == 422
+        for shape, field in (
+            ({"method": "email"}, "method"),
+            ({}, "method"),
+            ({"method": "backup", "again": "yes"}, "again"),
+        ):
+            status, problem = await _post(client, "mfa/challenge/send", csrf, shape)
+            assert status == 422, shape
+            assert problem["errors"][0].startswith(field), problem
 
         # No code sent yet; then a code another user was sent; then a wrong one.
         status, problem = await _post(client, "mfa/enrol/backup/confirm", csrf, {"code": "1"})
