@@ -333,6 +333,16 @@ async def test_text_messages_are_not_offered_where_they_cannot_be_sent(
         )
         assert status == 409
         assert "Start setting up again" in text
+    # Over JSON too: GET /me lists only what can be set up here, though the policy accepts
+    # text messages, and starting them is refused.
+    async with gateway.client() as client:
+        csrf = (await _api_sign_in(client, "max@harbour.example"))["csrf_token"]
+        me = await (await client.get(f"{API}/me")).json()
+        assert me["mfa"]["allowed_methods"] == ["totp"]
+        response = await client.post(
+            f"{API}/mfa/enrol/sms", json={"phone": PHONE}, headers=_h(csrf)
+        )
+        assert response.status == 409, await response.text()
 
 
 async def test_forged_sms_posts_are_refused(gateway: RunningGateway, provider: Provider) -> None:
@@ -375,6 +385,8 @@ async def test_text_messages_over_json(gateway: RunningGateway, provider: Provid
     async with gateway.client() as client:
         state = await _api_sign_in(client, "max@harbour.example")
         csrf = state["csrf_token"]
+        me = await (await client.get(f"{API}/me")).json()
+        assert me["mfa"]["allowed_methods"] == ["sms", "totp"]  # this gateway can text
         enrol = f"{API}/mfa/enrol/sms"
         # CSRF header required; cross-site refused; nothing sent for either.
         await _problem(await client.post(enrol, json={"phone": PHONE}), 403, "csrf-failed")

@@ -146,7 +146,12 @@ class MfaState(BaseModel):
     deadline: Instant | None = Field(
         default=None, description="When 2FA becomes required, if a policy asks for it."
     )
-    allowed_methods: list[str] = Field(description="The primary methods the policy accepts.")
+    allowed_methods: list[str] = Field(
+        description=(
+            "The primary methods the user can set up here: those the policy accepts, sms only"
+            " where this gateway can send text messages."
+        )
+    )
     remembered_device_expires_at: Instant | None = Field(
         default=None, description="When this browser's remembered device runs out, if it is one."
     )

@@ -11,6 +11,7 @@ from gateway.secondfactor.backup import Backups
 from gateway.secondfactor.challenge import Attempts, Challenges, Sealing
 from gateway.secondfactor.devices import RememberedDevices
 from gateway.secondfactor.enrolment import Enrolments
+from gateway.secondfactor.rules import Rules
 from gateway.secondfactor.sms import TextMessages
 from gateway.sending.service import CodeSender
 from gateway.store import Store
@@ -49,3 +50,11 @@ class SecondFactors:
         self.text_messages = TextMessages(
             store, sealer, clock, self.attempts, sending, self.challenges, self.enrolments
         )
+
+    def primary_choices(self, rules: Rules) -> tuple[str, ...]:
+        """The primary methods a user can set up here: those the policy accepts, text messages
+        only where this gateway can send them (the set-up page offers these)."""
+        choices = ("totp",) if "totp" in rules.primary_methods else ()
+        if self.text_messages.offered(rules):
+            choices += ("sms",)
+        return choices

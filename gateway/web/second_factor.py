@@ -80,8 +80,9 @@ async def _enrol_page(
             "optional": decision.deadline is None,
             "reason": decision.reason,
             "methods": sorted(rules.primary_methods),
-            # A policy may accept text messages where this gateway cannot send them.
-            "sms_offered": services.second_factors.text_messages.offered(rules),
+            # What can be set up here: a policy may accept text messages where this gateway
+            # cannot send them.
+            "choices": services.second_factors.primary_choices(rules),
             "enrolled_methods": sorted(enrolment.methods),
             "next": next_target,
             "csrf": csrf_for(services, live),

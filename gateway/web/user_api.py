@@ -146,7 +146,7 @@ async def me(call: ApiCall) -> web.StreamResponse:
         "verified": live.mfa_verified,
         "outcome": decision.outcome.value,
         "reason": decision.reason,
-        "allowed_methods": sorted(rules.primary_methods),
+        "allowed_methods": sorted(services.second_factors.primary_choices(rules)),
     }
     checked = live.second_factor
     if checked is not None:
