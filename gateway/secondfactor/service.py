@@ -54,7 +54,6 @@ class SecondFactors:
     def primary_choices(self, rules: Rules) -> tuple[str, ...]:
         """The primary methods a user can set up here: those the policy accepts, text messages
         only where this gateway can send them (the set-up page offers these)."""
-        choices = ("totp",) if "totp" in rules.primary_methods else ()
-        if self.text_messages.offered(rules):
-            choices += ("sms",)
-        return choices
+        totp = "totp" in rules.primary_methods
+        sms = self.text_messages.offered(rules)
+        return tuple(method for method, can in (("totp", totp), ("sms", sms)) if can)
