@@ -378,7 +378,11 @@ async def test_steps_out_of_order_say_so(gateway: RunningGateway) -> None:
             f"{API}/mfa/enrol/totp/confirm", json={"code": "123456"}, headers=token
         )
         assert late.status == 409
-        assert (await late.json())["type"].endswith("/step-expired")
+        problem = await late.json()
+        assert problem["type"].endswith("/step-expired")
+        # Said for an app over JSON: nothing is "below", and the step is begun again by a call.
+        assert problem["detail"].endswith(f"Start setting up again: POST {API}/mfa/enrol/totp.")
+        assert "Scan" not in problem["detail"]
 
 
 async def test_calls_without_a_session_get_401(gateway: RunningGateway) -> None:

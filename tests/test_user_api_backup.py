@@ -269,6 +269,9 @@ async def test_bad_backup_input_is_refused_clearly_and_saves_nothing(
         status, problem = await _post(client, "mfa/enrol/backup/confirm", csrf, {"code": code})
         assert status == 409
         assert problem["type"].endswith("/step-expired")
+        # The enrolment ran out with it: it starts again at the app.
+        assert f"POST {API}/mfa/enrol/totp." in problem["detail"]
+        assert problem["type"].endswith("/step-expired")
         assert await _kinds(gateway, "ava@harbour.example") == []
         user = await store.users.find_by_email("ava@harbour.example")
         assert user is not None

@@ -26,6 +26,7 @@ from gateway.secondfactor.refusals import (
     CodeRefused,
     SecondFactorRefused,
     SmsRefused,
+    StepExpired,
 )
 from gateway.services import SERVICES, SESSION, Services
 from gateway.signin.sessions import LiveSession
@@ -164,4 +165,12 @@ def refused(request: web.Request, refusal: SecondFactorRefused) -> ApiProblem:
         wait = math.ceil(refusal.retry_after)
         headers = {"Retry-After": str(wait)} if wait > 0 else None
         return ApiProblem(status, refusal.reason, title, refusal.message, headers=headers)
+    if isinstance(refusal, StepExpired):
+        # The page starts the step over; over JSON, the app does, by the call that began it.
+        again = ENROL_SMS_PATH if refusal.kind == "sms" else ENROL_TOTP_PATH
+        detail = (
+            f"That took longer than {refusal.minutes}, so this step ran out for your security."
+            f" Start setting up again: POST {again}."
+        )
+        return ApiProblem(409, refusal.reason, "Step not possible now", detail)
     return ApiProblem(409, type(refusal).reason, "Step not possible now", refusal.message)

@@ -150,8 +150,7 @@ async def _step_refused(
     one that was never started, or was restarted, sends the user back to the start."""
     request[OUTCOME] = "rejected"
     if isinstance(refused, StepExpired):
-        kind = await request.app[SERVICES].second_factors.enrolments.pending_kind(live.user)
-        if kind == "sms":
+        if refused.kind == "sms":
             return await _sms_page(request, live, rules, next_target, status=409)
         return await _totp_page(request, live, rules, next_target, status=409)
     return await _enrol_page(request, next_target, error=refused.message)
