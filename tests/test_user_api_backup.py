@@ -76,6 +76,21 @@ async def _kinds(gateway: RunningGateway, email: str) -> list[tuple[str, str]]:
     return sorted(await gateway.services.store.factors.kinds(user.id))
 
 
+async def _finished_with_a_backup_email(
+    client: aiohttp.ClientSession, gateway: RunningGateway, csrf: str, *, primary: str
+) -> None:
+    """Finish Ava's enrolment: ten recovery codes, the session verified, the ``primary``
+    method and the backup email saved."""
+    status, finished = await _post(client, "mfa/enrol/finish", csrf)
+    assert status == 201, finished
+    assert len(finished["recovery_codes"]) == 10
+    assert finished["mfa_verified"] is True
+    assert await _kinds(gateway, "ava@harbour.example") == [
+        ("email", "backup"),
+        (primary, "primary"),
+    ]
+
+
 async def test_a_principal_enrols_over_json_with_a_backup_email_and_signs_in_with_it(
     gateway: RunningGateway, mailbox: Mailbox
 ) -> None:
@@ -110,14 +125,7 @@ async def test_a_principal_enrols_over_json_with_a_backup_email_and_signs_in_wit
         assert reused["type"].endswith("/code-refused")
         assert "used already" in reused["detail"]
 
-        status, finished = await _post(client, "mfa/enrol/finish", csrf)
-        assert status == 201, finished
-        assert len(finished["recovery_codes"]) == 10
-        assert finished["mfa_verified"] is True
-        assert await _kinds(gateway, "ava@harbour.example") == [
-            ("email", "backup"),
-            ("totp", "primary"),
-        ]
+        await _finished_with_a_backup_email(client, gateway, csrf, primary="totp")
         me = await _me(client)
         assert me["mfa"]["has_backup"] is True
         out = await client.delete(f"{API}/session", headers=_csrf(me["csrf_token"]))
@@ -406,14 +414,7 @@ async def test_a_principal_enrols_over_json_with_text_messages_and_a_backup_emai
         status, proved = await _post(client, "mfa/enrol/backup/confirm", csrf, {"code": code})
         assert status == 200, proved
         assert (proved["next_step"], proved["backup"]) == (f"{API}/mfa/enrol/finish", "proved")
-        status, finished = await _post(client, "mfa/enrol/finish", csrf)
-        assert status == 201, finished
-        assert len(finished["recovery_codes"]) == 10
-        assert finished["mfa_verified"] is True
-        assert await _kinds(gateway, "ava@harbour.example") == [
-            ("email", "backup"),
-            ("sms", "primary"),
-        ]
+        await _finished_with_a_backup_email(client, gateway, csrf, primary="sms")
         me = await _me(client)
         assert (me["mfa"]["methods"], me["mfa"]["has_backup"]) == (["sms"], True)
         await client.delete(f"{API}/session", headers=_csrf(me["csrf_token"]))

@@ -225,7 +225,7 @@ def _backup_kinds(services: Services, rules: Rules) -> list[BackupKind]:
 
 
 async def enrol_backup(call: ApiCall) -> web.StreamResponse:
-    """Send a code to the backup phone or email typed (after the app is confirmed)."""
+    """Send a code to the backup phone or email typed (after the primary method is confirmed)."""
     live = call.signed_in
     body = await read_body(call.request, BackupBody, invalid_body)
     _, rules = await _rules(call.services, live)
@@ -338,17 +338,14 @@ async def send_challenge_code(call: ApiCall) -> web.StreamResponse:
     body = await read_body(call.request, SendBody, invalid_body)
     await _require_enrolment(services, live)
     _, rules = await _rules(services, live)
-    client_addr = call.request[CLIENT_ADDR]
-    second_factors = services.second_factors
     try:
-        if body.method == "sms":
-            sent = await second_factors.text_messages.send_challenge(
-                live.user, rules, again=body.again, client_addr=client_addr
-            )
-        else:
-            sent = await second_factors.backups.send_challenge(
-                live.user, rules, client_addr=client_addr
-            )
+        sent = await services.second_factors.send_challenge(
+            live.user,
+            rules,
+            method=body.method,
+            again=body.again,
+            client_addr=call.request[CLIENT_ADDR],
+        )
     except SecondFactorRefused as refused:
         raise refused_problem(call.request, refused) from None
     return json_response(_code_sent(sent))

@@ -95,6 +95,11 @@ SENT_CODE_REFUSED = _problem(
     "The code was not accepted (code-refused): wrong, or too many failed attempts (the same"
     " message), expired or used already (detail says to send a new one), or none was sent."
 )
+BAD_DESTINATION = _problem(
+    "Codes cannot be sent there (bad-destination): a malformed, premium-rate or non-mobile"
+    " number, the primary phone given as the backup, or a malformed email address; detail"
+    " says why. Nothing was sent."
+)
 SEND_REFUSED: dict[str, Reply | str] = {
     "429": _problem(
         "Too many codes sent to this user or number, or by text message in all"
@@ -230,15 +235,13 @@ ROUTES = (
         "POST",
         ENROL_BACKUP_PATH,
         "enrolBackup",
-        "Send a code to a backup phone number or email address (after the app is confirmed)",
+        "Send a code to a backup phone number or email address (after the primary method is"
+        " confirmed)",
         {
             "200": Reply(description="The code is on its way.", model=CodeSent),
-            "400": _problem(
-                "Codes cannot be sent there (bad-destination): a malformed, premium-rate or"
-                " non-mobile number, the primary phone, or a malformed email address."
-            ),
+            "400": BAD_DESTINATION,
             "409": _problem(
-                "The app is not confirmed yet, or the step ran out (step-missing,"
+                "The primary method is not confirmed yet, or the step ran out (step-missing,"
                 " step-expired); or the policy does not accept that kind (method-not-allowed)."
             ),
             **SEND_REFUSED,
@@ -271,10 +274,7 @@ ROUTES = (
         "Start setting up text messages: a code is sent to the mobile number",
         {
             "201": Reply(description="The code is on its way.", model=SmsEnrolment),
-            "400": _problem(
-                "Codes cannot be sent there (bad-destination): a malformed, premium-rate or"
-                " non-mobile number; detail says why."
-            ),
+            "400": BAD_DESTINATION,
             "409": STEP_REFUSED,
             **SEND_REFUSED,
         },
