@@ -419,6 +419,10 @@ async def test_text_messages_over_json(gateway: RunningGateway, provider: Provid
         )
         confirmed = await client.post(confirm, json={"code": code}, headers=_h(csrf))
         assert confirmed.status == 200, await confirmed.text()
+        # As for an app: a member is offered the backup, and may skip it by finishing.
+        answer = await confirmed.json()
+        assert (answer["next_step"], answer["backup"]) == (f"{API}/mfa/enrol/finish", "offered")
+        assert answer["backup_kinds"] == ["sms", "email"]
         finished = await client.post(f"{API}/mfa/enrol/finish", headers=_h(csrf))
         assert finished.status == 201, await finished.text()
         done = await finished.json()
