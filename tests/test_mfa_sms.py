@@ -333,6 +333,16 @@ async def test_text_messages_are_not_offered_where_they_cannot_be_sent(
         )
         assert status == 409
         assert "Start setting up again" in text
+    # Over JSON too: GET /me lists only what can be set up here, though the policy accepts
+    # text messages, and starting them is refused.
+    async with gateway.client() as client:
+        csrf = (await _api_sign_in(client, "max@harbour.example"))["csrf_token"]
+        me = await (await client.get(f"{API}/me")).json()
+        assert me["mfa"]["allowed_methods"] == ["totp"]
+        response = await client.post(
+            f"{API}/mfa/enrol/sms", json={"phone": PHONE}, headers=_h(csrf)
+        )
+        assert response.status == 409, await response.text()
 
 
 async def test_forged_sms_posts_are_refused(gateway: RunningGateway, provider: Provider) -> None:
@@ -375,6 +385,8 @@ async def test_text_messages_over_json(gateway: RunningGateway, provider: Provid
     async with gateway.client() as client:
         state = await _api_sign_in(client, "max@harbour.example")
         csrf = state["csrf_token"]
+        me = await (await client.get(f"{API}/me")).json()
+        assert me["mfa"]["allowed_methods"] == ["sms", "totp"]  # this gateway can text
         enrol = f"{API}/mfa/enrol/sms"
         # CSRF header required; cross-site refused; nothing sent for either.
         await _problem(await client.post(enrol, json={"phone": PHONE}), 403, "csrf-failed")
@@ -386,7 +398,7 @@ async def test_text_messages_over_json(gateway: RunningGateway, provider: Provid
         for typed, says in (("1900 123 456", "Premium-rate"), ("not a number", "Enter a mobile")):
             body = await _problem(
                 await client.post(enrol, json={"phone": typed}, headers=_h(csrf)),
-                422,
+                400,
                 "bad-destination",
             )
             assert says in body["detail"]
@@ -407,6 +419,10 @@ async def test_text_messages_over_json(gateway: RunningGateway, provider: Provid
         )
         confirmed = await client.post(confirm, json={"code": code}, headers=_h(csrf))
         assert confirmed.status == 200, await confirmed.text()
+        # As for an app: a member is offered the backup, and may skip it by finishing.
+        answer = await confirmed.json()
+        assert (answer["next_step"], answer["backup"]) == (f"{API}/mfa/enrol/finish", "offered")
+        assert answer["backup_kinds"] == ["sms", "email"]
         finished = await client.post(f"{API}/mfa/enrol/finish", headers=_h(csrf))
         assert finished.status == 201, await finished.text()
         done = await finished.json()
@@ -419,17 +435,21 @@ async def test_text_messages_over_json(gateway: RunningGateway, provider: Provid
         state = await _api_sign_in(client, "max@harbour.example")
         assert state["next"] == "challenge"
         csrf = state["csrf_token"]
-        send = f"{API}/mfa/challenge/sms"
+        send = f"{API}/mfa/challenge/send"
+        by_sms = {"method": "sms"}
         challenge = f"{API}/mfa/challenge"
-        await _problem(await client.post(send, json={}), 403, "csrf-failed")
+        await _problem(await client.post(send, json=by_sms), 403, "csrf-failed")
         await _problem(await client.post(send, headers=_h(csrf)), 415, "unsupported-media-type")
         sent = len(provider.requests)
-        first = await client.post(send, json={}, headers=_h(csrf))
-        assert first.status == 202, await first.text()
+        first = await client.post(send, json=by_sms, headers=_h(csrf))
+        assert first.status == 200, await first.text()
         assert (await first.json())["sent_to"] == MASKED
         assert len(provider.requests) == sent + 1
-        assert (await client.post(send, json={}, headers=_h(csrf))).status == 202
+        assert (await client.post(send, json=by_sms, headers=_h(csrf))).status == 200
         assert len(provider.requests) == sent + 1  # the code on its way still works
+        again = await client.post(send, json={**by_sms, "again": True}, headers=_h(csrf))
+        assert again.status == 200, await again.text()
+        assert len(provider.requests) == sent + 2  # asked for: a new one
         code = _texted(provider)
         # The code runs out; a new one is sent on request.
         gateway.clock.advance(CODE_LIFETIME)
@@ -438,8 +458,8 @@ async def test_text_messages_over_json(gateway: RunningGateway, provider: Provid
             400,
             "code-refused",
         )
-        assert (await client.post(send, json={}, headers=_h(csrf))).status == 202
-        assert len(provider.requests) == sent + 2
+        assert (await client.post(send, json=by_sms, headers=_h(csrf))).status == 200
+        assert len(provider.requests) == sent + 3
         code = _texted(provider)
         passed = await client.post(
             challenge, json={"method": "sms", "code": code}, headers=_h(csrf)
@@ -478,5 +498,7 @@ async def test_json_sends_past_the_limit_get_429_with_retry_after(
         response = await client.post(enrol, json={"phone": "0498 765 432"}, headers=_h(csrf))
         await _problem(response, 503, "send-failed")
         # Without a phone, the sign-in code has nowhere to go.
-        response = await client.post(f"{API}/mfa/challenge/sms", json={}, headers=_h(csrf))
-        assert response.status == 409
+        response = await client.post(
+            f"{API}/mfa/challenge/send", json={"method": "sms"}, headers=_h(csrf)
+        )
+        await _problem(response, 409, "enrolment-required")

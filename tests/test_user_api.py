@@ -260,7 +260,11 @@ async def test_sign_in_takes_only_json(gateway: RunningGateway) -> None:
         ("mfa/enrol/sms", {"phone": 412345678, "extra": 1}, ["phone", "extra"]),
         ("mfa/enrol/sms", {"phone": "0" * 65}, ["phone"]),
         ("mfa/enrol/sms/confirm", {"code": ["1"]}, ["code: must be a string"]),
-        ("mfa/challenge/sms", {"again": "please"}, ["again: must be true or false"]),
+        (
+            "mfa/challenge/send",
+            {"method": "sms", "again": "please"},
+            ["again: must be true or false"],
+        ),
     ],
 )
 async def test_bodies_of_the_wrong_shape_get_422_listing_every_problem(
@@ -374,7 +378,11 @@ async def test_steps_out_of_order_say_so(gateway: RunningGateway) -> None:
             f"{API}/mfa/enrol/totp/confirm", json={"code": "123456"}, headers=token
         )
         assert late.status == 409
-        assert (await late.json())["type"].endswith("/step-expired")
+        problem = await late.json()
+        assert problem["type"].endswith("/step-expired")
+        # Said for an app over JSON: nothing is "below", and the step is begun again by a call.
+        assert problem["detail"].endswith(f"Start setting up again: POST {API}/mfa/enrol/totp.")
+        assert "Scan" not in problem["detail"]
 
 
 async def test_calls_without_a_session_get_401(gateway: RunningGateway) -> None:
@@ -382,7 +390,7 @@ async def test_calls_without_a_session_get_401(gateway: RunningGateway) -> None:
         assert (await client.get(f"{API}/me")).status == 401
         for path in ("mfa/enrol/totp", "mfa/enrol/finish"):
             assert (await client.post(f"{API}/{path}")).status == 401
-        for path in ("mfa/enrol/sms", "mfa/enrol/sms/confirm", "mfa/challenge/sms"):
+        for path in ("mfa/enrol/sms", "mfa/enrol/sms/confirm", "mfa/challenge/send"):
             assert (await client.post(f"{API}/{path}", json={})).status == 401
         # Signing out without a session is no error.
         assert (await client.delete(f"{API}/session")).status == 204
@@ -417,7 +425,6 @@ def test_every_route_is_in_the_openapi_document_with_its_schemas() -> None:
         ("POST", f"{API}/mfa/enrol/finish"),
         ("POST", f"{API}/mfa/challenge/send"),
         ("POST", f"{API}/mfa/challenge"),
-        ("POST", f"{API}/mfa/challenge/sms"),
     }
     me = schemas["Me"]
     assert {"user", "organisation", "role", "mfa", "csrf_token"} <= set(me["required"])

@@ -76,6 +76,21 @@ async def _kinds(gateway: RunningGateway, email: str) -> list[tuple[str, str]]:
     return sorted(await gateway.services.store.factors.kinds(user.id))
 
 
+async def _finished_with_a_backup_email(
+    client: aiohttp.ClientSession, gateway: RunningGateway, csrf: str, *, primary: str
+) -> None:
+    """Finish Ava's enrolment: ten recovery codes, the session verified, the ``primary``
+    method and the backup email saved."""
+    status, finished = await _post(client, "mfa/enrol/finish", csrf)
+    assert status == 201, finished
+    assert len(finished["recovery_codes"]) == 10
+    assert finished["mfa_verified"] is True
+    assert await _kinds(gateway, "ava@harbour.example") == [
+        ("email", "backup"),
+        (primary, "primary"),
+    ]
+
+
 async def test_a_principal_enrols_over_json_with_a_backup_email_and_signs_in_with_it(
     gateway: RunningGateway, mailbox: Mailbox
 ) -> None:
@@ -110,14 +125,7 @@ async def test_a_principal_enrols_over_json_with_a_backup_email_and_signs_in_wit
         assert reused["type"].endswith("/code-refused")
         assert "used already" in reused["detail"]
 
-        status, finished = await _post(client, "mfa/enrol/finish", csrf)
-        assert status == 201, finished
-        assert len(finished["recovery_codes"]) == 10
-        assert finished["mfa_verified"] is True
-        assert await _kinds(gateway, "ava@harbour.example") == [
-            ("email", "backup"),
-            ("totp", "primary"),
-        ]
+        await _finished_with_a_backup_email(client, gateway, csrf, primary="totp")
         me = await _me(client)
         assert me["mfa"]["has_backup"] is True
         out = await client.delete(f"{API}/session", headers=_csrf(me["csrf_token"]))
@@ -169,6 +177,11 @@ async def test_a_member_may_skip_the_backup_and_has_none_to_send_to(
         status, problem = await _post(client, "mfa/challenge/send", csrf, {"method": "backup"})
         assert status == 409
         assert problem["type"].endswith("/no-backup-factor")
+        # The one send route, asked for a text message: no phone is set up to send it to.
+        status, problem = await _post(client, "mfa/challenge/send", csrf, {"method": "sms"})
+        assert status == 409
+        assert problem["type"].endswith("/no-sms-factor")
+        assert "No phone is set up" in problem["detail"]
         status, problem = await _post(
             client, "mfa/challenge", csrf, {"method": "backup", "code": "123456"}
         )
@@ -221,8 +234,14 @@ async def test_bad_backup_input_is_refused_clearly_and_saves_nothing(
             status, problem = await _post(client, "mfa/enrol/backup", csrf, shape)
             assert status == 422, shape
             assert problem["errors"][0].startswith(field), problem
-        status, problem = await _post(client, "mfa/challenge/send", csrf, {"method": "sms"})
-        assert status == 422
+        for shape, field in (
+            ({"method": "email"}, "method"),
+            ({}, "method"),
+            ({"method": "backup", "again": "yes"}, "again"),
+        ):
+            status, problem = await _post(client, "mfa/challenge/send", csrf, shape)
+            assert status == 422, shape
+            assert problem["errors"][0].startswith(field), problem
 
         # No code sent yet; then a code another user was sent; then a wrong one.
         status, problem = await _post(client, "mfa/enrol/backup/confirm", csrf, {"code": "1"})
@@ -257,6 +276,9 @@ async def test_bad_backup_input_is_refused_clearly_and_saves_nothing(
         gateway.clock.advance(600)
         status, problem = await _post(client, "mfa/enrol/backup/confirm", csrf, {"code": code})
         assert status == 409
+        assert problem["type"].endswith("/step-expired")
+        # The enrolment ran out with it: it starts again at the app.
+        assert f"POST {API}/mfa/enrol/totp." in problem["detail"]
         assert problem["type"].endswith("/step-expired")
         assert await _kinds(gateway, "ava@harbour.example") == []
         user = await store.users.find_by_email("ava@harbour.example")
@@ -339,3 +361,93 @@ async def test_failed_backup_and_app_codes_count_together_towards_the_lockout(
             client, "mfa/challenge", csrf, {"method": "totp", "code": totp.at(gateway.clock())}
         )
         assert status == 200, passed
+
+
+PHONE = "+61412345678"
+
+
+async def _confirm_phone(
+    client: aiohttp.ClientSession, provider: Provider, csrf: str
+) -> dict[str, Any]:
+    """Start text messages for 0412 345 678 and confirm the texted code; the answer."""
+    status, started = await _post(client, "mfa/enrol/sms", csrf, {"phone": "0412 345 678"})
+    assert status == 201, started
+    assert started["next_step"] == f"{API}/mfa/enrol/sms/confirm"
+    code = _texted_code(provider, PHONE)
+    status, confirmed = await _post(client, "mfa/enrol/sms/confirm", csrf, {"code": code})
+    assert status == 200, confirmed
+    return confirmed
+
+
+async def test_a_principal_enrols_over_json_with_text_messages_and_a_backup_email(
+    gateway: RunningGateway, mailbox: Mailbox, provider: Provider
+) -> None:
+    async with gateway.client() as client:
+        csrf = (await _sign_in(client, "ava@harbour.example"))["csrf_token"]
+        assert (await _me(client))["mfa"]["allowed_methods"] == ["sms", "totp"]
+        confirmed = await _confirm_phone(client, provider, csrf)
+        # The same answer as confirming an app: the backup is required for a principal.
+        assert confirmed == {
+            "next_step": f"{API}/mfa/enrol/backup",
+            "backup": "required",
+            "backup_kinds": ["sms", "email"],
+        }
+        status, problem = await _post(client, "mfa/enrol/finish", csrf)
+        assert status == 409
+        assert problem["type"].endswith("/backup-required")
+        # The primary phone, however typed, cannot be the backup; nothing is sent to it.
+        texted = len(provider.requests)
+        for typed in ("+61 412 345 678", "0412345678"):
+            status, problem = await _post(
+                client, "mfa/enrol/backup", csrf, {"kind": "sms", "destination": typed}
+            )
+            assert status == 400, problem
+            assert problem["type"].endswith("/bad-destination")
+            assert "must differ from the number you use to sign in" in problem["detail"]
+        assert len(provider.requests) == texted
+        # A backup email, proved by the code the real SMTP server received.
+        body = {"kind": "email", "destination": BACKUP}
+        status, sent = await _post(client, "mfa/enrol/backup", csrf, body)
+        assert status == 200, sent
+        assert (sent["kind"], sent["sent_to"]) == ("email", "a•••@harbour.example")
+        code = _mailed_code(mailbox, BACKUP)
+        status, proved = await _post(client, "mfa/enrol/backup/confirm", csrf, {"code": code})
+        assert status == 200, proved
+        assert (proved["next_step"], proved["backup"]) == (f"{API}/mfa/enrol/finish", "proved")
+        await _finished_with_a_backup_email(client, gateway, csrf, primary="sms")
+        me = await _me(client)
+        assert (me["mfa"]["methods"], me["mfa"]["has_backup"]) == (["sms"], True)
+        await client.delete(f"{API}/session", headers=_csrf(me["csrf_token"]))
+
+        # Signing in again: one route sends the code by either method.
+        csrf = (await _sign_in(client, "ava@harbour.example"))["csrf_token"]
+        status, sent = await _post(client, "mfa/challenge/send", csrf, {"method": "sms"})
+        assert status == 200, sent
+        assert (sent["kind"], sent["sent_to"]) == ("sms", "+61 ••• ••• 678")
+        texted_code = _texted_code(provider, PHONE)
+        status, sent = await _post(client, "mfa/challenge/send", csrf, {"method": "backup"})
+        assert status == 200, sent
+        assert (sent["kind"], sent["sent_to"]) == ("email", "a•••@harbour.example")
+        status, passed = await _post(
+            client, "mfa/challenge", csrf, {"method": "sms", "code": texted_code}
+        )
+        assert status == 200, passed
+        assert passed["method"] == "sms"
+
+
+async def test_a_phone_enrolment_left_too_long_over_json_starts_again_at_the_phone(
+    gateway: RunningGateway, mailbox: Mailbox, provider: Provider
+) -> None:
+    async with gateway.client() as client:
+        csrf = (await _sign_in(client, "ava@harbour.example"))["csrf_token"]
+        await _confirm_phone(client, provider, csrf)
+        gateway.clock.advance(600)
+        body = {"kind": "email", "destination": BACKUP}
+        for path, payload in (("mfa/enrol/backup", body), ("mfa/enrol/finish", None)):
+            status, problem = await _post(client, path, csrf, payload)
+            assert status == 409, (path, problem)
+            assert problem["type"].endswith("/step-expired")
+            assert problem["detail"].endswith(f"Start setting up again: POST {API}/mfa/enrol/sms.")
+            assert "Scan" not in problem["detail"]
+        assert mailbox.received == []
+        await _confirm_phone(client, provider, csrf)  # started again, it goes on

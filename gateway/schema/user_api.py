@@ -16,8 +16,9 @@ ChallengeMethod = Literal["totp", "sms", "backup", "recovery"]
 PassedMethod = Literal["totp", "sms", "email", "recovery"]
 BackupKind = Literal["sms", "email"]
 BACKUP_KINDS: tuple[BackupKind, ...] = ("sms", "email")
-# "backup": send the sign-in code to the user's backup phone or email.
-SendMethod = Literal["backup"]
+# Where to send a sign-in code: "sms", the user's primary phone; "backup", the user's backup
+# phone or email.
+SendMethod = Literal["sms", "backup"]
 
 MAX_EMAIL = 320
 MAX_PASSWORD = 1024
@@ -58,11 +59,23 @@ class BackupBody(BaseModel):
 
 
 class SendBody(BaseModel):
-    """Which method to send a sign-in code by."""
+    """Where to send a sign-in code: the primary phone (``sms``) or the backup (``backup``)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    method: SendMethod
+    method: SendMethod = Field(
+        description=(
+            "sms: text the code to the user's phone (the primary method); backup: send it to"
+            " the backup phone or email (use my backup method)."
+        )
+    )
+    again: bool = Field(
+        default=False,
+        description=(
+            "sms only: send a new code even if the one sent before can still be used (else"
+            " that one is not sent again). A backup code is sent anew on every call."
+        ),
+    )
 
 
 class ChallengeBody(BaseModel):
@@ -72,8 +85,9 @@ class ChallengeBody(BaseModel):
 
     method: ChallengeMethod = Field(
         description=(
-            "totp: a code from the app; backup: the code sent by POST"
-            " /_gateway/api/mfa/challenge/send; recovery: one of the recovery codes."
+            "totp: a code from the app; sms or backup: the code sent by POST"
+            " /_gateway/api/mfa/challenge/send with that method; recovery: one of the"
+            " recovery codes."
         )
     )
     code: str = Field(max_length=MAX_CODE)
@@ -87,15 +101,6 @@ class PhoneBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     phone: str = Field(min_length=1, max_length=MAX_PHONE)
-
-
-class SmsChallengeBody(BaseModel):
-    """Text the sign-in code to the phone; ``again`` sends a new one even if the last one
-    can still be used."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    again: bool = False
 
 
 class SessionState(BaseModel):
@@ -141,7 +146,12 @@ class MfaState(BaseModel):
     deadline: Instant | None = Field(
         default=None, description="When 2FA becomes required, if a policy asks for it."
     )
-    allowed_methods: list[str] = Field(description="The primary methods the policy accepts.")
+    allowed_methods: list[str] = Field(
+        description=(
+            "The primary methods the user can set up here: those the policy accepts, sms only"
+            " where this gateway can send text messages."
+        )
+    )
     remembered_device_expires_at: Instant | None = Field(
         default=None, description="When this browser's remembered device runs out, if it is one."
     )

@@ -117,7 +117,7 @@ class Backups:
         if pending is None or not pending.confirmed:
             raise StepMissing("not-confirmed")
         if self._clock() >= pending.expires_at:
-            raise StepExpired(duration_text(rules.step_lifetime))
+            raise StepExpired(duration_text(rules.step_lifetime), kind=pending.primary_kind)
         return pending
 
     async def proved(self, user: User, rules: Rules) -> ProvedBackup | None:

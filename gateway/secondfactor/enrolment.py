@@ -107,7 +107,9 @@ class Enrolments:
             raise StepMissing()
         if self._clock() >= pending.expires_at:
             return await self.start_totp(
-                user, rules, notice=StepExpired(duration_text(rules.step_lifetime)).message
+                user,
+                rules,
+                notice=StepExpired(duration_text(rules.step_lifetime), kind="totp").message,
             )
         return self._setup(user, self._secret(user, pending), pending, None)
 
@@ -128,11 +130,6 @@ class Enrolments:
         assert pending.totp_sealed is not None
         return self._sealer.open(pending.totp_sealed, pending_totp_aad(user.id)).decode("ascii")
 
-    async def pending_kind(self, user: User) -> str | None:
-        """The primary method of the enrolment under way (``totp`` or ``sms``), if one is."""
-        pending = await self._store.factors.pending(user.id)
-        return None if pending is None else pending.primary_kind
-
     async def _current(self, user: User, rules: Rules, *, kind: str | None) -> PendingEnrolment:
         """The enrolment under way (of primary method ``kind``, if given), in time;
         StepExpired if it ran out (the set-up page then starts it over)."""
@@ -140,7 +137,7 @@ class Enrolments:
         if pending is None or (kind is not None and pending.primary_kind != kind):
             raise StepMissing()
         if self._clock() >= pending.expires_at:
-            raise StepExpired(duration_text(rules.step_lifetime))
+            raise StepExpired(duration_text(rules.step_lifetime), kind=pending.primary_kind)
         return pending
 
     async def confirm_totp(self, user: User, code: str, rules: Rules) -> None:

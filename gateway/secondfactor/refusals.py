@@ -27,18 +27,28 @@ class CodeRefused(SecondFactorRefused):
     """A wrong, reused or malformed code, or the second factor is locked: one message for all."""
 
 
+# What the set-up page asks once a step has run out, by the primary method being set up: it
+# shows a new key for an authenticator app, and asks for the number again for text messages.
+# A backup step runs out with the enrolment, which starts over at its primary method.
+START_AGAIN = {
+    "totp": "Scan the new code below, or type the new key.",
+    "sms": "Enter your mobile number again to get a new code.",
+}
+
+
 class StepExpired(SecondFactorRefused):
-    """The step was started longer ago than the policy's step lifetime: start it again."""
+    """The step was started longer ago than the policy's step lifetime: start it again.
+    ``kind`` is the primary method of the enrolment that ran out (``totp`` or ``sms``)."""
 
     reason = "step-expired"
 
-    def __init__(
-        self, minutes: str, *, again: str = "Scan the new code below, or type the new key."
-    ) -> None:
+    def __init__(self, minutes: str, *, kind: str) -> None:
+        self.minutes = minutes
+        self.kind = kind
         super().__init__(
             message=(
                 f"That took longer than {minutes}, so this step has started over for your"
-                f" security. {again}"
+                f" security. {START_AGAIN.get(kind, 'Start setting up again.')}"
             )
         )
 

@@ -7,13 +7,15 @@ from collections.abc import Sequence
 
 from gateway.clock import Clock
 from gateway.crypto.derivation import derive_key
-from gateway.secondfactor.backup import Backups
+from gateway.secondfactor.backup import Backups, BackupSent
 from gateway.secondfactor.challenge import Attempts, Challenges, Sealing
 from gateway.secondfactor.devices import RememberedDevices
 from gateway.secondfactor.enrolment import Enrolments
+from gateway.secondfactor.rules import Rules
 from gateway.secondfactor.sms import TextMessages
 from gateway.sending.service import CodeSender
 from gateway.store import Store
+from gateway.store.records import User
 
 # The name an authenticator app shows beside the account, unless [security] totp_issuer says.
 ISSUER = "Xero Gateway"
@@ -49,3 +51,22 @@ class SecondFactors:
         self.text_messages = TextMessages(
             store, sealer, clock, self.attempts, sending, self.challenges, self.enrolments
         )
+
+    async def send_challenge(
+        self, user: User, rules: Rules, *, method: str, again: bool, client_addr: str | None
+    ) -> BackupSent:
+        """Send a sign-in code by ``method``: ``sms`` texts it to the user's phone (a code sent
+        before that can still be used is not sent anew unless ``again``), else it goes to the
+        backup phone or email. SmsRefused or BackupRefused when it cannot be sent."""
+        if method == "sms":
+            return await self.text_messages.send_challenge(
+                user, rules, again=again, client_addr=client_addr
+            )
+        return await self.backups.send_challenge(user, rules, client_addr=client_addr)
+
+    def primary_choices(self, rules: Rules) -> tuple[str, ...]:
+        """The primary methods a user can set up here: those the policy accepts, text messages
+        only where this gateway can send them (the set-up page offers these)."""
+        totp = "totp" in rules.primary_methods
+        sms = self.text_messages.offered(rules)
+        return tuple(method for method, can in (("totp", totp), ("sms", sms)) if can)

@@ -20,7 +20,6 @@ from gateway.store.factors import PendingEnrolment, pending_phone_aad
 from gateway.store.records import User
 
 ENROL_SMS_PURPOSE = "enrol-sms"
-START_AGAIN = "Enter your mobile number again to get a new code."
 NO_PHONE = "No phone is set up for this account. Use your backup method or a recovery code."
 
 
@@ -86,7 +85,7 @@ class TextMessages:
         if pending is None or pending.primary_kind != "sms":
             raise StepMissing()
         if self._clock() >= pending.expires_at:
-            raise StepExpired(duration_text(rules.step_lifetime), again=START_AGAIN)
+            raise StepExpired(duration_text(rules.step_lifetime), kind="sms")
         return pending
 
     async def step(self, user: User, rules: Rules) -> PhoneStep:

@@ -21,8 +21,13 @@ from aiohttp.typedefs import Handler
 from gateway.admin.http import ApiProblem, unprocessable
 from gateway.http.csrf import csrf_valid
 from gateway.http.requests import OUTCOME
-from gateway.mfa.codes import CodeVerdict
-from gateway.secondfactor.refusals import BackupRefused, CodeRefused, SecondFactorRefused
+from gateway.secondfactor.refusals import (
+    BackupRefused,
+    CodeRefused,
+    SecondFactorRefused,
+    SmsRefused,
+    StepExpired,
+)
 from gateway.services import SERVICES, SESSION, Services
 from gateway.signin.sessions import LiveSession
 from gateway.web.gate import from_allowed_origin
@@ -39,7 +44,6 @@ CHALLENGE_PATH = f"{API}/mfa/challenge"
 CHALLENGE_SEND_PATH = f"{API}/mfa/challenge/send"
 ENROL_SMS_PATH = f"{API}/mfa/enrol/sms"
 CONFIRM_SMS_PATH = f"{API}/mfa/enrol/sms/confirm"
-CHALLENGE_SMS_PATH = f"{API}/mfa/challenge/sms"
 CSRF_HEADER = "X-CSRF-Token"
 CROSS_SITE = frozenset({"cross-site", "same-site"})
 
@@ -128,61 +132,45 @@ def api(handler: UserHandler, *, changes: bool, body: bool = False) -> Handler:
 GENERIC_MESSAGE = CodeRefused().message
 
 
-# A backup step refused before any code was judged: where codes cannot go, a send a limit
-# refused, that failed or is not possible here (nothing spent), or no backup to send to.
-_BACKUP_REFUSALS = {
+# A step that sends a code refused before any code was judged, by the refusal's reason: where
+# codes cannot go, no phone or backup to send to, a kind the policy does not accept, or a send
+# a limit refused, that failed or is not possible here (nothing spent either way).
+_SEND_REFUSALS = {
     "bad-destination": (400, "Codes cannot be sent there"),
-    "method-not-allowed": (409, "Backup method not accepted"),
+    "method-not-allowed": (409, "Method not accepted"),
     "no-backup-factor": (409, "No backup method set up"),
-    "send-limited": (429, "Too many codes"),
-    "send-failed": (503, "Code not sent"),
-    "send-unavailable": (503, "Code not sent"),
+    "no-sms-factor": (409, "No phone set up"),
+    "send-limited": (429, "Too many codes sent"),
+    "send-failed": (503, "The code could not be sent"),
+    "send-unavailable": (503, "Codes cannot be sent that way here"),
 }
 
 
 def refused(request: web.Request, refusal: SecondFactorRefused) -> ApiProblem:
-    """The problem for a refused second-factor step: the generic one for any code, else the
-    step's own (out of order, run out, done already, a backup refused) with what to do."""
+    """The problem for a refused second-factor step: the generic one for a code from the app
+    or a recovery code; for a step that sends a code, why it was not sent (a send a limit
+    refused says when to try again, in Retry-After) or why the code sent was not accepted
+    (400, saying so when it expired or was used); else the step's own (out of order, run out,
+    done already) with what to do."""
     request[OUTCOME] = "rejected"
     if isinstance(refusal, CodeRefused):
         return ApiProblem(400, "code-refused", "Code not accepted", GENERIC_MESSAGE)
-    if isinstance(refusal, BackupRefused):
-        known = _BACKUP_REFUSALS.get(refusal.reason)
+    if isinstance(refusal, (BackupRefused, SmsRefused)):
+        known = _SEND_REFUSALS.get(refusal.reason)
         if known is None:
-            # A code sent to the backup that was not accepted: the page's message (the generic
-            # one for a wrong code; "expired" or "used" says to send a new one).
+            # A code sent that was not accepted: the page's message (the generic one for a
+            # wrong code; "expired" or "used" says to send a new one).
             return ApiProblem(400, "code-refused", "Code not accepted", refusal.message)
         status, title = known
         wait = math.ceil(refusal.retry_after)
         headers = {"Retry-After": str(wait)} if wait > 0 else None
         return ApiProblem(status, refusal.reason, title, refusal.message, headers=headers)
+    if isinstance(refusal, StepExpired):
+        # The page starts the step over; over JSON, the app does, by the call that began it.
+        again = ENROL_SMS_PATH if refusal.kind == "sms" else ENROL_TOTP_PATH
+        detail = (
+            f"That took longer than {refusal.minutes}, so this step ran out for your security."
+            f" Start setting up again: POST {again}."
+        )
+        return ApiProblem(409, refusal.reason, "Step not possible now", detail)
     return ApiProblem(409, type(refusal).reason, "Step not possible now", refusal.message)
-
-
-# Why a sent code was not accepted: its verdict, or none was sent (or it ran out).
-_CODE_REASONS = frozenset({verdict.value for verdict in CodeVerdict} | {"no-code"})
-# A step that sends a code, refused: why, by the refusal's reason.
-_SEND_REFUSALS = {
-    "send-limited": (429, "send-limited", "Too many codes sent"),
-    "send-failed": (503, "send-failed", "The code could not be sent"),
-    "send-unavailable": (503, "send-unavailable", "Codes cannot be sent that way here"),
-    "bad-destination": (422, "bad-destination", "Codes cannot be sent there"),
-}
-
-
-def sent_code_refused(request: web.Request, refusal: SecondFactorRefused) -> ApiProblem:
-    """The problem for a refused step that sends a code or checks one sent: a number codes
-    cannot go to (422), a send a limit refused (429, with Retry-After) or that failed (503),
-    a code not accepted (400, saying why when it expired or was used); else as ``refused``."""
-    known = _SEND_REFUSALS.get(refusal.reason)
-    if known is not None:
-        request[OUTCOME] = "rejected"
-        status, slug, title = known
-        headers = None
-        if refusal.retry_after > 0:
-            headers = {"Retry-After": str(math.ceil(refusal.retry_after))}
-        return ApiProblem(status, slug, title, refusal.message, headers=headers)
-    if refusal.reason in _CODE_REASONS:
-        request[OUTCOME] = "rejected"
-        return ApiProblem(400, "code-refused", "Code not accepted", refusal.message)
-    return refused(request, refusal)

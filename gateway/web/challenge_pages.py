@@ -180,15 +180,11 @@ async def send_challenge_code(request: web.Request, posted: Posted) -> web.Strea
     next_target = posted.next_target
     max_age = _max_age(fields["max_age"])
     method = "sms" if fields["method"] == "sms" else "backup"
-    second_factors = services.second_factors
-    client = request[CLIENT_ADDR]
     try:
-        if method == "sms":
-            sent = await second_factors.text_messages.send_challenge(
-                live.user, rules, again=True, client_addr=client
-            )
-        else:
-            sent = await second_factors.backups.send_challenge(live.user, rules, client_addr=client)
+        # "Send again" on the page always sends a new code.
+        sent = await services.second_factors.send_challenge(
+            live.user, rules, method=method, again=True, client_addr=request[CLIENT_ADDR]
+        )
     except SecondFactorRefused as refused:
         request[OUTCOME] = "rejected"
         status = SEND_STATUS.get(refused.reason, 400)

@@ -80,8 +80,9 @@ async def _enrol_page(
             "optional": decision.deadline is None,
             "reason": decision.reason,
             "methods": sorted(rules.primary_methods),
-            # A policy may accept text messages where this gateway cannot send them.
-            "sms_offered": services.second_factors.text_messages.offered(rules),
+            # What can be set up here: a policy may accept text messages where this gateway
+            # cannot send them.
+            "choices": services.second_factors.primary_choices(rules),
             "enrolled_methods": sorted(enrolment.methods),
             "next": next_target,
             "csrf": csrf_for(services, live),
@@ -149,8 +150,7 @@ async def _step_refused(
     one that was never started, or was restarted, sends the user back to the start."""
     request[OUTCOME] = "rejected"
     if isinstance(refused, StepExpired):
-        kind = await request.app[SERVICES].second_factors.enrolments.pending_kind(live.user)
-        if kind == "sms":
+        if refused.kind == "sms":
             return await _sms_page(request, live, rules, next_target, status=409)
         return await _totp_page(request, live, rules, next_target, status=409)
     return await _enrol_page(request, next_target, error=refused.message)

@@ -32,7 +32,6 @@ from gateway.schema.user_api import (
     SendBody,
     SessionState,
     SignInBody,
-    SmsChallengeBody,
     SmsEnrolment,
     TotpEnrolment,
     UserInfo,
@@ -52,7 +51,6 @@ from gateway.web.api_guard import (
     FINISH_PATH,
     ApiCall,
     invalid_body,
-    sent_code_refused,
 )
 from gateway.web.api_guard import refused as refused_problem
 from gateway.web.pages import (
@@ -148,7 +146,7 @@ async def me(call: ApiCall) -> web.StreamResponse:
         "verified": live.mfa_verified,
         "outcome": decision.outcome.value,
         "reason": decision.reason,
-        "allowed_methods": sorted(rules.primary_methods),
+        "allowed_methods": sorted(services.second_factors.primary_choices(rules)),
     }
     checked = live.second_factor
     if checked is not None:
@@ -227,7 +225,7 @@ def _backup_kinds(services: Services, rules: Rules) -> list[BackupKind]:
 
 
 async def enrol_backup(call: ApiCall) -> web.StreamResponse:
-    """Send a code to the backup phone or email typed (after the app is confirmed)."""
+    """Send a code to the backup phone or email typed (after the primary method is confirmed)."""
     live = call.signed_in
     body = await read_body(call.request, BackupBody, invalid_body)
     _, rules = await _rules(call.services, live)
@@ -267,7 +265,7 @@ async def enrol_sms(call: ApiCall) -> web.StreamResponse:
             live.user, rules, body.phone, client_addr=call.request[CLIENT_ADDR]
         )
     except SecondFactorRefused as refused:
-        raise sent_code_refused(call.request, refused) from None
+        raise refused_problem(call.request, refused) from None
     answer = SmsEnrolment(
         **_code_sent(sent).model_dump(),
         expires_at=instant(step.expires_at),
@@ -292,7 +290,7 @@ async def confirm_sms(call: ApiCall) -> web.StreamResponse:
     try:
         await call.services.second_factors.text_messages.confirm(live.user, rules, body.code)
     except SecondFactorRefused as refused:
-        raise sent_code_refused(call.request, refused) from None
+        raise refused_problem(call.request, refused) from None
     return json_response(_backup_step(call.services, live, rules))
 
 
@@ -320,21 +318,6 @@ async def finish(call: ApiCall) -> web.StreamResponse:
 # The challenge
 
 
-async def send_sms_challenge(call: ApiCall) -> web.StreamResponse:
-    """Text the sign-in code to the user's phone (unless one sent can still be used, or
-    ``again``); check it with POST challenge, method sms."""
-    live = call.signed_in
-    body = await read_body(call.request, SmsChallengeBody, invalid_body)
-    _, rules = await _rules(call.services, live)
-    try:
-        sent = await call.services.second_factors.text_messages.send_challenge(
-            live.user, rules, again=body.again, client_addr=call.request[CLIENT_ADDR]
-        )
-    except SecondFactorRefused as refused:
-        raise sent_code_refused(call.request, refused) from None
-    return json_response(_code_sent(sent), status=202)
-
-
 async def _require_enrolment(services: Services, live: LiveSession) -> None:
     if not (await services.decider.enrolment(live.user.id)).enrolled:
         raise ApiProblem(
@@ -346,16 +329,22 @@ async def _require_enrolment(services: Services, live: LiveSession) -> None:
 
 
 async def send_challenge_code(call: ApiCall) -> web.StreamResponse:
-    """ "Use my backup method": send a sign-in code to it, for POST challenge with
-    method backup (a limited send says when to try again; a failed one spends nothing)."""
+    """Send a sign-in code for POST challenge with the same method: ``sms`` texts it to the
+    user's phone (unless one sent can still be used, or ``again``); ``backup`` sends it to the
+    backup phone or email ("use my backup method"). A limited send says when to try again; a
+    failed one spends nothing."""
     services = call.services
     live = call.signed_in
-    await read_body(call.request, SendBody, invalid_body)
+    body = await read_body(call.request, SendBody, invalid_body)
     await _require_enrolment(services, live)
     _, rules = await _rules(services, live)
     try:
-        sent = await services.second_factors.backups.send_challenge(
-            live.user, rules, client_addr=call.request[CLIENT_ADDR]
+        sent = await services.second_factors.send_challenge(
+            live.user,
+            rules,
+            method=body.method,
+            again=body.again,
+            client_addr=call.request[CLIENT_ADDR],
         )
     except SecondFactorRefused as refused:
         raise refused_problem(call.request, refused) from None

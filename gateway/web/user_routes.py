@@ -22,14 +22,12 @@ from gateway.schema.user_api import (
     SendBody,
     SessionState,
     SignInBody,
-    SmsChallengeBody,
     SmsEnrolment,
     TotpEnrolment,
 )
 from gateway.web.api_guard import (
     CHALLENGE_PATH,
     CHALLENGE_SEND_PATH,
-    CHALLENGE_SMS_PATH,
     CONFIRM_BACKUP_PATH,
     CONFIRM_SMS_PATH,
     CONFIRM_TOTP_PATH,
@@ -55,7 +53,6 @@ from gateway.web.user_api import (
     finish,
     me,
     send_challenge_code,
-    send_sms_challenge,
     sign_in,
     sign_out_call,
 )
@@ -98,6 +95,11 @@ SENT_CODE_REFUSED = _problem(
     "The code was not accepted (code-refused): wrong, or too many failed attempts (the same"
     " message), expired or used already (detail says to send a new one), or none was sent."
 )
+BAD_DESTINATION = _problem(
+    "Codes cannot be sent there (bad-destination): a malformed, premium-rate or non-mobile"
+    " number, the primary phone given as the backup, or a malformed email address; detail"
+    " says why. Nothing was sent."
+)
 SEND_REFUSED: dict[str, Reply | str] = {
     "429": _problem(
         "Too many codes sent to this user or number, or by text message in all"
@@ -119,6 +121,17 @@ class UserRoute:
     body: bool
 
 
+def _add_replies(replies: dict[str, Reply | str], shared: dict[str, Reply | str]) -> None:
+    """Add the replies every such call may get; where the route describes problems under the
+    same status (400 for a refused code and for a malformed body), both descriptions stay."""
+    for status, reply in shared.items():
+        own = replies.get(status)
+        if isinstance(own, Reply) and isinstance(reply, Reply) and own.media_type == PROBLEM:
+            replies[status] = _problem(f"{own.description} Or: {reply.description}")
+        else:
+            replies[status] = reply
+
+
 def _route(
     handler: UserHandler,
     method: str,
@@ -134,9 +147,9 @@ def _route(
     changes = method != "GET"
     all_replies = dict(replies)
     if changes:
-        all_replies.update(CHANGE_REPLIES)
+        _add_replies(all_replies, CHANGE_REPLIES)
     if body is not None:
-        all_replies.update(BODY_REPLIES)
+        _add_replies(all_replies, BODY_REPLIES)
     return UserRoute(
         handler=handler,
         changes=changes,
@@ -222,15 +235,13 @@ ROUTES = (
         "POST",
         ENROL_BACKUP_PATH,
         "enrolBackup",
-        "Send a code to a backup phone number or email address (after the app is confirmed)",
+        "Send a code to a backup phone number or email address (after the primary method is"
+        " confirmed)",
         {
             "200": Reply(description="The code is on its way.", model=CodeSent),
-            "400": _problem(
-                "Codes cannot be sent there (bad-destination): a malformed, premium-rate or"
-                " non-mobile number, the primary phone, or a malformed email address."
-            ),
+            "400": BAD_DESTINATION,
             "409": _problem(
-                "The app is not confirmed yet, or the step ran out (step-missing,"
+                "The primary method is not confirmed yet, or the step ran out (step-missing,"
                 " step-expired); or the policy does not accept that kind (method-not-allowed)."
             ),
             **SEND_REFUSED,
@@ -250,10 +261,7 @@ ROUTES = (
         "Prove the backup method with the code sent to it",
         {
             "200": Reply(description="Proved; finishing comes next.", model=Confirmed),
-            "400": _problem(
-                "The code was not accepted (code-refused): wrong, expired, used, none sent,"
-                " or too many failed attempts; detail says what to do."
-            ),
+            "400": SENT_CODE_REFUSED,
             "409": STEP_REFUSED,
         },
         body=CodeBody,
@@ -266,15 +274,15 @@ ROUTES = (
         "Start setting up text messages: a code is sent to the mobile number",
         {
             "201": Reply(description="The code is on its way.", model=SmsEnrolment),
+            "400": BAD_DESTINATION,
             "409": STEP_REFUSED,
             **SEND_REFUSED,
         },
         body=PhoneBody,
         description=(
             "Only where the policy accepts text messages and the gateway can send them. Each"
-            " call starts the step over. A malformed, premium-rate or non-mobile number is"
-            " refused (422 bad-destination, detail says why); an Australian 04xx xxx xxx is"
-            " read as +61 4xx xxx xxx."
+            " call starts the step over. An Australian 04xx xxx xxx is read as +61 4xx xxx"
+            " xxx."
         ),
     ),
     _route(
@@ -309,19 +317,28 @@ ROUTES = (
         "POST",
         CHALLENGE_SEND_PATH,
         "sendChallengeCode",
-        "Send a sign-in code to the backup phone or email (use my backup method)",
+        "Send a sign-in code by text message to the user's phone, or to the backup phone or"
+        " email (use my backup method)",
         {
             "200": Reply(
-                description=f"The code is on its way; pass it to POST {CHALLENGE_PATH}.",
+                description=(
+                    f"The code is on its way (or, for sms without again, the one sent before"
+                    f" still is); pass it to POST {CHALLENGE_PATH} with the same method."
+                ),
                 model=CodeSent,
             ),
             "409": _problem(
-                "No second factor set up yet (enrolment-required), or no backup method"
-                " (no-backup-factor)."
+                "No second factor set up yet (enrolment-required), no phone (no-sms-factor)"
+                " or no backup method (no-backup-factor) to send to."
             ),
             **SEND_REFUSED,
         },
         body=SendBody,
+        description=(
+            "sms: a code sent before that can still be used is not sent again unless again is"
+            " true. backup: a new code each call. The answer is 200, not 202: the carrier or"
+            " mail server has taken the code by then (a failed send is a 503)."
+        ),
     ),
     _route(
         challenge,
@@ -342,23 +359,6 @@ ROUTES = (
             "409": _problem("No second factor set up yet (enrolment-required)."),
         },
         body=ChallengeBody,
-    ),
-    _route(
-        send_sms_challenge,
-        "POST",
-        CHALLENGE_SMS_PATH,
-        "sendSmsChallenge",
-        "Text the sign-in code to the user's phone (for the challenge's method sms)",
-        {
-            "202": Reply(description="The code is on its way.", model=CodeSent),
-            "409": _problem("No phone is set up for this account (sms-refused)."),
-            **SEND_REFUSED,
-        },
-        body=SmsChallengeBody,
-        description=(
-            "A code sent before that can still be used is not sent again unless again is"
-            " true; send {} otherwise."
-        ),
     ),
 )
 OPERATIONS = tuple(route.operation for route in ROUTES)
