@@ -14,7 +14,7 @@ from tests.xero_flow import COOKIE, xero_gateway
 
 pytestmark = pytest.mark.browser
 
-PHONE = {"width": 375, "height": 740}
+PHONE_WIDTH = 375
 
 
 async def _sign_in(page: Page, gateway: RunningGateway, email: str) -> None:
@@ -41,7 +41,7 @@ async def test_a_principal_connects_xero_and_the_policy_then_applies(
 ) -> None:
     xero.state.consent_tenants = (AU_TENANT.tenant_id,)
     gateway = await xero_gateway(make_gateway, xero)
-    context = await browser.new_context(viewport=PHONE)
+    context = await browser.new_context(viewport={"width": PHONE_WIDTH, "height": 740})
     page = await context.new_page()
     await _sign_in(page, gateway, "ava@harbour.example")
     await _verify(context, gateway)
@@ -54,7 +54,7 @@ async def test_a_principal_connects_xero_and_the_policy_then_applies(
     assert (await section.locator(".country").text_content() or "").strip() == "AU"
     assert (await section.locator(".status").text_content() or "").strip() == "active"
     assert AU_TENANT.name in (await section.text_content() or "")
-    assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert await page.evaluate("document.documentElement.scrollWidth") <= PHONE_WIDTH
     assert (await page.locator("#connect-xero").text_content() or "").strip() == "Reconnect"
 
     member_context = await browser.new_context()

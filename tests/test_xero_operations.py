@@ -143,3 +143,38 @@ async def test_the_admin_api_lists_and_disconnects(
     [event] = [e for e in await store.audit.list() if e.kind == "xero.disconnected"]
     assert event.actor is not None
     assert event.actor.startswith("atk_")
+
+
+async def test_explain_and_readiness_name_the_connection_a_scope_came_from(
+    gateway: RunningGateway, xero: XeroEmulator
+) -> None:
+    store = gateway.services.store
+    org_id = await _org_id(gateway)
+    [connection] = await store.xero.connections_for_org(org_id)
+    token, _ = await create_admin_token(
+        store, name="r", scopes=[REPORTS_READ], ttl_seconds=3600, now=gateway.clock(), by="t"
+    )
+    auth = {"Authorization": f"Bearer {token}"}
+    expected = {
+        "tenant_id": AU_TENANT.tenant_id,
+        "name": AU_TENANT.name,
+        "country_code": "AU",
+        "source": "xero",
+        "grant_id": connection.grant_id,
+        "connection_id": connection.id,
+    }
+    async with gateway.client() as client:
+        explained = await client.get(
+            "/_gateway/admin/api/decisions/explain",
+            params={"user": "max@harbour.example"},
+            headers=auth,
+        )
+        body = await explained.json()
+        [scope] = body["policies"]
+        assert scope["applies"] is True
+        assert scope["came_from"] == [expected]
+        report = await client.get("/_gateway/admin/api/reports/readiness", headers=auth)
+        [policy] = (await report.json())["policies"]
+        [org] = policy["orgs"]
+        assert org["org_id"] == org_id
+        assert org["came_from"] == [expected]

@@ -25,6 +25,7 @@ from gateway.runtime.runner import Gateway, wait_for_stop_signal
 from gateway.runtime.server import start_site
 from gateway.sandbox.outbox_page import outbox_listener
 from gateway.sandbox.sample_app import create_sample_app
+from gateway.sandbox.xero_emulator import AU_TENANT, NZ_TENANT
 from gateway.store import AuditEntry, Store
 
 DEMO_PASSWORD = "demo-password-2026"  # noqa: S105 - printed for the demo accounts on purpose
@@ -44,10 +45,11 @@ class DemoAccount:
 
 
 DEMO_ORGS = ("Harbour Accounting (AU)", "Kauri Design Studio (NZ)")
-# The Xero tenant each demo organisation has connected, with its Organisation.CountryCode.
+# The Xero tenant each demo organisation connects (the emulator's, real UUIDs), with its
+# Organisation.CountryCode.
 DEMO_TENANTS = (
-    (DEMO_ORGS[0], "3f6a1c2e-0000-4000-8000-0000000000au", "Harbour Accounting Pty Ltd", "AU"),
-    (DEMO_ORGS[1], "3f6a1c2e-0000-4000-8000-0000000000nz", "Kauri Design Studio Ltd", "NZ"),
+    (DEMO_ORGS[0], AU_TENANT.tenant_id, AU_TENANT.name, AU_TENANT.country_code),
+    (DEMO_ORGS[1], NZ_TENANT.tenant_id, NZ_TENANT.name, NZ_TENANT.country_code),
 )
 # policies/ of the repository, which the package also carries (a link in the source tree).
 SHIPPED_POLICIES = Path(__file__).parent.parent / "shipped_policies"
