@@ -24,6 +24,7 @@ from gateway.throttle import ThrottleRule
 from gateway.xero.authorization import AuthorizationStates
 from gateway.xero.connect import Connector
 from gateway.xero.forwarding import WebhookForwarder
+from gateway.xero.overview import RateBudget
 from gateway.xero.tenants import TenantReader
 from gateway.xero.tokens import TokenEndpoint
 from gateway.xero.vault import Vault
@@ -81,6 +82,9 @@ class Services:
     xero_tenants: TenantReader  # Xero's /connections and Organisation, with a caller's token
     xero_vault: Vault  # stored grants: access tokens handed out under the custody rule
     xero_connector: Connector  # connecting and disconnecting tenants (the connect flow)
+    # What is left of each tenant's Xero call budget, in words, for the connections page and
+    # the admin API: the rate governor's to fill; None shows nothing.
+    xero_rate_budget: RateBudget | None = None
 
 
 SERVICES = web.AppKey("services", Services)

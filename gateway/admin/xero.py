@@ -39,7 +39,7 @@ async def _org(call: Call) -> str:
 
 async def list_connections(call: Call) -> web.StreamResponse:
     org_id = await _org(call)
-    rows = await load_rows(call.services.store, org_id)
+    rows = await load_rows(call.services.store, org_id, call.services.xero_rate_budget)
     return json_response(
         XeroConnectionList(org_id=org_id, connections=[_connection(r) for r in rows])
     )

@@ -87,7 +87,7 @@ async def connections_page(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     live = _signed_in(request)
     org = await services.store.organisations.get(live.user.org_id)
-    rows = await load_rows(services.store, live.user.org_id)
+    rows = await load_rows(services.store, live.user.org_id, services.xero_rate_budget)
     context: dict[str, Any] = {
         "org_name": org.name,
         "principal": live.user.role == "principal",
