@@ -265,7 +265,7 @@ async def _run_with_emulator(
             config_path,
             policy_clock(),
             _outbox_url(gateway),
-            xero_url=emulator.url,
+            emulator_url=emulator.url,
         )
         await wait_for_stop_signal()
     finally:
@@ -309,7 +309,7 @@ def _print_welcome(
     now: float,
     outbox_url: str | None = None,
     *,
-    xero_url: str | None = None,
+    emulator_url: str | None = None,
 ) -> None:
     when = dt.datetime.fromtimestamp(now, ZoneInfo(DEMO_ZONE)).isoformat(timespec="minutes")
     cli = _cli_command()
@@ -337,11 +337,11 @@ def _print_welcome(
         ),
         *(
             [
-                f"  Xero is emulated at {xero_url} (its AU and NZ organisations, real UUIDs);",
+                f"  Xero is emulated at {emulator_url} (its AU and NZ organisations, real UUIDs);",
                 "  both demo organisations were connected through it at start. Connections,",
                 f"  Reconnect and Disconnect (principals): {url}/_gateway/xero",
             ]
-            if xero_url
+            if emulator_url
             else []
         ),
         f"  Health: {url}/_gateway/health   Metrics: {url}/_gateway/metrics",
