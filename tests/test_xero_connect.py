@@ -4,6 +4,8 @@ disconnecting (revoked and deleted at Xero, tenants unlinked)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from yarl import URL
 
@@ -84,8 +86,13 @@ async def test_a_principal_connects_and_the_policy_then_applies_to_the_org(
     kinds = [e.kind for e in await store.audit.list()]
     assert "xero.connected" in kinds
     assert "org.tenant_linked" in kinds
-    # The policy applies to the organisation now: its member is prompted.
+    # The policy applies to the organisation now: its member is prompted, and the vault lets
+    # a service key refresh within the policy's window after a verified use.
     assert (await _lands_on(gateway, MEMBER)).startswith("/_gateway/mfa/prompt")
+    book = gateway.services.decider.book
+    assert book.service_refresh_window(org_id, gateway.clock()) == timedelta(hours=8)
+    nz = await _org_id(gateway, "nia@kauri.example")
+    assert book.service_refresh_window(nz, gateway.clock()) is None
 
 
 async def test_a_member_may_not_connect_or_disconnect(gateway: RunningGateway) -> None:
