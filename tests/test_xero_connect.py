@@ -323,3 +323,26 @@ async def test_a_manual_link_stays_the_override(
     [tenant] = await store.tenants.for_org(org_id)
     assert (tenant.country_code, tenant.source) == ("NZ", "manual")
     assert len(await store.xero.connections_for_org(org_id)) == 1
+
+
+async def test_a_connection_waiting_for_a_reconnect_is_shown_and_reconnected(
+    gateway: RunningGateway,
+) -> None:
+    store = gateway.services.store
+    org_id = await _org_id(gateway)
+    async with await signed_in(gateway, PRINCIPAL) as client:
+        assert (await connect(client)).status == 303
+        [old] = await store.xero.for_org(org_id)
+        assert await store.xero.mark(old.id, "needs_reconnect", now=gateway.clock())
+        text = await (await client.get("/_gateway/xero", headers=HTML)).text()
+        assert '<dd class="status">needs reconnect</dd>' in text
+        assert ">Reconnect</a>" in text
+        gateway.clock.advance(60)
+        await verify(gateway, client)
+        assert (await connect(client)).status == 303
+        text = await (await client.get("/_gateway/xero", headers=HTML)).text()
+    assert (await store.xero.require(old.id)).status == "disconnected"
+    [connection] = await store.xero.connections_for_org(org_id)
+    assert connection.status == "active"
+    assert connection.grant_id != old.id
+    assert '<dd class="status">active</dd>' in text

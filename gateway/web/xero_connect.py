@@ -93,7 +93,8 @@ async def connections_page(request: web.Request) -> web.StreamResponse:
         "principal": live.user.role == "principal",
         "rows": rows,
         "time": _time,
-        "any_active": any(r.active for r in rows),
+        # A consent to renew (active, or refused by Xero and waiting): the button reconnects.
+        "reconnect": any(r.status in ("active", "needs_reconnect") for r in rows),
         "csrf": csrf_token(services.keys.csrf, live.record.csrf_secret),
         "connect_path": CONNECT_PATH,
         "disconnect_path": DISCONNECT_PATH,
