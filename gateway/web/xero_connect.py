@@ -141,6 +141,8 @@ async def callback(request: web.Request) -> web.StreamResponse:
     except StateRefused as exc:
         log.info("xero callback refused: %s", exc.reason)
         return _not_connected(request, status=400, slug="xero-state-refused", detail=str(exc))
+    if live.user.role != "principal":  # no longer one since the flow began
+        return _principals_only(request)
     error = query.get("error", "")[:64]
     if error:
         detail = (
