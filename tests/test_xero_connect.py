@@ -346,3 +346,25 @@ async def test_a_connection_waiting_for_a_reconnect_is_shown_and_reconnected(
     assert connection.status == "active"
     assert connection.grant_id != old.id
     assert '<dd class="status">active</dd>' in text
+
+
+async def test_odd_requests_get_clear_answers_never_a_500(gateway: RunningGateway) -> None:
+    async with await signed_in(gateway, PRINCIPAL) as client:
+        authorize = await to_xero(client)
+        state = authorize.query["state"]
+        for query in (
+            {"state": state, "code": "c" * 5000},
+            {"state": "s" * 5000, "code": "c"},
+            {"state": state, "error": "x" * 5000},
+            {"state": "", "code": ""},
+        ):
+            answer = await back(client, URL("/_gateway/xero/callback").with_query(query))
+            assert answer.status == 400, query
+        for method in ("GET", "PUT"):
+            answer = await client.request(
+                method, "/_gateway/xero/disconnect", headers=JSON, allow_redirects=False
+            )
+            assert 400 <= answer.status < 500
+        empty = await client.post("/_gateway/xero/disconnect", data={}, allow_redirects=False)
+        assert empty.status == 403  # no CSRF token
+    await _nothing_stored(gateway)
