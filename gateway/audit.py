@@ -363,6 +363,44 @@ class XeroGrantNeedsReconnect(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class XeroConnected(Event):
+    """A principal connected Xero tenants: a new consent stored as a grant."""
+
+    kind = "xero.connected"
+    subject_field = "grant_id"
+    grant_id: str
+    org_id: str
+    connected_by: str  # the user id of the principal who consented
+    tenants: tuple[str, ...]  # the tenant ids of the consent
+    countries: tuple[str, ...]  # each tenant's Organisation.CountryCode, in the same order
+    replaced: tuple[str, ...]  # earlier grants whose connections this consent took over
+
+
+@dataclass(frozen=True, kw_only=True)
+class XeroDisconnected(Event):
+    """A grant was disconnected: its refresh token revoked at Xero and its tenants unlinked."""
+
+    kind = "xero.disconnected"
+    subject_field = "grant_id"
+    grant_id: str
+    org_id: str
+    tenants: tuple[str, ...]  # tenant ids whose link (source xero) ended
+    deleted_at_xero: tuple[str, ...]  # connection ids deleted at Xero before the revocation
+
+
+@dataclass(frozen=True, kw_only=True)
+class XeroConnectionRemoved(Event):
+    """Xero no longer lists a connection (it was disconnected on Xero's side)."""
+
+    kind = "xero.connection_removed"
+    subject_field = "connection_id"
+    connection_id: str
+    org_id: str
+    grant_id: str
+    tenant_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class ServiceKeyCreated(Event):
     kind = "service_key.created"
     subject_field = "key_id"
@@ -430,6 +468,9 @@ EVENTS: Mapping[str, type[Event]] = {
         SealedValuesResealed,
         XeroTokensRefreshed,
         XeroGrantNeedsReconnect,
+        XeroConnected,
+        XeroDisconnected,
+        XeroConnectionRemoved,
         ServiceKeyCreated,
         ServiceKeyRevoked,
         WebhookAbandoned,

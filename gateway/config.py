@@ -373,6 +373,13 @@ class XeroConfig:
         " signed, one event per POST; empty acknowledges events without keeping them.",
         check=_http_url,
     )
+    recheck_minutes: float = setting(
+        60.0,
+        doc="How often each connection's tenants and their Organisation facts (country, name)"
+        " are read again from Xero, in minutes, so a tenant removed or changed at Xero changes"
+        " the policy scope within this interval.",
+        check=_positive,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

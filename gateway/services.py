@@ -22,7 +22,12 @@ from gateway.signin.sessions import LiveSession, SessionManager
 from gateway.store import Store
 from gateway.throttle import ThrottleRule
 from gateway.xero.authorization import AuthorizationStates
+from gateway.xero.connect import Connector
 from gateway.xero.forwarding import WebhookForwarder
+from gateway.xero.overview import RateBudget
+from gateway.xero.tenants import TenantReader
+from gateway.xero.tokens import TokenEndpoint
+from gateway.xero.vault import Vault
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +78,13 @@ class Services:
     sending: CodeSender  # one-time codes by SMS and email
     xero_authorizations: AuthorizationStates  # the Xero connect flow's single-use states
     xero_webhooks: WebhookForwarder | None  # None without [xero] webhook_forward_url
+    xero_tokens: TokenEndpoint  # Xero's token and revocation endpoints ([xero])
+    xero_tenants: TenantReader  # Xero's /connections and Organisation, with a caller's token
+    xero_vault: Vault  # stored grants: access tokens handed out under the custody rule
+    xero_connector: Connector  # connecting and disconnecting tenants (the connect flow)
+    # What is left of each tenant's Xero call budget, in words, for the connections page and
+    # the admin API: the rate governor's to fill; None shows nothing.
+    xero_rate_budget: RateBudget | None = None
 
 
 SERVICES = web.AppKey("services", Services)

@@ -13,6 +13,7 @@ from gateway.audit import Event
 from gateway.enforcement.decisions import PROMPT_KEY
 from gateway.errors import StoreError
 from gateway.sandbox.demo import DEMO_ACTOR
+from gateway.sandbox.xero_emulator import AU_TENANT as EMULATED_AU
 from gateway.store import AuditEvent
 from gateway.store import tenants as store_tenants
 from tests.conftest import START, GatewayFactory, RunningGateway, sign_in
@@ -32,7 +33,16 @@ from tests.test_admin_support import (
 
 EXPLAIN = f"{API}/decisions/explain"
 READINESS = f"{API}/reports/readiness"
-AU_TENANT = "3f6a1c2e-0000-4000-8000-0000000000au"
+AU_TENANT = EMULATED_AU.tenant_id
+# The demo links it by hand (source manual): no Xero connection behind it.
+MANUAL_AU = {
+    "tenant_id": AU_TENANT,
+    "name": "Harbour Accounting Pty Ltd",
+    "country_code": "AU",
+    "source": "manual",
+    "grant_id": None,
+    "connection_id": None,
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +104,7 @@ async def test_explain_the_au_member_at_start(gateway: RunningGateway, token: st
             "applies": True,
             "code": "in-scope",
             "why": "the organisation has an active tenant in AU",
+            "came_from": [MANUAL_AU],
         }
     ]
 
@@ -226,6 +237,7 @@ async def test_readiness_at_start(gateway: RunningGateway, token: str) -> None:
             "in_scope": 2,
             "enrolled": 0,
             "blocked_at_deadline": 2,
+            "came_from": [MANUAL_AU],
         }
     ]
 

@@ -108,6 +108,20 @@ SAMPLES: dict[str, Event] = {
     "xero.needs_reconnect": audit.XeroGrantNeedsReconnect(
         grant_id="xgr_1", org_id="org_1", tenants=("t-1",), notified=("usr_1",)
     ),
+    "xero.connected": audit.XeroConnected(
+        grant_id="xgr_1",
+        org_id="org_1",
+        connected_by="usr_1",
+        tenants=("t-1", "t-2"),
+        countries=("AU", "NZ"),
+        replaced=(),
+    ),
+    "xero.disconnected": audit.XeroDisconnected(
+        grant_id="xgr_1", org_id="org_1", tenants=("t-1",), deleted_at_xero=("conn-1",)
+    ),
+    "xero.connection_removed": audit.XeroConnectionRemoved(
+        connection_id="conn-1", org_id="org_1", grant_id="xgr_1", tenant_id="t-1"
+    ),
     "service_key.created": audit.ServiceKeyCreated(key_id="svk_1", org_id="org_1", name="sync"),
     "service_key.revoked": audit.ServiceKeyRevoked(key_id="svk_1", org_id="org_1"),
     "xero.webhook_abandoned": audit.WebhookAbandoned(

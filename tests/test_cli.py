@@ -206,15 +206,21 @@ def test_the_demo_writes_a_config_for_the_cli_and_audits_its_set_up(tmp_path: Pa
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             assert json.load(response)["policies"][0]["policy_id"] == "au-ato-2fa"
         events = [json.loads(line) for line in run(config, "audit", "export").stdout.splitlines()]
+        # Both organisations were connected through the emulated Xero at start.
+        status = run(config, "xero", "status")
+        assert status.returncode == 0, status.stderr
+        assert any(" AU " in line and "active" in line for line in status.stdout.splitlines())
+        assert any(" NZ " in line and "active" in line for line in status.stdout.splitlines())
+        assert any(line.strip().startswith("Xero is emulated at http://") for line in welcome)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
     by_demo = [e["kind"] for e in events if e["actor"] == "demo"]
-    assert by_demo == [
-        *["org.added"] * 2,
-        *["user.added"] * 4,
-        *["org.tenant_linked"] * 2,
-        "policy.created",
-    ]
+    assert by_demo == [*["org.added"] * 2, *["user.added"] * 4, "policy.created"]
+    # The tenants were linked by the principals' consents, read from Xero: not typed in.
+    connected = [e for e in events if e["kind"] == "xero.connected"]
+    assert len(connected) == 2
+    linked = [e for e in events if e["kind"] == "org.tenant_linked"]
+    assert [e["actor"] for e in linked] == [e["actor"] for e in connected]
 
 
 async def test_demo_at_a_later_date_shows_the_blocked_state(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.admin import openapi, organisations, policies, reports
+from gateway.admin import openapi, organisations, policies, reports, xero
 from gateway.admin.http import ADMIN_PREFIX, AdminHandler, fallback, guard
 from gateway.admin.openapi import BODY_REPLIES, GUARDED_REPLIES, query, whole
 from gateway.admin.tokens import AUDIT_READ, ORGS_WRITE, POLICIES_READ, POLICIES_WRITE, REPORTS_READ
@@ -25,6 +25,7 @@ from gateway.schema.policies import (
     PolicyWritten,
 )
 from gateway.schema.reports import AuditPage, Explanation, Readiness
+from gateway.schema.xero import XeroConnectionList, XeroDisconnect
 from gateway.web import openapi as served
 from gateway.web import user_routes
 from gateway.web.context import add_route
@@ -84,6 +85,7 @@ def _ok(model: type[Any], description: str, *headers: str) -> Reply:
 POLICIES = policies.POLICIES
 POLICY = f"{POLICIES}/{{policy_id}}"
 TENANTS = f"{ADMIN_PREFIX}/orgs/{{org_id}}/tenants"
+XERO = f"{ADMIN_PREFIX}/orgs/{{org_id}}/xero"
 READ, WRITE = (POLICIES_READ,), (POLICIES_WRITE,)
 PID = "PolicyId"
 TOGGLE = (
@@ -297,6 +299,34 @@ ROUTES: tuple[AdminRoute, ...] = (
         "organisations",
         {"200": _ok(TenantChange, "Unlinked."), "404": "NotFound"},
         parameters=("OrgId", "TenantId"),
+    ),
+    _route(
+        "GET",
+        XERO,
+        xero.list_connections,
+        (REPORTS_READ, ORGS_WRITE),
+        "listXeroConnections",
+        "An organisation's Xero connections: tenant, country, status, token expiry",
+        "organisations",
+        {"200": _ok(XeroConnectionList, "Every connection, active first."), "404": "NotFound"},
+        parameters=("OrgId",),
+    ),
+    _route(
+        "POST",
+        f"{XERO}/{{grant_id}}/disconnect",
+        xero.disconnect,
+        (ORGS_WRITE,),
+        "disconnectXero",
+        "Disconnect a Xero consent: revoke it and delete its connections at Xero",
+        "organisations",
+        {
+            "200": _ok(XeroDisconnect, "Disconnected (or disconnected already)."),
+            "404": "NotFound",
+            "503": "XeroUnavailable",
+        },
+        parameters=("OrgId", "GrantId"),
+        description="Its tenants' links from Xero end (a manual link stays). Takes effect"
+        " from the next request.",
     ),
     _route(
         "GET",

@@ -25,8 +25,38 @@ from gateway.schema.reports import (
     OrgFacts,
     PolicyScope,
     ScopeCode,
+    ScopeSource,
 )
 from gateway.store import Tenant, User
+from gateway.store.xero import XeroConnection
+
+
+def scope_sources(
+    countries: frozenset[str], tenants: Sequence[Tenant], connections: Sequence[XeroConnection]
+) -> list[ScopeSource]:
+    """The active tenants in ``countries``, each with the Xero connection it was read through
+    (none for a manual link): where a scope decision came from."""
+    live = {
+        (c.org_id, c.tenant_id): c
+        for c in sorted(connections, key=lambda c: c.created_at)
+        if c.status == "active"
+    }
+    found = []
+    for t in tenants:
+        if not t.active or t.country_code.strip().upper() not in countries:
+            continue
+        connection = live.get((t.org_id, t.tenant_id)) if t.source == "xero" else None
+        found.append(
+            ScopeSource(
+                tenant_id=t.tenant_id,
+                name=t.name,
+                country_code=t.country_code,
+                source=t.source,
+                grant_id=connection.grant_id if connection is not None else None,
+                connection_id=connection.id if connection is not None else None,
+            )
+        )
+    return found
 
 
 def _countries(codes: Sequence[str] | frozenset[str]) -> str:
@@ -120,6 +150,7 @@ def explain(
     dismissals: int,
     enrolment: Enrolment,
     at: dt.datetime,
+    connections: Sequence[XeroConnection] = (),
 ) -> Explanation:
     """What ``decide`` says for ``user`` at ``at`` in a fresh session, and why.
 
@@ -127,6 +158,7 @@ def explain(
     dismissal count still counts against any cap, and its enrolled factors count as set up.
     ``candidates`` are the stored policies as enforcement reads them, so a stored document that
     no longer parses is explained by the version kept in force, as the gateway enforces it.
+    ``connections`` are the organisation's Xero connections, to name where each scope came from.
     """
     subject = Subject(user_id=user.id, org_id=user.org_id, role=user.role)
     facts = facts_by_org(t for t in tenants if t.org_id == user.org_id).get(
@@ -162,5 +194,14 @@ def explain(
                 for t in tenants
             ]
         ),
-        policies=[_scope(candidate, subject, facts, at) for candidate in candidates],
+        policies=[
+            _scope(candidate, subject, facts, at).model_copy(
+                update={
+                    "came_from": scope_sources(candidate.policy.countries, tenants, connections)
+                    if candidate.policy is not None
+                    else []
+                }
+            )
+            for candidate in candidates
+        ],
     )

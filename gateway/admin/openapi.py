@@ -41,7 +41,8 @@ RESPONSES = {
     ),
     "NotFound": _problem(
         "No such policy, version, user, organisation or tenant (policy-not-found,"
-        " version-not-found, user-not-found, org-not-found, tenant-not-found)."
+        " version-not-found, user-not-found, org-not-found, tenant-not-found,"
+        " xero-connection-not-found)."
     ),
     "Conflict": _problem("A policy with this id exists already (policy-exists)."),
     "PreconditionFailed": _problem(
@@ -56,6 +57,9 @@ RESPONSES = {
     "PolicyInvalid": _problem(
         "The document does not parse, or its id differs from the URL's (policy-invalid);"
         " errors lists every problem, each naming its field."
+    ),
+    "XeroUnavailable": _problem(
+        "Xero did not answer, or refused (xero-unavailable); nothing was changed: try again."
     ),
     "TenantInvalid": _problem(
         "The tenant link is invalid, e.g. an unknown country code (tenant-invalid);"
@@ -75,6 +79,9 @@ PARAMETERS = {
     ),
     "OrgId": Param(name="org_id", where="path", description="The organisation's id."),
     "TenantId": Param(name="tenant_id", where="path", description="The Xero tenant id."),
+    "GrantId": Param(
+        name="grant_id", where="path", description="The Xero consent's id (grant_id, xgr_…)."
+    ),
     "IfMatch": Param(
         name="If-Match",
         where="header",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.admin.explain import explain
+from gateway.admin.explain import explain, scope_sources
 from gateway.admin.http import (
     Call,
     bad_parameter,
@@ -71,6 +71,7 @@ async def explain_decision(call: Call) -> web.StreamResponse:
             dismissals=await store.dismissals.count(user.id, PROMPT_KEY),
             enrolment=enrolment_of(await store.factors.kinds(user.id)),
             at=at,
+            connections=await store.xero.connections_for_org(user.org_id),
         )
     )
 
@@ -79,7 +80,15 @@ async def readiness(call: Call) -> web.StreamResponse:
     at = instant_param(call.request, "at", call.services.policy_clock())
     store = call.services.store
     names = {org.id: org.name for org in await store.organisations.list()}
-    report = await readiness_report(store, at, call.services.decider.book.in_force())
+    in_force = call.services.decider.book.in_force()
+    report = await readiness_report(store, at, in_force)
+    stored = await read_stored(store, in_force)
+    countries = {r.id: r.policy.countries for r in stored if r.policy is not None}
+    tenants = await store.tenants.all()
+    connections = {
+        org_id: await store.xero.connections_for_org(org_id)
+        for org_id in {org.org_id for item in report for org in item.orgs}
+    }
     return json_response(
         Readiness(
             at=at.isoformat(),
@@ -98,6 +107,11 @@ async def readiness(call: Call) -> web.StreamResponse:
                             in_scope=org.in_scope,
                             enrolled=org.enrolled,
                             blocked_at_deadline=org.blocked_at_deadline,
+                            came_from=scope_sources(
+                                countries.get(item.policy_id, frozenset()),
+                                [t for t in tenants if t.org_id == org.org_id],
+                                connections[org.org_id],
+                            ),
                         )
                         for org in item.orgs
                     ],

@@ -23,6 +23,7 @@ from gateway.audit import OrgAdded, SealedValuesResealed, UserAdded, UserDisable
 from gateway.cli.policy import build_commands
 from gateway.cli.service_keys import build_commands as build_service_key_commands
 from gateway.cli.terminal import parse_instant, table, when
+from gateway.cli.xero import build_commands as build_xero_commands
 from gateway.clock import system_clock
 from gateway.config import Config, load_config
 from gateway.crypto.keys import Keys
@@ -464,6 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the key (hex) the app checks forwarded Xero webhook events with",
     )
     p.set_defaults(func=cmd_xero_webhook_signing_key)
+    build_xero_commands(
+        xero_sub,
+        load=_load,
+        load_with_secret=lambda args: load_config(_config_path(args)),
+        run=_with_store,
+    )
 
     audit = sub.add_parser("audit", help="the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")

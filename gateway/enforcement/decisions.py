@@ -8,7 +8,7 @@ import bisect
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from cachetools import LRUCache
 
@@ -21,6 +21,7 @@ from gateway.policy import (
     Policy,
     SessionState,
     Subject,
+    applicable,
     decide,
 )
 from gateway.secondfactor.enrolment import enrolment_of
@@ -87,6 +88,21 @@ class PolicyBook:
 
     def facts_for(self, org_id: str) -> Facts:
         return self.facts.get(org_id, NO_FACTS)
+
+    def service_refresh_window(self, org_id: str, now: float) -> timedelta | None:
+        """The strictest ``service_refresh_window`` of the policies in force for any role of
+        the organisation at ``now``; None when none applies (then service keys never refresh)."""
+        at = datetime.fromtimestamp(now, UTC)
+        facts = self.facts_for(org_id)
+        windows = [
+            p.service_refresh_window
+            for p in self.policies
+            if any(
+                applicable([p], Subject(user_id="", org_id=org_id, role=role), facts, at)
+                for role in p.roles
+            )
+        ]
+        return min(windows, default=None)
 
     def next_boundary(self, now: float) -> float:
         index = bisect.bisect_right(self.boundaries, now)

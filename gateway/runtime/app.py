@@ -3,6 +3,7 @@ routes requests to them."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Callable
 
@@ -15,6 +16,7 @@ from gateway.accounts.passwords import Passwords
 from gateway.clock import Clock, system_clock
 from gateway.config import Config
 from gateway.crypto.keys import Keys
+from gateway.delivery.sender import Sender
 from gateway.enforcement.decisions import Decider, PolicyBook
 from gateway.http.paths import HEALTH_PATH, PathRules
 from gateway.ops.metrics import Metrics
@@ -36,12 +38,17 @@ from gateway.web import (
     pages,
     second_factor,
     user_routes,
+    xero_connect,
     xero_webhooks,
 )
 from gateway.web.context import add_get, add_route, require_context
 from gateway.web.templating import setup_templates
 from gateway.xero.authorization import AuthorizationStates
+from gateway.xero.connect import Connector
 from gateway.xero.forwarding import WebhookForwarder
+from gateway.xero.identity import IdentityClient
+from gateway.xero.tenants import TenantReader
+from gateway.xero.vault import Vault
 
 
 async def open_services(
@@ -51,14 +58,22 @@ async def open_services(
     clock: Clock = system_clock,
     passwords: Passwords | None = None,
     policy_clock: Clock | None = None,
+    xero_client: aiohttp.ClientSession | None = None,
 ) -> Services:
     """Open the store and build the parts every listener shares; the front listener's proxy
-    sends through ``upstream``. Policies are decided at ``policy_clock`` (``clock`` unless
+    sends through ``upstream``, calls to Xero's identity endpoints through ``xero_client``
+    (``upstream`` unless given). Policies are decided at ``policy_clock`` (``clock`` unless
     given). The caller closes them with ``close_services``."""
     store = await Store.open(config.store.path, busy_timeout_ms=config.store.busy_timeout_ms)
     try:
         return await _build_services(
-            config, store, upstream, clock, passwords or Passwords(), policy_clock or clock
+            config,
+            store,
+            upstream,
+            clock,
+            passwords or Passwords(),
+            policy_clock or clock,
+            xero_client or upstream,
         )
     except BaseException:
         await store.close()
@@ -72,6 +87,7 @@ async def _build_services(
     clock: Clock,
     passwords: Passwords,
     policy_clock: Clock,
+    xero_client: aiohttp.ClientSession,
 ) -> Services:
     trusted = tuple(ipaddress.ip_network(n, strict=False) for n in config.security.trusted_proxies)
     sessions = SessionManager(
@@ -108,6 +124,17 @@ async def _build_services(
     security = config.security
     keys = Keys.derive(security.secret_key, security.previous_secret_keys)
     sending = open_code_sender(config, store=store, clock=clock, keys=keys)
+    xero = _xero_parts(
+        config,
+        store,
+        xero_client,
+        keys=keys,
+        clock=clock,
+        policy_clock=policy_clock,
+        book=book,
+        email=sending.email,
+        metrics=metrics,
+    )
     return Services(
         config=config,
         store=store,
@@ -147,7 +174,51 @@ async def _build_services(
             store.xero_authorizations, sealer=keys.at_rest, hasher=keys.xero_states
         ),
         xero_webhooks=_webhook_forwarder(config, store, upstream, keys, clock, metrics),
+        xero_tokens=xero.tokens,
+        xero_tenants=xero.tenants,
+        xero_vault=xero.vault,
+        xero_connector=xero.connector,
     )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _XeroParts:
+    tokens: IdentityClient
+    tenants: TenantReader
+    vault: Vault
+    connector: Connector
+
+
+def _xero_parts(
+    config: Config,
+    store: Store,
+    client: aiohttp.ClientSession,
+    *,
+    keys: Keys,
+    clock: Clock,
+    policy_clock: Clock,
+    book: PolicyBook,
+    email: Sender | None,
+    metrics: Metrics,
+) -> _XeroParts:
+    """The Xero custody parts: the token endpoint, tenant reads, the vault and the connector.
+    The vault's service refresh window is the strictest of the policies applying to the
+    organisation at the time policies are decided."""
+    tokens = IdentityClient(config.xero, client)
+    tenants = TenantReader(config.xero)
+    vault = Vault(
+        store=store,
+        endpoint=tokens,
+        sealer=keys.at_rest,
+        clock=clock,
+        service_refresh_window=lambda org_id: book.service_refresh_window(org_id, policy_clock()),
+        email=email,
+        metrics=metrics,
+    )
+    connector = Connector(
+        store=store, vault=vault, endpoint=tokens, reader=tenants, clock=clock, refresh=book.refresh
+    )
+    return _XeroParts(tokens=tokens, tenants=tenants, vault=vault, connector=connector)
 
 
 def _webhook_forwarder(
@@ -211,6 +282,7 @@ def create_front_app(services: Services) -> web.Application:
     challenge_pages.add_routes(app)
     user_routes.add_routes(app)
     xero_webhooks.add_routes(app)
+    xero_connect.add_routes(app)
     admin.add_routes(app)
     # [\s\S]: a decoded newline in the path is still the gateway's to answer (".*" stops at one).
     add_route(app, "*", "/_gateway/{tail:[\\s\\S]*}", operations.not_found)

@@ -1,6 +1,6 @@
 """The gateway's background work, shared by every listener: writing session last-use times
-behind, housekeeping, following what other processes changed, and forwarding Xero's webhook
-events to the app."""
+behind, housekeeping, following what other processes changed, forwarding Xero's webhook
+events to the app, and reading connected Xero tenants again on a schedule."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import logging
 
 from gateway.errors import StoreError
 from gateway.services import Services
+from gateway.xero.recheck import Rechecked, recheck_all
 
 SESSION_FLUSH_SECONDS = 15.0
 # How soon a change made by another process (the CLI, another replica) takes effect.
@@ -47,6 +48,7 @@ class BackgroundTasks:
             asyncio.create_task(_housekeeping(services)),
             asyncio.create_task(_follow_other_processes(services)),
         ]
+        self._tasks.append(asyncio.create_task(_recheck_xero(services)))
         if services.xero_webhooks is not None:
             self._tasks.append(asyncio.create_task(services.xero_webhooks.run()))
 
@@ -120,3 +122,29 @@ async def _housekeeping(services: Services) -> None:
         except StoreError:
             log.exception("housekeeping failed; will retry")
         await asyncio.sleep(HOUSEKEEPING_SECONDS)
+
+
+async def recheck_xero(services: Services) -> Rechecked:
+    """One round of the Xero facts schedule: every active connection's tenants and their
+    Organisation read again with the stored access token (never refreshed); the policy book
+    is refreshed when a tenant changed."""
+    found = await recheck_all(
+        services.store, services.xero_vault, services.xero_tenants, now=services.clock()
+    )
+    if found.changed:
+        await services.decider.book.refresh()
+        log.info(
+            "xero tenants rechecked",
+            extra={"removed": len(found.removed), "linked": len(found.linked)},
+        )
+    return found
+
+
+async def _recheck_xero(services: Services) -> None:
+    interval = services.config.xero.recheck_minutes * 60
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await recheck_xero(services)
+        except StoreError:
+            log.exception("the Xero facts schedule could not write; will retry")

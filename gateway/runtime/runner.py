@@ -63,6 +63,9 @@ class Gateway:
             connect_timeout=config.upstream.connect_timeout,
             read_timeout=config.upstream.read_timeout,
         )
+        # Xero's identity endpoints get a client of their own: the upstream one is tuned to
+        # the app (its timeouts, its connection limits), and Xero's calls bound themselves.
+        xero_client = aiohttp.ClientSession()
         try:
             services = await open_services(
                 config,
@@ -70,11 +73,13 @@ class Gateway:
                 clock=clock,
                 passwords=passwords,
                 policy_clock=policy_clock,
+                xero_client=xero_client,
             )
         except BaseException:
             await upstream.close()
+            await xero_client.close()
             raise
-        return cls(services, front_listener(services), clients=(upstream,))
+        return cls(services, front_listener(services), clients=(upstream, xero_client))
 
     @property
     def listeners(self) -> tuple[Listener, ...]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import secrets
+import socket
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import aiohttp
 
 from gateway.accounts.passwords import Passwords
 from gateway.audit import OrgAdded, UserAdded
@@ -25,6 +29,7 @@ from gateway.runtime.runner import Gateway, wait_for_stop_signal
 from gateway.runtime.server import start_site
 from gateway.sandbox.outbox_page import outbox_listener
 from gateway.sandbox.sample_app import create_sample_app
+from gateway.sandbox.xero_emulator import AU_TENANT, NZ_TENANT, XeroEmulator
 from gateway.store import AuditEntry, Store
 
 DEMO_PASSWORD = "demo-password-2026"  # noqa: S105 - printed for the demo accounts on purpose
@@ -44,10 +49,11 @@ class DemoAccount:
 
 
 DEMO_ORGS = ("Harbour Accounting (AU)", "Kauri Design Studio (NZ)")
-# The Xero tenant each demo organisation has connected, with its Organisation.CountryCode.
+# The Xero tenant each demo organisation connects (the emulator's, real UUIDs), with its
+# Organisation.CountryCode.
 DEMO_TENANTS = (
-    (DEMO_ORGS[0], "3f6a1c2e-0000-4000-8000-0000000000au", "Harbour Accounting Pty Ltd", "AU"),
-    (DEMO_ORGS[1], "3f6a1c2e-0000-4000-8000-0000000000nz", "Kauri Design Studio Ltd", "NZ"),
+    (DEMO_ORGS[0], AU_TENANT.tenant_id, AU_TENANT.name, AU_TENANT.country_code),
+    (DEMO_ORGS[1], NZ_TENANT.tenant_id, NZ_TENANT.name, NZ_TENANT.country_code),
 )
 # policies/ of the repository, which the package also carries (a link in the source tree).
 SHIPPED_POLICIES = Path(__file__).parent.parent / "shipped_policies"
@@ -83,8 +89,14 @@ async def seed_demo(store: Store, passwords: Passwords, now: float) -> None:
             await store.audit.record(added, at=now, actor=DEMO_ACTOR)
 
 
+async def apply_demo_policies(store: Store, now: float) -> list[Applied]:
+    """Apply the shipped policies, as the demo's admin."""
+    return await apply_policies(store, load_policy_path(SHIPPED_POLICIES), now=now, by=DEMO_ACTOR)
+
+
 async def seed_demo_xero(store: Store, now: float) -> list[Applied]:
-    """Link each demo organisation to its Xero tenant and apply the shipped policies."""
+    """Link each demo organisation to its Xero tenant by hand (as ``org link-tenant`` would,
+    with no Xero behind it) and apply the shipped policies."""
     for org_name, tenant_id, tenant_name, country in DEMO_TENANTS:
         org = await store.organisations.find_by_name(org_name)
         if org is None:
@@ -97,8 +109,50 @@ async def seed_demo_xero(store: Store, now: float) -> list[Applied]:
             now=now,
             audit=AuditEntry(actor=DEMO_ACTOR),
         )
-    policies = load_policy_path(SHIPPED_POLICIES)
-    return await apply_policies(store, policies, now=now, by=DEMO_ACTOR)
+    return await apply_demo_policies(store, now)
+
+
+class DemoConnectError(Exception):
+    """The demo could not connect an organisation to the emulated Xero at start."""
+
+
+def _loopback(host: str) -> str:
+    """The address a browser on this machine reaches a listener on ``host`` at."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # noqa: S104 - compared only
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def connect_demo_orgs(url: str, emulator: XeroEmulator) -> None:
+    """Connect each demo organisation to its tenant through the gateway's own connect flow, as
+    its principal would in a browser: sign in, Connect Xero, consent (the emulator consents at
+    once, to the tenant chosen here), back to the callback. Afterwards the emulator consents to
+    the AU tenant, for the demo's *Reconnect* button (its one Xero user stands in for both
+    organisations' principals)."""
+    for org, tenant_id, _name, _country in DEMO_TENANTS:
+        principal = next(a for a in DEMO_ACCOUNTS if a.org == org and a.role == "principal")
+        emulator.state.consent_tenants = (tenant_id,)
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+            page = await (await client.get(f"{url}/_gateway/login")).text()
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+            if csrf is None:
+                raise DemoConnectError("the sign-in page has no form")
+            form = {"email": principal.email, "password": DEMO_PASSWORD, "csrf": csrf[1]}
+            steps = [await client.post(f"{url}/_gateway/login", data=form, allow_redirects=False)]
+            steps.append(await client.get(f"{url}/_gateway/xero/connect", allow_redirects=False))
+            for _ in range(2):  # to Xero's consent, then back to the gateway's callback
+                location = steps[-1].headers.get("Location", "")
+                target = location if location.startswith("http") else f"{url}{location}"
+                steps.append(await client.get(target, allow_redirects=False))
+            if [r.status for r in steps] != [303, 303, 302, 303]:
+                answer = await steps[-1].text()
+                raise DemoConnectError(f"{org} could not be connected to Xero: {answer[:200]}")
+    emulator.state.consent_tenants = (DEMO_TENANTS[0][1],)
 
 
 def demo_settings(
@@ -154,9 +208,35 @@ async def run_demo(*, host: str, port: int, workdir: Path | None, at: float | No
     sample_runner, sample_port = await start_site(
         create_sample_app(), "127.0.0.1", 0, max_line_size=8190, max_field_size=8190
     )
+    # Xero itself is emulated on a loopback port of its own; its consents come back to the
+    # gateway's callback, so the gateway's port is settled first.
+    emulator = XeroEmulator()
+    await emulator.start()
+    try:
+        return await _run_with_emulator(
+            emulator, host=host, port=port, workdir=workdir, sample_port=sample_port, at=at
+        )
+    finally:
+        await emulator.stop()
+        await sample_runner.cleanup()
+
+
+async def _run_with_emulator(
+    emulator: XeroEmulator,
+    *,
+    host: str,
+    port: int,
+    workdir: Path,
+    sample_port: int,
+    at: float | None,
+) -> int:
+    port = port or _free_port(host)
     settings = demo_settings(
         host=host, port=port, upstream_url=f"http://127.0.0.1:{sample_port}", workdir=workdir
     )
+    callback = f"http://{_loopback(host)}:{port}/_gateway/xero/callback"
+    emulator.allow_redirect_uri(callback)
+    settings["xero"] = {**emulator.xero_settings(), "redirect_uri": callback}
     config = build_config(settings, env={})
     configure_logging(config.logging.level, config.logging.format)
     # --at moves only the time policies are decided at (deadline, grace, blocked): codes,
@@ -165,27 +245,32 @@ async def run_demo(*, host: str, port: int, workdir: Path | None, at: float | No
     store = await Store.open(config.store.path)
     try:
         await seed_demo(store, Passwords(), policy_clock())
-        await seed_demo_xero(store, policy_clock())
+        await apply_demo_policies(store, policy_clock())
     finally:
         await store.close()
     try:
         gateway = await start_demo_gateway(config, system_clock, policy_clock=policy_clock)
     except OSError as exc:
-        await sample_runner.cleanup()
         print(f"xero-gateway demo: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         print("Try another port: xero-gateway demo --port 8090", file=sys.stderr)
         return 1
-    # The config as it runs (with the port it got), for the CLI and the admin API's examples.
-    config_path = workdir / CONFIG_NAME
-    settings["server"]["port"] = gateway.front.port
-    write_config(config_path, settings)
-    _print_welcome(gateway.front.url, workdir, config_path, policy_clock(), _outbox_url(gateway))
     try:
+        await connect_demo_orgs(f"http://{_loopback(host)}:{port}", emulator)
+        # The config as it runs, for the CLI and the admin API's examples.
+        config_path = workdir / CONFIG_NAME
+        write_config(config_path, settings)
+        _print_welcome(
+            gateway.front.url,
+            workdir,
+            config_path,
+            policy_clock(),
+            _outbox_url(gateway),
+            emulator_url=emulator.url,
+        )
         await wait_for_stop_signal()
     finally:
         print("\nStopping the demo…", flush=True)
         await gateway.stop()
-        await sample_runner.cleanup()
     return 0
 
 
@@ -218,7 +303,13 @@ def _cli_command() -> str:
 
 
 def _print_welcome(
-    url: str, workdir: Path, config_path: Path, now: float, outbox_url: str | None = None
+    url: str,
+    workdir: Path,
+    config_path: Path,
+    now: float,
+    outbox_url: str | None = None,
+    *,
+    emulator_url: str | None = None,
 ) -> None:
     when = dt.datetime.fromtimestamp(now, ZoneInfo(DEMO_ZONE)).isoformat(timespec="minutes")
     cli = _cli_command()
@@ -244,6 +335,15 @@ def _print_welcome(
             if outbox_url
             else []
         ),
+        *(
+            [
+                f"  Xero is emulated at {emulator_url} (its AU and NZ organisations, real UUIDs);",
+                "  both demo organisations were connected through it at start. Connections,",
+                f"  Reconnect and Disconnect (principals): {url}/_gateway/xero",
+            ]
+            if emulator_url
+            else []
+        ),
         f"  Health: {url}/_gateway/health   Metrics: {url}/_gateway/metrics",
         f"  Database: {workdir / 'gateway.sqlite3'}",
         "",
@@ -251,6 +351,7 @@ def _print_welcome(
         "",
         f"    export XERO_GATEWAY_CONFIG={config_path}",
         f"    {cli} user list",
+        f"    {cli} xero status",
         f"    TOKEN=$({cli} admin-token create --name demo --scope admin)",
         f'    curl -H "Authorization: Bearer $TOKEN" "{url}{READINESS_EXAMPLE}"',
         "",
@@ -264,6 +365,8 @@ __all__ = [
     "DEMO_ACCOUNTS",
     "DEMO_PASSWORD",
     "DEMO_ZONE",
+    "apply_demo_policies",
+    "connect_demo_orgs",
     "demo_config",
     "demo_settings",
     "run_demo",

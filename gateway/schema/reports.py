@@ -20,14 +20,30 @@ ScopeCode = Literal[
 ]
 
 
+class ScopeSource(BaseModel):
+    """An active tenant whose country a policy covers: where a scope decision came from."""
+
+    tenant_id: str
+    name: str
+    country_code: str
+    source: str = Field(
+        description="'xero': read from Xero through a connection; 'manual': an admin's link.",
+        json_schema_extra={"enum": ["manual", "xero"]},
+    )
+    grant_id: str | None = Field(description="The Xero consent (null for a manual link).")
+    connection_id: str | None = Field(description="Xero's connection id (null for manual).")
+
+
 class PolicyScope(BaseModel):
-    """Whether one policy applies: ``code`` for programs, ``why`` for people."""
+    """Whether one policy applies: ``code`` for programs, ``why`` for people; ``came_from``
+    the organisation's active tenants in the policy's countries."""
 
     policy_id: str
     enabled: bool
     applies: bool
     code: ScopeCode
     why: str
+    came_from: list[ScopeSource] = Field(default_factory=list)
 
 
 class ExplainedUser(BaseModel):
@@ -87,6 +103,10 @@ class OrgReadiness(BaseModel):
     in_scope: int
     enrolled: int
     blocked_at_deadline: int
+    came_from: list[ScopeSource] = Field(
+        default_factory=list,
+        description="The organisation's active tenants in the policy's countries.",
+    )
 
 
 class PolicyReadiness(BaseModel):

@@ -203,6 +203,11 @@ class CodeSender:
         return channel in self._senders
 
     @property
+    def email(self) -> Sender | None:
+        """The email sender, for other messages than codes (None without one)."""
+        return self._drivers.email
+
+    @property
     def outbox(self) -> OutboxSender | None:
         """The demo's outbox, when a ``log`` driver is chosen."""
         return self._drivers.outbox

@@ -201,9 +201,15 @@ class XeroGrantRepository:
         tokens: SealedTokens,
         connections: Sequence[NewConnection],
         now: float,
+        take_over: bool = False,
     ) -> XeroGrant:
         """Store a new grant (token-set version 1, sealed for it by the caller) and its
         connections in one transaction; ConflictError if the grant or a connection id exists.
+
+        With ``take_over``, a connection id the organisation has already (Xero keeps a
+        tenant's connection id when the same user consents again) moves to the new grant and
+        is active again; an earlier grant left with no live connection is marked
+        disconnected. A connection id of another organisation is still a ConflictError.
 
         The caller makes ``grant_id`` first (``new_id("xgr")``), since the sealed tokens are
         bound to it.
@@ -226,7 +232,28 @@ class XeroGrantRepository:
                     **_token_params(tokens),
                 },
             )
+            earlier: set[str] = set()
             for c in connections:
+                if take_over:
+                    held = await tx.fetch_one(
+                        "SELECT grant_id, org_id FROM xero_connections WHERE id = :id",
+                        {"id": c.id},
+                    )
+                    if held is not None and held["org_id"] == org_id:
+                        earlier.add(held["grant_id"])
+                        await tx.execute(
+                            "UPDATE xero_connections SET grant_id = :grant_id,"
+                            " tenant_type = :tenant_type, tenant_name = :tenant_name,"
+                            " status = 'active', status_changed_at = :now WHERE id = :id",
+                            {
+                                "id": c.id,
+                                "grant_id": grant_id,
+                                "tenant_type": c.tenant_type,
+                                "tenant_name": c.tenant_name,
+                                "now": now,
+                            },
+                        )
+                        continue
                 await tx.execute(
                     "INSERT INTO xero_connections (id, grant_id, org_id, tenant_id, tenant_type,"
                     " tenant_name, created_at, status, status_changed_at) VALUES (:id, :grant_id,"
@@ -241,6 +268,16 @@ class XeroGrantRepository:
                         "now": now,
                     },
                 )
+            for old_id in sorted(earlier - {grant_id}):
+                left = await tx.fetch_one(
+                    "SELECT count(*) AS n FROM xero_connections WHERE grant_id = :id"
+                    " AND status IN ('active', 'needs_reconnect')",
+                    {"id": old_id},
+                )
+                if left is not None and int(left["n"]) == 0:
+                    await tx.execute(
+                        _MARK_DISCONNECTED, {"id": old_id, "status": "disconnected", "now": now}
+                    )
             row = await tx.fetch_one(f"{_GRANT} WHERE id = :id", {"id": grant_id})
         if row is None:  # pragma: no cover - inserted just above
             raise ConflictError(f"Xero grant {grant_id!r} vanished as it was stored")
@@ -264,6 +301,32 @@ class XeroGrantRepository:
             f"{_GRANT} WHERE org_id = :org_id ORDER BY created_at, id", {"org_id": org_id}
         )
         return [_grant(row) for row in rows]
+
+    async def active(self) -> builtins.list[XeroGrant]:
+        """Every active grant, oldest first (for the facts schedule)."""
+        rows = await self._db.fetch_all(f"{_GRANT} WHERE status = 'active' ORDER BY created_at, id")
+        return [_grant(row) for row in rows]
+
+    async def add_connection(self, grant_id: str, connection: NewConnection, *, now: float) -> bool:
+        """Add a tenant Xero lists for an active grant that the store did not know; False if
+        the connection id is known already or the grant is no longer active."""
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(
+                "INSERT INTO xero_connections (id, grant_id, org_id, tenant_id, tenant_type,"
+                " tenant_name, created_at, status, status_changed_at)"
+                " SELECT :id, id, org_id, :tenant_id, :tenant_type, :tenant_name, :now,"
+                " 'active', :now FROM xero_grants WHERE id = :grant_id AND status = 'active'"
+                " ON CONFLICT (id) DO NOTHING",
+                {
+                    "id": connection.id,
+                    "grant_id": grant_id,
+                    "tenant_id": connection.tenant_id,
+                    "tenant_type": connection.tenant_type,
+                    "tenant_name": connection.tenant_name,
+                    "now": now,
+                },
+            )
+        return changed == 1
 
     async def connections(self, grant_id: str) -> builtins.list[XeroConnection]:
         """The tenants a grant connects, in the order they were stored."""

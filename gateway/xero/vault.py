@@ -154,9 +154,11 @@ class Vault:
         tokens: TokenSet,
         connections: Sequence[NewConnection],
         now: float,
+        take_over: bool = False,
     ) -> XeroGrant:
         """Store a new consent's token set (version 1) and its tenants in one transaction; it
-        is committed before this returns, so before anyone uses it."""
+        is committed before this returns, so before anyone uses it. ``take_over``: connections
+        the organisation holds already move to this grant (a reconnect; see the store)."""
         grant_id = new_id("xgr")
         grant = await self._store.xero.add(
             grant_id=grant_id,
@@ -166,9 +168,14 @@ class Vault:
             tokens=self.seal(grant_id, 1, tokens),
             connections=connections,
             now=now,
+            take_over=take_over,
         )
         self._held[grant.id] = _Held(grant=grant, tokens=tokens, read_at=now)
         return grant
+
+    def forget(self, grant_id: str) -> None:
+        """Drop what this process holds of a grant another path changed in the store."""
+        self._held.pop(grant_id, None)
 
     async def disconnect(self, grant_id: str, *, now: float) -> bool:
         """Revoke the grant's refresh token at Xero (which also removes the consent's
