@@ -39,10 +39,13 @@ class BackgroundTasks:
         self._services = services
         self._tasks: list[asyncio.Task[None]] = []
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Run the first round of housekeeping, then start the tasks. The first round is done
+        before the gateway serves, so start-up purges never overlap the first requests."""
         if self._tasks:
             return
         services = self._services
+        await _housekeep_logged(services)
         self._tasks = [
             asyncio.create_task(services.sessions.run_flusher(SESSION_FLUSH_SECONDS)),
             asyncio.create_task(_housekeeping(services)),
@@ -115,13 +118,17 @@ async def housekeep(services: Services) -> None:
         )
 
 
+async def _housekeep_logged(services: Services) -> None:
+    try:
+        await housekeep(services)
+    except StoreError:
+        log.exception("housekeeping failed; will retry")
+
+
 async def _housekeeping(services: Services) -> None:
-    while True:
-        try:
-            await housekeep(services)
-        except StoreError:
-            log.exception("housekeeping failed; will retry")
+    while True:  # the first round ran at start
         await asyncio.sleep(HOUSEKEEPING_SECONDS)
+        await _housekeep_logged(services)
 
 
 async def recheck_xero(services: Services) -> Rechecked:

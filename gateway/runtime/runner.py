@@ -97,7 +97,7 @@ class Gateway:
         if self._started:
             raise RuntimeError("the gateway has been started already")
         self._started = True
-        self._background.start()
+        await self._background.start()
         try:
             for listener in self._listeners:
                 await listener.start()
