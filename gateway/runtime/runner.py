@@ -17,6 +17,7 @@ from gateway.proxy.client import open_upstream_session
 from gateway.runtime.app import close_services, front_listener, open_services
 from gateway.runtime.background import BackgroundTasks
 from gateway.runtime.listeners import HttpListener, Listener
+from gateway.runtime.xero_listener import XeroListener, xero_listener
 from gateway.services import Services
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,19 @@ class Gateway:
         except BaseException:
             await upstream.close()
             raise
-        return cls(services, front_listener(services), clients=(upstream,))
+        gateway = cls(services, front_listener(services), clients=(upstream,))
+        if config.xero.client_id:
+            # Xero custody is configured: the app's backend reaches Xero through the gateway.
+            gateway.add_listener(xero_listener(services))
+        return gateway
+
+    @property
+    def xero(self) -> XeroListener | None:
+        """The Xero listener, when Xero custody is configured."""
+        for listener in self._listeners:
+            if isinstance(listener, XeroListener):
+                return listener
+        return None
 
     @property
     def listeners(self) -> tuple[Listener, ...]:
