@@ -6,6 +6,7 @@ limits, /connections, and unmodified xero-python pointed at it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -23,12 +24,14 @@ from yarl import URL
 
 from gateway.clock import ManualClock
 from gateway.config import XeroConfig
+from gateway.runtime.xero_listener import xero_listener
 from gateway.sandbox.xero_emulator import AU_TENANT, NZ_TENANT, XeroEmulator
 from gateway.signin.sessions import LiveSession
 from gateway.store.xero import NewConnection, XeroGrant
 from gateway.xero.identity import IdentityClient
 from gateway.xero.service_keys import create_service_key
-from tests.conftest import GatewayFactory, RunningGateway, consent_code
+from tests.conftest import START, GatewayFactory, RunningGateway, consent_code
+from tests.manual_time import ManualTime
 
 T = TypeVar("T")
 VERIFIER = "listener-verifier-" + "v" * 40
@@ -116,6 +119,17 @@ async def connect(
         connections=connections,
         now=gateway.clock(),
     )
+
+
+@pytest.fixture
+def manual_time() -> ManualTime:
+    return ManualTime(START)
+
+
+@pytest.fixture
+def clock(manual_time: ManualTime) -> ManualClock:
+    """The clock of the gateway and the emulator: one whose sleeps end as the test moves it."""
+    return manual_time.clock
 
 
 @pytest.fixture
@@ -326,6 +340,53 @@ async def test_invalid_grant_answers_409_and_stays_so(world: World) -> None:
         status, body, _ = await world.call(live.gateway_token, "/api.xro/2.0/Organisation")
         assert status == 409
         assert problem_type(body) == "connection-needs-reconnect"
+
+
+async def test_two_hundred_callers_on_one_tenant_wait_within_xeros_limits(
+    world: World, manual_time: ManualTime
+) -> None:
+    # A listener whose callers may wait long enough for all 200 to be served (60 a minute),
+    # on the clock the emulator counts by; its sleeps end as the test moves time on.
+    services = world.gateway.services
+    config = services.config
+    patient = dataclasses.replace(
+        services,
+        config=dataclasses.replace(
+            config, xero_proxy=dataclasses.replace(config.xero_proxy, max_wait=600.0)
+        ),
+    )
+    listener = xero_listener(patient, sleep=manual_time.sleep, port=0)
+    await listener.start()
+    try:
+        live = await world.session("ava@harbour.example", verified=True)
+        base = listener.url
+
+        async def one() -> int:
+            url = URL(base + "/api.xro/2.0/Contacts", encoded=True)
+            headers = {
+                "Authorization": f"Bearer {live.gateway_token}",
+                "xero-tenant-id": AU_TENANT.tenant_id,
+            }
+            async with world.http.get(url, headers=headers) as answer:
+                await answer.read()
+                return answer.status
+
+        calls = [asyncio.create_task(one()) for _ in range(200)]
+        for _ in range(1000):
+            _, pending = await asyncio.wait(calls, timeout=0.05)
+            if not pending:
+                break
+            await manual_time.advance(2.0)
+        statuses = Counter(task.result() for task in calls)
+    finally:
+        await listener.stop()
+    counters = world.xero.counters
+    tenant = AU_TENANT.tenant_id
+    assert statuses == {200: 200}
+    assert counters.max_in_flight[tenant] <= 5
+    assert counters.max_per_minute[tenant] <= 60
+    assert counters.rejections == 0
+    assert world.clock() - START >= 180  # 200 calls at 60 a minute took over three minutes
 
 
 # --- Xero's failures --------------------------------------------------------------------
