@@ -24,7 +24,9 @@ from yarl import URL
 
 from gateway.clock import ManualClock
 from gateway.config import XeroConfig
+from gateway.runtime.server import start_site
 from gateway.runtime.xero_listener import xero_listener
+from gateway.sandbox.sample_app import SampleSettings, create_sample_app
 from gateway.sandbox.xero_emulator import AU_TENANT, NZ_TENANT, XeroEmulator
 from gateway.signin.sessions import LiveSession
 from gateway.store.xero import NewConnection, XeroGrant
@@ -119,6 +121,21 @@ async def connect(
         connections=connections,
         now=gateway.clock(),
     )
+
+
+@pytest.fixture
+def sample_settings() -> SampleSettings:
+    return SampleSettings()
+
+
+@pytest.fixture
+async def upstream_url(sample_settings: SampleSettings) -> AsyncIterator[str]:
+    """The sample app behind the gateway, told where the Xero listener is once it runs."""
+    runner, port = await start_site(
+        create_sample_app(sample_settings), "127.0.0.1", 0, max_line_size=8190, max_field_size=8190
+    )
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
 
 
 @pytest.fixture
@@ -517,3 +534,29 @@ async def test_xero_python_works_through_the_listener(world: World) -> None:
     with pytest.raises(HTTPStatusException) as refused:
         await off_loop(lambda: api.get_invoices(NZ_TENANT.tenant_id))
     assert refused.value.status == 403
+
+
+# --- the sample app ---------------------------------------------------------------------
+
+
+async def test_the_sample_app_lists_invoices_through_the_listener(
+    world: World, sample_settings: SampleSettings
+) -> None:
+    from tests.conftest import sign_in
+
+    sample_settings.xero_url = str(world.listener)
+    async with world.gateway.client() as browser:
+        await sign_in(browser, email="max@harbour.example")
+        page = await (await browser.get("/xero/invoices")).text()
+    assert f'data-tenant="{AU_TENANT.tenant_id}"' in page
+    assert NZ_TENANT.tenant_id not in page  # the other organisation's tenant
+    assert page.count("<tr><td>") == 2  # the tenant's two invoices
+    assert "X-Gateway-Token" in page
+
+    await world.expire()  # an unverified session may not have the token refreshed
+    async with world.gateway.client() as browser:
+        await sign_in(browser, email="max@harbour.example")
+        page = await (await browser.get("/xero/invoices")).text()
+    assert 'data-status="403"' in page
+    assert "/mfa-required" in page
+    assert "/_gateway/mfa/verify?next=/xero/invoices" in page

@@ -24,7 +24,7 @@ from gateway.ops.logs import configure_logging
 from gateway.runtime.runner import Gateway, wait_for_stop_signal
 from gateway.runtime.server import start_site
 from gateway.sandbox.outbox_page import outbox_listener
-from gateway.sandbox.sample_app import create_sample_app
+from gateway.sandbox.sample_app import SampleSettings, create_sample_app
 from gateway.store import AuditEntry, Store
 
 DEMO_PASSWORD = "demo-password-2026"  # noqa: S105 - printed for the demo accounts on purpose
@@ -114,6 +114,9 @@ def demo_settings(
             "cookie_secure": False,
         },
         "logging": {"level": "WARNING", "format": "text"},
+        # The Xero listener (served once [xero] is configured) on a free loopback port; the
+        # sample app is told where it is once the gateway has started.
+        "xero_proxy": {"host": "127.0.0.1", "port": 0},
         # Codes go to the log and the demo's outbox page, so no phone or mail server is needed.
         "sms": {"driver": "log"},
         "email": {"driver": "log"},
@@ -151,8 +154,13 @@ def write_config(path: Path, settings: Mapping[str, Mapping[str, Any]]) -> None:
 async def run_demo(*, host: str, port: int, workdir: Path | None, at: float | None = None) -> int:
     workdir = workdir or Path(tempfile.mkdtemp(prefix="xero-gateway-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    sample_settings = SampleSettings()
     sample_runner, sample_port = await start_site(
-        create_sample_app(), "127.0.0.1", 0, max_line_size=8190, max_field_size=8190
+        create_sample_app(sample_settings),
+        "127.0.0.1",
+        0,
+        max_line_size=8190,
+        max_field_size=8190,
     )
     settings = demo_settings(
         host=host, port=port, upstream_url=f"http://127.0.0.1:{sample_port}", workdir=workdir
@@ -175,11 +183,21 @@ async def run_demo(*, host: str, port: int, workdir: Path | None, at: float | No
         print(f"xero-gateway demo: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         print("Try another port: xero-gateway demo --port 8090", file=sys.stderr)
         return 1
+    if gateway.xero is not None:
+        sample_settings.xero_url = gateway.xero.url  # the sample app's backend calls Xero here
+        settings["xero_proxy"]["port"] = gateway.xero.http.port
     # The config as it runs (with the port it got), for the CLI and the admin API's examples.
     config_path = workdir / CONFIG_NAME
     settings["server"]["port"] = gateway.front.port
     write_config(config_path, settings)
-    _print_welcome(gateway.front.url, workdir, config_path, policy_clock(), _outbox_url(gateway))
+    _print_welcome(
+        gateway.front.url,
+        workdir,
+        config_path,
+        policy_clock(),
+        _outbox_url(gateway),
+        xero_url=sample_settings.xero_url or None,
+    )
     try:
         await wait_for_stop_signal()
     finally:
@@ -218,7 +236,13 @@ def _cli_command() -> str:
 
 
 def _print_welcome(
-    url: str, workdir: Path, config_path: Path, now: float, outbox_url: str | None = None
+    url: str,
+    workdir: Path,
+    config_path: Path,
+    now: float,
+    outbox_url: str | None = None,
+    *,
+    xero_url: str | None = None,
 ) -> None:
     when = dt.datetime.fromtimestamp(now, ZoneInfo(DEMO_ZONE)).isoformat(timespec="minutes")
     cli = _cli_command()
@@ -242,6 +266,14 @@ def _print_welcome(
         *(
             [f"  Codes sent by SMS and email (demo outbox, no phone needed): {outbox_url}/"]
             if outbox_url
+            else []
+        ),
+        *(
+            [
+                f"  Xero invoices, read by the sample app through the gateway: {url}/xero/invoices",
+                f"  (its backend calls the Xero listener at {xero_url} with xero-python)",
+            ]
+            if xero_url
             else []
         ),
         f"  Health: {url}/_gateway/health   Metrics: {url}/_gateway/metrics",
