@@ -97,11 +97,14 @@ def xero_listener(
     clock: Clock | None = None,
     sleep: Sleeper = asyncio.sleep,
     port: int | None = None,
+    governor: GovernorSettings | None = None,
 ) -> XeroListener:
     """Build the Xero listener over ``services``; call inside the running event loop.
 
     ``clock`` and ``sleep`` drive the governor, the retry loop and the vault (the services'
-    clock and real sleeps unless given); ``port`` overrides ``[xero_proxy] port``.
+    clock and real sleeps unless given); ``port`` overrides ``[xero_proxy] port``;
+    ``governor`` the limits and tiers from ``[xero_proxy]`` (Xero's own limits, unless a
+    benchmark lifts them to measure the listener's own cost).
     """
     config = services.config
     clock = clock or services.clock
@@ -119,11 +122,10 @@ def xero_listener(
         metrics=services.metrics,
     )
     proxy = config.xero_proxy
-    governor = Governor(
-        GovernorSettings.from_config(proxy), clock=clock, sleep=sleep, metrics=services.metrics
-    )
+    settings = governor if governor is not None else GovernorSettings.from_config(proxy)
+    rates = Governor(settings, clock=clock, sleep=sleep, metrics=services.metrics)
     caller = RetryingCaller(
-        governor, RetryPolicy.from_config(proxy), clock=clock, sleep=sleep, random=random.random
+        rates, RetryPolicy.from_config(proxy), clock=clock, sleep=sleep, random=random.random
     )
     api = XeroApi(
         store=services.store,
@@ -147,5 +149,5 @@ def xero_listener(
         max_field_size=server.max_field_size,
         idle_timeout=server.idle_timeout,
     )
-    custody = XeroCustody(vault=vault, governor=governor, caller=caller, api=api)
+    custody = XeroCustody(vault=vault, governor=rates, caller=caller, api=api)
     return XeroListener(http, custody, (identity_http, api_http))
