@@ -206,6 +206,20 @@ async def test_the_front_sends_the_app_the_token_the_listener_accepts(world: Wor
     assert len(body["Invoices"]) == 2
 
 
+async def test_a_restarted_or_other_process_sends_the_same_token(world: World) -> None:
+    from tests.conftest import sign_in
+
+    async with world.gateway.client() as browser:
+        await sign_in(browser, email="max@harbour.example")
+        first = (await (await browser.get("/api/whoami")).json())["headers"]["X-Gateway-Token"]
+        # As a restarted gateway, or another replica, finds it: the session only in the store.
+        world.gateway.services.sessions._cache.clear()
+        again = (await (await browser.get("/api/whoami")).json())["headers"]["X-Gateway-Token"]
+    assert again == first
+    assert first.startswith("xgt_")
+    assert (await world.call(first, "/connections", tenant=None))[0] == 200
+
+
 @pytest.mark.parametrize(
     "bearer",
     ["", "xgt_" + "A" * 43, "xsk_" + "B" * 43, "not-a-token", "xgt_" + "A" * 400],
