@@ -34,6 +34,7 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/policy_bench.py
 	$(BIN)/python bench/proxy_bench.py
+	$(BIN)/python bench/xero_bench.py
 
 # Instructions per request under valgrind: steady from run to run, for comparing commits.
 bench-instructions: $(STAMP)

@@ -150,11 +150,43 @@ async def start_gateway_role(args: argparse.Namespace) -> tuple[Stop, int, str]:
     return gateway.stop, gateway.front.port, extra
 
 
+async def start_xero_emulator(_args: argparse.Namespace) -> tuple[Stop, int, str]:
+    """The Xero emulator with its rate limits lifted (the bench measures throughput)."""
+    from xero_world import lift_emulator_limits
+
+    from gateway.sandbox.xero_emulator import XeroEmulator
+
+    emulator = XeroEmulator(host=HOST)
+    lift_emulator_limits(emulator)
+    await emulator.start()
+    return emulator.stop, emulator.port, ""
+
+
+async def start_xero_gateway(args: argparse.Namespace) -> tuple[Stop, int, str]:
+    """The gateway with its Xero listener (limits lifted) in front of the emulator at
+    ``--upstream``; prints the listener's port, the front's, and the tokens to call with."""
+    from xero_world import NO_LIMITS, bench_config, open_world
+
+    from gateway.ops.logs import configure_logging
+
+    config = bench_config(Path(args.workdir), emulator_url=args.upstream, app_url=args.upstream)
+    configure_logging("WARNING", config.logging.format)
+    world = await open_world(config, governor=NO_LIMITS)
+    extra = (
+        f"front={world.gateway.front.port} gateway_token={world.gateway_token}"
+        f" access_token={world.access_token}"
+    )
+    port = int(world.listener_url.rsplit(":", 1)[1])
+    return world.gateway.stop, port, extra
+
+
 Starter = Callable[[argparse.Namespace], Awaitable[tuple[Stop, int, str]]]
 ROLES: dict[str, Starter] = {
     "upstream": start_upstream,
     "bare": start_bare,
     "gateway": start_gateway_role,
+    "xero-emulator": start_xero_emulator,
+    "xero-gateway": start_xero_gateway,
 }
 
 
@@ -201,9 +233,11 @@ def main(argv: list[str] | None = None) -> int:
         help="gateway: the database in --workdir is seeded already (by an earlier start)",
     )
     args = parser.parse_args(argv)
-    if args.role != "upstream" and not args.upstream.startswith(f"http://{HOST}:"):
+    if args.role not in ("upstream", "xero-emulator") and not args.upstream.startswith(
+        f"http://{HOST}:"
+    ):
         parser.error(f"--upstream must be an http://{HOST}:PORT URL")
-    if args.role == "gateway" and not args.workdir:
+    if args.role in ("gateway", "xero-gateway") and not args.workdir:
         parser.error("--workdir is required for the gateway")
     return asyncio.run(run(args))
 

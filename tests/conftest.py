@@ -91,6 +91,14 @@ class RunningGateway:
     url: URL
     services: Services
     clock: ManualClock
+    gateway: Gateway | None = None
+
+    @property
+    def xero_url(self) -> URL:
+        """Where the Xero listener is reached (only with ``[xero] client_id`` configured)."""
+        listener = self.gateway.xero if self.gateway is not None else None
+        assert listener is not None, "this gateway has no Xero listener"
+        return URL(listener.url)
 
     def client(self, **kwargs: Any) -> aiohttp.ClientSession:
         """A browser-like client: keeps cookies (also for an IP host), never follows redirects."""
@@ -135,7 +143,9 @@ async def make_gateway(
             await seed_demo_xero(services.store, clock())
             await services.decider.book.refresh()
         await gateway.start()
-        return RunningGateway(url=URL(gateway.front.url), services=services, clock=clock)
+        return RunningGateway(
+            url=URL(gateway.front.url), services=services, clock=clock, gateway=gateway
+        )
 
     yield start
     for gateway in started:

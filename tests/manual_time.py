@@ -33,6 +33,17 @@ class ManualTime:
         heapq.heappush(self._sleepers, (self.clock() + seconds, next(self._seq), future))
         await future
 
+    def next_wake(self) -> float | None:
+        """When the earliest sleep ends, or None when nothing sleeps."""
+        return self._sleepers[0][0] if self._sleepers else None
+
+    async def step(self, most: float) -> None:
+        """Move on by ``most`` seconds, or only to the end of the earliest sleep if that comes
+        sooner: whatever it wakes then starts at the time it was due, not later."""
+        wake = self.next_wake()
+        now = self.clock()
+        await self.advance(most if wake is None else max(0.0, min(most, wake - now)))
+
     async def advance(self, seconds: float) -> None:
         target = self.clock() + seconds
         await settle()

@@ -30,7 +30,7 @@ LAYERS: tuple[frozenset[str], ...] = (
         }
     ),
     frozenset({"services"}),
-    frozenset({"web", "admin"}),
+    frozenset({"web", "admin", "xero_api"}),
     frozenset({"runtime"}),
     frozenset({"cli", "sandbox"}),
 )

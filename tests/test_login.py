@@ -12,6 +12,7 @@ import pytest
 from yarl import URL
 
 from gateway.sandbox.demo import DEMO_PASSWORD
+from gateway.signin.sessions import gateway_token
 from gateway.store import Store
 from tests.conftest import CSRF_FIELD, SECRET, GatewayFactory, RunningGateway, sign_in
 
@@ -52,15 +53,18 @@ async def test_sign_in_lands_on_the_page_first_asked_for_and_app_sees_identity(
         assert cookie["samesite"] == "Lax"
         assert cookie["path"] == "/"
         whoami = await (await client.get("/api/whoami")).json()
+        raw_id = cookie.value
     user = await gateway.services.store.users.find_by_email("ava@harbour.example")
     assert user is not None
+    token = whoami["headers"].pop("X-Gateway-Token")
+    assert token == gateway_token(raw_id)
+    assert token.startswith("xgt_")
     assert whoami["headers"] == {
         "X-Gateway-User-Id": user.id,
         "X-Gateway-User-Email": "ava@harbour.example",
         "X-Gateway-Org-Id": user.org_id,
         "X-Gateway-Role": "principal",
         "X-Gateway-Mfa": "not-required",
-        "X-Gateway-Token": "",
     }
 
 

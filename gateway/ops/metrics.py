@@ -159,6 +159,21 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.xero_api_requests = Counter(
+            "gateway_xero_api_requests",
+            "Requests on the Xero listener by outcome: forwarded (Xero's answer passed on),"
+            " connections (answered by the gateway), unauthenticated, tenant_not_linked,"
+            " mfa_required, needs_reconnect, rate_limited, xero_unavailable, rejected.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.xero_api_latency = Histogram(
+            "gateway_xero_api_upstream_seconds",
+            "Seconds from sending a call to Xero until its response head, by status class.",
+            ["status"],
+            registry=self.registry,
+        )
+
         self.xero_webhooks = Counter(
             "gateway_xero_webhook_events",
             "Xero webhook events by what became of them: received (stored), delivered (the app"

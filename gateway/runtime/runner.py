@@ -17,7 +17,9 @@ from gateway.proxy.client import open_upstream_session
 from gateway.runtime.app import close_services, front_listener, open_services
 from gateway.runtime.background import BackgroundTasks
 from gateway.runtime.listeners import HttpListener, Listener
+from gateway.runtime.xero_listener import XeroListener, xero_listener
 from gateway.services import Services
+from gateway.xero.governor import GovernorSettings
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +58,12 @@ class Gateway:
         clock: Clock = system_clock,
         passwords: Passwords | None = None,
         policy_clock: Clock | None = None,
+        xero_governor: GovernorSettings | None = None,
     ) -> Gateway:
-        """Open the shared parts and build the front listener; nothing listens yet. Policies
-        are decided at ``policy_clock`` (``clock`` unless given: see ``Services``)."""
+        """Open the shared parts and build the front listener, and the Xero listener when
+        ``[xero] client_id`` is set; nothing listens yet. Policies are decided at
+        ``policy_clock`` (``clock`` unless given: see ``Services``); ``xero_governor``
+        replaces the rate limits of ``[xero_proxy]`` (for benchmarks)."""
         upstream = open_upstream_session(
             connect_timeout=config.upstream.connect_timeout,
             read_timeout=config.upstream.read_timeout,
@@ -79,7 +84,19 @@ class Gateway:
             await upstream.close()
             await xero_client.close()
             raise
-        return cls(services, front_listener(services), clients=(upstream, xero_client))
+        gateway = cls(services, front_listener(services), clients=(upstream, xero_client))
+        if config.xero.client_id:
+            # Xero custody is configured: the app's backend reaches Xero through the gateway.
+            gateway.add_listener(xero_listener(services, governor=xero_governor))
+        return gateway
+
+    @property
+    def xero(self) -> XeroListener | None:
+        """The Xero listener, when Xero custody is configured."""
+        for listener in self._listeners:
+            if isinstance(listener, XeroListener):
+                return listener
+        return None
 
     @property
     def listeners(self) -> tuple[Listener, ...]:

@@ -28,7 +28,7 @@ from gateway.ops.logs import configure_logging
 from gateway.runtime.runner import Gateway, wait_for_stop_signal
 from gateway.runtime.server import start_site
 from gateway.sandbox.outbox_page import outbox_listener
-from gateway.sandbox.sample_app import create_sample_app
+from gateway.sandbox.sample_app import SampleSettings, create_sample_app
 from gateway.sandbox.xero_emulator import AU_TENANT, NZ_TENANT, XeroEmulator
 from gateway.store import AuditEntry, Store
 
@@ -168,6 +168,9 @@ def demo_settings(
             "cookie_secure": False,
         },
         "logging": {"level": "WARNING", "format": "text"},
+        # The Xero listener (served once [xero] is configured) on a free loopback port; the
+        # sample app is told where it is once the gateway has started.
+        "xero_proxy": {"host": "127.0.0.1", "port": 0},
         # Codes go to the log and the demo's outbox page, so no phone or mail server is needed.
         "sms": {"driver": "log"},
         "email": {"driver": "log"},
@@ -205,8 +208,13 @@ def write_config(path: Path, settings: Mapping[str, Mapping[str, Any]]) -> None:
 async def run_demo(*, host: str, port: int, workdir: Path | None, at: float | None = None) -> int:
     workdir = workdir or Path(tempfile.mkdtemp(prefix="xero-gateway-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    sample_settings = SampleSettings()
     sample_runner, sample_port = await start_site(
-        create_sample_app(), "127.0.0.1", 0, max_line_size=8190, max_field_size=8190
+        create_sample_app(sample_settings),
+        "127.0.0.1",
+        0,
+        max_line_size=8190,
+        max_field_size=8190,
     )
     # Xero itself is emulated on a loopback port of its own; its consents come back to the
     # gateway's callback, so the gateway's port is settled first.
@@ -214,7 +222,13 @@ async def run_demo(*, host: str, port: int, workdir: Path | None, at: float | No
     await emulator.start()
     try:
         return await _run_with_emulator(
-            emulator, host=host, port=port, workdir=workdir, sample_port=sample_port, at=at
+            emulator,
+            host=host,
+            port=port,
+            workdir=workdir,
+            sample_port=sample_port,
+            sample_settings=sample_settings,
+            at=at,
         )
     finally:
         await emulator.stop()
@@ -228,6 +242,7 @@ async def _run_with_emulator(
     port: int,
     workdir: Path,
     sample_port: int,
+    sample_settings: SampleSettings,
     at: float | None,
 ) -> int:
     port = port or _free_port(host)
@@ -254,6 +269,9 @@ async def _run_with_emulator(
         print(f"xero-gateway demo: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
         print("Try another port: xero-gateway demo --port 8090", file=sys.stderr)
         return 1
+    if gateway.xero is not None:
+        sample_settings.xero_url = gateway.xero.url  # the sample app's backend calls Xero here
+        settings["xero_proxy"]["port"] = gateway.xero.http.port
     try:
         await connect_demo_orgs(f"http://{_loopback(host)}:{port}", emulator)
         # The config as it runs, for the CLI and the admin API's examples.
@@ -266,6 +284,7 @@ async def _run_with_emulator(
             policy_clock(),
             _outbox_url(gateway),
             emulator_url=emulator.url,
+            xero_url=sample_settings.xero_url or None,
         )
         await wait_for_stop_signal()
     finally:
@@ -310,6 +329,7 @@ def _print_welcome(
     outbox_url: str | None = None,
     *,
     emulator_url: str | None = None,
+    xero_url: str | None = None,
 ) -> None:
     when = dt.datetime.fromtimestamp(now, ZoneInfo(DEMO_ZONE)).isoformat(timespec="minutes")
     cli = _cli_command()
@@ -342,6 +362,14 @@ def _print_welcome(
                 f"  Reconnect and Disconnect (principals): {url}/_gateway/xero",
             ]
             if emulator_url
+            else []
+        ),
+        *(
+            [
+                f"  Xero invoices, read by the sample app through the gateway: {url}/xero/invoices",
+                f"  (its backend calls the Xero listener at {xero_url} with xero-python)",
+            ]
+            if xero_url
             else []
         ),
         f"  Health: {url}/_gateway/health   Metrics: {url}/_gateway/metrics",

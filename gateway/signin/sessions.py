@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import hashlib
+import hmac
 import logging
 import secrets
 from dataclasses import dataclass
@@ -45,6 +47,29 @@ def hash_session_id(raw_id: str) -> str:
     return hashlib.sha256(raw_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+GATEWAY_TOKEN_PREFIX = "xgt_"  # noqa: S105 - marks a gateway token; not a secret
+# The label that keeps a gateway token apart from every other value made from a session id.
+_GATEWAY_TOKEN_LABEL = b"xero-gateway/gateway-token/v1"
+
+
+def gateway_token(raw_id: str) -> str:
+    """The session's gateway token: the bearer the app's backend shows the Xero listener.
+
+    Derived from the session's random id (256 bits, known only to the browser's cookie), so
+    every gateway process that sees the cookie sends the app the same token without storing
+    it, and a new id (sign-in, second-factor check) gives a new token. One-way: the app
+    cannot get the session id back from it, and the store keeps only its SHA-256, so neither
+    the database nor the secret key can make one.
+    """
+    mac = hmac.new(_GATEWAY_TOKEN_LABEL, raw_id.encode("utf-8", "surrogatepass"), "sha256")
+    return GATEWAY_TOKEN_PREFIX + base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+
+def hash_gateway_token(token: str) -> str:
+    """What the store keeps of a gateway token, and looks it up by."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 @dataclass(kw_only=True)
 class LiveSession:
     """A session as the hot path needs it: the record, its user, and the last use.
@@ -60,6 +85,19 @@ class LiveSession:
     # The last policy decision for this session: (what it was made from, the decision, until
     # when it holds). Kept by the Decider, so a warm request needs no cache lookup for it.
     decided: tuple[tuple[object, ...], Decision, float] | None = None
+    # The session's gateway token, once this process has seen the cookie it comes from
+    # ("" until then, and for a session older than gateway tokens).
+    gateway_token: str = ""
+
+    def attach_gateway_token(self, raw_id: str) -> str:
+        """Work out (once) the gateway token of this session from its raw id, if the store
+        knows the session by one; the token, or ""."""
+        stored = self.record.gateway_token_hash
+        if not self.gateway_token and stored is not None:
+            token = gateway_token(raw_id)
+            if hmac.compare_digest(hash_gateway_token(token), stored):
+                self.gateway_token = token
+        return self.gateway_token
 
     @property
     def id_hash(self) -> str:
@@ -106,6 +144,7 @@ class SessionManager:
         """Start a session; returns the raw id (for the cookie only) and the session."""
         now = self._clock()
         raw_id = secrets.token_urlsafe(32)
+        token = gateway_token(raw_id)
         record = SessionRecord(
             id_hash=hash_session_id(raw_id),
             user_id=user.id,
@@ -115,9 +154,10 @@ class SessionManager:
             csrf_secret=secrets.token_urlsafe(32),
             client_addr=client_addr,
             ended_at=None,
+            gateway_token_hash=hash_gateway_token(token),
         )
         await self._store.sessions.add(record)
-        live = LiveSession(record=record, user=user, last_seen=now)
+        live = LiveSession(record=record, user=user, last_seen=now, gateway_token=token)
         self._cache[record.id_hash] = live
         return raw_id, live
 
@@ -138,11 +178,14 @@ class SessionManager:
         self._touch(live, now)
         return live
 
-    async def lookup_hash(self, id_hash: str) -> LiveSession | None:
-        """As :meth:`lookup`, for the hash of the cookie value."""
-        live = self.warm(id_hash)
-        if live is not None:
-            return live
+    async def lookup_hash(self, id_hash: str, *, touch: bool = True) -> LiveSession | None:
+        """As :meth:`lookup`, for the hash of the cookie value. Without ``touch`` the session
+        is only looked at: this use does not count as activity (the Xero listener's calls
+        are the app's, not the user's, and must not keep an idle session open)."""
+        if touch:
+            live = self.warm(id_hash)
+            if live is not None:
+                return live
         now = self._clock()
         live = self._cache.get(id_hash)
         if live is None:
@@ -152,7 +195,8 @@ class SessionManager:
         # A session that looks over is looked at more closely, and ended.
         if not await self._still_on(live, live.last_seen, now):
             return None
-        self._touch(live, now)
+        if touch:
+            self._touch(live, now)
         return live
 
     def _touch(self, live: LiveSession, now: float) -> None:
@@ -245,9 +289,11 @@ class SessionManager:
         if reason is not None:
             raise NotFoundError(f"the session is over ({reason}); sign in again")
         raw_id = secrets.token_urlsafe(32)
+        token = gateway_token(raw_id)  # a new id, a new token: the old one ends with the id
         record = dataclasses.replace(
             live.record,
             id_hash=hash_session_id(raw_id),
+            gateway_token_hash=hash_gateway_token(token),
             csrf_secret=secrets.token_urlsafe(32),
             last_seen_at=now,
             second_factor=SecondFactor(method=method, at=at),
@@ -257,7 +303,7 @@ class SessionManager:
         finally:  # rotated, or found over elsewhere: the old id is of no more use here
             self._cache.pop(live.id_hash, None)
             self._dirty.pop(live.id_hash, None)
-        verified = LiveSession(record=record, user=live.user, last_seen=now)
+        verified = LiveSession(record=record, user=live.user, last_seen=now, gateway_token=token)
         self._cache[record.id_hash] = verified
         return raw_id, verified
 

@@ -359,6 +359,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE mfa_enrolments ADD COLUMN phone_secret TEXT;
         """,
     ),
+    Migration(
+        12,
+        "sessions carry the hash of their gateway token (the app's bearer for the Xero listener)",
+        """
+        ALTER TABLE sessions ADD COLUMN gateway_token_hash TEXT;
+        CREATE INDEX sessions_gateway_token_hash ON sessions(gateway_token_hash);
+        """,
+    ),
 )
 
 

@@ -80,6 +80,8 @@ class SessionRecord:
     second_factor: SecondFactor | None = None
     # When "Remind me later" was chosen in this session (it lasts for the session).
     prompt_dismissed_at: float | None = None
+    # SHA-256 of the session's gateway token (None for a session older than gateway tokens).
+    gateway_token_hash: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

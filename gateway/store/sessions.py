@@ -12,7 +12,7 @@ from gateway.store.revocations import revoke
 
 _SELECT = (
     "SELECT id_hash, user_id, created_at, last_seen_at, expires_at, csrf_secret, client_addr,"
-    " ended_at, mfa_method, mfa_at, prompt_dismissed_at FROM sessions"
+    " ended_at, mfa_method, mfa_at, prompt_dismissed_at, gateway_token_hash FROM sessions"
 )
 
 
@@ -29,6 +29,7 @@ def _session(row: Row) -> SessionRecord:
         ended_at=row["ended_at"],
         second_factor=SecondFactor(method=method, at=row["mfa_at"]) if method else None,
         prompt_dismissed_at=row["prompt_dismissed_at"],
+        gateway_token_hash=row["gateway_token_hash"],
     )
 
 
@@ -36,9 +37,11 @@ async def _insert(tx: Transaction, record: SessionRecord) -> None:
     factor = record.second_factor
     await tx.execute(
         "INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at, expires_at,"
-        " csrf_secret, client_addr, ended_at, mfa_method, mfa_at, prompt_dismissed_at)"
+        " csrf_secret, client_addr, ended_at, mfa_method, mfa_at, prompt_dismissed_at,"
+        " gateway_token_hash)"
         " VALUES (:id_hash, :user_id, :created_at, :last_seen_at, :expires_at, :csrf_secret,"
-        " :client_addr, :ended_at, :mfa_method, :mfa_at, :prompt_dismissed_at)",
+        " :client_addr, :ended_at, :mfa_method, :mfa_at, :prompt_dismissed_at,"
+        " :gateway_token_hash)",
         {
             "id_hash": record.id_hash,
             "user_id": record.user_id,
@@ -51,6 +54,7 @@ async def _insert(tx: Transaction, record: SessionRecord) -> None:
             "mfa_method": factor.method if factor else None,
             "mfa_at": factor.at if factor else None,
             "prompt_dismissed_at": record.prompt_dismissed_at,
+            "gateway_token_hash": record.gateway_token_hash,
         },
     )
 
@@ -109,6 +113,15 @@ class SessionRepository:
         """The session with this id hash, ended or not (the caller judges), or None."""
         row = await self._db.fetch_one(f"{_SELECT} WHERE id_hash = :id_hash", {"id_hash": id_hash})
         return _session(row) if row is not None else None
+
+    async def find_by_gateway_token(self, token_hash: str) -> str | None:
+        """The id hash of the open session whose gateway token hashes to ``token_hash``."""
+        row = await self._db.fetch_one(
+            "SELECT id_hash FROM sessions WHERE gateway_token_hash = :token_hash"
+            " AND ended_at IS NULL",
+            {"token_hash": token_hash},
+        )
+        return str(row["id_hash"]) if row is not None else None
 
     async def touch_many(self, last_seen: Mapping[str, float]) -> None:
         """Record when sessions were last seen, in one transaction (for a write-behind flusher).

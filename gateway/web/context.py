@@ -24,7 +24,7 @@ from gateway.http.paths import HEALTH_PATH
 from gateway.http.problems import body_stalled, problem_response
 from gateway.http.requests import CLIENT_ADDR, CLIENT_SEEN, OUTCOME, REQUEST_ID
 from gateway.services import SERVICES, SESSION
-from gateway.signin.sessions import hash_session_id
+from gateway.signin.sessions import LiveSession, hash_session_id
 
 log = logging.getLogger("gateway.access")
 
@@ -96,6 +96,14 @@ class _SessionHashes:
 _session_hash = _SessionHashes()
 
 
+def _attach_gateway_token(request: web.Request, live: LiveSession, cookie_name: str) -> None:
+    """Give ``live`` its gateway token from the cookie's raw id: once per session and
+    process (another process, or a restart, made the session), never on a warm request."""
+    raw_id = request_cookies(request.headers.get("Cookie", "")).get(cookie_name)
+    if raw_id:
+        live.attach_gateway_token(raw_id)
+
+
 class _BodyTimedOut(Exception):
     """A request body sent to the gateway itself stopped arriving (see body_deadline)."""
 
@@ -157,6 +165,8 @@ def in_context(handler: Handler) -> Handler:
                         live = await sessions.lookup_hash(id_hash)
                     if live is not None:
                         request[SESSION] = live
+                        if not live.gateway_token and live.record.gateway_token_hash:
+                            _attach_gateway_token(request, live, services.cookies.session)
                 response = await handler(request)
             status = response.status
             if not response.prepared:

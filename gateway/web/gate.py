@@ -53,8 +53,8 @@ def identity_headers(live: LiveSession, mfa: MfaHeader) -> dict[str, str]:
         X_GATEWAY_ORG_ID: user.org_id,
         X_GATEWAY_ROLE: user.role,
         X_GATEWAY_MFA: mfa,
-        # Filled once the gateway holds Xero tokens for the user's organisation.
-        X_GATEWAY_TOKEN: "",
+        # The app's bearer for the Xero listener on this user's behalf; ends with the session.
+        X_GATEWAY_TOKEN: live.gateway_token,
     }
     checked = live.second_factor
     if checked is not None:

@@ -113,6 +113,7 @@ class Vault:
         self.owner = f"vault-{secrets.token_hex(8)}"
         self._held: dict[str, _Held] = {}
         self._flights: dict[str, asyncio.Task[TokenSet]] = {}
+        self._reads: dict[str, asyncio.Future[_Held]] = {}  # store reads under way, per grant
         self._noted: dict[str, float] = {}  # the last verified use this process wrote, per grant
 
     # Sealing
@@ -215,11 +216,13 @@ class Vault:
         _require_active(grant)
         if isinstance(authority, VerifiedSession):
             held = await self._note_verified_use(held, now)
+        needs_refresh = held.tokens.needs_refresh(now)
         decided = verdict(
             authority,
-            needs_refresh=held.tokens.needs_refresh(now),
+            needs_refresh=needs_refresh,
             verified_use_at=held.grant.verified_use_at,
-            service_refresh_window=self._window(grant.org_id),
+            # Only a refresh by a service key asks for it: not worked out on every call.
+            service_refresh_window=self._window(grant.org_id) if needs_refresh else None,
             now=now,
         )
         if decided is Verdict.USE:
@@ -232,7 +235,13 @@ class Vault:
         held = self._held.get(grant_id)
         if held is not None and now - held.read_at < self._cache_seconds:
             return held
-        return await self._reread(grant_id, now)
+        # One read of the store for every caller that finds the grant stale at once.
+        reading = self._reads.get(grant_id)
+        if reading is None:
+            reading = asyncio.ensure_future(self._reread(grant_id, now))
+            self._reads[grant_id] = reading
+            reading.add_done_callback(lambda _t: self._reads.pop(grant_id, None))
+        return await asyncio.shield(reading)
 
     async def _reread(self, grant_id: str, now: float) -> _Held:
         grant = await self._store.xero.require(grant_id)

@@ -1,0 +1,143 @@
+"""Wiring the Xero listener (C5) from a Config: the token vault, the rate governor and its
+retry loop, the client sessions to Xero, and the listener on ``[xero_proxy]`` host and port.
+
+The runtime serves it beside the front listener when ``[xero] client_id`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+
+import aiohttp
+
+from gateway.clock import Clock
+from gateway.proxy.client import open_upstream_session
+from gateway.runtime.listeners import HttpListener
+from gateway.services import Services
+from gateway.xero.calls import RetryingCaller
+from gateway.xero.governor import Governor, GovernorSettings, Sleeper
+from gateway.xero.identity import IdentityClient
+from gateway.xero.retries import RetryPolicy
+from gateway.xero.vault import Vault
+from gateway.xero_api.callers import Callers
+from gateway.xero_api.listener import XeroApi, create_xero_app
+
+
+@dataclass(frozen=True, kw_only=True)
+class XeroCustody:
+    """The parts the Xero listener works with (tests reach in to watch them)."""
+
+    vault: Vault
+    governor: Governor
+    caller: RetryingCaller
+    api: XeroApi
+
+
+class XeroListener:
+    """The Xero listener: an HTTP listener that, once stopped, also closes the governor (its
+    waiting callers are refused) and its client sessions to Xero."""
+
+    def __init__(
+        self,
+        http: HttpListener,
+        custody: XeroCustody,
+        clients: tuple[aiohttp.ClientSession, ...],
+    ) -> None:
+        self.http = http
+        self.custody = custody
+        self._clients = clients
+
+    @property
+    def name(self) -> str:
+        return self.http.name
+
+    @property
+    def url(self) -> str:
+        return self.http.url
+
+    @property
+    def addresses(self) -> tuple[tuple[str, int], ...]:
+        return self.http.addresses
+
+    async def start(self) -> None:
+        await self.http.start()
+
+    async def stop(self) -> None:
+        try:
+            await self.http.stop()
+        finally:
+            await self.custody.governor.close()
+            for client in self._clients:
+                await client.close()
+
+
+def xero_listener(
+    services: Services,
+    *,
+    clock: Clock | None = None,
+    sleep: Sleeper = asyncio.sleep,
+    port: int | None = None,
+    governor: GovernorSettings | None = None,
+) -> XeroListener:
+    """Build the Xero listener over ``services``; call inside the running event loop.
+
+    ``clock`` and ``sleep`` drive the governor, the retry loop and the vault (the services'
+    clock and real sleeps unless given); ``port`` overrides ``[xero_proxy] port``;
+    ``governor`` the limits and tiers from ``[xero_proxy]`` (Xero's own limits, unless a
+    benchmark lifts them to measure the listener's own cost).
+    """
+    config = services.config
+    clock = clock or services.clock
+    identity_http = aiohttp.ClientSession()
+    api_http = open_upstream_session(
+        connect_timeout=config.upstream.connect_timeout,
+        read_timeout=config.upstream.read_timeout,
+    )
+    # One vault per process, so one refresh per grant however many callers: the services'
+    # own, unless a test drives the listener on a clock of its own.
+    vault = services.xero_vault
+    if clock is not services.clock:
+        book = services.decider.book
+        vault = Vault(
+            store=services.store,
+            endpoint=IdentityClient(config.xero, identity_http),
+            sealer=services.keys.at_rest,
+            clock=clock,
+            service_refresh_window=lambda org_id: book.service_refresh_window(
+                org_id, services.policy_clock()
+            ),
+            email=services.sending.email,
+            metrics=services.metrics,
+        )
+    proxy = config.xero_proxy
+    settings = governor if governor is not None else GovernorSettings.from_config(proxy)
+    rates = Governor(settings, clock=clock, sleep=sleep, metrics=services.metrics)
+    caller = RetryingCaller(
+        rates, RetryPolicy.from_config(proxy), clock=clock, sleep=sleep, random=random.random
+    )
+    api = XeroApi(
+        store=services.store,
+        callers=Callers(services.store, services.sessions, services.keys.service_keys, clock),
+        vault=vault,
+        caller=caller,
+        client=api_http,
+        api_url=config.xero.api_url,
+        clock=clock,
+        metrics=services.metrics,
+        max_wait=proxy.max_wait,
+        max_body_size=config.server.max_body_size,
+    )
+    server = config.server
+    http = HttpListener(
+        "xero",
+        create_xero_app(api, services.metrics, max_body_size=server.max_body_size),
+        host=proxy.host,
+        port=proxy.port if port is None else port,
+        max_line_size=server.max_line_size,
+        max_field_size=server.max_field_size,
+        idle_timeout=server.idle_timeout,
+    )
+    custody = XeroCustody(vault=vault, governor=rates, caller=caller, api=api)
+    return XeroListener(http, custody, (identity_http, api_http))

@@ -1,0 +1,90 @@
+"""Who is calling the Xero listener: a signed-in user's session by its gateway token, or one
+of an organisation's service keys; and so what the vault lets the call do."""
+
+from __future__ import annotations
+
+import hmac
+
+from cachetools import LRUCache
+
+from gateway.clock import Clock
+from gateway.crypto.signing import Signer
+from gateway.signin.sessions import (
+    GATEWAY_TOKEN_PREFIX,
+    SessionManager,
+    hash_gateway_token,
+)
+from gateway.store import Store
+from gateway.xero.custody import Authority, UnverifiedSession, VerifiedSession
+from gateway.xero.service_keys import authenticate_service_key, looks_like_service_key
+
+SESSION_REF_LENGTH = 12  # characters of the session's stored hash naming it in the audit trail
+_MAX_CREDENTIAL = 256
+
+
+def bearer(authorization: str) -> str | None:
+    """The credential of an ``Authorization: Bearer …`` header, or None."""
+    scheme, _, credential = authorization.strip().partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential or len(credential) > _MAX_CREDENTIAL:
+        return None
+    return credential
+
+
+class Callers:
+    """Finds the authority behind a bearer credential.
+
+    A gateway token is found by its hash: once per token the store names its session (the
+    mapping never changes, so it is kept), then the session itself comes from the session
+    manager, whose cache follows sign-outs, expiry and revocations in every process; a warm
+    call runs no SQL. Using a gateway token does not count as the user's activity.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        sessions: SessionManager,
+        service_key_signer: Signer,
+        clock: Clock,
+        *,
+        cache_size: int = 100_000,
+    ) -> None:
+        self._store = store
+        self._sessions = sessions
+        self._signer = service_key_signer
+        self._clock = clock
+        self._sessions_by_token: LRUCache[str, str] = LRUCache(maxsize=cache_size)
+
+    async def authenticate(self, authorization: str) -> Authority | None:
+        """The caller's authority, or None (no credential, unknown, ended or revoked)."""
+        credential = bearer(authorization)
+        if credential is None:
+            return None
+        if credential.startswith(GATEWAY_TOKEN_PREFIX):
+            return await self._session(credential)
+        if looks_like_service_key(credential):
+            return await authenticate_service_key(
+                self._store, self._signer, credential, self._clock()
+            )
+        return None
+
+    async def _session(self, token: str) -> Authority | None:
+        token_hash = hash_gateway_token(token)
+        id_hash = self._sessions_by_token.get(token_hash)
+        if id_hash is None:
+            id_hash = await self._store.sessions.find_by_gateway_token(token_hash)
+            if id_hash is None:
+                return None
+            self._sessions_by_token[token_hash] = id_hash
+        live = await self._sessions.lookup_hash(id_hash, touch=False)
+        if live is None:
+            self._sessions_by_token.pop(token_hash, None)
+            return None
+        stored = live.record.gateway_token_hash
+        if stored is None or not hmac.compare_digest(stored, token_hash):
+            return None
+        user = live.user
+        ref = live.id_hash[:SESSION_REF_LENGTH]
+        if live.mfa_verified:  # a remembered device is recorded as a check by "device"
+            return VerifiedSession(user_id=user.id, org_id=user.org_id, session_ref=ref)
+        return UnverifiedSession(user_id=user.id, org_id=user.org_id, session_ref=ref)
