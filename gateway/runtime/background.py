@@ -8,8 +8,10 @@ import asyncio
 import contextlib
 import logging
 
+from gateway.accounts.password_resets import RESET_KEEP_SECONDS
 from gateway.errors import StoreError
 from gateway.services import Services
+from gateway.web.password_flows import CHANGE_THROTTLE_PREFIX, RESET_THROTTLE_PREFIX, RESET_WINDOW
 
 SESSION_FLUSH_SECONDS = 15.0
 # How soon a change made by another process (the CLI, another replica) takes effect.
@@ -95,12 +97,20 @@ async def housekeep(services: Services) -> None:
         prefix="login:", now=now, window=services.account_throttle.window
     )
     counters += await services.store.throttle.purge(prefix="send:", now=now, window=0.0)
+    counters += await services.store.throttle.purge(
+        prefix=RESET_THROTTLE_PREFIX, now=now, window=RESET_WINDOW
+    )
+    counters += await services.store.throttle.purge(
+        prefix=CHANGE_THROTTLE_PREFIX, now=now, window=services.account_throttle.window
+    )
+    # Reset links, spent or not, stay a day past their end, so a late click is told why.
+    links = await services.store.passwords.purge(before=now - RESET_KEEP_SECONDS)
     await services.store.revocations.purge(now - services.sessions.limits.absolute)
     await services.store.changes.purge(now - services.sessions.limits.absolute)
     devices = await services.store.factors.purge_devices(now)
     await services.xero_authorizations.purge(before=now - STATE_KEEP_SECONDS)
     await services.store.xero_webhooks.purge(before=now - WEBHOOK_KEEP_SECONDS)
-    if purged or counters or devices or codes or steps:
+    if purged or counters or devices or codes or steps or links:
         log.info(
             "housekeeping",
             extra={
@@ -109,6 +119,7 @@ async def housekeep(services: Services) -> None:
                 "devices": devices,
                 "codes": codes,
                 "enrolments": steps,
+                "reset_links": links,
             },
         )
 
