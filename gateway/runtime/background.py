@@ -124,10 +124,16 @@ async def housekeep(services: Services) -> None:
         )
 
 
+async def housekeep_safely(services: Services) -> None:
+    """One round of housekeeping; a failing store is logged, and tried again next round."""
+    try:
+        await housekeep(services)
+    except StoreError:
+        log.exception("housekeeping failed; will retry")
+
+
 async def _housekeeping(services: Services) -> None:
+    # The first round runs before the listeners start (see Gateway.start): no request meets it.
     while True:
-        try:
-            await housekeep(services)
-        except StoreError:
-            log.exception("housekeeping failed; will retry")
         await asyncio.sleep(HOUSEKEEPING_SECONDS)
+        await housekeep_safely(services)

@@ -15,7 +15,7 @@ from gateway.config import Config
 from gateway.ops.logs import configure_logging
 from gateway.proxy.client import open_upstream_session
 from gateway.runtime.app import close_services, front_listener, open_services
-from gateway.runtime.background import BackgroundTasks
+from gateway.runtime.background import BackgroundTasks, housekeep_safely
 from gateway.runtime.listeners import HttpListener, Listener
 from gateway.services import Services
 
@@ -92,6 +92,8 @@ class Gateway:
         if self._started:
             raise RuntimeError("the gateway has been started already")
         self._started = True
+        # The first housekeeping round before any request, so it never runs beside one.
+        await housekeep_safely(self.services)
         self._background.start()
         try:
             for listener in self._listeners:
