@@ -4,6 +4,7 @@ reset never bypasses 2FA; a change needs the current password and a fresh second
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
@@ -14,8 +15,10 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from gateway.accounts.password_resets import ResetRefused
 from gateway.runtime.background import follow_other_processes, housekeep
 from gateway.sandbox.demo import DEMO_PASSWORD
+from gateway.web.password_flows import resets_for
 from tests.conftest import CSRF_FIELD, GatewayFactory, RunningGateway, sign_in
 from tests.stand_ins import Mailbox
 from tests.test_browser_mfa import smtp_section
@@ -437,3 +440,26 @@ async def test_json_calls_refuse_bad_bodies_missing_csrf_and_other_sites(
         document = await (await client.get(f"{API}/openapi.json")).json()
     for path in ("forgot", "reset", "change"):
         assert f"{API}/password/{path}" in document["paths"]
+
+
+async def test_two_racing_uses_of_one_link_set_one_password(
+    make_gateway: GatewayFactory, mailbox: Mailbox
+) -> None:
+    gateway = await _gateway(make_gateway, mailbox)
+    async with gateway.client() as client:
+        await _forgot(client, gateway, MAX)
+    token = _link(mailbox, MAX).query["token"]
+    services = gateway.services
+    resets = resets_for(services)
+    results = await asyncio.gather(
+        resets.reset(token, services.passwords.hash("first racer 2026!"), now=gateway.clock()),
+        resets.reset(token, services.passwords.hash("second racer 2026"), now=gateway.clock()),
+        return_exceptions=True,
+    )
+    refused = [r for r in results if isinstance(r, ResetRefused)]
+    assert len(refused) == 1
+    assert refused[0].reason == "used"
+    user = await services.store.users.find_by_email(MAX)
+    assert user is not None
+    winner = "first racer 2026!" if results[0] is not refused[0] else "second racer 2026"
+    assert await services.passwords.verify(user.password_hash, winner)
