@@ -5,6 +5,7 @@ reset never bypasses 2FA; a change needs the current password and a fresh second
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import secrets
@@ -15,9 +16,10 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from gateway.accounts.password_resets import ResetRefused
+from gateway.accounts.password_resets import ResetRefused, judge_link
 from gateway.runtime.background import follow_other_processes, housekeep
 from gateway.sandbox.demo import DEMO_PASSWORD
+from gateway.store import ResetLink
 from gateway.web.password_flows import resets_for
 from tests.conftest import CSRF_FIELD, GatewayFactory, RunningGateway, sign_in
 from tests.stand_ins import Mailbox
@@ -463,3 +465,21 @@ async def test_two_racing_uses_of_one_link_set_one_password(
     assert user is not None
     winner = "first racer 2026!" if results[0] is not refused[0] else "second racer 2026"
     assert await services.passwords.verify(user.password_hash, winner)
+
+
+def test_a_link_is_judged_by_its_state_and_time() -> None:
+    live = ResetLink(
+        token_hash="h",
+        user_id="usr_1",
+        created_at=0.0,
+        expires_at=900.0,
+        used_at=None,
+        retired_at=None,
+    )
+    assert judge_link(live, 899.9) is None
+    assert judge_link(live, 900.0) == "expired"
+    assert judge_link(None, 0.0) == "unknown"
+    assert judge_link(dataclasses.replace(live, used_at=10.0), 20.0) == "used"
+    assert judge_link(dataclasses.replace(live, retired_at=10.0), 20.0) == "replaced"
+    # A spent link says "used" even once it would have expired.
+    assert judge_link(dataclasses.replace(live, used_at=10.0), 5000.0) == "used"
