@@ -375,6 +375,10 @@ async def test_a_change_asks_an_enrolled_user_for_a_fresh_second_factor(
         assert problem["type"].endswith("/step-up-required")
         assert URL(problem["step_up_url"]).query == step_up.query
         assert "/_gateway/mfa/verify" in problem["detail"]
+        # The page's form is sent on to the same step-up, and nothing changes.
+        posted = await _change(client, me["csrf_token"], DEMO_PASSWORD)
+        assert posted.status == 303
+        assert URL(posted.headers["Location"]) == step_up
         passed = await client.post(
             f"{API}/mfa/challenge",
             json={"method": "totp", "code": totp.at(gateway.clock())},
