@@ -433,6 +433,89 @@ class WebhookAbandoned(Event):
     error: str  # what the last attempt met
 
 
+# Passwords: forgotten (a reset link by email) and changed. No token or password is ever kept.
+
+
+@dataclass(frozen=True, kw_only=True)
+class PasswordResetRequested(Event):
+    """Someone asked for a reset link; ``account_id`` is None for an address with no account
+    (or a disabled one), and no link was made then."""
+
+    kind = "password.reset_requested"
+    subject_field = "account_id"
+    account_id: str | None
+    typed: str  # a keyed hash of the address typed, never the text itself
+
+
+@dataclass(frozen=True, kw_only=True)
+class PasswordResetThrottled(Event):
+    kind = "password.reset_throttled"
+    typed: str  # a keyed hash of the address typed
+
+
+@dataclass(frozen=True, kw_only=True)
+class PasswordResetSent(Event):
+    kind = "password.reset_sent"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+    to: str  # masked
+
+
+@dataclass(frozen=True, kw_only=True)
+class PasswordResetSendFailed(Event):
+    """The link's email could not be sent; the link was retired."""
+
+    kind = "password.reset_send_failed"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+    to: str  # masked
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PasswordResetRefused(Event):
+    """A reset link was presented and refused: unknown, used, replaced by a newer one, or
+    expired."""
+
+    kind = "password.reset_refused"
+    subject_field = "user_id"
+    user_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PasswordReset(Event):
+    """A password was set anew by a reset link; every session of the user ended."""
+
+    kind = "password.reset"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+    sessions_ended: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class PasswordChanged(Event):
+    """A signed-in user changed their password; their other sessions ended."""
+
+    kind = "password.changed"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+    sessions_ended: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class PasswordChangeFailed(Event):
+    kind = "password.change_failed"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+    reason: str  # wrong-password, throttled
+
+
 # Every kind the gateway records, by its kind string.
 EVENTS: Mapping[str, type[Event]] = {
     cls.kind: cls
@@ -474,5 +557,13 @@ EVENTS: Mapping[str, type[Event]] = {
         ServiceKeyCreated,
         ServiceKeyRevoked,
         WebhookAbandoned,
+        PasswordResetRequested,
+        PasswordResetThrottled,
+        PasswordResetSent,
+        PasswordResetSendFailed,
+        PasswordResetRefused,
+        PasswordReset,
+        PasswordChanged,
+        PasswordChangeFailed,
     )
 }

@@ -172,6 +172,13 @@ class ServerConfig:
         doc="Origins besides the gateway's own whose pages may open WebSockets through it.",
         check=_origins,
     )
+    public_url: str = setting(
+        "",
+        doc="The address browsers reach the gateway by (an origin, e.g. "
+        "'https://app.example.com'), for links in emails; empty: the first of allowed_hosts, "
+        "else the address the front listener was reached on.",
+        check=lambda value: _origins((value,)) if value else None,
+    )
     metrics_allow: tuple[str, ...] = setting(
         ("127.0.0.1/32", "::1/128"),
         doc="Client networks allowed to read /_gateway/metrics.",

@@ -36,6 +36,7 @@ class CookieNames:
     login_nonce: str
     device: str  # a known device: this browser signed in to the account before
     remembered: str  # a remembered device: "don't ask again on this device"
+    password_reset: str  # a password reset link's token, out of the address bar
 
     @classmethod
     def for_config(cls, secure: bool) -> CookieNames:
@@ -46,12 +47,19 @@ class CookieNames:
             login_nonce=f"{prefix}gw-login",
             device=f"{prefix}gw-device",
             remembered=f"{prefix}gw-mfa-device",
+            password_reset=f"{prefix}gw-reset",
         )
 
     @property
     def private(self) -> tuple[str, ...]:
         """The gateway's own cookies: never passed to the app, never set by it."""
-        return (self.session, self.login_nonce, self.device, self.remembered)
+        return (
+            self.session,
+            self.login_nonce,
+            self.device,
+            self.remembered,
+            self.password_reset,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -133,6 +133,20 @@ SAMPLES: dict[str, Event] = {
         attempts=25,
         error="the app answered 500",
     ),
+    "password.reset_requested": audit.PasswordResetRequested(account_id="usr_1", typed="abc"),
+    "password.reset_throttled": audit.PasswordResetThrottled(typed="abc"),
+    "password.reset_sent": audit.PasswordResetSent(
+        user_id="usr_1", org_id="org_1", to="a•••@h.example"
+    ),
+    "password.reset_send_failed": audit.PasswordResetSendFailed(
+        user_id="usr_1", org_id="org_1", to="a•••@h.example", reason="refused"
+    ),
+    "password.reset_refused": audit.PasswordResetRefused(user_id=None, reason="unknown"),
+    "password.reset": audit.PasswordReset(user_id="usr_1", org_id="org_1", sessions_ended=2),
+    "password.changed": audit.PasswordChanged(user_id="usr_1", org_id="org_1", sessions_ended=1),
+    "password.change_failed": audit.PasswordChangeFailed(
+        user_id="usr_1", org_id="org_1", reason="wrong-password"
+    ),
 }
 
 

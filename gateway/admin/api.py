@@ -27,7 +27,7 @@ from gateway.schema.policies import (
 from gateway.schema.reports import AuditPage, Explanation, Readiness
 from gateway.schema.xero import XeroConnectionList, XeroDisconnect
 from gateway.web import openapi as served
-from gateway.web import user_routes
+from gateway.web import password_api, user_routes
 from gateway.web.context import add_route
 
 
@@ -362,7 +362,12 @@ def openapi_document() -> dict[str, Any]:
     """The OpenAPI document: the admin routes, the user JSON API and the public operational
     endpoints."""
     return openapi.document(
-        [*(route.operation for route in ROUTES), *user_routes.OPERATIONS, *served.OPERATIONS]
+        [
+            *(route.operation for route in ROUTES),
+            *user_routes.OPERATIONS,
+            *password_api.OPERATIONS,
+            *served.OPERATIONS,
+        ]
     )
 
 

@@ -27,6 +27,7 @@ class Keys:
     service_keys: Signer  # keyed hashes of service keys, as the store keeps them
     xero_states: Signer  # keyed hashes of the Xero connect flow's single-use states
     webhook_forward: Signer  # signatures on the Xero webhook events forwarded to the app
+    password_resets: Signer  # keyed hashes of password reset tokens, as the store keeps them
 
     @classmethod
     def derive(cls, secret_key: str, previous_secret_keys: Sequence[str] = ()) -> Keys:
@@ -40,6 +41,7 @@ class Keys:
         devices = generations("devices")
         service_keys = generations("service-keys")
         states, forward = generations("xero-states"), generations("webhook-forward")
+        resets = generations("password-resets")
         return cls(
             csrf=Signer(csrf[0], csrf[1:]),
             names=Signer(names[0], names[1:]),
@@ -48,4 +50,5 @@ class Keys:
             service_keys=Signer(service_keys[0], service_keys[1:]),
             xero_states=Signer(states[0], states[1:]),
             webhook_forward=Signer(forward[0], forward[1:]),
+            password_resets=Signer(resets[0], resets[1:]),
         )

@@ -36,6 +36,8 @@ from gateway.web import (
     interstitial,
     operations,
     pages,
+    password_api,
+    password_pages,
     second_factor,
     user_routes,
     xero_connect,
@@ -281,6 +283,8 @@ def create_front_app(services: Services) -> web.Application:
     second_factor.add_routes(app)
     challenge_pages.add_routes(app)
     user_routes.add_routes(app)
+    password_pages.add_routes(app)
+    password_api.add_routes(app)
     xero_webhooks.add_routes(app)
     xero_connect.add_routes(app)
     admin.add_routes(app)

@@ -8,8 +8,10 @@ import asyncio
 import contextlib
 import logging
 
+from gateway.accounts.password_resets import RESET_KEEP_SECONDS
 from gateway.errors import StoreError
 from gateway.services import Services
+from gateway.web.password_flows import CHANGE_THROTTLE_PREFIX, RESET_THROTTLE_PREFIX, RESET_WINDOW
 from gateway.xero.recheck import Rechecked, recheck_all
 
 SESSION_FLUSH_SECONDS = 15.0
@@ -45,7 +47,7 @@ class BackgroundTasks:
         if self._tasks:
             return
         services = self._services
-        await _housekeep_logged(services)
+        await housekeep_safely(services)
         self._tasks = [
             asyncio.create_task(services.sessions.run_flusher(SESSION_FLUSH_SECONDS)),
             asyncio.create_task(_housekeeping(services)),
@@ -100,12 +102,20 @@ async def housekeep(services: Services) -> None:
         prefix="login:", now=now, window=services.account_throttle.window
     )
     counters += await services.store.throttle.purge(prefix="send:", now=now, window=0.0)
+    counters += await services.store.throttle.purge(
+        prefix=RESET_THROTTLE_PREFIX, now=now, window=RESET_WINDOW
+    )
+    counters += await services.store.throttle.purge(
+        prefix=CHANGE_THROTTLE_PREFIX, now=now, window=services.account_throttle.window
+    )
+    # Reset links, spent or not, stay a day past their end, so a late click is told why.
+    links = await services.store.passwords.purge(before=now - RESET_KEEP_SECONDS)
     await services.store.revocations.purge(now - services.sessions.limits.absolute)
     await services.store.changes.purge(now - services.sessions.limits.absolute)
     devices = await services.store.factors.purge_devices(now)
     await services.xero_authorizations.purge(before=now - STATE_KEEP_SECONDS)
     await services.store.xero_webhooks.purge(before=now - WEBHOOK_KEEP_SECONDS)
-    if purged or counters or devices or codes or steps:
+    if purged or counters or devices or codes or steps or links:
         log.info(
             "housekeeping",
             extra={
@@ -114,11 +124,13 @@ async def housekeep(services: Services) -> None:
                 "devices": devices,
                 "codes": codes,
                 "enrolments": steps,
+                "reset_links": links,
             },
         )
 
 
-async def _housekeep_logged(services: Services) -> None:
+async def housekeep_safely(services: Services) -> None:
+    """One round of housekeeping; a failing store is logged, and tried again next round."""
     try:
         await housekeep(services)
     except StoreError:
@@ -128,7 +140,7 @@ async def _housekeep_logged(services: Services) -> None:
 async def _housekeeping(services: Services) -> None:
     while True:  # the first round ran at start
         await asyncio.sleep(HOUSEKEEPING_SECONDS)
-        await _housekeep_logged(services)
+        await housekeep_safely(services)
 
 
 async def recheck_xero(services: Services) -> Rechecked:

@@ -15,8 +15,9 @@ import enum
 import logging
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.audit import CodeSendFailed, CodeSendLimited, CodeSent
 from gateway.clock import Clock
@@ -349,17 +350,7 @@ class CodeSender:
         booked: list[str],
     ) -> bool:
         """Hand the message over within the timeout; on failure, spend nothing. Audited."""
-        failure: str | None = None
-        try:
-            async with asyncio.timeout(self._timeout):
-                await sender.send(message)
-        except DeliveryError as error:
-            failure = str(error)
-        except TimeoutError:
-            failure = f"The send took longer than {self._timeout:g} seconds and was given up."
-        except Exception as error:  # a sender's bug must not become the user's 500
-            log.exception("the %s sender failed unexpectedly", request.channel.value)
-            failure = f"The sender failed unexpectedly ({type(error).__name__})."
+        failure = await self._hand_over(sender, message, request.channel)
         to = masked(request.channel, request.destination)
         if failure is None:
             log.info("code sent", extra={"channel": request.channel.value, "to": to})
@@ -394,6 +385,37 @@ class CodeSender:
         await self._store.audit.record(
             event, at=self._clock(), actor=request.user_id, client_addr=request.client_addr
         )
+
+    async def send_email(self, message: Message) -> str | None:
+        """Send a message that is not a code (a link, a notice) by email within the timeout:
+        nothing is stored or limited here. None once the mail server has taken it, else why
+        not (for the log and the audit trail)."""
+        sender = self._senders.get(Channel.EMAIL)
+        if sender is None:
+            return "Email is not set up on this gateway."
+        return await self._hand_over(sender, message, Channel.EMAIL)
+
+    async def _hand_over(self, sender: Sender, message: Message, channel: Channel) -> str | None:
+        """Send within the timeout; None once sent, else why not."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await sender.send(message)
+        except DeliveryError as error:
+            return str(error)
+        except TimeoutError:
+            return f"The send took longer than {self._timeout:g} seconds and was given up."
+        except Exception as error:  # a sender's bug must not become the user's 500
+            log.exception("the %s sender failed unexpectedly", channel.value)
+            return f"The sender failed unexpectedly ({type(error).__name__})."
+        return None
+
+    def in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` (which sends) after the request is answered: ``settle`` waits for it
+        and ``close`` cancels it, as for every send. Once closed, ``work`` is dropped."""
+        if self._tasks.closed:
+            work.close()
+            return
+        self._tasks.spawn(work)
 
     async def live_code(self, *, user_id: str, purpose: str) -> LiveCode | None:
         """The code last sent for (user, purpose) if it is unused and in time: a page opened

@@ -14,6 +14,7 @@ from gateway.store.dismissals import DismissalLimitError, DismissalRepository
 from gateway.store.factors import SEALED_COLUMNS, FactorRepository
 from gateway.store.migrations import LATEST_VERSION, MIGRATIONS, Migration, migrate
 from gateway.store.organisations import OrganisationRepository
+from gateway.store.passwords import PasswordRepository, ResetLink
 from gateway.store.policies import (
     PolicyRepository,
     PreconditionFailedError,
@@ -82,10 +83,12 @@ __all__ = [
     "Organisation",
     "OrganisationRepository",
     "Params",
+    "PasswordRepository",
     "PolicyChange",
     "PolicyRepository",
     "PolicyVersion",
     "PreconditionFailedError",
+    "ResetLink",
     "RevocationRepository",
     "Row",
     "SealedColumn",
@@ -140,6 +143,7 @@ class Store:
         self.service_keys = ServiceKeyRepository(db)
         self.xero_webhooks = WebhookEventRepository(db)
         self.xero_authorizations = AuthorizationRepository(db)
+        self.passwords = PasswordRepository(db)
 
     async def change_marks(self) -> ChangeMarks:
         """Where every change feed stands, in one statement."""

@@ -367,6 +367,22 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX sessions_gateway_token_hash ON sessions(gateway_token_hash);
         """,
     ),
+    Migration(
+        13,
+        "password reset links, stored by keyed hash",
+        """
+        CREATE TABLE password_resets (
+            token_hash TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            used_at REAL,
+            retired_at REAL
+        );
+        CREATE INDEX password_resets_user_id ON password_resets(user_id);
+        CREATE INDEX password_resets_expires_at ON password_resets(expires_at);
+        """,
+    ),
 )
 
 

@@ -129,6 +129,8 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     if SESSION in request:
         raise web.HTTPSeeOther(next_target)
     notice = "You have signed out." if request.query.get("signed_out") == "1" else None
+    if request.query.get("password") == "reset":
+        notice = "Your password was changed. Sign in with your new password."
     return _login_form(request, next_target=next_target, notice=notice)
 
 
@@ -202,7 +204,7 @@ async def sign_in_with_password(request: web.Request, email: str, password: str)
         services.keys.devices, email, request.cookies.get(services.cookies.device)
     )
     throttles = _throttles(services, typed, device, client)
-    wait = await _book(services, throttles, now)
+    wait = await book_attempts(services, throttles, now)
     if wait > 0:
         await services.store.audit.record(LoginThrottled(typed=typed), at=now, client_addr=client)
         services.metrics.logins.labels(result="throttled").inc()
@@ -368,7 +370,7 @@ class _Booking:
         return new
 
 
-async def _book(
+async def book_attempts(
     services: Services, throttles: tuple[tuple[str, ThrottleRule], ...], now: float
 ) -> float:
     """Book this attempt on each key in turn; returns 0 when it may go ahead, else the seconds
