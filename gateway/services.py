@@ -36,6 +36,8 @@ class CookieNames:
     login_nonce: str
     device: str  # a known device: this browser signed in to the account before
     remembered: str  # a remembered device: "don't ask again on this device"
+    admin_session: str = "gw-admin"  # a gateway admin's session, apart from users'
+    admin_login: str = "gw-admin-login"  # the admin sign-in form's CSRF nonce
 
     @classmethod
     def for_config(cls, secure: bool) -> CookieNames:
@@ -46,12 +48,21 @@ class CookieNames:
             login_nonce=f"{prefix}gw-login",
             device=f"{prefix}gw-device",
             remembered=f"{prefix}gw-mfa-device",
+            admin_session=f"{prefix}gw-admin",
+            admin_login=f"{prefix}gw-admin-login",
         )
 
     @property
     def private(self) -> tuple[str, ...]:
         """The gateway's own cookies: never passed to the app, never set by it."""
-        return (self.session, self.login_nonce, self.device, self.remembered)
+        return (
+            self.session,
+            self.login_nonce,
+            self.device,
+            self.remembered,
+            self.admin_session,
+            self.admin_login,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
