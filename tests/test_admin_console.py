@@ -15,6 +15,7 @@ import pytest
 from gateway.admin.console import GENERIC_FAILURE
 from gateway.crypto.keys import Keys
 from gateway.mfa.totp import code_at
+from gateway.runtime.background import ENDED_SESSION_KEEP_SECONDS, housekeep
 from gateway.runtime.runner import Gateway
 from gateway.signin.admins import add_admin, disable_admin, open_seed
 from gateway.store import Store
@@ -337,3 +338,25 @@ async def test_rotate_key_reseals_admin_seeds(tmp_path: Path) -> None:
         admin = await store.admins.get(added.admin.id)
         alone = Keys.derive(fresh)
         assert open_seed(alone.at_rest, admin) == seed_of(added.uri)
+
+
+async def test_housekeeping_forgets_old_admin_sessions_and_counts(gateway: RunningGateway) -> None:
+    seed = await add(gateway)
+    store = gateway.services.store
+    async with gateway.client() as http:
+        wrong = await admin_sign_in(http, code_at(seed, gateway.clock()), password="wrong one")
+        assert wrong.status == 401
+        assert (await admin_sign_in(http, code_at(seed, gateway.clock()))).status == 303
+    count = "SELECT count(*) AS n FROM admin_sessions"
+    assert (await store.db.fetch_one(count) or {"n": 0})["n"] == 1
+    await housekeep(gateway.services)
+    assert (await store.db.fetch_one(count) or {"n": 0})["n"] == 1  # still open
+    gateway.clock.advance(gateway.services.config.admin.session_absolute_hours * 3600)
+    gateway.clock.advance(ENDED_SESSION_KEEP_SECONDS + 1)
+    await housekeep(gateway.services)
+    assert (await store.db.fetch_one(count) or {"n": 1})["n"] == 0
+    left = await store.db.fetch_one(
+        "SELECT count(*) AS n FROM throttle WHERE key LIKE 'admin-login:%'"
+    )
+    assert left is not None
+    assert left["n"] == 0

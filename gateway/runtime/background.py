@@ -100,6 +100,10 @@ async def housekeep(services: Services) -> None:
         prefix="login:", now=now, window=services.account_throttle.window
     )
     counters += await services.store.throttle.purge(prefix="send:", now=now, window=0.0)
+    counters += await services.store.throttle.purge(
+        prefix="admin-login:", now=now, window=services.account_throttle.window
+    )
+    purged += await services.store.admins.purge_sessions(now, ENDED_SESSION_KEEP_SECONDS)
     await services.store.revocations.purge(now - services.sessions.limits.absolute)
     await services.store.changes.purge(now - services.sessions.limits.absolute)
     devices = await services.store.factors.purge_devices(now)
