@@ -360,3 +360,31 @@ async def test_housekeeping_forgets_old_admin_sessions_and_counts(gateway: Runni
     )
     assert left is not None
     assert left["n"] == 0
+
+
+async def test_a_signed_in_admin_may_read_the_admin_api_but_change_nothing(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway: RunningGateway = await make_gateway(policies=True)
+    seed = await add(gateway)
+    readiness = "/_gateway/admin/api/reports/readiness"
+    async with gateway.client() as http:
+        assert (await sign_in(http)).status == 303  # an app user's session: no admin powers
+        assert (await http.get(readiness)).status == 401
+        assert (await admin_sign_in(http, code_at(seed, gateway.clock()))).status == 303
+        read = await http.get(readiness)
+        assert read.status == 200
+        body = await read.json()
+        assert [p["policy_id"] for p in body["policies"]] == ["au-ato-2fa"]
+        assert read.headers["Cache-Control"] == "no-store"
+        cross = await http.get(readiness, headers={"Sec-Fetch-Site": "cross-site"})
+        assert cross.status == 401
+        change = await http.post(
+            "/_gateway/admin/api/policies/au-ato-2fa/disable", headers={"If-Match": '"1"'}
+        )
+        assert change.status == 401  # changes need a bearer token
+        assert (await http.get("/_gateway/admin/api/policies/au-ato-2fa")).status == 200
+        await disable_admin(gateway.services.store, EMAIL, gateway.clock())
+        assert (await http.get(readiness)).status == 401
+    policy = await gateway.services.store.policies.get("au-ato-2fa")
+    assert policy.enabled

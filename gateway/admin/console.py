@@ -27,7 +27,6 @@ from gateway.signin.admins import AdminSignIn
 from gateway.signin.sessions import SessionLimits
 from gateway.store import Admin, AdminSession
 from gateway.throttle import ThrottleRule, refund
-from gateway.web.api_guard import CROSS_SITE
 from gateway.web.context import add_get, add_route, read_form
 from gateway.web.gate import from_allowed_origin
 from gateway.web.pages import (
@@ -49,6 +48,8 @@ GENERIC_FAILURE = "That email, password and code do not match an admin account."
 LOGIN_PURPOSE = "admin-login"
 FORM_PURPOSE = "admin-form"
 MAX_CODE = 16
+# What Sec-Fetch-Site says of a request from another site (as the user JSON API reads it).
+CROSS_SITE = frozenset({"cross-site", "same-site"})
 
 
 def admin_sign_in(services: Services) -> AdminSignIn:
