@@ -388,3 +388,28 @@ async def test_a_signed_in_admin_may_read_the_admin_api_but_change_nothing(
         assert (await http.get(readiness)).status == 401
     policy = await gateway.services.store.policies.get("au-ato-2fa")
     assert policy.enabled
+
+
+async def test_each_sign_in_gets_a_new_session_id_and_ends_the_one_it_came_with(
+    gateway: RunningGateway,
+) -> None:
+    seed = await add(gateway)
+    async with gateway.client() as http:
+        assert (await admin_sign_in(http, code_at(seed, gateway.clock()))).status == 303
+        first = http.cookie_jar.filter_cookies(gateway.url)["gw-admin"].value
+    async with gateway.client() as http:
+        page = await (await http.get(CONSOLE)).text()  # the form, before the cookie is planted
+        match = CSRF_FIELD.search(page)
+        assert match
+        http.cookie_jar.update_cookies({"gw-admin": first})
+        gateway.clock.advance(30)
+        data = {"email": EMAIL, "password": PASSWORD, "code": code_at(seed, gateway.clock())}
+        done = await http.post(
+            "/_gateway/admin/login", data={**data, "csrf": match[1]}, allow_redirects=False
+        )
+        assert done.status == 303
+        second = done.cookies["gw-admin"].value
+        assert second != first
+        assert await landing(http) is not None
+    async with aiohttp.ClientSession(base_url=gateway.url, cookies={"gw-admin": first}) as old:
+        assert await landing(old) is None
