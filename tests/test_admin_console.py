@@ -6,6 +6,7 @@ for the gateway's time from the seed the admin was given.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -13,6 +14,7 @@ import aiohttp
 import pytest
 
 from gateway.admin.console import GENERIC_FAILURE
+from gateway.admin.console import admin_sign_in as admin_sign_in_service
 from gateway.crypto.keys import Keys
 from gateway.mfa.totp import code_at
 from gateway.runtime.background import ENDED_SESSION_KEEP_SECONDS, housekeep
@@ -413,3 +415,27 @@ async def test_each_sign_in_gets_a_new_session_id_and_ends_the_one_it_came_with(
         assert await landing(http) is not None
     async with aiohttp.ClientSession(base_url=gateway.url, cookies={"gw-admin": first}) as old:
         assert await landing(old) is None
+
+
+async def test_two_sign_ins_racing_with_one_code_let_one_in(gateway: RunningGateway) -> None:
+    seed = await add(gateway)
+    admins = admin_sign_in_service(gateway.services)
+    code = code_at(seed, gateway.clock())
+    results = await asyncio.gather(*(admins.check(EMAIL, PASSWORD, code) for _ in range(4)))
+    assert sorted(r.reason for r in results) == ["ok", *["replayed-code"] * 3]
+
+
+async def test_under_tls_the_admin_cookies_are_host_prefixed_and_secure(
+    make_gateway: GatewayFactory,
+) -> None:
+    gateway: RunningGateway = await make_gateway(security={"cookie_secure": True})
+    async with gateway.client() as http:
+        page = await http.get(CONSOLE)
+    set_cookie = page.headers.getall("Set-Cookie")
+    nonce = next(value for value in set_cookie if value.startswith("__Host-gw-admin-login="))
+    assert "Secure" in nonce
+    assert "HttpOnly" in nonce
+    assert "SameSite=Strict" in nonce
+    assert "Path=/" in nonce
+    assert "Domain" not in nonce
+    assert gateway.services.cookies.admin_session == "__Host-gw-admin"
