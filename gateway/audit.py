@@ -286,6 +286,49 @@ class AdminTokenRevoked(Event):
     token_id: str
 
 
+# Gateway admin accounts (people; the tokens above are for machines). Never a password or
+# a code.
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdminAdded(Event):
+    kind = "admin.added"
+    subject_field = "admin_id"
+    admin_id: str
+    email: str
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdminDisabled(Event):
+    kind = "admin.disabled"
+    subject_field = "admin_id"
+    admin_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdminSignedIn(Event):
+    kind = "admin.signed_in"
+    subject_field = "admin_id"
+    admin_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdminSignInFailed(Event):
+    kind = "admin.sign_in_failed"
+    subject_field = "admin_id"
+    admin_id: str | None  # the admin named, when there is one
+    reason: str  # unknown-admin, disabled, bad-password, bad-code, replayed-code, throttled
+    typed: str  # a keyed hash of what was typed as the email, never the text itself
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdminSignedOut(Event):
+    kind = "admin.signed_out"
+    subject_field = "admin_id"
+    admin_id: str
+
+
 # Codes sent by SMS and email: never the code, the destination only masked.
 
 
@@ -545,6 +588,11 @@ EVENTS: Mapping[str, type[Event]] = {
         TenantUnlinked,
         AdminTokenCreated,
         AdminTokenRevoked,
+        AdminAdded,
+        AdminDisabled,
+        AdminSignedIn,
+        AdminSignInFailed,
+        AdminSignedOut,
         CodeSent,
         CodeSendFailed,
         CodeSendLimited,

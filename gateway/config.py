@@ -315,6 +315,18 @@ class SessionConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AdminConfig:
+    session_idle_minutes: float = setting(
+        15, doc="A gateway admin's session unused this long ends (server-side).", check=_positive
+    )
+    session_absolute_hours: float = setting(
+        8,
+        doc="A gateway admin's session ends this long after sign-in, however active.",
+        check=_positive,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class ThrottleConfig:
     account_failures: int = setting(
         5,
@@ -451,6 +463,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
     xero: XeroConfig = field(default_factory=XeroConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)

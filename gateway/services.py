@@ -37,6 +37,8 @@ class CookieNames:
     device: str  # a known device: this browser signed in to the account before
     remembered: str  # a remembered device: "don't ask again on this device"
     password_reset: str  # a password reset link's token, out of the address bar
+    admin_session: str = "gw-admin"  # a gateway admin's session, apart from users'
+    admin_login: str = "gw-admin-login"  # the admin sign-in form's CSRF nonce
 
     @classmethod
     def for_config(cls, secure: bool) -> CookieNames:
@@ -48,6 +50,8 @@ class CookieNames:
             device=f"{prefix}gw-device",
             remembered=f"{prefix}gw-mfa-device",
             password_reset=f"{prefix}gw-reset",
+            admin_session=f"{prefix}gw-admin",
+            admin_login=f"{prefix}gw-admin-login",
         )
 
     @property
@@ -59,6 +63,8 @@ class CookieNames:
             self.device,
             self.remembered,
             self.password_reset,
+            self.admin_session,
+            self.admin_login,
         )
 
 

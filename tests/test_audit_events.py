@@ -76,6 +76,13 @@ SAMPLES: dict[str, Event] = {
         token_id="tok_1", name="ops", scopes=("admin",), expires_at=1_800_000_000.0
     ),
     "admin_token.revoked": audit.AdminTokenRevoked(token_id="tok_1"),
+    "admin.added": audit.AdminAdded(admin_id="adm_1", email="ops@gw.example", name="Ops"),
+    "admin.disabled": audit.AdminDisabled(admin_id="adm_1"),
+    "admin.signed_in": audit.AdminSignedIn(admin_id="adm_1"),
+    "admin.sign_in_failed": audit.AdminSignInFailed(
+        admin_id=None, reason="unknown-admin", typed="abc"
+    ),
+    "admin.signed_out": audit.AdminSignedOut(admin_id="adm_1"),
     "mfa.code_sent": audit.CodeSent(
         user_id="usr_1", org_id="org_1", purpose="challenge", channel="sms", to="+61 ••• ••• 678"
     ),

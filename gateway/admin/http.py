@@ -15,7 +15,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel
 
-from gateway.admin.tokens import actor, allows, authenticate
+from gateway.admin.console import CROSS_SITE, signed_in_admin
+from gateway.admin.tokens import ADMIN, actor, allows, authenticate
 from gateway.errors import StoreError
 from gateway.http.problems import problem_response
 from gateway.http.requests import CLIENT_ADDR, OUTCOME, REQUEST_ID
@@ -153,11 +154,44 @@ def _bearer(request: web.Request) -> str | None:
     return credentials.strip() or None
 
 
+async def _console_reader(request: web.Request) -> AdminToken | None:
+    """For a read (GET or HEAD) from the admin console's own pages without a token: the
+    signed-in gateway admin, standing in as a token with every scope; None otherwise.
+
+    Reads change nothing, so a forged request could do no harm, and the admin cookie is
+    SameSite=Strict and no CORS headers are sent, so no other site can read the answer; a
+    request that says it comes from another site is not served this way all the same.
+    Anything that changes state still needs a bearer token.
+    """
+    if request.method not in ("GET", "HEAD") or "Authorization" in request.headers:
+        return None
+    if request.headers.get("Sec-Fetch-Site", "").strip().lower() in CROSS_SITE:
+        return None
+    found = await signed_in_admin(request)
+    if found is None:
+        return None
+    session, admin = found
+    return AdminToken(
+        id=admin.id,
+        name=admin.email,
+        scopes=frozenset({ADMIN}),
+        created_at=session.created_at,
+        expires_at=session.expires_at,
+        created_by="admin-session",
+        revoked_at=None,
+        last_used_at=None,
+    )
+
+
 async def _authenticated(request: web.Request, services: Services, now: float) -> AdminToken:
-    # Only the Authorization header counts. The gateway's session cookie is never read here, so
-    # a signed-in app user has no admin powers, and since a browser never attaches this header
-    # to a cross-site request on its own (and no CORS headers are sent), CSRF cannot reach the
-    # API: no CSRF token is needed.
+    # The Authorization header counts, and for reads only, a gateway admin's console session
+    # (see _console_reader). The app users' session cookie is never read here, so a signed-in
+    # app user has no admin powers, and since a browser never attaches this header to a
+    # cross-site request on its own (and no CORS headers are sent), CSRF cannot reach the
+    # API's changes: no CSRF token is needed.
+    console = await _console_reader(request)
+    if console is not None:
+        return console
     raw = _bearer(request)
     if raw is None:
         raise _unauthenticated("Send an admin token: Authorization: Bearer xgw_…", invalid=False)

@@ -20,6 +20,7 @@ from gateway.accounts.passwords import Passwords, password_problem
 from gateway.accounts.tenancy import find_org
 from gateway.admin.tokens import ADMIN, SCOPES, create_admin_token, revoke_admin_token
 from gateway.audit import OrgAdded, SealedValuesResealed, UserAdded, UserDisabled, UserEnabled
+from gateway.cli.admins import build_commands as build_admin_commands
 from gateway.cli.policy import build_commands
 from gateway.cli.service_keys import build_commands as build_service_key_commands
 from gateway.cli.terminal import parse_instant, table, when
@@ -431,6 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_user_import)
 
     build_commands(sub, _load, _with_store)
+
+    build_admin_commands(
+        sub,
+        load=_load,
+        load_with_secret=lambda args: load_config(_config_path(args)),
+        run=_with_store,
+    )
 
     tokens = sub.add_parser("admin-token", help="tokens for the admin API")
     tokens_sub = tokens.add_subparsers(dest="token_command", required=True, metavar="ACTION")

@@ -110,6 +110,10 @@ async def housekeep(services: Services) -> None:
     )
     # Reset links, spent or not, stay a day past their end, so a late click is told why.
     links = await services.store.passwords.purge(before=now - RESET_KEEP_SECONDS)
+    counters += await services.store.throttle.purge(
+        prefix="admin-login:", now=now, window=services.account_throttle.window
+    )
+    purged += await services.store.admins.purge_sessions(now, ENDED_SESSION_KEEP_SECONDS)
     await services.store.revocations.purge(now - services.sessions.limits.absolute)
     await services.store.changes.purge(now - services.sessions.limits.absolute)
     devices = await services.store.factors.purge_devices(now)

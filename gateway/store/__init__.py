@@ -6,6 +6,7 @@ from pathlib import Path
 from types import TracebackType
 
 from gateway.store.admin_tokens import AdminTokenRepository
+from gateway.store.admins import Admin, AdminRepository, AdminSession
 from gateway.store.audit import EVENT_FIELDS, AuditRepository, event_document
 from gateway.store.changes import UserChangeRepository
 from gateway.store.codes import OneTimeCodeRecord, OneTimeCodeRepository
@@ -63,6 +64,9 @@ __all__ = [
     "ROLES",
     "SEALED_COLUMNS",
     "TENANT_SOURCES",
+    "Admin",
+    "AdminRepository",
+    "AdminSession",
     "AdminToken",
     "AdminTokenRepository",
     "AuditEntry",
@@ -137,6 +141,7 @@ class Store:
         self.tenants = TenantRepository(db)
         self.dismissals = DismissalRepository(db)
         self.admin_tokens = AdminTokenRepository(db)
+        self.admins = AdminRepository(db)
         self.codes = OneTimeCodeRepository(db)
         self.factors = FactorRepository(db)
         self.xero = XeroGrantRepository(db)

@@ -383,6 +383,34 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX password_resets_expires_at ON password_resets(expires_at);
         """,
     ),
+    Migration(
+        15,
+        "gateway admin accounts (password and TOTP, apart from app users) and their sessions",
+        """
+        CREATE TABLE admins (
+            id TEXT PRIMARY KEY,
+            email TEXT NOT NULL,
+            email_key TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            password_hash TEXT NOT NULL,
+            totp_secret TEXT NOT NULL,
+            totp_last_step INTEGER,
+            created_at REAL NOT NULL,
+            disabled_at REAL
+        );
+        CREATE TABLE admin_sessions (
+            id_hash TEXT PRIMARY KEY,
+            admin_id TEXT NOT NULL REFERENCES admins(id),
+            created_at REAL NOT NULL,
+            last_seen_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            csrf_secret TEXT NOT NULL,
+            client_addr TEXT,
+            ended_at REAL
+        );
+        CREATE INDEX admin_sessions_admin_id ON admin_sessions(admin_id);
+        """,
+    ),
 )
 
 
