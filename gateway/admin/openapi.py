@@ -20,7 +20,16 @@ from gateway.schema.openapi import (
 from gateway.schema.problem import Problem
 
 SCHEME = "adminToken"
-TAGS = ("user", "policies", "decisions", "reports", "organisations", "audit", "operations")
+TAGS = (
+    "user",
+    "policies",
+    "decisions",
+    "reports",
+    "organisations",
+    "users",
+    "audit",
+    "operations",
+)
 
 
 def _problem(description: str, *headers: str) -> Reply:
@@ -57,6 +66,11 @@ RESPONSES = {
         "The document does not parse, or its id differs from the URL's (policy-invalid);"
         " errors lists every problem, each naming its field."
     ),
+    "UserDisabled": _problem("The user is disabled (user-disabled); nothing was changed."),
+    "ResetInvalid": _problem(
+        "verified_by or reason is missing, blank or too long (reset-invalid); errors lists"
+        " every problem. Nothing was changed."
+    ),
     "TenantInvalid": _problem(
         "The tenant link is invalid, e.g. an unknown country code (tenant-invalid);"
         " errors lists every problem, each naming its field."
@@ -74,6 +88,7 @@ PARAMETERS = {
         schema={"type": "integer", "minimum": 1},
     ),
     "OrgId": Param(name="org_id", where="path", description="The organisation's id."),
+    "UserId": Param(name="user_id", where="path", description="The user's id."),
     "TenantId": Param(name="tenant_id", where="path", description="The Xero tenant id."),
     "IfMatch": Param(
         name="If-Match",
@@ -105,7 +120,8 @@ SECURITY = Security(
         "bearerFormat": "xgw_ followed by 43 URL-safe characters",
         "description": (
             "An admin token. Scopes: policies:read, policies:write (includes read),"
-            " orgs:write, reports:read, audit:read, or admin (all). The gateway's"
+            " orgs:write, reports:read, audit:read, users:write (support resets), or admin"
+            " (all). The gateway's"
             " session cookie never grants admin access."
         ),
     },

@@ -21,6 +21,7 @@ from gateway.accounts.tenancy import find_org
 from gateway.admin.tokens import ADMIN, SCOPES, create_admin_token, revoke_admin_token
 from gateway.audit import OrgAdded, SealedValuesResealed, UserAdded, UserDisabled, UserEnabled
 from gateway.cli.policy import build_commands
+from gateway.cli.resets import add_reset_command
 from gateway.cli.service_keys import build_commands as build_service_key_commands
 from gateway.cli.terminal import parse_instant, table, when
 from gateway.clock import system_clock
@@ -422,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = user_sub.add_parser(action, help=help_text)
         p.add_argument("email")
         p.set_defaults(func=cmd_user_set_disabled)
+    add_reset_command(user_sub, load=_load, run=_with_store)
     p = user_sub.add_parser(
         "import", help="add users from a CSV file (columns: org,email,name,role[,password])"
     )

@@ -35,6 +35,7 @@ from gateway.web import (
     operations,
     pages,
     second_factor,
+    team,
     user_routes,
     xero_webhooks,
 )
@@ -209,6 +210,7 @@ def create_front_app(services: Services) -> web.Application:
     interstitial.add_routes(app)
     second_factor.add_routes(app)
     challenge_pages.add_routes(app)
+    team.add_routes(app)
     user_routes.add_routes(app)
     xero_webhooks.add_routes(app)
     admin.add_routes(app)

@@ -203,6 +203,11 @@ class CodeSender:
         return channel in self._senders
 
     @property
+    def email(self) -> Sender | None:
+        """The email driver, for notices that carry no code; None when email is not set up."""
+        return self._senders.get(Channel.EMAIL)
+
+    @property
     def outbox(self) -> OutboxSender | None:
         """The demo's outbox, when a ``log`` driver is chosen."""
         return self._drivers.outbox

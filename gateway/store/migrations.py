@@ -359,6 +359,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE mfa_enrolments ADD COLUMN phone_secret TEXT;
         """,
     ),
+    Migration(
+        14,
+        "an index to find an organisation's events of one kind (its members' last sign-ins)",
+        """
+        CREATE INDEX audit_events_org_kind ON audit_events(org_id, kind, at);
+        """,
+    ),
 )
 
 
