@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -14,7 +15,7 @@ from gateway.audit import LoginSucceeded
 from gateway.errors import NotFoundError
 from gateway.http.problems import problem_response
 from gateway.http.requests import CLIENT_ADDR, OUTCOME
-from gateway.policy import SessionState, Subject, combine
+from gateway.policy import Policy, Subject, combine
 from gateway.policy import applicable as policies_for
 from gateway.secondfactor.resets import (
     STEP_UP_SECONDS,
@@ -38,7 +39,6 @@ from gateway.web.pages import render_page
 
 TEAM_PATH = "/_gateway/mfa/team"
 TEAM_RESET_PATH = TEAM_PATH + "/{user_id}/reset"
-_FRESH_SESSION = SessionState(mfa_verified=False, dismissed=False, dismissals=0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +60,14 @@ class StepUpNeeded(Exception):
     def __init__(self, verify_url: str) -> None:
         super().__init__(verify_url)
         self.verify_url = verify_url
+
+
+def _deadline(in_force: list[Policy]) -> dt.datetime | None:
+    """The deadline of the policies in force, in the zone of the policy it came from."""
+    if not in_force:
+        return None
+    effective = combine(in_force)
+    return effective.deadline.astimezone(ZoneInfo(effective.timezone))
 
 
 def step_up_url(back_to: str) -> str:
@@ -98,7 +106,7 @@ async def team(services: Services, live: LiveSession) -> tuple[bool, list[Member
                 enrolled=enrolment.enrolled,
                 methods=tuple(sorted(enrolment.methods)),
                 has_backup=enrolment.has_backup,
-                deadline=combine(in_force).deadline if in_force else None,
+                deadline=_deadline(in_force),
                 last_sign_in=signed_in_at.get(user.id),
                 resettable=can_reset and member_refusal(live.user, user, user.id) is None,
             )
