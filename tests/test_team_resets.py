@@ -383,3 +383,17 @@ async def test_support_resets_a_principal_with_the_cli(
     assert (event.actor, event.detail["via"]) == ("cli", "support-cli")
     assert event.detail["verified_by"] == "Sam, call back on the number on file"
     assert event.detail["reason"] == "new phone, old one wiped"
+
+
+async def test_the_routes_are_in_the_openapi_document(gateway: RunningGateway) -> None:
+    async with gateway.client() as client:
+        document = await (await client.get(f"{API}/openapi.json")).json()
+    paths = document["paths"]
+    team = paths[f"{API}/team"]["get"]
+    assert team["operationId"] == "team"
+    reset = paths[f"{API}/team/{{user_id}}/reset-mfa"]["post"]
+    assert {p["name"] for p in reset["parameters"]} == {"user_id", "X-CSRF-Token"}
+    assert "step-up-required" in reset["responses"]["403"]["description"]
+    support = paths["/_gateway/admin/api/users/{user_id}/reset-mfa"]["post"]
+    assert support["security"] == [{"adminToken": ["users:write"]}, {"adminToken": ["admin"]}]
+    assert support["requestBody"]["content"]["application/json"]["schema"]

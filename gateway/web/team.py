@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from gateway.admin.http import ApiProblem
 from gateway.audit import LoginSucceeded
 from gateway.errors import NotFoundError
-from gateway.http.problems import problem_response
 from gateway.http.requests import CLIENT_ADDR, OUTCOME
 from gateway.policy import Policy, Subject, combine
 from gateway.policy import applicable as policies_for
@@ -156,14 +156,10 @@ async def forget_here(services: Services) -> None:
 
 
 def refused_page(request: web.Request, refusal: ResetRefused) -> web.Response:
+    """The refusal as a page for a browser, problem+json for others."""
     request[OUTCOME] = "rejected"
-    return problem_response(
-        request,
-        status=refusal.status,
-        slug=refusal.slug,
-        title=refusal.title,
-        detail=refusal.message,
-    )
+    problem = ApiProblem(refusal.status, refusal.slug, refusal.title, refusal.message)
+    return problem.response(request)
 
 
 # The page
