@@ -397,3 +397,21 @@ async def test_the_routes_are_in_the_openapi_document(gateway: RunningGateway) -
     support = paths["/_gateway/admin/api/users/{user_id}/reset-mfa"]["post"]
     assert support["security"] == [{"adminToken": ["users:write"]}, {"adminToken": ["admin"]}]
     assert support["requestBody"]["content"]["application/json"]["schema"]
+
+
+async def test_an_enrolled_principal_passes_their_second_factor_before_seeing_the_team(
+    gateway: RunningGateway, mailbox: Mailbox
+) -> None:
+    async with gateway.client() as enrolling:
+        await _enrolled_with_a_backup_email(enrolling, gateway, mailbox)
+    async with gateway.client() as principal:
+        state = await _sign_in(principal, AVA)
+        assert state["next"] == "challenge"
+        status, problem = await _team(principal)
+        assert (status, problem["type"].split("/")[-1]) == (403, "step-up-required")
+        assert "members" not in problem
+        page = await principal.get(
+            "/_gateway/mfa/team", headers={"Accept": "text/html"}, allow_redirects=False
+        )
+        assert page.status == 303
+        assert page.headers["Location"].startswith("/_gateway/mfa/verify?next=/_gateway/mfa/team")

@@ -58,7 +58,7 @@ def no_such_member(user_id: str) -> ResetRefused:
         "member-not-found",
         404,
         "No such member",
-        f"No member of your organisation has the id {user_id!r}.",
+        f"No member of your organisation has the id {user_id[:64]!r}.",
     )
 
 

@@ -5,6 +5,7 @@ factor. What the page and the JSON API share is here too: the list, and the chec
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -13,7 +14,7 @@ from aiohttp import web
 
 from gateway.admin.http import ApiProblem
 from gateway.audit import LoginSucceeded
-from gateway.errors import NotFoundError
+from gateway.errors import NotFoundError, StoreError
 from gateway.http.requests import CLIENT_ADDR, OUTCOME
 from gateway.policy import Policy, Subject, combine
 from gateway.policy import applicable as policies_for
@@ -36,6 +37,8 @@ from gateway.web.context import add_get, add_route
 from gateway.web.gate import VERIFY_PATH
 from gateway.web.mfa_forms import Posted, csrf_for, posted_form, see_other, signed_in
 from gateway.web.pages import render_page
+
+log = logging.getLogger(__name__)
 
 TEAM_PATH = "/_gateway/mfa/team"
 TEAM_RESET_PATH = TEAM_PATH + "/{user_id}/reset"
@@ -87,8 +90,12 @@ async def may_reset(services: Services, live: LiveSession) -> bool:
 
 async def team(services: Services, live: LiveSession) -> tuple[bool, list[Member]]:
     """Whether ``live`` may reset members, and their organisation's users in the order they
-    were added (ResetRefused for anyone but a principal)."""
+    were added (ResetRefused for anyone but a principal; StepUpNeeded for an enrolled
+    principal whose session has not passed the second factor yet)."""
     can_reset = await may_reset(services, live)
+    if can_reset and not live.mfa_verified:
+        # Enrolled, signed in with the password only: the second factor first, as for the app.
+        raise StepUpNeeded(step_up_url(TEAM_PATH))
     org_id = live.user.org_id
     book = services.decider.book
     at = dt.datetime.fromtimestamp(services.policy_clock(), dt.UTC)
@@ -151,8 +158,11 @@ async def reset_member(
 async def forget_here(services: Services) -> None:
     """Follow the feeds now, so this process drops the reset user's sessions and cached
     enrolment at once (other processes do within their poll)."""
-    await services.sessions.follow_revocations()
-    services.decider.forget_users(await services.sessions.follow_changes())
+    try:
+        await services.sessions.follow_revocations()
+        services.decider.forget_users(await services.sessions.follow_changes())
+    except StoreError:  # the reset is stored; the poll every two seconds catches up
+        log.exception("could not follow the change feeds after a 2FA reset; the poll will")
 
 
 def refused_page(request: web.Request, refusal: ResetRefused) -> web.Response:
@@ -172,6 +182,8 @@ async def team_page(request: web.Request) -> web.StreamResponse:
         can_reset, members = await team(services, live)
     except ResetRefused as refusal:
         return refused_page(request, refusal)
+    except StepUpNeeded as step_up:
+        raise see_other(step_up.verify_url) from None
     by_id = {m.user.id: m for m in members}
     confirm = by_id.get(request.query.get("reset", ""))
     done = by_id.get(request.query.get("done", ""))

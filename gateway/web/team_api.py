@@ -21,6 +21,19 @@ def _problem(call: ApiCall, refusal: ResetRefused) -> ApiProblem:
     return ApiProblem(refusal.status, refusal.slug, refusal.title, refusal.message)
 
 
+def _step_up(call: ApiCall, step_up: StepUpNeeded) -> ApiProblem:
+    call.request[OUTCOME] = "rejected"
+    return ApiProblem(
+        403,
+        "step-up-required",
+        "Confirm your second factor first",
+        f"This needs your second factor checked (for a reset, within the last {STEP_UP_SECONDS}"
+        " seconds): pass POST /_gateway/api/mfa/challenge (or open step_up_url), then try"
+        " again.",
+        step_up_url=step_up.verify_url,
+    )
+
+
 def _member(member: Member) -> TeamMember:
     user = member.user
     return TeamMember(
@@ -43,6 +56,8 @@ async def team_call(call: ApiCall) -> web.StreamResponse:
         can_reset, members = await team(call.services, call.signed_in)
     except ResetRefused as refusal:
         raise _problem(call, refusal) from None
+    except StepUpNeeded as step_up:
+        raise _step_up(call, step_up) from None
     return json_response(
         Team(
             can_reset=can_reset,
@@ -78,14 +93,5 @@ async def reset_call(call: ApiCall) -> web.StreamResponse:
     except ResetRefused as refusal:
         raise _problem(call, refusal) from None
     except StepUpNeeded as step_up:
-        call.request[OUTCOME] = "rejected"
-        raise ApiProblem(
-            403,
-            "step-up-required",
-            "Confirm your second factor first",
-            f"A reset needs your second factor checked within the last {STEP_UP_SECONDS}"
-            " seconds: pass POST /_gateway/api/mfa/challenge (or open step_up_url), then try"
-            " again.",
-            step_up_url=step_up.verify_url,
-        ) from None
+        raise _step_up(call, step_up) from None
     return json_response(reset_answer(done))

@@ -372,7 +372,10 @@ ROUTES = (
         {
             "200": Reply(description="The team.", model=Team),
             "401": UNAUTHENTICATED,
-            "403": _problem("The caller is not a principal (not-a-principal)."),
+            "403": _problem(
+                "The caller is not a principal (not-a-principal), or their 2FA is set up and"
+                " this session has not passed it yet (step-up-required, with step_up_url)."
+            ),
         },
         description=(
             "can_reset is false for a principal whose own 2FA is not set up, and per member"
