@@ -204,6 +204,26 @@ class RecoveryCodeUsed(Event):
     remaining: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class MfaReset(Event):
+    """A user's 2FA was reset: every factor, recovery code, remembered device, enrolment under
+    way and session removed, so they set it up again at their next sign-in."""
+
+    kind = "mfa.reset"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+    via: str  # "team" (their principal), "support-cli" or "support-api"
+    by: str  # who reset: the principal's user id, or the support person's tool and name
+    reason: str | None = None  # support: why, as told
+    verified_by: str | None = None  # support: who checked the person's identity, and how
+    checked_by: str | None = None  # team: the principal's fresh second factor (its method)
+    factors: int = 0
+    recovery_codes: int = 0
+    devices: int = 0
+    sessions: int = 0
+
+
 # Policies: every change carries the documents before and after, and the new revision.
 
 
@@ -579,6 +599,7 @@ EVENTS: Mapping[str, type[Event]] = {
         MfaLocked,
         DeviceRemembered,
         RecoveryCodeUsed,
+        MfaReset,
         PolicyCreated,
         PolicyReplaced,
         PolicyEnabled,

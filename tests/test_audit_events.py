@@ -50,6 +50,18 @@ SAMPLES: dict[str, Event] = {
         user_id="usr_1", org_id="org_1", expires_at=1_800_082_800.0, label="Firefox"
     ),
     "mfa.recovery_code_used": audit.RecoveryCodeUsed(user_id="usr_1", org_id="org_1", remaining=9),
+    "mfa.reset": audit.MfaReset(
+        user_id="usr_2",
+        org_id="org_1",
+        via="support-cli",
+        by="cli",
+        reason="lost phone",
+        verified_by="Sam (video call, photo ID)",
+        factors=2,
+        recovery_codes=10,
+        devices=1,
+        sessions=2,
+    ),
     "policy.created": audit.PolicyCreated(policy_id="p", before=None, after=POLICY_DOC, version=1),
     "policy.replaced": audit.PolicyReplaced(
         policy_id="p", before=POLICY_DOC, after=POLICY_DOC, version=2

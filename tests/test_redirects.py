@@ -84,3 +84,23 @@ def test_every_answer_is_a_same_origin_path(value: str | None) -> None:
     assert not out.startswith("//")
     assert not out.startswith("/\\")
     assert "\\" not in out
+
+
+@pytest.mark.parametrize("value", ["/_gateway/mfa/team", "/_gateway/mfa/team?reset=usr_1"])
+def test_the_team_page_is_a_gateway_page_a_step_up_returns_to(value: str) -> None:
+    assert safe_next(value) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "/_gateway/mfa/teams",
+        "/_gateway/mfa/./team",
+        "/_gateway/mfa/team/../../login",
+        "/_gateway/mfa/%74eam",
+        "/_GATEWAY/mfa/team",
+        "/_gateway/login?next=/_gateway/mfa/team",
+    ],
+)
+def test_only_the_team_page_spelt_exactly_is_returned_to(value: str) -> None:
+    assert safe_next(value) == "/"

@@ -4,14 +4,21 @@ write, enrolment saved whole or not at all, recovery codes spent once, devices b
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from gateway.audit import MfaEnrolled
+from gateway.audit import MfaEnrolled, MfaReset
 from gateway.store import SEALED_COLUMNS, Store
-from gateway.store.factors import FinishError, NewFactor, RememberedDevice
-from gateway.store.records import AuditEntry, User
+from gateway.store.factors import (
+    FinishError,
+    NewFactor,
+    RememberedDevice,
+    ResetCounts,
+    ResetUserGone,
+)
+from gateway.store.records import AuditEntry, SessionRecord, User
 
 T0 = 1_798_000_000.0
 
@@ -296,3 +303,98 @@ async def test_a_totp_start_replaces_a_phone_enrolment_and_forgets_its_number(
     assert (pending.primary_kind, pending.phone_sealed, pending.confirmed) == ("totp", None, False)
     with pytest.raises(ValueError, match="cannot start"):
         await store.factors.start(user.id, now=T0, expires_at=T0 + 1, totp_sealed=None)
+
+
+def _reset_event(user: User) -> Callable[[ResetCounts], MfaReset]:
+    def event(counts: ResetCounts) -> MfaReset:
+        return MfaReset(
+            user_id=user.id,
+            org_id=user.org_id,
+            via="support-cli",
+            by="cli",
+            factors=counts.factors,
+            recovery_codes=counts.recovery_codes,
+            devices=counts.devices,
+            sessions=counts.sessions,
+        )
+
+    return event
+
+
+async def _open_session(store: Store, user: User, id_hash: str) -> None:
+    await store.sessions.add(
+        SessionRecord(
+            id_hash=id_hash,
+            user_id=user.id,
+            created_at=T0,
+            last_seen_at=T0,
+            expires_at=T0 + 3600,
+            csrf_secret="s",
+            client_addr=None,
+            ended_at=None,
+        )
+    )
+
+
+async def test_a_reset_removes_everything_in_one_transaction_and_tells_every_process(
+    store: Store,
+) -> None:
+    user, other = await _user(store), await _user(store, "ava@harbour.example")
+    await _enrol(store, user)
+    await _enrol(store, other, factor_id="mfa_2")
+    for owner, token in ((user, "h1"), (other, "h2")):
+        await store.factors.remember(
+            RememberedDevice(
+                token_hash=token,
+                user_id=owner.id,
+                created_at=T0,
+                expires_at=T0 + 3600,
+                last_used_at=None,
+                label="Firefox",
+            )
+        )
+    await store.factors.start(user.id, now=T0 + 1, expires_at=T0 + 600, totp_sealed=b"again")
+    await _open_session(store, user, "s1")
+    await _open_session(store, user, "s2")
+    await _open_session(store, other, "s3")
+    revocations, changes = await store.revocations.latest(), await store.changes.latest()
+
+    counts = await store.factors.reset(
+        user.id, now=T0 + 5, entry=AuditEntry(actor="cli"), event=_reset_event(user)
+    )
+    assert counts == ResetCounts(factors=1, recovery_codes=2, devices=1, enrolments=1, sessions=2)
+    assert await store.factors.kinds(user.id) == []
+    assert await store.factors.unused_recovery_digests(user.id) == []
+    assert await store.factors.device("h1") is None
+    assert await store.factors.pending(user.id) is None
+    for id_hash in ("s1", "s2"):
+        ended = await store.sessions.get(id_hash)
+        assert ended is not None
+        assert ended.ended_at == T0 + 5
+    # The feeds every process follows name the user.
+    assert [u for _, _, u in await store.revocations.since(revocations)] == [user.id]
+    [change] = await store.changes.since(changes)
+    assert (change.kind, change.user_id) == ("enrolment", user.id)
+    [event] = await store.audit.list(kind=MfaReset.kind)
+    assert (event.subject, event.actor, event.detail["sessions"]) == (user.id, "cli", 2)
+    # Nobody else is touched.
+    assert await store.factors.kinds(other.id) == [("totp", "primary")]
+    assert await store.factors.device("h2") is not None
+    still = await store.sessions.get("s3")
+    assert still is not None
+    assert still.ended_at is None
+
+
+async def test_a_reset_of_a_disabled_or_unknown_user_changes_nothing(store: Store) -> None:
+    user = await _user(store)
+    await _enrol(store, user)
+    await store.users.set_disabled(user.id, True, now=T0)
+    changes = await store.changes.latest()
+    for user_id in (user.id, "usr_nobody"):
+        with pytest.raises(ResetUserGone):
+            await store.factors.reset(
+                user_id, now=T0 + 5, entry=AuditEntry(actor="cli"), event=_reset_event(user)
+            )
+    assert await store.factors.kinds(user.id) == [("totp", "primary")]
+    assert await store.changes.latest() == changes
+    assert await store.audit.list(kind=MfaReset.kind) == []

@@ -425,6 +425,8 @@ def test_every_route_is_in_the_openapi_document_with_its_schemas() -> None:
         ("POST", f"{API}/mfa/enrol/finish"),
         ("POST", f"{API}/mfa/challenge/send"),
         ("POST", f"{API}/mfa/challenge"),
+        ("GET", f"{API}/team"),
+        ("POST", f"{API}/team/{{user_id}}/reset-mfa"),
     }
     me = schemas["Me"]
     assert {"user", "organisation", "role", "mfa", "csrf_token"} <= set(me["required"])

@@ -8,10 +8,17 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.admin import openapi, organisations, policies, reports, xero
+from gateway.admin import openapi, organisations, policies, reports, support, xero
 from gateway.admin.http import ADMIN_PREFIX, AdminHandler, fallback, guard
 from gateway.admin.openapi import BODY_REPLIES, GUARDED_REPLIES, query, whole
-from gateway.admin.tokens import AUDIT_READ, ORGS_WRITE, POLICIES_READ, POLICIES_WRITE, REPORTS_READ
+from gateway.admin.tokens import (
+    AUDIT_READ,
+    ORGS_WRITE,
+    POLICIES_READ,
+    POLICIES_WRITE,
+    REPORTS_READ,
+    USERS_WRITE,
+)
 from gateway.schema.openapi import DATE_TIME, Operation, Reply
 from gateway.schema.organisations import OrgList, TenantChange, TenantLink
 from gateway.schema.policies import (
@@ -25,6 +32,7 @@ from gateway.schema.policies import (
     PolicyWritten,
 )
 from gateway.schema.reports import AuditPage, Explanation, Readiness
+from gateway.schema.resets import ResetAnswer, SupportResetBody
 from gateway.schema.xero import XeroConnectionList, XeroDisconnect
 from gateway.web import openapi as served
 from gateway.web import password_api, user_routes
@@ -299,6 +307,30 @@ ROUTES: tuple[AdminRoute, ...] = (
         "organisations",
         {"200": _ok(TenantChange, "Unlinked."), "404": "NotFound"},
         parameters=("OrgId", "TenantId"),
+    ),
+    _route(
+        "POST",
+        f"{ADMIN_PREFIX}/users/{{user_id}}/reset-mfa",
+        support.reset_user_mfa,
+        (USERS_WRITE,),
+        "resetUserMfa",
+        "Support reset of a user's 2FA (principal or member), after checking their identity",
+        "users",
+        {
+            "200": _ok(ResetAnswer, "Reset; the user was emailed (emailed)."),
+            **BODY_REPLIES,
+            "404": "NotFound",
+            "409": "UserDisabled",
+            "422": "ResetInvalid",
+        },
+        parameters=("UserId",),
+        body=SupportResetBody,
+        description=(
+            "Removes the user's factors, recovery codes, remembered devices and enrolment"
+            " under way and ends their sessions (in every gateway within seconds); they set up"
+            " 2FA again at their next sign-in and are emailed. Audited as mfa.reset with"
+            " verified_by and reason."
+        ),
     ),
     _route(
         "GET",

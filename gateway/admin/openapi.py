@@ -20,7 +20,16 @@ from gateway.schema.openapi import (
 from gateway.schema.problem import Problem
 
 SCHEME = "adminToken"
-TAGS = ("user", "policies", "decisions", "reports", "organisations", "audit", "operations")
+TAGS = (
+    "user",
+    "policies",
+    "decisions",
+    "reports",
+    "organisations",
+    "users",
+    "audit",
+    "operations",
+)
 
 
 def _problem(description: str, *headers: str) -> Reply:
@@ -61,6 +70,11 @@ RESPONSES = {
     "XeroUnavailable": _problem(
         "Xero did not answer, or refused (xero-unavailable); nothing was changed: try again."
     ),
+    "UserDisabled": _problem("The user is disabled (user-disabled); nothing was changed."),
+    "ResetInvalid": _problem(
+        "verified_by or reason is missing, blank or too long (reset-invalid); errors lists"
+        " every problem. Nothing was changed."
+    ),
     "TenantInvalid": _problem(
         "The tenant link is invalid, e.g. an unknown country code (tenant-invalid);"
         " errors lists every problem, each naming its field."
@@ -78,6 +92,7 @@ PARAMETERS = {
         schema={"type": "integer", "minimum": 1},
     ),
     "OrgId": Param(name="org_id", where="path", description="The organisation's id."),
+    "UserId": Param(name="user_id", where="path", description="The user's id."),
     "TenantId": Param(name="tenant_id", where="path", description="The Xero tenant id."),
     "GrantId": Param(
         name="grant_id", where="path", description="The Xero consent's id (grant_id, xgr_…)."
@@ -112,7 +127,8 @@ SECURITY = Security(
         "bearerFormat": "xgw_ followed by 43 URL-safe characters",
         "description": (
             "An admin token. Scopes: policies:read, policies:write (includes read),"
-            " orgs:write, reports:read, audit:read, or admin (all). The gateway's"
+            " orgs:write, reports:read, audit:read, users:write (support resets), or admin"
+            " (all). The gateway's"
             " session cookie never grants admin access."
         ),
     },

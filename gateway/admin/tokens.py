@@ -20,8 +20,11 @@ POLICIES_WRITE = "policies:write"
 ORGS_WRITE = "orgs:write"
 REPORTS_READ = "reports:read"
 AUDIT_READ = "audit:read"
+USERS_WRITE = "users:write"  # support actions on a user's account, such as a 2FA reset
 ADMIN = "admin"  # every scope, including ones added later
-SCOPES = frozenset({POLICIES_READ, POLICIES_WRITE, ORGS_WRITE, REPORTS_READ, AUDIT_READ})
+SCOPES = frozenset(
+    {POLICIES_READ, POLICIES_WRITE, ORGS_WRITE, REPORTS_READ, AUDIT_READ, USERS_WRITE}
+)
 # A writer must read the policy (and its ETag) before it can change it.
 _IMPLIED = {POLICIES_WRITE: frozenset({POLICIES_READ})}
 

@@ -22,6 +22,7 @@ from gateway.admin.tokens import ADMIN, SCOPES, create_admin_token, revoke_admin
 from gateway.audit import OrgAdded, SealedValuesResealed, UserAdded, UserDisabled, UserEnabled
 from gateway.cli.admins import build_commands as build_admin_commands
 from gateway.cli.policy import build_commands
+from gateway.cli.resets import add_reset_command
 from gateway.cli.service_keys import build_commands as build_service_key_commands
 from gateway.cli.terminal import parse_instant, table, when
 from gateway.cli.xero import build_commands as build_xero_commands
@@ -424,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = user_sub.add_parser(action, help=help_text)
         p.add_argument("email")
         p.set_defaults(func=cmd_user_set_disabled)
+    add_reset_command(user_sub, load=_load, run=_with_store)
     p = user_sub.add_parser(
         "import", help="add users from a CSV file (columns: org,email,name,role[,password])"
     )

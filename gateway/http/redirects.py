@@ -9,9 +9,9 @@ from urllib.parse import unquote_to_bytes
 from gateway.http.paths import in_gateway_namespace, normalise_path
 
 MAX_NEXT_LENGTH = 2048
-# The gateway's own pages a flow may return to: pages of a signed-in user, never a sign-in or
-# second-factor page (that would be a loop).
-GATEWAY_RETURN_PAGES = frozenset({"/_gateway/xero"})
+# The gateway's own pages a step-up (the verify page) may send the browser back to, as
+# written here: each is a page a signed-in user asked for, never the sign-in page.
+RETURN_PAGES = frozenset({"/_gateway/mfa/team", "/_gateway/password/change", "/_gateway/xero"})
 
 # RFC 3986 characters only: anything else (space, quotes, "<", "\", controls, non-ASCII)
 # is either an attack or something a browser would have encoded, so it is refused, not fixed.
@@ -32,7 +32,7 @@ def safe_next(value: str | None, default: str = "/") -> str:
     before or after percent-decoding; any backslash, whitespace or control character, raw
     or encoded; characters outside RFC 3986; malformed escapes; paths into the gateway's own
     ``/_gateway/`` pages (sending someone back to the login page is a loop, not a target),
-    except the few in ``GATEWAY_RETURN_PAGES``.
+    except the RETURN_PAGES, spelt exactly.
     """
     if not value or len(value) > MAX_NEXT_LENGTH:
         return default
@@ -48,6 +48,8 @@ def safe_next(value: str | None, default: str = "/") -> str:
     path = normalise_path(value.split("#", 1)[0])
     if path is None:
         return default
-    if in_gateway_namespace(path) and path not in GATEWAY_RETURN_PAGES:
+    if in_gateway_namespace(path) and not (
+        path in RETURN_PAGES and value.split("?", 1)[0].split("#", 1)[0] == path
+    ):
         return default
     return value

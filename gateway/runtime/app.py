@@ -40,6 +40,7 @@ from gateway.web import (
     password_api,
     password_pages,
     second_factor,
+    team,
     user_routes,
     xero_connect,
     xero_webhooks,
@@ -283,6 +284,7 @@ def create_front_app(services: Services) -> web.Application:
     interstitial.add_routes(app)
     second_factor.add_routes(app)
     challenge_pages.add_routes(app)
+    team.add_routes(app)
     user_routes.add_routes(app)
     password_pages.add_routes(app)
     password_api.add_routes(app)

@@ -1,5 +1,5 @@
 """One object the pages and the JSON API share: enrolment, a phone as the primary method,
-backup methods, the challenge, remembered devices."""
+backup methods, the challenge, remembered devices, resets."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from gateway.secondfactor.backup import Backups, BackupSent
 from gateway.secondfactor.challenge import Attempts, Challenges, Sealing
 from gateway.secondfactor.devices import RememberedDevices
 from gateway.secondfactor.enrolment import Enrolments
+from gateway.secondfactor.resets import Resets
 from gateway.secondfactor.rules import Rules
 from gateway.secondfactor.sms import TextMessages
 from gateway.sending.service import CodeSender
@@ -51,6 +52,7 @@ class SecondFactors:
         self.text_messages = TextMessages(
             store, sealer, clock, self.attempts, sending, self.challenges, self.enrolments
         )
+        self.resets = Resets(store, clock, sending.email)
 
     async def send_challenge(
         self, user: User, rules: Rules, *, method: str, again: bool, client_addr: str | None

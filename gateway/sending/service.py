@@ -205,7 +205,7 @@ class CodeSender:
 
     @property
     def email(self) -> Sender | None:
-        """The email sender, for other messages than codes (None without one)."""
+        """The email driver, for notices that carry no code; None when email is not set up."""
         return self._drivers.email
 
     @property

@@ -171,3 +171,13 @@ class AuditRepository:
             if len(rows) < page_size:
                 return
             after_id = rows[-1]["id"]
+
+    async def latest_by_subject(self, *, org_id: str, kind: str) -> dict[str, float]:
+        """When each subject of ``org_id`` last had an event of ``kind`` (e.g. each member's
+        last sign-in): subject to time, for the subjects that have one."""
+        rows = await self._db.fetch_all(
+            "SELECT subject, max(at) AS at FROM audit_events"
+            " WHERE org_id = :org_id AND kind = :kind AND subject IS NOT NULL GROUP BY subject",
+            {"org_id": org_id, "kind": kind},
+        )
+        return {row["subject"]: float(row["at"]) for row in rows}

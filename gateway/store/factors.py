@@ -11,15 +11,16 @@ enrolment is finished only once, and a user has at most one factor per role.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gateway.audit import Event
-from gateway.errors import ConflictError
+from gateway.errors import ConflictError, NotFoundError
 from gateway.store.audit import record_change
 from gateway.store.changes import note_change
 from gateway.store.database import Database, Row
 from gateway.store.records import AuditEntry
+from gateway.store.revocations import revoke
 from gateway.store.sealed import SealedColumn, register_sealed_column, sealed_bytes, sealed_text
 
 FACTOR_KINDS = ("totp", "sms", "email")
@@ -155,6 +156,29 @@ class RememberedDevice:
     expires_at: float
     last_used_at: float | None
     label: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ResetCounts:
+    """What a reset removed: factors, recovery codes (used or not), remembered devices,
+    enrolments under way and open sessions."""
+
+    factors: int
+    recovery_codes: int
+    devices: int
+    enrolments: int
+    sessions: int
+
+
+# What a reset deletes of a user's 2FA, by table.
+_RESET_DELETES = {
+    table: f"DELETE FROM {table} WHERE user_id = :user_id"  # noqa: S608 - fixed names
+    for table in ("mfa_factors", "mfa_recovery_codes", "mfa_devices", "mfa_enrolments")
+}
+
+
+class ResetUserGone(NotFoundError):
+    """The user to reset is unknown or disabled; nothing was changed."""
 
 
 class FinishError(ConflictError):
@@ -405,6 +429,44 @@ class FactorRepository:
             await record_change(tx, entry, event, at=now)
             # Every process's decision cache learns of the new factor from the feed.
             await note_change(tx, now, kind="enrolment", user_id=user_id)
+
+    async def reset(
+        self,
+        user_id: str,
+        *,
+        now: float,
+        entry: AuditEntry,
+        event: Callable[[ResetCounts], Event],
+    ) -> ResetCounts:
+        """Reset the user's 2FA, in one transaction: their factors, recovery codes, remembered
+        devices and enrolment under way are deleted and their open sessions ended; the
+        revocation feed ends those sessions in every process, the user-state feed makes
+        every decision cache read their (empty) factors again, and ``event(counts)`` is
+        audited. ResetUserGone (nothing changed) if the user is unknown or disabled."""
+        params = {"user_id": user_id}
+        async with self._db.transaction() as tx:
+            row = await tx.fetch_one("SELECT disabled FROM users WHERE id = :user_id", params)
+            if row is None or row["disabled"]:
+                raise ResetUserGone(f"no enabled user has id {user_id!r}")
+            deleted = {
+                table: await tx.execute(statement, params)
+                for table, statement in _RESET_DELETES.items()
+            }
+            ended = await tx.execute(
+                "UPDATE sessions SET ended_at = :now WHERE user_id = :user_id AND ended_at IS NULL",
+                {**params, "now": now},
+            )
+            counts = ResetCounts(
+                factors=deleted["mfa_factors"],
+                recovery_codes=deleted["mfa_recovery_codes"],
+                devices=deleted["mfa_devices"],
+                enrolments=deleted["mfa_enrolments"],
+                sessions=ended,
+            )
+            await revoke(tx, now, user_id=user_id)
+            await note_change(tx, now, kind="enrolment", user_id=user_id)
+            await record_change(tx, entry, event(counts), at=now)
+        return counts
 
     # Recovery codes
 

@@ -384,6 +384,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(
+        14,
+        "an index to find an organisation's events of one kind (its members' last sign-ins)",
+        """
+        CREATE INDEX audit_events_org_kind ON audit_events(org_id, kind, at);
+        """,
+    ),
+    Migration(
         15,
         "gateway admin accounts (password and TOTP, apart from app users) and their sessions",
         """

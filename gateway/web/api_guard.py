@@ -72,7 +72,7 @@ class ApiCall:
 UserHandler = Callable[[ApiCall], Awaitable[web.StreamResponse]]
 
 
-def _cross_site(request: web.Request) -> ApiProblem | None:
+def cross_site_refusal(request: web.Request) -> ApiProblem | None:
     fetch_site = request.headers.get("Sec-Fetch-Site", "").strip().lower()
     if fetch_site in CROSS_SITE or not from_allowed_origin(request):
         return ApiProblem(
@@ -106,7 +106,7 @@ def api(handler: UserHandler, *, changes: bool, body: bool = False) -> Handler:
         live: LiveSession | None = request.get(SESSION)
         try:
             if changes:
-                refusal = _cross_site(request)
+                refusal = cross_site_refusal(request)
                 if refusal is None and live is not None:
                     presented = request.headers.get(CSRF_HEADER)
                     if not csrf_valid(services.keys.csrf, live.record.csrf_secret, presented):

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from gateway.schema.openapi import PROBLEM, Operation, Param, Reply
 from gateway.schema.problem import Problem
+from gateway.schema.resets import ResetAnswer, Team
 from gateway.schema.user_api import (
     BackupBody,
     ChallengeBody,
@@ -42,6 +43,7 @@ from gateway.web.api_guard import (
     api,
 )
 from gateway.web.context import add_get, add_route
+from gateway.web.team_api import TEAM_API_PATH, TEAM_API_RESET_PATH, reset_call, team_call
 from gateway.web.user_api import (
     challenge,
     confirm_backup,
@@ -143,6 +145,7 @@ def _route(
     body: type[BaseModel] | None = None,
     csrf: bool = True,
     description: str | None = None,
+    parameters: tuple[Param, ...] = (),
 ) -> UserRoute:
     changes = method != "GET"
     all_replies = dict(replies)
@@ -161,7 +164,7 @@ def _route(
             summary=summary,
             tag=TAG,
             replies=all_replies,
-            parameters=(CSRF_PARAM,) if changes and csrf else (),
+            parameters=(*parameters, *((CSRF_PARAM,) if changes and csrf else ())),
             body=body,
             description=description,
         ),
@@ -359,6 +362,51 @@ ROUTES = (
             "409": _problem("No second factor set up yet (enrolment-required)."),
         },
         body=ChallengeBody,
+    ),
+    _route(
+        team_call,
+        "GET",
+        TEAM_API_PATH,
+        "team",
+        "A principal's organisation: each user's 2FA state, deadline and last sign-in",
+        {
+            "200": Reply(description="The team.", model=Team),
+            "401": UNAUTHENTICATED,
+            "403": _problem(
+                "The caller is not a principal (not-a-principal), or their 2FA is set up and"
+                " this session has not passed it yet (step-up-required, with step_up_url)."
+            ),
+        },
+        description=(
+            "can_reset is false for a principal whose own 2FA is not set up, and per member"
+            " for principals, disabled users and the caller."
+        ),
+    ),
+    _route(
+        reset_call,
+        "POST",
+        TEAM_API_RESET_PATH,
+        "resetMemberMfa",
+        "Reset a member's 2FA: their factors, recovery codes, remembered devices and sessions",
+        {
+            "200": Reply(description="Reset; the member was emailed (emailed).", model=ResetAnswer),
+            "403": _problem(
+                "Not a principal (not-a-principal); the caller's own 2FA is not set up"
+                " (own-mfa-required); the user is a principal, reset only by support"
+                " (principal-reset-by-support); or the caller's second factor is older than"
+                " five minutes (step-up-required, with step_up_url). Nothing was changed."
+            ),
+            "404": _problem(
+                "No member of the caller's organisation has that id (member-not-found)."
+            ),
+            "409": _problem("The member is disabled (member-disabled)."),
+        },
+        parameters=(Param(name="user_id", where="path", description="The member's user id."),),
+        description=(
+            "Needs a second-factor check in this session no older than 300 seconds. The"
+            " member's sessions end in every gateway within seconds, they set up 2FA again at"
+            " their next sign-in, and are emailed. Audited as mfa.reset."
+        ),
     ),
 )
 OPERATIONS = tuple(route.operation for route in ROUTES)
