@@ -133,6 +133,25 @@ SAMPLES: dict[str, Event] = {
         attempts=25,
         error="the app answered 500",
     ),
+    "reminder.sent": audit.ReminderSent(
+        user_id="usr_1",
+        org_id="org_1",
+        reminder="reminder",
+        policy_id="p",
+        point="7d-2026-12-31",
+        attempts=1,
+        to="m***@h.example",
+    ),
+    "reminder.failed": audit.ReminderFailed(
+        user_id="usr_1",
+        org_id="org_1",
+        reminder="summary",
+        policy_id="",
+        point="2026-W49",
+        attempts=2,
+        retry_at=1_800_003_600.0,
+        reason="The mail server refused the address.",
+    ),
 }
 
 

@@ -38,6 +38,7 @@ from gateway.store.records import (
     ThrottleState,
     User,
 )
+from gateway.store.reminders import Claim, ClaimKey, ReminderClaimRepository
 from gateway.store.revocations import ChangeMarks, RevocationRepository, change_marks
 from gateway.store.sealed import SealedColumn, register_sealed_column, sealed_columns
 from gateway.store.service_keys import ServiceKey, ServiceKeyRepository
@@ -70,6 +71,8 @@ __all__ = [
     "AuthorizationRecord",
     "AuthorizationRepository",
     "ChangeMarks",
+    "Claim",
+    "ClaimKey",
     "Database",
     "DismissalLimitError",
     "DismissalRepository",
@@ -86,6 +89,7 @@ __all__ = [
     "PolicyRepository",
     "PolicyVersion",
     "PreconditionFailedError",
+    "ReminderClaimRepository",
     "RevocationRepository",
     "Row",
     "SealedColumn",
@@ -140,6 +144,7 @@ class Store:
         self.service_keys = ServiceKeyRepository(db)
         self.xero_webhooks = WebhookEventRepository(db)
         self.xero_authorizations = AuthorizationRepository(db)
+        self.reminders = ReminderClaimRepository(db)
 
     async def change_marks(self) -> ChangeMarks:
         """Where every change feed stands, in one statement."""
