@@ -1,6 +1,7 @@
 """The gateway's background work, shared by every listener: writing session last-use times
 behind, housekeeping, following what other processes changed, forwarding Xero's webhook
-events to the app, and reading connected Xero tenants again on a schedule."""
+events to the app, reading connected Xero tenants again on a schedule, and sending reminders
+before 2FA deadlines."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import contextlib
 import logging
 
 from gateway.errors import StoreError
+from gateway.reminders.service import INTERVAL_SECONDS, Reminders
 from gateway.services import Services
 from gateway.xero.recheck import Rechecked, recheck_all
 
@@ -52,6 +54,7 @@ class BackgroundTasks:
             asyncio.create_task(_follow_other_processes(services)),
         ]
         self._tasks.append(asyncio.create_task(_recheck_xero(services)))
+        self._tasks.append(asyncio.create_task(_remind(services)))
         if services.xero_webhooks is not None:
             self._tasks.append(asyncio.create_task(services.xero_webhooks.run()))
 
@@ -155,3 +158,17 @@ async def _recheck_xero(services: Services) -> None:
             await recheck_xero(services)
         except StoreError:
             log.exception("the Xero facts schedule could not write; will retry")
+
+
+async def _remind(services: Services) -> None:
+    """Reminder rounds, every INTERVAL_SECONDS; the first one interval after start, so start-up
+    stays quick (a point that came meanwhile is sent then: points are not missed, only late)."""
+    rounds = Reminders(
+        store=services.store, email=services.sending.email, clock=services.policy_clock
+    )
+    while True:
+        await asyncio.sleep(INTERVAL_SECONDS)
+        try:
+            await rounds.run()
+        except StoreError:
+            log.exception("the reminder round could not read or write the store; will retry")
