@@ -4,6 +4,7 @@ a manual clock: each point once (across processes too), retries, scope, deadline
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -16,9 +17,15 @@ import pytest
 from gateway.clock import ManualClock
 from gateway.delivery.smtp import SmtpSender
 from gateway.policy import parse_policy, policy_to_document
-from gateway.reminders.service import FIRST_RETRY_SECONDS, MAX_ATTEMPTS, Reminders
+from gateway.reminders.service import (
+    FIRST_RETRY_SECONDS,
+    INTERVAL_SECONDS,
+    MAX_ATTEMPTS,
+    Reminders,
+)
 from gateway.store import Store
 from gateway.store.records import User
+from tests.manual_time import ManualTime
 from tests.stand_ins import Mailbox
 from tests.test_policy_document import doc_with
 from tests.test_store_factors import _enrol
@@ -286,3 +293,34 @@ async def test_no_email_delivery_sends_nothing_and_claims_nothing(store: Store) 
     assert (await rounds.run(dry_run=True)).count("due") == 1
     assert (await rounds.run()).planned == ()
     assert await store.reminders.all() == []
+
+
+async def test_a_running_gateway_sends_one_interval_after_start_not_at_it(
+    store: Store, mail: Mailbox
+) -> None:
+    await add_policy(store)
+    await add_user(store, "max@harbour.example", "Harbour")
+    time = ManualTime(POINT_7)
+    sender = SmtpSender(host="127.0.0.1", port=mail.port, sender="gw@h.example", starttls=False)
+    rounds = Reminders(store=store, email=sender, clock=time.clock)
+    waiting: asyncio.Queue[float] = asyncio.Queue()  # each time the loop goes to sleep
+
+    async def sleep(seconds: float) -> None:
+        waiting.put_nowait(time.clock())
+        await time.sleep(seconds)
+
+    task = asyncio.create_task(rounds.run_forever(sleep=sleep))
+    try:
+        assert await waiting.get() == POINT_7  # asleep at start, before any round
+        await time.advance(INTERVAL_SECONDS - 1)
+        assert await store.reminders.all() == []  # the point has come; start-up is not slowed
+        await time.advance(1)
+        await waiting.get()  # the first round is done
+        assert len(mail.received) == 1
+        await time.advance(INTERVAL_SECONDS)
+        await waiting.get()
+        assert len(mail.received) == 1
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -8,8 +8,9 @@ superseded meanwhile by a later point (or a summary by a new week) is not tried 
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -18,6 +19,7 @@ from gateway.audit import ReminderFailed, ReminderSent
 from gateway.clock import Clock
 from gateway.delivery.sender import DeliveryError, Message, Sender
 from gateway.enforcement.policy_files import facts_by_org, stored_policies
+from gateway.errors import StoreError
 from gateway.mfa.destinations import masked_email
 from gateway.reminders.due import Recipient, ReminderDue, State, SummaryDue
 from gateway.reminders.due import due as all_due
@@ -108,6 +110,21 @@ class Reminders:
             return RoundReport(planned=())
         done = [await self._send(d, self._email, claims) for d in found]
         return RoundReport(planned=tuple(done))
+
+    async def run_forever(
+        self,
+        *,
+        interval: float = INTERVAL_SECONDS,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """A round every ``interval`` seconds, the first one interval from now (so a starting
+        gateway is not slowed; a point that came meanwhile is sent late, not missed)."""
+        while True:
+            await sleep(interval)
+            try:
+                await self.run()
+            except StoreError:
+                log.exception("the reminder round could not read or write the store; will retry")
 
     def _planned(self, due: Due, outcome: Literal["due", "sent", "failed", "taken"]) -> Planned:
         return Planned(

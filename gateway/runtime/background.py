@@ -10,7 +10,7 @@ import contextlib
 import logging
 
 from gateway.errors import StoreError
-from gateway.reminders.service import INTERVAL_SECONDS, Reminders
+from gateway.reminders.service import Reminders
 from gateway.services import Services
 from gateway.xero.recheck import Rechecked, recheck_all
 
@@ -161,14 +161,7 @@ async def _recheck_xero(services: Services) -> None:
 
 
 async def _remind(services: Services) -> None:
-    """Reminder rounds, every INTERVAL_SECONDS; the first one interval after start, so start-up
-    stays quick (a point that came meanwhile is sent then: points are not missed, only late)."""
     rounds = Reminders(
         store=services.store, email=services.sending.email, clock=services.policy_clock
     )
-    while True:
-        await asyncio.sleep(INTERVAL_SECONDS)
-        try:
-            await rounds.run()
-        except StoreError:
-            log.exception("the reminder round could not read or write the store; will retry")
+    await rounds.run_forever()
