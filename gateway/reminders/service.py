@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -21,6 +21,7 @@ from gateway.delivery.sender import DeliveryError, Message, Sender
 from gateway.enforcement.policy_files import facts_by_org, stored_policies
 from gateway.errors import StoreError
 from gateway.mfa.destinations import masked_email
+from gateway.policy import Policy
 from gateway.reminders.due import Recipient, ReminderDue, State, SummaryDue
 from gateway.reminders.due import due as all_due
 from gateway.reminders.emails import reminder_message, summary_message
@@ -67,15 +68,24 @@ class Reminders:
     """Rounds of reminders from the store's policies, users and claims, sent by ``email``."""
 
     def __init__(
-        self, *, store: Store, email: Sender | None, clock: Clock, base_url: str = ""
+        self,
+        *,
+        store: Store,
+        email: Sender | None,
+        clock: Clock,
+        base_url: str = "",
+        in_force: Callable[[], Mapping[str, Policy]] | None = None,
     ) -> None:
+        """``in_force``: a running gateway's policies, standing in for a stored one that no
+        longer parses (as its enforcement does); without it such a policy is left out."""
         self._store, self._email, self._clock, self._base_url = store, email, clock, base_url
+        self._in_force = in_force
 
     async def due(self) -> tuple[list[Due], dict[ClaimKey, Claim]]:
         """What is due now, and the claims it was judged against."""
         store = self._store
         now = datetime.fromtimestamp(self._clock(), UTC)
-        policies = await stored_policies(store)
+        policies = await stored_policies(store, self._in_force() if self._in_force else None)
         facts = facts_by_org(await store.tenants.all())
         enrolled = await store.factors.enrolled_user_ids()
         users = [

@@ -162,6 +162,9 @@ async def _recheck_xero(services: Services) -> None:
 
 async def _remind(services: Services) -> None:
     rounds = Reminders(
-        store=services.store, email=services.sending.email, clock=services.policy_clock
+        store=services.store,
+        email=services.sending.email,
+        clock=services.policy_clock,
+        in_force=services.decider.book.in_force,
     )
     await rounds.run_forever()
