@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from gateway.policy import PolicyError, parse_policy, parse_policy_text, policy_to_document
+from gateway.policy import PolicyError, lint, parse_policy, parse_policy_text, policy_to_document
 from gateway.schema.policies import policy_document_schema
 from tests.test_policy_document import DOC, TOML, doc_with
 
@@ -60,3 +62,19 @@ def test_the_schema_describes_the_points() -> None:
     assert schema["type"] == "array"
     assert schema["items"] == {"type": "integer", "minimum": 0, "maximum": 365}
     assert schema["uniqueItems"] is True
+
+
+def test_lint_warns_when_every_point_comes_before_the_announcement() -> None:
+    # Announced 1 November, deadline 31 December: 60 days before is 1 November, 09:00.
+    now = datetime(2026, 10, 1, tzinfo=UTC)
+
+    def warned(days: list[int]) -> list[str]:
+        policy = parse_policy(doc_with(reminders={"days_before": days}))
+        return [w.message for w in lint(policy, now=now) if w.field == "reminders.days_before"]
+
+    assert warned([90, 70]) == [
+        "every reminder point comes before the policy is announced"
+        " (2026-11-01T00:00:00+11:00), so no reminder is ever sent"
+    ]
+    assert warned([90, 60]) == []
+    assert warned([]) == []

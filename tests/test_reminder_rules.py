@@ -10,15 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.policy import Facts, Policy, TenantFact, parse_policy
-from gateway.reminders.due import (
-    Recipient,
-    State,
-    due,
-    due_reminders,
-    iso_week,
-    latest_point,
-    point_time,
-)
+from gateway.policy.reminder_points import point_time
+from gateway.reminders.due import Recipient, State, due, due_reminders, iso_week, latest_point
 from gateway.reminders.service import MAX_ATTEMPTS, retry_delay
 from gateway.store.reminders import Claim, ClaimKey
 from tests.test_policy_document import doc_with

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import UTC, date, datetime, timedelta
 
 from gateway.policy import Facts, Policy, Subject, applicable
+from gateway.policy.reminder_points import SEND_AT, days_left, point_name, point_time, zone_of
 from gateway.store.reminders import Claim, ClaimKey
 
-SEND_AT = time(9)  # local time of day at which a point or a week's summary comes
 SUMMARY_WEEKDAY = 0  # Monday, as date.weekday() counts
 NO_FACTS = Facts(tenants=())
 
@@ -69,29 +68,6 @@ class SummaryDue:
     timezone: str
     days_left: int
     retry: bool
-
-
-def _zone(policy: Policy) -> ZoneInfo:
-    return ZoneInfo(policy.timezone)
-
-
-def point_time(policy: Policy, days: int) -> datetime:
-    """When the point "``days`` days before the deadline" comes, as an aware UTC datetime."""
-    zone = _zone(policy)
-    day = policy.deadline.astimezone(zone).date() - timedelta(days=days)
-    return datetime.combine(day, SEND_AT, tzinfo=zone).astimezone(UTC)
-
-
-def days_left(policy: Policy, now: datetime) -> int:
-    """Calendar days from ``now``'s day to the deadline's day, both in the policy's zone."""
-    zone = _zone(policy)
-    return (policy.deadline.astimezone(zone).date() - now.astimezone(zone).date()).days
-
-
-def point_name(policy: Policy, days: int) -> str:
-    """The point's claim name: the days and the deadline's local day, so a moved deadline
-    has points of its own ("7d-2026-12-31")."""
-    return f"{days}d-{policy.deadline.astimezone(_zone(policy)).date().isoformat()}"
 
 
 def latest_point(policy: Policy, now: datetime) -> int | None:
@@ -217,9 +193,9 @@ def due_summaries(state: State, now: datetime) -> list[SummaryDue]:
         if not behind:
             continue
         first = _first_due(open_policies)
-        local = now.astimezone(_zone(first))
+        local = now.astimezone(zone_of(first))
         monday = local.date() - timedelta(days=local.weekday() - SUMMARY_WEEKDAY)
-        starts = datetime.combine(monday, SEND_AT, tzinfo=_zone(first))
+        starts = datetime.combine(monday, SEND_AT, tzinfo=zone_of(first))
         if now < starts.astimezone(UTC):
             continue
         for principal in members:
