@@ -64,3 +64,11 @@ async def test_settling_records_the_event_in_the_same_transaction(store: Store) 
     assert not await store.reminders.reclaim(KEY, 1e12)
     (event,) = await store.audit.list(kind="reminder.failed")
     assert (event.subject, event.actor, event.detail["retry_at"]) == ("usr_1", "reminders", None)
+
+
+async def test_claims_untouched_for_long_are_purged(store: Store) -> None:
+    await store.reminders.claim(KEY, 10.0)
+    other = ClaimKey(kind="summary", recipient_id="usr_2", policy_id="", point="2026-W50")
+    await store.reminders.claim(other, 20.0)
+    assert await store.reminders.purge(before=15.0) == 1
+    assert [c.key for c in await store.reminders.all()] == [other]

@@ -80,6 +80,7 @@ class Reminders:
         longer parses (as its enforcement does); without it such a policy is left out."""
         self._store, self._email, self._clock, self._base_url = store, email, clock, base_url
         self._in_force = in_force
+        self._warned = False
 
     async def due(self) -> tuple[list[Due], dict[ClaimKey, Claim]]:
         """What is due now, and the claims it was judged against."""
@@ -115,8 +116,9 @@ class Reminders:
         if dry_run:
             return RoundReport(planned=tuple(self._planned(d, "due") for d in found))
         if self._email is None:
-            if found:
+            if found and not self._warned:
                 log.warning("reminders are due but no email delivery is set up ([email])")
+                self._warned = True  # once, not every round
             return RoundReport(planned=())
         done = [await self._send(d, self._email, claims) for d in found]
         return RoundReport(planned=tuple(done))

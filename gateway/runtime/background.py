@@ -28,6 +28,9 @@ STATE_KEEP_SECONDS = 24 * 3600.0
 # Webhook events delivered or abandoned stay a week, for investigations (abandoned ones are
 # in the audit trail for good).
 WEBHOOK_KEEP_SECONDS = 7 * 24 * 3600.0
+# Reminder claims outlive any use: a point is at most 365 days before its deadline, after
+# which nothing is sent, and a week's summary is over in a week.
+REMINDER_CLAIM_KEEP_SECONDS = 400 * 24 * 3600.0
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +111,9 @@ async def housekeep(services: Services) -> None:
     devices = await services.store.factors.purge_devices(now)
     await services.xero_authorizations.purge(before=now - STATE_KEEP_SECONDS)
     await services.store.xero_webhooks.purge(before=now - WEBHOOK_KEEP_SECONDS)
+    # Claims are stamped by the time policies are decided at (the demo's --at moves it).
+    claims_before = services.policy_clock() - REMINDER_CLAIM_KEEP_SECONDS
+    await services.store.reminders.purge(before=claims_before)
     if purged or counters or devices or codes or steps:
         log.info(
             "housekeeping",

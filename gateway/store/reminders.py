@@ -120,3 +120,10 @@ class ReminderClaimRepository:
                 {**_params(key), "status": status, "now": now, "retry_at": retry_at},
             )
             await record_change(tx, AuditEntry(actor=ACTOR), event, at=now)
+
+    async def purge(self, *, before: float) -> int:
+        """Forget claims last changed before ``before``; how many went."""
+        async with self._db.transaction() as tx:
+            return await tx.execute(
+                "DELETE FROM reminder_claims WHERE updated_at < :before", {"before": before}
+            )
