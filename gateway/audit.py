@@ -579,6 +579,41 @@ class PasswordChangeFailed(Event):
     reason: str  # wrong-password, throttled
 
 
+# Reminders before a policy's deadline, and principals' weekly summaries
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReminderSent(Event):
+    """A reminder (``kind`` "reminder", ``point`` such as "7d-2026-12-31") or a weekly summary
+    ("summary", ``point`` an ISO week such as "2026-W49") was handed to the mail server."""
+
+    kind = "reminder.sent"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+    reminder: str
+    policy_id: str
+    point: str
+    attempts: int
+    to: str  # masked, as the logs show addresses
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReminderFailed(Event):
+    """A send failed: tried again at ``retry_at`` (epoch seconds), or given up (None)."""
+
+    kind = "reminder.failed"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+    reminder: str
+    policy_id: str
+    point: str
+    attempts: int
+    retry_at: float | None
+    reason: str  # the sender's account of it (never a credential)
+
+
 # Every kind the gateway records, by its kind string.
 EVENTS: Mapping[str, type[Event]] = {
     cls.kind: cls
@@ -634,5 +669,7 @@ EVENTS: Mapping[str, type[Event]] = {
         PasswordReset,
         PasswordChanged,
         PasswordChangeFailed,
+        ReminderSent,
+        ReminderFailed,
     )
 }

@@ -54,8 +54,11 @@ class Mailbox:
 
     port: int = 0
     received: list[bytes] = field(default_factory=list)
+    refusing: bool = False  # answer every message with a permanent failure, keeping none
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.refusing:
+            return "554 Transaction failed"
         assert isinstance(envelope.original_content, bytes)
         self.received.append(envelope.original_content)
         return "250 Message accepted"

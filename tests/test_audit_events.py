@@ -166,6 +166,25 @@ SAMPLES: dict[str, Event] = {
     "password.change_failed": audit.PasswordChangeFailed(
         user_id="usr_1", org_id="org_1", reason="wrong-password"
     ),
+    "reminder.sent": audit.ReminderSent(
+        user_id="usr_1",
+        org_id="org_1",
+        reminder="reminder",
+        policy_id="p",
+        point="7d-2026-12-31",
+        attempts=1,
+        to="m***@h.example",
+    ),
+    "reminder.failed": audit.ReminderFailed(
+        user_id="usr_1",
+        org_id="org_1",
+        reminder="summary",
+        policy_id="",
+        point="2026-W49",
+        attempts=2,
+        retry_at=1_800_003_600.0,
+        reason="The mail server refused the address.",
+    ),
 }
 
 

@@ -27,6 +27,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "sending",
             "schema",
             "xero",
+            "reminders",
         }
     ),
     frozenset({"services"}),

@@ -22,6 +22,7 @@ from gateway.admin.tokens import ADMIN, SCOPES, create_admin_token, revoke_admin
 from gateway.audit import OrgAdded, SealedValuesResealed, UserAdded, UserDisabled, UserEnabled
 from gateway.cli.admins import build_commands as build_admin_commands
 from gateway.cli.policy import build_commands
+from gateway.cli.reminders import build_commands as build_reminder_commands
 from gateway.cli.resets import add_reset_command
 from gateway.cli.service_keys import build_commands as build_service_key_commands
 from gateway.cli.terminal import parse_instant, table, when
@@ -481,6 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
         load_with_secret=lambda args: load_config(_config_path(args)),
         run=_with_store,
     )
+
+    build_reminder_commands(sub, load=_load, run=_with_store)
 
     audit = sub.add_parser("audit", help="the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")

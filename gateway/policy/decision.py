@@ -184,7 +184,8 @@ def _verb(ids: tuple[str, ...], singular: str) -> str:
     return singular if len(ids) == 1 else singular.removesuffix("s")
 
 
-def _when(deadline: datetime, zone: str) -> str:
+def deadline_words(deadline: datetime, zone: str) -> str:
+    """The deadline as people read it: "the end of 31 December 2026, Australia/Sydney time"."""
     day = f"{deadline.day} {deadline:%B %Y}"
     if (deadline + timedelta(microseconds=1)).time() == time():
         return f"the end of {day}, {zone} time"
@@ -265,7 +266,7 @@ def decide(
         )
 
     deadline = effective.deadline
-    when = _when(deadline, effective.timezone)
+    when = deadline_words(deadline, effective.timezone)
     if now > deadline:
         return Decision(
             outcome=Outcome.ENROL,

@@ -40,7 +40,10 @@ _PLAIN_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 #   instant   a plain date or a date-time with an offset
 #   zone      an IANA time zone name
 #   duration  a whole number and a unit: "90s", "10m", "23h", "30d"
-Kind = Literal["slug", "text", "flag", "count", "choice", "names", "instant", "zone", "duration"]
+#   days      a list of distinct whole numbers of days, each from ``minimum`` to ``maximum``
+Kind = Literal[
+    "slug", "text", "flag", "count", "choice", "names", "instant", "zone", "duration", "days"
+]
 STRING_KINDS = frozenset({"slug", "text", "choice", "zone"})
 
 
@@ -93,6 +96,7 @@ class PolicyField:
     default: Any = None
     nullable: bool = False
     minimum: int | None = None
+    maximum: int | None = None
     choices: frozenset[str] = frozenset()
     noun: str = ""  # what one of the names is called in a problem: "role", "method"
     at_least_one: bool = False
@@ -128,6 +132,8 @@ class PolicyField:
             return [f"must be {' or '.join(repr(c) for c in sorted(self.choices))}"]
         if self.kind == "names":
             return self._name_problems(value)
+        if self.kind == "days":
+            return self._day_problems(value)
         if self.kind == "instant":
             if value.tzinfo is not None and value.utcoffset() is not None:
                 return []
@@ -154,6 +160,13 @@ class PolicyField:
             problems.append(f"unknown {self.noun} {item!r}{extra}")
         return problems
 
+    def _day_problems(self, values: Iterable[int]) -> list[str]:
+        low, high = self.minimum or 0, self.maximum
+        wrong = [v for v in values if v < low or (high is not None and v > high)]
+        if not wrong:
+            return []
+        return [f"{wrong[0]} is out of range: use whole days from {low} to {high}"]
+
     def read(self, value: object) -> tuple[Any, str | None]:
         """A document's value as the Policy field takes it, or the problem with its type.
 
@@ -177,6 +190,17 @@ class PolicyField:
             if twice:
                 return value, f"{twice[0]!r} is listed more than once"
             return frozenset(value), None
+        if kind == "days":
+            whole = isinstance(value, list) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            )
+            if not whole:
+                return value, "must be a list of whole numbers of days, e.g. [14, 7, 1]"
+            assert isinstance(value, list)
+            twice = sorted({v for v in value if value.count(v) > 1})
+            if twice:
+                return value, f"{twice[0]} is listed more than once"
+            return tuple(sorted(value, reverse=True)), None
         if kind == "duration":
             parsed = parse_duration(value)
             return parsed, None if parsed is not None else DURATION_HELP
@@ -187,6 +211,8 @@ class PolicyField:
         """The Policy field's value as the canonical document writes it."""
         if self.kind == "names":
             return sorted(value)
+        if self.kind == "days":
+            return sorted(value, reverse=True)
         if self.kind == "duration":
             return format_duration(value)
         if self.kind == "instant":
@@ -364,6 +390,17 @@ FIELDS: tuple[PolicyField, ...] = (
         description="failed second-factor attempts before a lockout",
     ),
     _duration("attempts.lockout", "lockout", "how long that lockout lasts"),
+    PolicyField(
+        path="reminders.days_before",
+        name="reminder_days",
+        kind="days",
+        minimum=0,
+        maximum=365,
+        required=False,
+        default=(14, 7, 1),
+        description="days before the deadline on which in-scope users without 2FA are emailed"
+        " (at 09:00 in `schedule.timezone`; `[]` sends none; default `[14, 7, 1]`)",
+    ),
 )
 
 

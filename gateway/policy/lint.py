@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from gateway.policy.fields import FIELDS, format_duration
 from gateway.policy.model import Policy
+from gateway.policy.reminder_points import point_time
 
 ATO_PROFILE = "ato-dsp-osf"
 # The ATO's Operational Security Framework lets a device be remembered for under 24 hours.
@@ -68,5 +69,12 @@ def lint(policy: Policy, *, now: datetime) -> list[LintWarning]:
             "remember_device",
             f"devices are remembered for {format_duration(policy.remember_device)}; the ATO"
             " framework allows under 24 hours (e.g. 23h)",
+        )
+    early = [d for d in policy.reminder_days if point_time(policy, d) < policy.announce]
+    if early and len(early) == len(policy.reminder_days):
+        warn(
+            "reminder_days",
+            "every reminder point comes before the policy is announced"
+            f" ({policy.announce.isoformat()}), so no reminder is ever sent",
         )
     return warnings

@@ -44,6 +44,8 @@ class Policy:
     service_refresh_window: timedelta
     max_failed_attempts: int
     lockout: timedelta
+    # Reminder emails this many days before the deadline, largest first (policy.fields).
+    reminder_days: tuple[int, ...] = (14, 7, 1)
 
     def __post_init__(self) -> None:
         problems = [

@@ -1,6 +1,7 @@
 """The gateway's background work, shared by every listener: writing session last-use times
 behind, housekeeping, following what other processes changed, forwarding Xero's webhook
-events to the app, and reading connected Xero tenants again on a schedule."""
+events to the app, reading connected Xero tenants again on a schedule, and sending reminders
+before 2FA deadlines."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import logging
 
 from gateway.accounts.password_resets import RESET_KEEP_SECONDS
 from gateway.errors import StoreError
+from gateway.reminders.service import Reminders
 from gateway.services import Services
 from gateway.web.password_flows import CHANGE_THROTTLE_PREFIX, RESET_THROTTLE_PREFIX, RESET_WINDOW
 from gateway.xero.recheck import Rechecked, recheck_all
@@ -28,6 +30,9 @@ STATE_KEEP_SECONDS = 24 * 3600.0
 # Webhook events delivered or abandoned stay a week, for investigations (abandoned ones are
 # in the audit trail for good).
 WEBHOOK_KEEP_SECONDS = 7 * 24 * 3600.0
+# Reminder claims outlive any use: a point is at most 365 days before its deadline, after
+# which nothing is sent, and a week's summary is over in a week.
+REMINDER_CLAIM_KEEP_SECONDS = 400 * 24 * 3600.0
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,7 @@ class BackgroundTasks:
             asyncio.create_task(_follow_other_processes(services)),
         ]
         self._tasks.append(asyncio.create_task(_recheck_xero(services)))
+        self._tasks.append(asyncio.create_task(_remind(services)))
         if services.xero_webhooks is not None:
             self._tasks.append(asyncio.create_task(services.xero_webhooks.run()))
 
@@ -119,6 +125,9 @@ async def housekeep(services: Services) -> None:
     devices = await services.store.factors.purge_devices(now)
     await services.xero_authorizations.purge(before=now - STATE_KEEP_SECONDS)
     await services.store.xero_webhooks.purge(before=now - WEBHOOK_KEEP_SECONDS)
+    # Claims are stamped by the time policies are decided at (the demo's --at moves it).
+    claims_before = services.policy_clock() - REMINDER_CLAIM_KEEP_SECONDS
+    await services.store.reminders.purge(before=claims_before)
     if purged or counters or devices or codes or steps or links:
         log.info(
             "housekeeping",
@@ -171,3 +180,15 @@ async def _recheck_xero(services: Services) -> None:
             await recheck_xero(services)
         except StoreError:
             log.exception("the Xero facts schedule could not write; will retry")
+
+
+async def _remind(services: Services) -> None:
+    rounds = Reminders(
+        store=services.store,
+        email=services.sending.email,
+        clock=services.policy_clock,
+        in_force=services.decider.book.in_force,
+        # Links in the emails start at the gateway's public address, when one is configured.
+        base_url=services.config.server.public_url.rstrip("/"),
+    )
+    await rounds.run_forever()

@@ -20,6 +20,7 @@ _KIND_EXAMPLES = {
     "instant": ["2026-12-31", "2026-12-31T17:00:00+11:00"],
     "duration": ["10m", "23h"],
     "zone": ["Australia/Sydney"],
+    "days": [[14, 7, 1]],
 }
 
 
@@ -40,6 +41,12 @@ def _value_schema(f: PolicyField) -> dict[str, Any]:
         }
         if f.at_least_one:
             schema["minItems"] = 1
+    elif f.kind == "days":
+        schema = {
+            "type": "array",
+            "items": {"type": "integer", "minimum": f.minimum, "maximum": f.maximum},
+            "uniqueItems": True,
+        }
     elif f.kind == "choice":
         schema = {"type": "string", "enum": sorted(f.choices)}
     elif f.kind == "slug":

@@ -40,6 +40,7 @@ from gateway.store.records import (
     ThrottleState,
     User,
 )
+from gateway.store.reminders import Claim, ClaimKey, ReminderClaimRepository
 from gateway.store.revocations import ChangeMarks, RevocationRepository, change_marks
 from gateway.store.sealed import SealedColumn, register_sealed_column, sealed_columns
 from gateway.store.service_keys import ServiceKey, ServiceKeyRepository
@@ -75,6 +76,8 @@ __all__ = [
     "AuthorizationRecord",
     "AuthorizationRepository",
     "ChangeMarks",
+    "Claim",
+    "ClaimKey",
     "Database",
     "DismissalLimitError",
     "DismissalRepository",
@@ -92,6 +95,7 @@ __all__ = [
     "PolicyRepository",
     "PolicyVersion",
     "PreconditionFailedError",
+    "ReminderClaimRepository",
     "ResetLink",
     "RevocationRepository",
     "Row",
@@ -149,6 +153,7 @@ class Store:
         self.xero_webhooks = WebhookEventRepository(db)
         self.xero_authorizations = AuthorizationRepository(db)
         self.passwords = PasswordRepository(db)
+        self.reminders = ReminderClaimRepository(db)
 
     async def change_marks(self) -> ChangeMarks:
         """Where every change feed stands, in one statement."""

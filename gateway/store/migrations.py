@@ -418,6 +418,25 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX admin_sessions_admin_id ON admin_sessions(admin_id);
         """,
     ),
+    Migration(
+        16,
+        "reminder claims: each reminder email and weekly summary claimed once before it is sent",
+        """
+        CREATE TABLE reminder_claims (
+            kind TEXT NOT NULL CHECK (kind IN ('reminder', 'summary')),
+            recipient_id TEXT NOT NULL,
+            policy_id TEXT NOT NULL,
+            point TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('sending', 'sent', 'failed', 'abandoned')),
+            attempts INTEGER NOT NULL,
+            claimed_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            retry_at REAL,
+            PRIMARY KEY (kind, recipient_id, policy_id, point)
+        );
+        CREATE INDEX reminder_claims_updated_at ON reminder_claims(updated_at);
+        """,
+    ),
 )
 
 
