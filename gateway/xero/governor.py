@@ -367,7 +367,8 @@ class Governor:
     def _finish(self, tenant: _Tenant) -> None:
         tenant.in_flight -= 1
         self._metrics.xero_started(tenant.tenant_id, -1)
-        self._dispatch()
+        if self._waiting or self._deadlines:  # else no call waits for the place it leaves
+            self._dispatch()
 
     def _refuse(self, tenant: _Tenant, reason: str, retry_after: float) -> RateLimitedError:
         self._metrics.xero_refused(tenant.tenant_id, reason)
