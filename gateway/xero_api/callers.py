@@ -83,7 +83,11 @@ class Callers:
             self._sessions_by_token[token] = (token_hash, id_hash)
         else:
             token_hash, id_hash = known
-        live = await self._sessions.lookup_hash(id_hash, touch=False)
+        # The warm path without an await; a session not cached, or perhaps over, is looked at
+        # closely (and ended if it is over).
+        live = self._sessions.warm(id_hash, touch=False) or await self._sessions.lookup_hash(
+            id_hash, touch=False
+        )
         if live is None:
             self._sessions_by_token.pop(token, None)
             return None
