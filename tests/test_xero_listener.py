@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
+import html
+import re
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ from yarl import URL
 
 from gateway.clock import ManualClock
 from gateway.config import XeroConfig
+from gateway.runtime.app import front_listener
 from gateway.runtime.server import start_site
 from gateway.runtime.xero_listener import xero_listener
 from gateway.sandbox.sample_app import SampleSettings, create_sample_app
@@ -34,6 +38,7 @@ from gateway.xero.identity import IdentityClient
 from gateway.xero.service_keys import create_service_key
 from tests.conftest import START, GatewayFactory, RunningGateway, consent_code
 from tests.manual_time import ManualTime
+from tests.xero_flow import HTML, signed_in, verify
 
 T = TypeVar("T")
 VERIFIER = "listener-verifier-" + "v" * 40
@@ -465,6 +470,68 @@ async def test_xero_unreachable_gives_502_and_a_hang_504(world: World) -> None:
     world.xero.switches.release()
     assert status == 504
     assert problem_type(body) == "xero-timeout"
+
+
+# --- the rate budget on the connections page ------------------------------------------
+
+
+async def _connections_page(gateway_url: URL, world: World, email: str) -> str:
+    """The connections page at ``gateway_url`` as ``email`` sees it, signed in and verified."""
+    running = dataclasses.replace(world.gateway, url=gateway_url)
+    async with await signed_in(running, email) as browser:
+        await verify(running, browser)
+        page = await browser.get("/_gateway/xero", headers=HTML)
+        assert page.status == 200
+        return await page.text()
+
+
+def _budget_shown(text: str, tenant_id: str) -> str:
+    section = text.split(f'data-tenant="{tenant_id}"', 1)[1].split("</section>", 1)[0]
+    found = re.search(r'<dd class="rate-budget">([^<]*)</dd>', section)
+    assert found is not None, section
+    return html.unescape(found.group(1))
+
+
+async def test_the_connections_page_shows_the_listeners_rate_budget(world: World) -> None:
+    live = await world.session("ava@harbour.example", verified=True)
+    for _ in range(3):
+        assert (await world.call(live.gateway_token, "/api.xro/2.0/Organisation"))[0] == 200
+    text = await _connections_page(world.gateway.url, world, "ava@harbour.example")
+    shown = _budget_shown(text, AU_TENANT.tenant_id)
+    # Three calls this minute of the 60; the day as Xero's X-DayLimit-Remaining says.
+    day = world.xero.state.tenants[AU_TENANT.tenant_id].day_limit - 3
+    assert shown == (
+        f"57 calls left this minute, {day:,} today (standard tier); 0 in flight, 0 queued"
+    )
+
+
+async def test_the_rate_budget_shows_a_block_xero_asked_for(world: World) -> None:
+    # Xero's minute is smaller than the governor thinks: the second call meets Xero's 429,
+    # whose Retry-After holds the tenant back; the caller's deadline cannot wait for it.
+    live = await world.session("ava@harbour.example", verified=True)
+    assert (await world.call(live.gateway_token, "/api.xro/2.0/Organisation"))[0] == 200
+    world.xero.state.limits = dataclasses.replace(world.xero.state.limits, minute_limit=1)
+    assert (await world.call(live.gateway_token, "/api.xro/2.0/Organisation"))[0] == 429
+    budget = world.gateway.gateway.xero.custody.governor.budget(AU_TENANT.tenant_id)  # type: ignore[union-attr]
+    assert budget.blocked_until is not None
+    until = dt.datetime.fromtimestamp(budget.blocked_until, dt.UTC)
+    text = await _connections_page(world.gateway.url, world, "ava@harbour.example")
+    assert _budget_shown(text, AU_TENANT.tenant_id).endswith(
+        f"; held back by Xero until {until:%H:%M:%S} UTC"
+    )
+
+
+async def test_a_process_without_the_listener_does_not_know_the_budget(world: World) -> None:
+    # A front served from services without the governor's hook, on the same store: as a
+    # gateway process that does not run the Xero listener.
+    services = dataclasses.replace(world.gateway.services, xero_rate_budget=None)
+    front = front_listener(services)
+    await front.start()
+    try:
+        text = await _connections_page(URL(front.url), world, "ava@harbour.example")
+    finally:
+        await front.stop()
+    assert _budget_shown(text, AU_TENANT.tenant_id) == "not known in this process"
 
 
 # --- service keys -----------------------------------------------------------------------

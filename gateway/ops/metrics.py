@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import prometheus_client.metrics
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -38,6 +39,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 XERO_WAIT_BUCKETS = (0.01, 0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 # The tenant label of every tenant past ``xero_tenants`` distinct ones.
 OTHER_TENANTS = "other"
+XERO_SERIES_KEPT = 10_000  # tenant ids whose in-flight series is kept at hand
 
 
 def _created_series() -> bool:
@@ -194,6 +196,9 @@ class Metrics:
         # keeps a bounded number of series. The wait histogram has no tenant label at all.
         self._xero_tenants = xero_tenants
         self._xero_labels: set[str] = set()
+        # The in-flight gauge's series by tenant id, looked up once per tenant: it moves twice
+        # on every call to Xero. Tenant ids come from connected tenants only; kept bounded.
+        self._xero_in_flight_series: dict[str, Any] = {}
         self.xero_queue_depth = Gauge(
             "gateway_xero_queue_depth",
             "Calls waiting for Xero's rate limits, by tenant.",
@@ -241,7 +246,13 @@ class Metrics:
         self.xero_queue_depth.labels(tenant=self.xero_tenant_label(tenant_id)).inc(change)
 
     def xero_started(self, tenant_id: str, change: int) -> None:
-        self.xero_in_flight.labels(tenant=self.xero_tenant_label(tenant_id)).inc(change)
+        series = self._xero_in_flight_series.get(tenant_id)
+        if series is None:
+            if len(self._xero_in_flight_series) >= XERO_SERIES_KEPT:
+                self._xero_in_flight_series.clear()
+            series = self.xero_in_flight.labels(tenant=self.xero_tenant_label(tenant_id))
+            self._xero_in_flight_series[tenant_id] = series
+        series.inc(change)
 
     def xero_waited(self, seconds: float) -> None:
         self.xero_waits.observe(seconds)

@@ -4,6 +4,7 @@ and stopped in order; as a process, until a stop signal."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 
@@ -84,10 +85,15 @@ class Gateway:
             await upstream.close()
             await xero_client.close()
             raise
-        gateway = cls(services, front_listener(services), clients=(upstream, xero_client))
+        xero = None
         if config.xero.client_id:
-            # Xero custody is configured: the app's backend reaches Xero through the gateway.
-            gateway.add_listener(xero_listener(services, governor=xero_governor))
+            # Xero custody is configured: the app's backend reaches Xero through the gateway,
+            # and the connections page shows this process's rate governor's budgets.
+            xero = xero_listener(services, governor=xero_governor)
+            services = dataclasses.replace(services, xero_rate_budget=xero.rate_budget)
+        gateway = cls(services, front_listener(services), clients=(upstream, xero_client))
+        if xero is not None:
+            gateway.add_listener(xero)
         return gateway
 
     @property

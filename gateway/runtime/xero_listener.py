@@ -19,6 +19,7 @@ from gateway.services import Services
 from gateway.xero.calls import RetryingCaller
 from gateway.xero.governor import Governor, GovernorSettings, Sleeper
 from gateway.xero.identity import IdentityClient
+from gateway.xero.overview import budget_words
 from gateway.xero.retries import RetryPolicy
 from gateway.xero.vault import Vault
 from gateway.xero_api.callers import Callers
@@ -60,6 +61,10 @@ class XeroListener:
     @property
     def addresses(self) -> tuple[tuple[str, int], ...]:
         return self.http.addresses
+
+    def rate_budget(self, tenant_id: str) -> str:
+        """The tenant's budget as this listener's rate governor counts it, in words."""
+        return budget_words(self.custody.governor.budget(tenant_id))
 
     async def start(self) -> None:
         await self.http.start()

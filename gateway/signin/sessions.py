@@ -165,27 +165,27 @@ class SessionManager:
         """The live session behind a cookie value, touched as used now; None if over or unknown."""
         return await self.lookup_hash(hash_session_id(raw_id))
 
-    def warm(self, id_hash: str) -> LiveSession | None:
-        """The cached session ``id_hash`` names, touched as used now, when it is plainly
-        still on: the warm path, answered without an await. None means "look closer" with
-        :meth:`lookup_hash` (not cached, or perhaps over)."""
+    def warm(self, id_hash: str, *, touch: bool = True) -> LiveSession | None:
+        """The cached session ``id_hash`` names, touched as used now (unless ``touch`` is
+        false), when it is plainly still on: the warm path, answered without an await. None
+        means "look closer" with :meth:`lookup_hash` (not cached, or perhaps over)."""
         live = self._cache.get(id_hash)
         if live is None:
             return None
         now = self._clock()
         if end_reason(live.record, live.last_seen, self._limits, now) is not None:
             return None
-        self._touch(live, now)
+        if touch:
+            self._touch(live, now)
         return live
 
     async def lookup_hash(self, id_hash: str, *, touch: bool = True) -> LiveSession | None:
         """As :meth:`lookup`, for the hash of the cookie value. Without ``touch`` the session
         is only looked at: this use does not count as activity (the Xero listener's calls
         are the app's, not the user's, and must not keep an idle session open)."""
-        if touch:
-            live = self.warm(id_hash)
-            if live is not None:
-                return live
+        live = self.warm(id_hash, touch=touch)
+        if live is not None:
+            return live
         now = self._clock()
         live = self._cache.get(id_hash)
         if live is None:

@@ -8,12 +8,12 @@ tenant back until then); all within the caller's deadline and the policy's attem
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar
 
 from gateway.clock import Clock
-from gateway.xero.governor import Governor, Sleeper
+from gateway.xero.governor import Governor, Permit, Sleeper
 from gateway.xero.retries import Outcome, RetryPolicy, outcome_of, retry_delay
 from gateway.xero.tokens import XeroUnavailable
 
@@ -51,8 +51,7 @@ class RetryingCaller:
         self._sleep = sleep
         self._random = random
 
-    @asynccontextmanager
-    async def call(
+    def call(
         self,
         tenant_id: str,
         send: Callable[[], Awaitable[R]],
@@ -60,7 +59,7 @@ class RetryingCaller:
         method: str,
         idempotency_key: bool,
         deadline: float,
-    ) -> AsyncIterator[R]:
+    ) -> AbstractAsyncContextManager[R]:
         """Send until Xero gives an answer to pass on, and yield it; the call keeps its place
         among the tenant's calls in flight until the block ends (while its body streams).
 
@@ -68,61 +67,89 @@ class RetryingCaller:
         connection. Raises ``RateLimitedError`` when the governor refuses an attempt, and
         ``XeroUnavailable`` when the last attempt failed so.
         """
+        return _Call(self, tenant_id, send, method, idempotency_key, deadline)
+
+    async def _attempts(self, call: _Call[R]) -> R:
+        """The loop of attempts for ``call``: the answer to pass on, its permit held in
+        ``call.permit``."""
+        governor = self._governor
         attempt = 0
         while True:
             attempt += 1
-            permit = await self._governor.admit(tenant_id, deadline=deadline)
+            permit = await governor.admit(call.tenant_id, deadline=call.deadline)
             try:
-                response = await send()
+                response = await call.send()
             except XeroUnavailable as exc:
                 permit.release()
-                delay = self._retry(
-                    method, idempotency_key, attempt, deadline, None, exc.retry_after
-                )
+                delay = self._retry(call, attempt, None, exc.retry_after)
                 if delay is None:
                     raise
             except BaseException:
                 permit.release()
                 raise
             else:
-                report = self._governor.observe(tenant_id, response.status, response.headers)
+                status = response.status
+                report = governor.observe(call.tenant_id, status, response.headers)
+                if outcome_of(status) is Outcome.ANSWERED:  # the common case: pass it on
+                    call.permit = permit
+                    return response
                 block = report.block
                 retry_after = block.until - self._clock() if block is not None else None
-                delay = self._retry(
-                    method, idempotency_key, attempt, deadline, response.status, retry_after
-                )
+                delay = self._retry(call, attempt, status, retry_after)
                 if delay is None:
-                    try:
-                        yield response
-                    finally:
-                        permit.release()
-                    return
+                    call.permit = permit
+                    return response
                 response.release()
                 permit.release()
             await self._sleep(delay)
 
     def _retry(
-        self,
-        method: str,
-        idempotency_key: bool,
-        attempt: int,
-        deadline: float,
-        status: int | None,
-        retry_after: float | None,
+        self, call: _Call[R], attempt: int, status: int | None, retry_after: float | None
     ) -> float | None:
         """Seconds to wait before the next attempt, or None to end with this one."""
         outcome = outcome_of(status)
         delay = retry_delay(
-            method=method,
-            idempotency_key=idempotency_key,
+            method=call.method,
+            idempotency_key=call.idempotency_key,
             outcome=outcome,
             attempt=attempt,
             retry_after=retry_after,
             now=self._clock(),
-            deadline=deadline,
+            deadline=call.deadline,
             policy=self._policy,
             random=self._random,
         )
         if delay is not None and outcome is Outcome.RATE_LIMITED:
             return 0.0  # the governor holds the next attempt back until the block is over
         return delay
+
+
+class _Call(AbstractAsyncContextManager[R]):
+    """One call as a context: entering runs the attempts, leaving releases the answer's place
+    in flight (a plain class, no generator: this runs on every request)."""
+
+    __slots__ = ("caller", "deadline", "idempotency_key", "method", "permit", "send", "tenant_id")
+
+    def __init__(
+        self,
+        caller: RetryingCaller,
+        tenant_id: str,
+        send: Callable[[], Awaitable[R]],
+        method: str,
+        idempotency_key: bool,
+        deadline: float,
+    ) -> None:
+        self.caller = caller
+        self.tenant_id = tenant_id
+        self.send = send
+        self.method = method
+        self.idempotency_key = idempotency_key
+        self.deadline = deadline
+        self.permit: Permit | None = None
+
+    async def __aenter__(self) -> R:
+        return await self.caller._attempts(self)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self.permit is not None:
+            self.permit.release()

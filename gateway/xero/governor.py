@@ -177,7 +177,16 @@ class _Waiter:
 
 
 class _Tenant:
-    __slots__ = ("blocked_until", "day", "in_flight", "minute", "per_day", "queue", "tenant_id")
+    __slots__ = (
+        "blocked_until",
+        "counts",
+        "day",
+        "in_flight",
+        "minute",
+        "per_day",
+        "queue",
+        "tenant_id",
+    )
 
     def __init__(self, tenant_id: str, per_day: int) -> None:
         self.tenant_id = tenant_id
@@ -187,6 +196,7 @@ class _Tenant:
         self.day = RollingCount(DAY, DAY_GRANULARITY)
         self.blocked_until = 0.0
         self.queue: deque[_Waiter] = deque()
+        self.counts: Counts | None = None  # the last one made (the windows are shared)
 
 
 class Governor:
@@ -340,14 +350,20 @@ class Governor:
         return tenant
 
     def _counts(self, tenant: _Tenant) -> Counts:
-        return Counts(
-            limits=self._limits,
-            per_day=tenant.per_day,
-            minute=tenant.minute,
-            day=tenant.day,
-            app=self._app,
-            blocked_until=max(tenant.blocked_until, self._app_blocked_until),
-        )
+        # The windows are the tenant's own objects, so a Counts stays true until a block
+        # changes: made again only then, not on every call.
+        blocked_until = max(tenant.blocked_until, self._app_blocked_until)
+        counts = tenant.counts
+        if counts is None or counts.blocked_until != blocked_until:
+            counts = tenant.counts = Counts(
+                limits=self._limits,
+                per_day=tenant.per_day,
+                minute=tenant.minute,
+                day=tenant.day,
+                app=self._app,
+                blocked_until=blocked_until,
+            )
+        return counts
 
     def _may_start(self, tenant: _Tenant, now: float) -> bool:
         return may_start(self._counts(tenant), in_flight=tenant.in_flight, now=now)
@@ -367,7 +383,8 @@ class Governor:
     def _finish(self, tenant: _Tenant) -> None:
         tenant.in_flight -= 1
         self._metrics.xero_started(tenant.tenant_id, -1)
-        self._dispatch()
+        if self._waiting or self._deadlines:  # else no call waits for the place it leaves
+            self._dispatch()
 
     def _refuse(self, tenant: _Tenant, reason: str, retry_after: float) -> RateLimitedError:
         self._metrics.xero_refused(tenant.tenant_id, reason)

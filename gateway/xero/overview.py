@@ -3,6 +3,7 @@ for the connections page, ``xero-gateway xero status`` and the admin API."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from gateway.store import Store
 from gateway.store.records import Tenant
 from gateway.store.xero import XeroConnection, XeroGrant
+from gateway.xero.governor import Budget
 
 STATUS_WORDS = {
     "active": "active",
@@ -20,7 +22,21 @@ STATUS_WORDS = {
 
 RateBudget = Callable[[str], str | None]
 """The rate-budget hook: what is left of a tenant's Xero call budget, in words, by tenant id
-(None: nothing known). Nothing fills it yet; the rate governor is meant to."""
+(None: nothing known). A process running the Xero listener fills it from its rate governor
+(``budget_words``); elsewhere it stays empty, since another process's counts are not known."""
+
+
+def budget_words(budget: Budget) -> str:
+    """A tenant's budget as the governor counts it, in words: calls left this minute and today,
+    calls in flight and queued, and the end of a block Xero asked for."""
+    words = (
+        f"{budget.minute_remaining:,} calls left this minute, {budget.day_remaining:,} today"
+        f" ({budget.tier} tier); {budget.in_flight} in flight, {budget.queued} queued"
+    )
+    if budget.blocked_until is not None:
+        until = dt.datetime.fromtimestamp(budget.blocked_until, dt.UTC)
+        words += f"; held back by Xero until {until:%H:%M:%S} UTC"
+    return words
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -216,13 +216,14 @@ class Vault:
         _require_active(grant)
         if isinstance(authority, VerifiedSession):
             held = await self._note_verified_use(held, now)
-        needs_refresh = held.tokens.needs_refresh(now)
+        if not held.tokens.needs_refresh(now):
+            return held.tokens.access_token  # the warm path: verdict() says USE to anyone
         decided = verdict(
             authority,
-            needs_refresh=needs_refresh,
+            needs_refresh=True,
             verified_use_at=held.grant.verified_use_at,
             # Only a refresh by a service key asks for it: not worked out on every call.
-            service_refresh_window=self._window(grant.org_id) if needs_refresh else None,
+            service_refresh_window=self._window(grant.org_id),
             now=now,
         )
         if decided is Verdict.USE:
@@ -256,8 +257,8 @@ class Vault:
 
     async def _note_verified_use(self, held: _Held, now: float) -> _Held:
         grant_id = held.grant.id
-        noted = [t for t in (held.grant.verified_use_at, self._noted.get(grant_id)) if t]
-        if noted and now - max(noted) < VERIFIED_USE_INTERVAL:
+        last = max(held.grant.verified_use_at or 0.0, self._noted.get(grant_id, 0.0))
+        if last and now - last < VERIFIED_USE_INTERVAL:
             return held
         self._noted[grant_id] = now  # before the write: concurrent callers need not repeat it
         await self._store.xero.record_verified_use(grant_id, now)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hmac
 
-from cachetools import LRUCache
-
 from gateway.clock import Clock
 from gateway.crypto.signing import Signer
 from gateway.signin.sessions import (
@@ -53,7 +51,12 @@ class Callers:
         self._sessions = sessions
         self._signer = service_key_signer
         self._clock = clock
-        self._sessions_by_token: LRUCache[str, str] = LRUCache(maxsize=cache_size)
+        self._cache_size = cache_size
+        # By gateway token: its hash and the hash of the session it names. A plain dict
+        # started afresh when full (the front's cookie table does the same): an LRU's
+        # bookkeeping and the token's hash on every call cost more than a miss now and then.
+        # It holds tokens in memory, as the request buffers do anyway; the store sees hashes.
+        self._sessions_by_token: dict[str, tuple[str, str]] = {}
 
     async def authenticate(self, authorization: str) -> Authority | None:
         """The caller's authority, or None (no credential, unknown, ended or revoked)."""
@@ -69,16 +72,24 @@ class Callers:
         return None
 
     async def _session(self, token: str) -> Authority | None:
-        token_hash = hash_gateway_token(token)
-        id_hash = self._sessions_by_token.get(token_hash)
-        if id_hash is None:
+        known = self._sessions_by_token.get(token)
+        if known is None:
+            token_hash = hash_gateway_token(token)
             id_hash = await self._store.sessions.find_by_gateway_token(token_hash)
             if id_hash is None:
                 return None
-            self._sessions_by_token[token_hash] = id_hash
-        live = await self._sessions.lookup_hash(id_hash, touch=False)
+            if len(self._sessions_by_token) >= self._cache_size:
+                self._sessions_by_token.clear()
+            self._sessions_by_token[token] = (token_hash, id_hash)
+        else:
+            token_hash, id_hash = known
+        # The warm path without an await; a session not cached, or perhaps over, is looked at
+        # closely (and ended if it is over).
+        live = self._sessions.warm(id_hash, touch=False) or await self._sessions.lookup_hash(
+            id_hash, touch=False
+        )
         if live is None:
-            self._sessions_by_token.pop(token_hash, None)
+            self._sessions_by_token.pop(token, None)
             return None
         stored = live.record.gateway_token_hash
         if stored is None or not hmac.compare_digest(stored, token_hash):
