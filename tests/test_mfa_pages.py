@@ -227,6 +227,12 @@ async def test_another_users_device_cookie_does_not_skip_the_challenge(
         assert body["headers"]["X-Gateway-Mfa-Method"] == "device"
         passed = [e for e in await gateway.services.store.audit.list() if e.kind == "mfa.passed"]
         assert [e.detail["method"] for e in passed][-1] == "device"
+        # Let in by the device, not by a code: a step-up still asks for a code.
+        step_up = await ava.get(
+            "/_gateway/mfa/verify?next=/pay&max_age=300", headers=HTML, allow_redirects=False
+        )
+        assert step_up.status == 200
+        assert "confirm it's you again" in html.unescape(await step_up.text())
         # Past the window (and the session's own life), it no longer counts.
         gateway.clock.advance(23 * 3600)
         await sign_in(ava, email="ava@harbour.example")

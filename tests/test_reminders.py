@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from gateway.clock import ManualClock
+from gateway.delivery.sender import Message
 from gateway.delivery.smtp import SmtpSender
 from gateway.policy import parse_policy, policy_to_document
 from gateway.reminders.service import (
@@ -324,3 +325,34 @@ async def test_a_running_gateway_sends_one_interval_after_start_not_at_it(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+class _BrokenOnce:
+    """The real SMTP sender, except that its first send fails in a way no sender promises
+    (not a DeliveryError): the claim must still be settled and retried."""
+
+    def __init__(self, inner: SmtpSender) -> None:
+        self._inner = inner
+        self.broken = True
+
+    async def send(self, message: Message) -> None:
+        if self.broken:
+            self.broken = False
+            raise RuntimeError("secret-looking detail that must not be kept")
+        await self._inner.send(message)
+
+
+async def test_an_unexpected_send_failure_is_settled_and_retried(
+    store: Store, mail: Mailbox
+) -> None:
+    await add_policy(store)
+    await add_user(store, "max@harbour.example", "Harbour")
+    clock = ManualClock(POINT_7)
+    smtp = SmtpSender(host="127.0.0.1", port=mail.port, sender="gw@h.example", starttls=False)
+    rounds = Reminders(store=store, email=_BrokenOnce(smtp), clock=clock)
+    assert (await rounds.run()).count("failed") == 1
+    (failed,) = await store.audit.list(kind="reminder.failed")
+    assert failed.detail["reason"] == "the send failed (RuntimeError)"
+    clock.advance(FIRST_RETRY_SECONDS)
+    assert (await rounds.run()).count("sent") == 1
+    assert len(mail.received) == 1

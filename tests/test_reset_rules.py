@@ -62,6 +62,8 @@ def test_the_askers_check_must_be_five_minutes_old_at_most() -> None:
     assert not fresh_enough(None, NOW)
     assert fresh_enough(SecondFactor(method="totp", at=NOW - STEP_UP_SECONDS), NOW)
     assert not fresh_enough(SecondFactor(method="totp", at=NOW - STEP_UP_SECONDS - 1), NOW)
+    # A remembered device let the session in without a code: never a fresh factor.
+    assert not fresh_enough(SecondFactor(method="device", at=NOW), NOW)
 
 
 def test_support_must_say_who_checked_the_identity_and_why() -> None:

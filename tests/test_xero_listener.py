@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import pytest
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 from xero_python.accounting import AccountingApi, Contact, Invoice, Invoices, LineItem
 from xero_python.api_client import ApiClient, Configuration
 from xero_python.api_client.oauth2 import OAuth2Token
@@ -294,6 +294,21 @@ async def test_another_organisations_tenant_is_not_linked(world: World) -> None:
         )
         assert status == 403
         assert problem_type(body) == "tenant-not-linked"
+
+
+async def test_a_second_tenant_header_is_refused_not_passed_on(world: World) -> None:
+    live = await world.session("ava@harbour.example", verified=True)
+    headers = CIMultiDict(
+        [
+            ("Authorization", f"Bearer {live.gateway_token}"),
+            ("xero-tenant-id", AU_TENANT.tenant_id),
+            ("xero-tenant-id", NZ_TENANT.tenant_id),
+        ]
+    )
+    url = URL(str(world.listener) + "/api.xro/2.0/Invoices", encoded=True)
+    async with world.http.get(url, headers=headers) as answer:
+        assert answer.status == 403
+        assert problem_type(await answer.json(content_type=None)) == "tenant-not-linked"
 
 
 async def test_connections_lists_the_callers_organisation_only(world: World) -> None:

@@ -137,6 +137,9 @@ class Reminders:
                 await self.run()
             except StoreError:
                 log.exception("the reminder round could not read or write the store; will retry")
+            except Exception:
+                # One bad round must not end reminders until the next restart.
+                log.exception("the reminder round failed; will retry")
 
     def _planned(self, due: Due, outcome: Literal["due", "sent", "failed", "taken"]) -> Planned:
         return Planned(
@@ -160,7 +163,14 @@ class Reminders:
             "attempts": attempts,
         }
         try:
-            await email.send(message)
+            try:
+                await email.send(message)
+            except DeliveryError:
+                raise
+            except Exception as exc:
+                # Whatever else went wrong, the claim is settled and tried again later; its
+                # message could carry anything, so only its kind is kept.
+                raise DeliveryError(f"the send failed ({type(exc).__name__})") from exc
         except DeliveryError as exc:
             delay = retry_delay(attempts)
             retry_at = now + delay if delay is not None else None

@@ -97,7 +97,7 @@ def member_refusal(principal: User, target: User | None, user_id: str) -> ResetR
 
 def fresh_enough(checked: SecondFactor | None, now: float) -> bool:
     """Whether the session's last second-factor check is recent enough for a reset."""
-    return checked is not None and checked.at >= now - STEP_UP_SECONDS
+    return checked is not None and checked.fresh(STEP_UP_SECONDS, now)
 
 
 def support_problems(verified_by: str, reason: str) -> list[str]:

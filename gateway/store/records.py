@@ -63,6 +63,12 @@ class SecondFactor:
                 f"unknown second-factor method {self.method!r}; use one of {', '.join(MFA_METHODS)}"
             )
 
+    def fresh(self, max_age: float, now: float) -> bool:
+        """Whether a factor was presented within ``max_age`` seconds of ``now``, as a step-up
+        demands. A remembered device lets a sign-in through without a code, but it is not a
+        factor presented, so it never makes a step-up fresh."""
+        return self.method != "device" and self.at >= now - max_age
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SessionRecord:

@@ -58,7 +58,7 @@ def _fresh_enough(live: LiveSession, max_age: int | None, now: float) -> bool:
     checked = live.second_factor
     if checked is None:
         return False
-    return max_age is None or checked.at >= now - max_age
+    return max_age is None or checked.fresh(max_age, now)
 
 
 async def verify_page(request: web.Request) -> web.StreamResponse:

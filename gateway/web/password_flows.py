@@ -241,7 +241,7 @@ def reset_csrf(services: Services, token_hash: str) -> str:
 def needs_step_up(services: Services, live: LiveSession, enrolled: bool) -> bool:
     """Whether a change must first pass a second factor (as the verify page judges it)."""
     checked = live.second_factor
-    fresh = checked is not None and checked.at >= services.clock() - STEP_UP_MAX_AGE
+    fresh = checked is not None and checked.fresh(STEP_UP_MAX_AGE, services.clock())
     return enrolled and not fresh
 
 

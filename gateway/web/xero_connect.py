@@ -184,7 +184,7 @@ async def disconnect(request: web.Request) -> web.StreamResponse:
     if live.user.role != "principal":
         return _principals_only(request)
     checked = live.second_factor
-    fresh = checked is not None and checked.at >= services.clock() - FRESH_SECONDS
+    fresh = checked is not None and checked.fresh(FRESH_SECONDS, services.clock())
     if not fresh and await _in_scope(services, live):
         raise _step_up(FRESH_SECONDS)
     grant_id = form_field(form, "grant_id", 64)

@@ -221,7 +221,9 @@ class XeroApi:
         return found
 
     async def _call_xero(self, request: web.Request, authority: Authority) -> web.StreamResponse:
-        tenant_id = request.headers.get(TENANT_HEADER, "").strip()
+        # Exactly one xero-tenant-id: a second one would reach Xero unchecked.
+        named = request.headers.getall(TENANT_HEADER, [])
+        tenant_id = named[0].strip() if len(named) == 1 else ""
         connection = await self._connection(authority.org_id, tenant_id) if tenant_id else None
         if connection is None:
             return self._refuse(
