@@ -113,6 +113,8 @@ GatewayFactory = Callable[..., Any]
 def gateway_config(tmp_path: Path, app_url: str, **sections: dict[str, Any]) -> Config:
     raw: dict[str, dict[str, Any]] = {
         "server": {"host": "127.0.0.1", "port": 0},
+        # A test that sets [xero] client_id gets the Xero listener too: never on a fixed port.
+        "xero_proxy": {"host": "127.0.0.1", "port": 0},
         "upstream": {"url": app_url, "public_paths": ["/public/"], "read_timeout": 5.0},
         "store": {"path": str(tmp_path / "gateway.sqlite3")},
         "security": {"secret_key": SECRET, "cookie_secure": False},
