@@ -23,15 +23,15 @@ def setting(default: Any, *, doc: str, check: Check | None = None, env: str | No
     return field(default=default, repr=env is None, metadata=metadata)
 
 
-def _port(value: int) -> str | None:
+def check_port(value: int) -> str | None:
     return None if 0 <= value <= 65535 else "must be a port number from 0 to 65535"
 
 
-def _positive(value: float) -> str | None:
+def check_positive(value: float) -> str | None:
     return None if value > 0 else "must be greater than zero"
 
 
-def _http_url(value: str) -> str | None:
+def check_http_url(value: str) -> str | None:
     if value == "":
         return None
     parts = urlsplit(value)
@@ -40,11 +40,11 @@ def _http_url(value: str) -> str | None:
     return None
 
 
-def _required_http_url(value: str) -> str | None:
-    return "is required" if value == "" else _http_url(value)
+def check_required_http_url(value: str) -> str | None:
+    return "is required" if value == "" else check_http_url(value)
 
 
-def _networks(value: tuple[str, ...]) -> str | None:
+def check_networks(value: tuple[str, ...]) -> str | None:
     for item in value:
         try:
             ipaddress.ip_network(item, strict=False)
@@ -53,14 +53,14 @@ def _networks(value: tuple[str, ...]) -> str | None:
     return None
 
 
-def _hosts(value: tuple[str, ...]) -> str | None:
+def check_hosts(value: tuple[str, ...]) -> str | None:
     for item in value:
         if not item or item != item.strip().lower() or any(c in item for c in "/@ \t"):
             return f"{item!r} must be a lower-case host or host:port, e.g. 'app.example.com'"
     return None
 
 
-def _origins(value: tuple[str, ...]) -> str | None:
+def check_origins(value: tuple[str, ...]) -> str | None:
     for item in value:
         parts = urlsplit(item)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
@@ -68,14 +68,14 @@ def _origins(value: tuple[str, ...]) -> str | None:
     return None
 
 
-def _paths(value: tuple[str, ...]) -> str | None:
+def check_paths(value: tuple[str, ...]) -> str | None:
     for item in value:
         if not item.startswith("/") or item.startswith("/_gateway/"):
             return f"{item!r} must start with '/' and lie outside /_gateway/"
     return None
 
 
-def _secret_key(value: str) -> str | None:
+def check_secret_key(value: str) -> str | None:
     if value == "":
         return "is required (set it, or secret_key_file, or env XERO_GATEWAY_SECRET_KEY)"
     if len(value) < 32:
@@ -86,14 +86,14 @@ def _secret_key(value: str) -> str | None:
     return None
 
 
-def _previous_secret_keys(value: tuple[str, ...]) -> str | None:
+def check_previous_secret_keys(value: tuple[str, ...]) -> str | None:
     for number, key in enumerate(value, start=1):
         if len(key) < 32:
             return f"key {number} must be at least 32 characters, as secret_key had to be"
     return None
 
 
-def _issuer(value: str) -> str | None:
+def check_issuer(value: str) -> str | None:
     if not value.strip() or len(value) > 64 or ":" in value:
         return "must be 1 to 64 characters, without a colon (apps split the label at it)"
     if any(not c.isprintable() for c in value):
@@ -101,7 +101,7 @@ def _issuer(value: str) -> str | None:
     return None
 
 
-def _one_of(*choices: str) -> Check:
+def check_one_of(*choices: str) -> Check:
     def check(value: str) -> str | None:
         return None if value in choices else f"must be one of {', '.join(choices)}"
 
@@ -111,7 +111,7 @@ def _one_of(*choices: str) -> Check:
 XERO_TIERS = ("starter", "standard")  # Xero pricing tiers, by daily call budget
 
 
-def _tenant_tiers(value: tuple[str, ...]) -> str | None:
+def check_tenant_tiers(value: tuple[str, ...]) -> str | None:
     seen: set[str] = set()
     for item in value:
         tenant, sep, tier = item.partition("=")

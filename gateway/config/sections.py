@@ -9,19 +9,19 @@ from typing import Any
 
 from gateway.config.checks import (
     XERO_TIERS,
-    _hosts,
-    _http_url,
-    _issuer,
-    _networks,
-    _one_of,
-    _origins,
-    _paths,
-    _port,
-    _positive,
-    _previous_secret_keys,
-    _required_http_url,
-    _secret_key,
-    _tenant_tiers,
+    check_hosts,
+    check_http_url,
+    check_issuer,
+    check_networks,
+    check_one_of,
+    check_origins,
+    check_paths,
+    check_port,
+    check_positive,
+    check_previous_secret_keys,
+    check_required_http_url,
+    check_secret_key,
+    check_tenant_tiers,
     setting,
 )
 
@@ -29,131 +29,135 @@ from gateway.config.checks import (
 @dataclass(frozen=True, kw_only=True)
 class ServerConfig:
     host: str = setting("127.0.0.1", doc="Address the front listener (browsers) binds to.")
-    port: int = setting(8080, doc="Port of the front listener; 0 picks a free one.", check=_port)
+    port: int = setting(
+        8080, doc="Port of the front listener; 0 picks a free one.", check=check_port
+    )
     max_line_size: int = setting(
-        8190, doc="Longest request line accepted, in bytes; longer gets 431.", check=_positive
+        8190, doc="Longest request line accepted, in bytes; longer gets 431.", check=check_positive
     )
     max_field_size: int = setting(
-        8190, doc="Longest header field accepted, in bytes; longer gets 431.", check=_positive
+        8190, doc="Longest header field accepted, in bytes; longer gets 431.", check=check_positive
     )
     max_head_size: int = setting(
         64 * 1024,
         doc="Largest request head (request line and headers together), in bytes; larger gets 431.",
-        check=_positive,
+        check=check_positive,
     )
     max_connections: int = setting(
         1024,
         doc="Client connections open at once; past it a new one gets 503 and is closed.",
-        check=_positive,
+        check=check_positive,
     )
     max_body_size: int = setting(
         50 * 1024 * 1024,
         doc="Largest request body passed to the app, in bytes; larger gets 413.",
-        check=_positive,
+        check=check_positive,
     )
     idle_timeout: float = setting(
         75.0,
         doc="Seconds a client connection may go without a complete request head (idle "
         "keep-alive, or a head sent slowly), or a body to the gateway's own pages may take, "
         "before it is closed; keep it above a front proxy's idle timeout for its connections.",
-        check=_positive,
+        check=check_positive,
     )
     allowed_hosts: tuple[str, ...] = setting(
         (),
         doc="Host header values (host or host:port) the gateway answers; empty allows any.",
-        check=_hosts,
+        check=check_hosts,
     )
     websocket_origins: tuple[str, ...] = setting(
         (),
         doc="Origins besides the gateway's own whose pages may open WebSockets through it.",
-        check=_origins,
+        check=check_origins,
     )
     public_url: str = setting(
         "",
         doc="The address browsers reach the gateway by (an origin, e.g. "
         "'https://app.example.com'), for links in emails; empty: the first of allowed_hosts, "
         "else the address the front listener was reached on.",
-        check=lambda value: _origins((value,)) if value else None,
+        check=lambda value: check_origins((value,)) if value else None,
     )
     metrics_allow: tuple[str, ...] = setting(
         ("127.0.0.1/32", "::1/128"),
         doc="Client networks allowed to read /_gateway/metrics.",
-        check=_networks,
+        check=check_networks,
     )
 
 
 @dataclass(frozen=True, kw_only=True)
 class XeroProxyConfig:
     host: str = setting("127.0.0.1", doc="Address the Xero listener (the app's backend) binds to.")
-    port: int = setting(8081, doc="Port of the Xero listener; 0 picks a free one.", check=_port)
+    port: int = setting(
+        8081, doc="Port of the Xero listener; 0 picks a free one.", check=check_port
+    )
     default_tier: str = setting(
         "standard",
         doc="Xero pricing tier of a tenant not named in tenant_tiers: 'starter' (1,000 calls "
         "a day) or 'standard' (5,000).",
-        check=_one_of(*XERO_TIERS),
+        check=check_one_of(*XERO_TIERS),
     )
     tenant_tiers: tuple[str, ...] = setting(
         (),
         doc="Tenants on another tier than default_tier, as 'tenant-id=starter' or "
         "'tenant-id=standard'.",
-        check=_tenant_tiers,
+        check=check_tenant_tiers,
     )
     queue_size: int = setting(
         100,
         doc="Calls per tenant that may wait for Xero's rate limits; past it a call gets 429 "
         "at once.",
-        check=_positive,
+        check=check_positive,
     )
     max_wait: float = setting(
         30.0,
         doc="Seconds a call may wait for Xero's rate limits and retries before the app gets "
         "429 with Retry-After; a call that could not start within it is refused at once.",
-        check=_positive,
+        check=check_positive,
     )
     retry_after_cap: float = setting(
         600.0,
         doc="Longest wait honoured from a Retry-After in Xero's 429, in seconds.",
-        check=_positive,
+        check=check_positive,
     )
     retry_attempts: int = setting(
         3,
         doc="Tries in all for a GET, HEAD or Idempotency-Key request that meets a 5xx or a "
         "timeout (others are never tried again).",
-        check=_positive,
+        check=check_positive,
     )
     retry_backoff: float = setting(
         0.5,
         doc="Seconds before the first retry; each later one waits about twice as long, jittered.",
-        check=_positive,
+        check=check_positive,
     )
     metrics_tenants: int = setting(
         50,
         doc="Tenants that get their own label in the Xero rate metrics; calls of any further "
         "tenant are counted under 'other'.",
-        check=_positive,
+        check=check_positive,
     )
 
 
 @dataclass(frozen=True, kw_only=True)
 class UpstreamConfig:
     url: str = setting(
-        "", doc="Base URL of the app behind the gateway (required).", check=_required_http_url
+        "", doc="Base URL of the app behind the gateway (required).", check=check_required_http_url
     )
     connect_timeout: float = setting(
-        5.0, doc="Seconds to wait for a connection to the app; then 502.", check=_positive
+        5.0, doc="Seconds to wait for a connection to the app; then 502.", check=check_positive
     )
     read_timeout: float = setting(
-        60.0, doc="Seconds to wait for the app to answer; then 504.", check=_positive
+        60.0, doc="Seconds to wait for the app to answer; then 504.", check=check_positive
     )
     websocket_recheck_seconds: float = setting(
         15.0,
         doc="How often an open WebSocket's session is re-checked; a signed-out one is closed.",
-        check=_positive,
+        check=check_positive,
     )
     public_paths: tuple[str, ...] = setting(
         (),
         doc="Paths served without sign-in: '/x/' covers a subtree, '/x*' a prefix, else exact.",
-        check=_paths,
+        check=check_paths,
     )
     drop_underscore_headers: bool = setting(
         True,
@@ -166,7 +170,7 @@ class UpstreamConfig:
 class StoreConfig:
     path: str = setting("var/gateway.sqlite3", doc="SQLite database file (created if missing).")
     busy_timeout_ms: int = setting(
-        5000, doc="How long a write waits for a locked database, in ms.", check=_positive
+        5000, doc="How long a write waits for a locked database, in ms.", check=check_positive
     )
 
 
@@ -175,13 +179,13 @@ class SecurityConfig:
     secret_key: str = setting(
         "",
         doc="Key for CSRF tokens and encryption at rest (>= 32 chars). Keep it out of the repo.",
-        check=_secret_key,
+        check=check_secret_key,
         env="XERO_GATEWAY_SECRET_KEY",
     )
     previous_secret_keys: tuple[str, ...] = setting(
         (),
         doc="Former secret keys, still accepted for what they made, so secret_key can be rotated.",
-        check=_previous_secret_keys,
+        check=check_previous_secret_keys,
         env="XERO_GATEWAY_PREVIOUS_SECRET_KEYS",
     )
     cookie_secure: bool = setting(
@@ -191,34 +195,36 @@ class SecurityConfig:
     trusted_proxies: tuple[str, ...] = setting(
         (),
         doc="Addresses/networks of proxies in front of the gateway whose X-Forwarded-* is trusted.",
-        check=_networks,
+        check=check_networks,
     )
     totp_issuer: str = setting(
         "Xero Gateway",
         doc="Name authenticator apps show beside the account (the otpauth URI's issuer).",
-        check=_issuer,
+        check=check_issuer,
     )
 
 
 @dataclass(frozen=True, kw_only=True)
 class SessionConfig:
     idle_timeout_minutes: float = setting(
-        30, doc="A session unused this long ends (server-side).", check=_positive
+        30, doc="A session unused this long ends (server-side).", check=check_positive
     )
     absolute_timeout_hours: float = setting(
-        12, doc="A session ends this long after sign-in, however active.", check=_positive
+        12, doc="A session ends this long after sign-in, however active.", check=check_positive
     )
 
 
 @dataclass(frozen=True, kw_only=True)
 class AdminConfig:
     session_idle_minutes: float = setting(
-        15, doc="A gateway admin's session unused this long ends (server-side).", check=_positive
+        15,
+        doc="A gateway admin's session unused this long ends (server-side).",
+        check=check_positive,
     )
     session_absolute_hours: float = setting(
         8,
         doc="A gateway admin's session ends this long after sign-in, however active.",
-        check=_positive,
+        check=check_positive,
     )
 
 
@@ -228,24 +234,24 @@ class ThrottleConfig:
         5,
         doc="Failed sign-ins per account within the window, for each browser that signed in "
         "to it before and for all others together, before they must wait.",
-        check=_positive,
+        check=check_positive,
     )
     address_failures: int = setting(
         20,
         doc="Failed sign-ins per client address within the window before it is locked.",
-        check=_positive,
+        check=check_positive,
     )
     window_minutes: float = setting(
-        15, doc="Window over which failures are counted.", check=_positive
+        15, doc="Window over which failures are counted.", check=check_positive
     )
     lockout_minutes: float = setting(
-        15, doc="How long a locked account or address must wait.", check=_positive
+        15, doc="How long a locked account or address must wait.", check=check_positive
     )
     slowdown_seconds: float = setting(
         30,
         doc="Wait for devices new to an account once its failures reach account_failures; "
         "it doubles with each further failure, up to lockout_minutes.",
-        check=_positive,
+        check=check_positive,
     )
 
 
@@ -256,7 +262,9 @@ class XeroConfig:
         "", doc="OAuth client secret of the Xero app.", env="XERO_GATEWAY_XERO_CLIENT_SECRET"
     )
     redirect_uri: str = setting(
-        "", doc="Callback URL registered with Xero (…/_gateway/xero/callback).", check=_http_url
+        "",
+        doc="Callback URL registered with Xero (…/_gateway/xero/callback).",
+        check=check_http_url,
     )
     scopes: tuple[str, ...] = setting(
         ("openid", "profile", "email", "offline_access", "accounting.settings.read"),
@@ -265,17 +273,19 @@ class XeroConfig:
     authorize_url: str = setting(
         "https://login.xero.com/identity/connect/authorize",
         doc="Xero's authorize endpoint (change only for an emulator).",
-        check=_http_url,
+        check=check_http_url,
     )
     token_url: str = setting(
-        "https://identity.xero.com/connect/token", doc="Xero's token endpoint.", check=_http_url
+        "https://identity.xero.com/connect/token",
+        doc="Xero's token endpoint.",
+        check=check_http_url,
     )
     revoke_url: str = setting(
         "https://identity.xero.com/connect/revocation",
         doc="Xero's revocation endpoint.",
-        check=_http_url,
+        check=check_http_url,
     )
-    api_url: str = setting("https://api.xero.com", doc="Xero's API base URL.", check=_http_url)
+    api_url: str = setting("https://api.xero.com", doc="Xero's API base URL.", check=check_http_url)
     webhook_key: str = setting(
         "",
         doc="Webhook signing key from the Xero app's Webhooks page; empty turns the webhook"
@@ -286,14 +296,14 @@ class XeroConfig:
         "",
         doc="URL of the app's endpoint that verified Xero webhook events are forwarded to,"
         " signed, one event per POST; empty acknowledges events without keeping them.",
-        check=_http_url,
+        check=check_http_url,
     )
     recheck_minutes: float = setting(
         60.0,
         doc="How often each connection's tenants and their Organisation facts (country, name)"
         " are read again from Xero, in minutes, so a tenant removed or changed at Xero changes"
         " the policy scope within this interval.",
-        check=_positive,
+        check=check_positive,
     )
 
 
@@ -303,13 +313,13 @@ class SmsConfig:
         "http",
         doc="How codes are texted: 'http' (the provider below) or 'log' (written to the log, "
         "codes and all: for the demo and development only).",
-        check=_one_of("http", "log"),
+        check=check_one_of("http", "log"),
     )
     provider_url: str = setting(
         "",
         doc="Base URL of the Twilio-compatible SMS API (e.g. https://api.twilio.com); "
         "empty disables SMS delivery.",
-        check=_http_url,
+        check=check_http_url,
     )
     account: str = setting("", doc="Account id at the SMS provider (Twilio's Account SID).")
     api_key: str = setting("", doc="API key for the SMS provider.", env="XERO_GATEWAY_SMS_API_KEY")
@@ -318,7 +328,7 @@ class SmsConfig:
         100,
         doc="Text messages the gateway sends per hour in all, whoever asks: a guard against "
         "SMS toll fraud.",
-        check=_positive,
+        check=check_positive,
     )
 
 
@@ -328,10 +338,10 @@ class EmailConfig:
         "smtp",
         doc="How codes are emailed: 'smtp' (the server below) or 'log' (written to the log, "
         "codes and all: for the demo and development only).",
-        check=_one_of("smtp", "log"),
+        check=check_one_of("smtp", "log"),
     )
     host: str = setting("", doc="SMTP server host; empty disables email delivery.")
-    port: int = setting(587, doc="SMTP server port.", check=_port)
+    port: int = setting(587, doc="SMTP server port.", check=check_port)
     starttls: bool = setting(True, doc="Upgrade the SMTP connection with STARTTLS.")
     tls: bool = setting(
         False, doc="Connect with TLS from the start (SMTPS, usually port 465) instead of STARTTLS."
@@ -344,10 +354,10 @@ class EmailConfig:
 @dataclass(frozen=True, kw_only=True)
 class LoggingConfig:
     level: str = setting(
-        "INFO", doc="Log level.", check=_one_of("DEBUG", "INFO", "WARNING", "ERROR")
+        "INFO", doc="Log level.", check=check_one_of("DEBUG", "INFO", "WARNING", "ERROR")
     )
     format: str = setting(
-        "json", doc="'json' (one object per line) or 'text'.", check=_one_of("json", "text")
+        "json", doc="'json' (one object per line) or 'text'.", check=check_one_of("json", "text")
     )
 
 

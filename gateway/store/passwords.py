@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from gateway.store.database import Database, Row, Transaction
 from gateway.store.records import SessionRecord
 from gateway.store.revocations import revoke
-from gateway.store.sessions import _insert as insert_session
+from gateway.store.sessions import insert_session
 
 _COLUMNS = "token_hash, user_id, created_at, expires_at, used_at, retired_at"
 

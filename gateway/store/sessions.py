@@ -33,7 +33,7 @@ def _session(row: Row) -> SessionRecord:
     )
 
 
-async def _insert(tx: Transaction, record: SessionRecord) -> None:
+async def insert_session(tx: Transaction, record: SessionRecord) -> None:
     factor = record.second_factor
     await tx.execute(
         "INSERT INTO sessions (id_hash, user_id, created_at, last_seen_at, expires_at,"
@@ -86,7 +86,7 @@ class SessionRepository:
                 {"id_hash": record.id_hash},
             ):
                 raise ConflictError("a session with this id already exists")
-            await _insert(tx, record)
+            await insert_session(tx, record)
 
     async def rotate_verified(self, old_hash: str, record: SessionRecord, now: float) -> None:
         """Replace the open session ``old_hash`` by ``record``, which carries the second-factor
@@ -104,7 +104,7 @@ class SessionRepository:
             if not ended:
                 raise NotFoundError("the session has ended; sign in again")
             await revoke(tx, now, session_hash=old_hash)
-            await _insert(tx, record)
+            await insert_session(tx, record)
             await note_change(
                 tx, now, kind="mfa", user_id=record.user_id, session_hash=record.id_hash
             )

@@ -32,8 +32,8 @@ from gateway.web.password_flows import (
     reset_password,
     step_up_url,
 )
-from gateway.web.user_routes import _problem as problem_reply
-from gateway.web.user_routes import _route as route
+from gateway.web.user_routes import problem_reply
+from gateway.web.user_routes import user_route as route
 
 FORGOT_API_PATH = f"{API}/password/forgot"
 RESET_API_PATH = f"{API}/password/reset"

@@ -60,7 +60,7 @@ from gateway.web.user_api import (
 )
 
 
-def _problem(description: str) -> Reply:
+def problem_reply(description: str) -> Reply:
     return Reply(description=description, model=Problem, media_type=PROBLEM)
 
 
@@ -70,8 +70,8 @@ CSRF_PARAM = Param(
     required=True,
     description=f"The session's CSRF token (csrf_token from GET {ME_PATH}).",
 )
-UNAUTHENTICATED = _problem("Not signed in, or the session is over (unauthenticated).")
-REFUSED = _problem(
+UNAUTHENTICATED = problem_reply("Not signed in, or the session is over (unauthenticated).")
+REFUSED = problem_reply(
     "Cross-site: Sec-Fetch-Site or Origin is not the gateway's own (cross-site); or the"
     f" {CSRF_HEADER} header is missing or wrong (csrf-failed)."
 )
@@ -80,34 +80,36 @@ CHANGE_REPLIES: dict[str, Reply | str] = {
     "403": REFUSED,
 }
 BODY_REPLIES: dict[str, Reply | str] = {
-    "400": _problem("The body is not a JSON object (invalid-json)."),
-    "413": _problem("The body is over 64 KiB (body-too-large)."),
-    "415": _problem("The body is not sent as application/json (unsupported-media-type)."),
-    "422": _problem("The body does not fit its schema (invalid-body); errors lists every one."),
+    "400": problem_reply("The body is not a JSON object (invalid-json)."),
+    "413": problem_reply("The body is over 64 KiB (body-too-large)."),
+    "415": problem_reply("The body is not sent as application/json (unsupported-media-type)."),
+    "422": problem_reply(
+        "The body does not fit its schema (invalid-body); errors lists every one."
+    ),
 }
-STEP_REFUSED = _problem(
+STEP_REFUSED = problem_reply(
     "The step is out of order, ran out, or done already (step-missing, step-expired,"
     " already-enrolled); detail says what to do."
 )
-CODE_REFUSED = _problem(
+CODE_REFUSED = problem_reply(
     "The code was not accepted (code-refused): wrong, reused, malformed, or too many failed"
     " attempts. Always the same message."
 )
-SENT_CODE_REFUSED = _problem(
+SENT_CODE_REFUSED = problem_reply(
     "The code was not accepted (code-refused): wrong, or too many failed attempts (the same"
     " message), expired or used already (detail says to send a new one), or none was sent."
 )
-BAD_DESTINATION = _problem(
+BAD_DESTINATION = problem_reply(
     "Codes cannot be sent there (bad-destination): a malformed, premium-rate or non-mobile"
     " number, the primary phone given as the backup, or a malformed email address; detail"
     " says why. Nothing was sent."
 )
 SEND_REFUSED: dict[str, Reply | str] = {
-    "429": _problem(
+    "429": problem_reply(
         "Too many codes sent to this user or number, or by text message in all"
         " (send-limited); detail and Retry-After say when to try again. Nothing was spent."
     ),
-    "503": _problem(
+    "503": problem_reply(
         "The code could not be sent (send-failed: try again; nothing was spent), or this"
         " gateway cannot send text messages (send-unavailable)."
     ),
@@ -129,12 +131,12 @@ def _add_replies(replies: dict[str, Reply | str], shared: dict[str, Reply | str]
     for status, reply in shared.items():
         own = replies.get(status)
         if isinstance(own, Reply) and isinstance(reply, Reply) and own.media_type == PROBLEM:
-            replies[status] = _problem(f"{own.description} Or: {reply.description}")
+            replies[status] = problem_reply(f"{own.description} Or: {reply.description}")
         else:
             replies[status] = reply
 
 
-def _route(
+def user_route(
     handler: UserHandler,
     method: str,
     path: str,
@@ -174,7 +176,7 @@ def _route(
 SESSION_COOKIE = "Sets the session cookie (HttpOnly, SameSite=Lax) under a new id."
 
 ROUTES = (
-    _route(
+    user_route(
         sign_in,
         "POST",
         SESSION_PATH,
@@ -182,8 +184,10 @@ ROUTES = (
         "Sign in with email and password",
         {
             "200": Reply(description=f"Signed in. {SESSION_COOKIE}", model=SessionState),
-            "401": _problem("The email and password do not match an account (sign-in-failed)."),
-            "429": _problem("Too many attempts (too-many-attempts); see Retry-After."),
+            "401": problem_reply(
+                "The email and password do not match an account (sign-in-failed)."
+            ),
+            "429": problem_reply("Too many attempts (too-many-attempts); see Retry-After."),
         },
         body=SignInBody,
         csrf=False,
@@ -192,7 +196,7 @@ ROUTES = (
             " gateway's own origin, and only as application/json. next says what comes next."
         ),
     ),
-    _route(
+    user_route(
         sign_out_call,
         "DELETE",
         SESSION_PATH,
@@ -201,7 +205,7 @@ ROUTES = (
         {"204": Reply(description="Signed out (or was not signed in); the cookie is cleared.")},
         description=f"Needs {CSRF_HEADER} when signed in.",
     ),
-    _route(
+    user_route(
         me,
         "GET",
         ME_PATH,
@@ -209,7 +213,7 @@ ROUTES = (
         "The signed-in user, their organisation, role and 2FA state, and the CSRF token",
         {"200": Reply(description="The user.", model=Me), "401": UNAUTHENTICATED},
     ),
-    _route(
+    user_route(
         enrol_totp,
         "POST",
         ENROL_TOTP_PATH,
@@ -220,7 +224,7 @@ ROUTES = (
             "409": STEP_REFUSED,
         },
     ),
-    _route(
+    user_route(
         confirm_totp,
         "POST",
         CONFIRM_TOTP_PATH,
@@ -233,7 +237,7 @@ ROUTES = (
         },
         body=CodeBody,
     ),
-    _route(
+    user_route(
         enrol_backup,
         "POST",
         ENROL_BACKUP_PATH,
@@ -243,7 +247,7 @@ ROUTES = (
         {
             "200": Reply(description="The code is on its way.", model=CodeSent),
             "400": BAD_DESTINATION,
-            "409": _problem(
+            "409": problem_reply(
                 "The primary method is not confirmed yet, or the step ran out (step-missing,"
                 " step-expired); or the policy does not accept that kind (method-not-allowed)."
             ),
@@ -256,7 +260,7 @@ ROUTES = (
             " the code sent before."
         ),
     ),
-    _route(
+    user_route(
         confirm_backup,
         "POST",
         CONFIRM_BACKUP_PATH,
@@ -269,7 +273,7 @@ ROUTES = (
         },
         body=CodeBody,
     ),
-    _route(
+    user_route(
         enrol_sms,
         "POST",
         ENROL_SMS_PATH,
@@ -288,7 +292,7 @@ ROUTES = (
             " xxx."
         ),
     ),
-    _route(
+    user_route(
         confirm_sms,
         "POST",
         CONFIRM_SMS_PATH,
@@ -301,7 +305,7 @@ ROUTES = (
         },
         body=CodeBody,
     ),
-    _route(
+    user_route(
         finish,
         "POST",
         FINISH_PATH,
@@ -315,7 +319,7 @@ ROUTES = (
             "409": STEP_REFUSED,
         },
     ),
-    _route(
+    user_route(
         send_challenge_code,
         "POST",
         CHALLENGE_SEND_PATH,
@@ -330,7 +334,7 @@ ROUTES = (
                 ),
                 model=CodeSent,
             ),
-            "409": _problem(
+            "409": problem_reply(
                 "No second factor set up yet (enrolment-required), no phone (no-sms-factor)"
                 " or no backup method (no-backup-factor) to send to."
             ),
@@ -343,7 +347,7 @@ ROUTES = (
             " mail server has taken the code by then (a failed send is a 503)."
         ),
     ),
-    _route(
+    user_route(
         challenge,
         "POST",
         CHALLENGE_PATH,
@@ -359,11 +363,11 @@ ROUTES = (
                 model=ChallengePassed,
             ),
             "400": CODE_REFUSED,
-            "409": _problem("No second factor set up yet (enrolment-required)."),
+            "409": problem_reply("No second factor set up yet (enrolment-required)."),
         },
         body=ChallengeBody,
     ),
-    _route(
+    user_route(
         team_call,
         "GET",
         TEAM_API_PATH,
@@ -372,7 +376,7 @@ ROUTES = (
         {
             "200": Reply(description="The team.", model=Team),
             "401": UNAUTHENTICATED,
-            "403": _problem(
+            "403": problem_reply(
                 "The caller is not a principal (not-a-principal), or their 2FA is set up and"
                 " this session has not passed it yet (step-up-required, with step_up_url)."
             ),
@@ -382,7 +386,7 @@ ROUTES = (
             " for principals, disabled users and the caller."
         ),
     ),
-    _route(
+    user_route(
         reset_call,
         "POST",
         TEAM_API_RESET_PATH,
@@ -390,16 +394,16 @@ ROUTES = (
         "Reset a member's 2FA: their factors, recovery codes, remembered devices and sessions",
         {
             "200": Reply(description="Reset; the member was emailed (emailed).", model=ResetAnswer),
-            "403": _problem(
+            "403": problem_reply(
                 "Not a principal (not-a-principal); the caller's own 2FA is not set up"
                 " (own-mfa-required); the user is a principal, reset only by support"
                 " (principal-reset-by-support); or the caller's second factor is older than"
                 " five minutes (step-up-required, with step_up_url). Nothing was changed."
             ),
-            "404": _problem(
+            "404": problem_reply(
                 "No member of the caller's organisation has that id (member-not-found)."
             ),
-            "409": _problem("The member is disabled (member-disabled)."),
+            "409": problem_reply("The member is disabled (member-disabled)."),
         },
         parameters=(Param(name="user_id", where="path", description="The member's user id."),),
         description=(
