@@ -62,3 +62,76 @@ def test_request_and_latency_metrics_expose_what_prometheus_client_would(seed: i
 def test_an_unknown_outcome_is_refused() -> None:
     with pytest.raises(KeyError):
         Metrics().count("no-such-outcome")
+
+
+def _family(text: str, name: str) -> str:
+    """The exposition lines of one metric family (HELP, TYPE and samples)."""
+    lines = text.splitlines()
+    heads = (f"# HELP {name} ", f"# HELP {name}_total ")  # a counter's HELP names its _total
+    start = next(i for i, line in enumerate(lines) if line.startswith(heads))
+    end = next(
+        (i for i in range(start + 1, len(lines)) if lines[i].startswith("# HELP ")), len(lines)
+    )
+    return "\n".join(lines[start:end])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_xero_listeners_metrics_expose_what_prometheus_client_would(seed: int) -> None:
+    metrics = Metrics()
+    registry = CollectorRegistry(auto_describe=True)
+    requests = Counter(
+        "gateway_xero_api_requests",
+        metrics.xero_api_requests.documentation,
+        ["outcome"],
+        registry=registry,
+    )
+    for outcome in metrics.xero_api_requests.counts:
+        requests.labels(outcome=outcome)
+    latency = Histogram(
+        "gateway_xero_api_upstream_seconds",
+        metrics.xero_api_latency.documentation,
+        ["status"],
+        registry=registry,
+    )
+    for cls in ("1xx", "2xx", "3xx", "4xx", "5xx"):
+        latency.labels(status=cls)
+    waits = Histogram(
+        "gateway_xero_wait_seconds",
+        metrics.xero_waits.documentation,
+        buckets=(0.01, 0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120),
+        registry=registry,
+    )
+    rng = random.Random(seed)
+    series = list(metrics.xero_api_latency.series.values())
+    for _ in range(300):
+        outcome = rng.choice(list(metrics.xero_api_requests.counts))
+        metrics.xero_api_requests.inc(outcome)
+        requests.labels(outcome=outcome).inc()
+        index = rng.randrange(5)
+        seconds = rng.choice([0.0, 0.005, 0.0050001, 0.75, 10.0, 11.0, rng.random()])
+        series[index].observe(seconds)
+        latency.labels(status=f"{index + 1}xx").observe(seconds)
+        waited = rng.choice([0.0, 0.01, 0.5, 119.0, 121.0, rng.random() * 30])
+        metrics.xero_waited(waited)
+        waits.observe(waited)
+    ours = _without_created_times(metrics.render().decode())
+    theirs = _without_created_times(generate_latest(registry).decode())
+    for name in (
+        "gateway_xero_api_requests",
+        "gateway_xero_api_upstream_seconds",
+        "gateway_xero_wait_seconds",
+    ):
+        assert _family(ours, name) == _family(theirs, name)
+
+
+def test_xero_calls_in_flight_and_waiting_are_read_from_the_governor_by_tenant_label() -> None:
+    metrics = Metrics(xero_tenants=2)
+    loads = [("t-1", 3, 0), ("t-2", 1, 4), ("t-3", 2, 1), ("t-4", 0, 5)]
+    metrics.watch_xero_load(lambda: loads)
+    text = metrics.render().decode()
+    assert 'gateway_xero_in_flight{tenant="t-1"} 3.0' in text
+    assert 'gateway_xero_queue_depth{tenant="t-2"} 4.0' in text
+    # Tenants past the first two share the label "other": their counts are summed.
+    assert 'gateway_xero_in_flight{tenant="other"} 2.0' in text
+    assert 'gateway_xero_queue_depth{tenant="other"} 6.0' in text
+    assert 'tenant="t-3"' not in text

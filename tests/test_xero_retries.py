@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.xero.rate_headers import Block, RateReport, read_report, retry_after_seconds
+from gateway.xero.rate_headers import (
+    Block,
+    block_of,
+    remaining_counts,
+    retry_after_seconds,
+    used_of,
+)
 from gateway.xero.retries import Outcome, RetryPolicy, outcome_of, retry_delay
 
 POLICY = RetryPolicy(attempts=3, backoff=1.0, max_backoff=8.0)
@@ -190,7 +196,7 @@ def test_retry_after_is_read_as_seconds_or_a_date(value: str | None, seconds: fl
 def test_a_429_blocks_the_tenant_or_the_app_for_its_capped_retry_after(
     headers: dict[str, str], block: Block
 ) -> None:
-    assert read_report(429, headers, now=NOW, retry_after_cap=600).block == block
+    assert block_of(429, headers, now=NOW, retry_after_cap=600) == block
 
 
 def test_remaining_counts_are_read_and_nonsense_is_ignored() -> None:
@@ -200,8 +206,8 @@ def test_remaining_counts_are_read_and_nonsense_is_ignored() -> None:
         "X-AppMinLimit-Remaining": "9,000",
         "Retry-After": "30",
     }
-    report = read_report(200, headers, now=NOW, retry_after_cap=600)
-    assert report == RateReport(day_remaining=4990)
-    assert RateReport.used(5000, report.day_remaining) == 10
-    assert RateReport.used(1000, 4990) == 0  # a bigger budget than ours loosens nothing
-    assert RateReport.used(60, None) is None
+    assert remaining_counts(headers) == (4990, None, None)
+    assert block_of(200, headers, now=NOW, retry_after_cap=600) is None  # only a 429 blocks
+    assert used_of(5000, 4990) == 10
+    assert used_of(1000, 4990) == 0  # a bigger budget than ours loosens nothing
+    assert used_of(60, None) is None

@@ -3,17 +3,12 @@ and the Xero rate governor's queues, waits, refusals and 429s."""
 
 from __future__ import annotations
 
-import bisect
-import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
-import prometheus_client.metrics
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
+
+from gateway.ops.loop_metrics import LoopCounter, LoopHistogram, ReadGauge
 
 OUTCOMES = (
     "proxied",
@@ -30,8 +25,23 @@ OUTCOMES = (
 
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-# The "le" label of each bucket, +Inf last, spelled as prometheus_client spells it.
-_LE = tuple(floatToGoString(b) for b in (*LATENCY_BUCKETS, float("inf")))  # type: ignore[no-untyped-call]
+# The Xero listener's latency buckets: prometheus_client's default ones.
+XERO_LATENCY_BUCKETS = tuple(b for b in Histogram.DEFAULT_BUCKETS if b != float("inf"))
+XERO_OUTCOMES = (
+    "forwarded",
+    "connections",
+    "unauthenticated",
+    "tenant_not_linked",
+    "mfa_required",
+    "needs_reconnect",
+    "rate_limited",
+    "xero_unavailable",
+    "rejected",
+    "error",
+)
+# One tenant's calls to Xero at a moment: (tenant id, in flight, waiting), as the rate
+# governor counts them.
+XeroLoad = tuple[str, int, int]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -39,76 +49,6 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 XERO_WAIT_BUCKETS = (0.01, 0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120)
 # The tenant label of every tenant past ``xero_tenants`` distinct ones.
 OTHER_TENANTS = "other"
-XERO_SERIES_KEPT = 10_000  # tenant ids whose in-flight series is kept at hand
-
-
-def _created_series() -> bool:
-    # prometheus_client's own switch (PROMETHEUS_DISABLE_CREATED_SERIES), honoured as its
-    # Counter and Histogram honour it.
-    return bool(getattr(prometheus_client.metrics, "_use_created", True))
-
-
-class _Latency:
-    """One status class's histogram: per-bucket counts (not cumulative) and the sum."""
-
-    __slots__ = ("counts", "created", "sum")
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
-        self.sum = 0.0
-        self.created = time.time()
-
-
-class _HotPathCollector(Collector):
-    """Requests by outcome and upstream latency, counted with plain ints and floats.
-
-    Every proxied request updates both, so they skip prometheus_client's per-update lock:
-    they are only ever updated and read on the event loop's thread. At scrape time they
-    are exposed under the names, types and series a Counter and a Histogram would give.
-    """
-
-    def __init__(self) -> None:
-        self.requests = dict.fromkeys(OUTCOMES, 0)
-        self.requests_created = {name: time.time() for name in OUTCOMES}
-        self.latency = {cls: _Latency() for cls in STATUS_CLASSES}
-
-    def describe(self) -> Iterable[Metric]:
-        return [self._requests_metric(), self._latency_metric()]
-
-    def _requests_metric(self) -> Metric:
-        return Metric("gateway_requests", "Requests on the front listener by outcome.", "counter")
-
-    def _latency_metric(self) -> Metric:
-        return Metric(
-            "gateway_upstream_latency_seconds",
-            "Time from forwarding a request to the app until its response headers arrived.",
-            "histogram",
-        )
-
-    def collect(self) -> Iterable[Metric]:
-        created = _created_series()
-        requests = self._requests_metric()
-        for outcome, count in self.requests.items():
-            labels = {"outcome": outcome}
-            requests.add_sample("gateway_requests_total", labels, float(count))
-            if created:
-                requests.add_sample(
-                    "gateway_requests_created", labels, self.requests_created[outcome]
-                )
-        latency = self._latency_metric()
-        name = latency.name
-        for cls, histogram in self.latency.items():
-            acc = 0.0
-            for le, count in zip(_LE, histogram.counts, strict=True):
-                acc += count
-                labels = {"status_class": cls, "le": le}
-                latency.add_sample(name + "_bucket", labels, acc)
-            labels = {"status_class": cls}
-            latency.add_sample(name + "_count", labels, acc)
-            latency.add_sample(name + "_sum", labels, histogram.sum)
-            if created:
-                latency.add_sample(name + "_created", labels, histogram.created)
-        return [requests, latency]
 
 
 class Metrics:
@@ -123,10 +63,22 @@ class Metrics:
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         # Registered first, so the exposition keeps its order: requests, latency, the rest.
-        self._hot = _HotPathCollector()
-        self.registry.register(self._hot)
-        self._requests = self._hot.requests
-        self._latency = self._hot.latency
+        self._requests = LoopCounter(
+            "gateway_requests",
+            "Requests on the front listener by outcome.",
+            "outcome",
+            OUTCOMES,
+            registry=self.registry,
+        )
+        self._latency = LoopHistogram(
+            "gateway_upstream_latency_seconds",
+            "Time from forwarding a request to the app until its response headers arrived.",
+            LATENCY_BUCKETS,
+            label="status_class",
+            values=STATUS_CLASSES,
+            registry=self.registry,
+        )
+        self._latency_series = tuple(self._latency.series.values())
         self.sessions = Gauge(
             "gateway_sessions_active",
             "Sessions held in memory by this gateway.",
@@ -161,18 +113,22 @@ class Metrics:
             registry=self.registry,
         )
 
-        self.xero_api_requests = Counter(
+        # Counted on every call through the Xero listener: without prometheus_client's lock.
+        self.xero_api_requests = LoopCounter(
             "gateway_xero_api_requests",
             "Requests on the Xero listener by outcome: forwarded (Xero's answer passed on),"
             " connections (answered by the gateway), unauthenticated, tenant_not_linked,"
             " mfa_required, needs_reconnect, rate_limited, xero_unavailable, rejected.",
-            ["outcome"],
+            "outcome",
+            XERO_OUTCOMES,
             registry=self.registry,
         )
-        self.xero_api_latency = Histogram(
+        self.xero_api_latency = LoopHistogram(
             "gateway_xero_api_upstream_seconds",
             "Seconds from sending a call to Xero until its response head, by status class.",
-            ["status"],
+            XERO_LATENCY_BUCKETS,
+            label="status",
+            values=STATUS_CLASSES,
             registry=self.registry,
         )
 
@@ -196,27 +152,30 @@ class Metrics:
         # keeps a bounded number of series. The wait histogram has no tenant label at all.
         self._xero_tenants = xero_tenants
         self._xero_labels: set[str] = set()
-        # The in-flight gauge's series by tenant id, looked up once per tenant: it moves twice
-        # on every call to Xero. Tenant ids come from connected tenants only; kept bounded.
-        self._xero_in_flight_series: dict[str, Any] = {}
-        self.xero_queue_depth = Gauge(
+        # Calls in flight and waiting are the rate governor's own counts, read at scrape time
+        # (``watch_xero_load``): nothing to update on a call.
+        self._xero_load: Callable[[], Iterable[XeroLoad]] = tuple
+        ReadGauge(
             "gateway_xero_queue_depth",
             "Calls waiting for Xero's rate limits, by tenant.",
-            ["tenant"],
+            "tenant",
+            lambda: self._xero_by_label(waiting=True),
             registry=self.registry,
         )
-        self.xero_in_flight = Gauge(
+        ReadGauge(
             "gateway_xero_in_flight",
             "Calls to Xero in flight, by tenant.",
-            ["tenant"],
+            "tenant",
+            lambda: self._xero_by_label(waiting=False),
             registry=self.registry,
         )
-        self.xero_waits = Histogram(
+        self.xero_waits = LoopHistogram(
             "gateway_xero_wait_seconds",
             "Time a call to Xero waited for the rate governor before it started.",
-            buckets=XERO_WAIT_BUCKETS,
+            XERO_WAIT_BUCKETS,
             registry=self.registry,
         )
+        self._xero_wait_series = self.xero_waits.series[""]
         self.xero_refusals = Counter(
             "gateway_xero_refusals",
             "Calls to Xero the rate governor refused (429 to the app), by tenant and reason.",
@@ -242,20 +201,19 @@ class Metrics:
             return tenant_id
         return OTHER_TENANTS
 
-    def xero_queued(self, tenant_id: str, change: int) -> None:
-        self.xero_queue_depth.labels(tenant=self.xero_tenant_label(tenant_id)).inc(change)
+    def watch_xero_load(self, load: Callable[[], Iterable[XeroLoad]]) -> None:
+        """Read the Xero calls in flight and waiting from ``load`` at every scrape."""
+        self._xero_load = load
 
-    def xero_started(self, tenant_id: str, change: int) -> None:
-        series = self._xero_in_flight_series.get(tenant_id)
-        if series is None:
-            if len(self._xero_in_flight_series) >= XERO_SERIES_KEPT:
-                self._xero_in_flight_series.clear()
-            series = self.xero_in_flight.labels(tenant=self.xero_tenant_label(tenant_id))
-            self._xero_in_flight_series[tenant_id] = series
-        series.inc(change)
+    def _xero_by_label(self, *, waiting: bool) -> dict[str, float]:
+        readings: dict[str, float] = {}
+        for tenant_id, in_flight, queued in self._xero_load():
+            label = self.xero_tenant_label(tenant_id)
+            readings[label] = readings.get(label, 0) + (queued if waiting else in_flight)
+        return readings
 
     def xero_waited(self, seconds: float) -> None:
-        self.xero_waits.observe(seconds)
+        self._xero_wait_series.observe(seconds)
 
     def xero_refused(self, tenant_id: str, reason: str) -> None:
         self.xero_refusals.labels(tenant=self.xero_tenant_label(tenant_id), reason=reason).inc()
@@ -267,13 +225,10 @@ class Metrics:
         self.connections_refused.inc()
 
     def count(self, outcome: str) -> None:
-        self._requests[outcome] += 1  # KeyError for an outcome not in OUTCOMES, as before
+        self._requests.inc(outcome)  # KeyError for an outcome not in OUTCOMES
 
     def observe_upstream(self, status: int, seconds: float) -> None:
-        histogram = self._latency[STATUS_CLASSES[min(max(status // 100, 1), 5) - 1]]
-        # Prometheus buckets are "less than or equal": the first bound >= seconds.
-        histogram.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        histogram.sum += seconds
+        self._latency_series[min(max(status // 100, 1), 5) - 1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

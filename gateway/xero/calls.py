@@ -76,7 +76,9 @@ class RetryingCaller:
         attempt = 0
         while True:
             attempt += 1
-            permit = await governor.admit(call.tenant_id, deadline=call.deadline)
+            permit = governor.admit_now(call.tenant_id) or await governor.admit(
+                call.tenant_id, deadline=call.deadline
+            )
             try:
                 response = await call.send()
             except XeroUnavailable as exc:
@@ -89,11 +91,10 @@ class RetryingCaller:
                 raise
             else:
                 status = response.status
-                report = governor.observe(call.tenant_id, status, response.headers)
+                block = governor.observe(call.tenant_id, status, response.headers)
                 if outcome_of(status) is Outcome.ANSWERED:  # the common case: pass it on
                     call.permit = permit
                     return response
-                block = report.block
                 retry_after = block.until - self._clock() if block is not None else None
                 delay = self._retry(call, attempt, status, retry_after)
                 if delay is None:

@@ -19,7 +19,7 @@ import heapq
 import itertools
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -38,7 +38,7 @@ from gateway.xero.limits import (
     may_start,
     start_times,
 )
-from gateway.xero.rate_headers import RateReport, read_report
+from gateway.xero.rate_headers import Block, block_of, remaining_counts, used_of
 from gateway.xero.tokens import XeroError
 
 Sleeper = Callable[[float], Awaitable[None]]
@@ -65,9 +65,7 @@ class RateLimitedError(XeroError):
 class GovernorMetrics(Protocol):
     """What the governor reports (``gateway.ops.metrics.Metrics`` implements it)."""
 
-    def xero_queued(self, tenant_id: str, change: int) -> None: ...
-
-    def xero_started(self, tenant_id: str, change: int) -> None: ...
+    def watch_xero_load(self, load: Callable[[], Iterable[tuple[str, int, int]]]) -> None: ...
 
     def xero_waited(self, seconds: float) -> None: ...
 
@@ -77,10 +75,7 @@ class GovernorMetrics(Protocol):
 
 
 class _NoMetrics:
-    def xero_queued(self, tenant_id: str, change: int) -> None:
-        pass
-
-    def xero_started(self, tenant_id: str, change: int) -> None:
+    def watch_xero_load(self, load: Callable[[], Iterable[tuple[str, int, int]]]) -> None:
         pass
 
     def xero_waited(self, seconds: float) -> None:
@@ -215,6 +210,7 @@ class Governor:
         self._clock = clock
         self._sleep = sleep
         self._metrics: GovernorMetrics = metrics if metrics is not None else _NoMetrics()
+        self._metrics.watch_xero_load(self.loads)
         self._tenants: dict[str, _Tenant] = {}
         self._waiting: dict[str, _Tenant] = {}  # tenants with a queue
         # A heap of every waiter's deadline; a waiter that left the queue is dropped from it
@@ -237,12 +233,13 @@ class Governor:
         start by ``deadline`` (absolute, by the governor's clock), or at the deadline if it
         is still waiting then. Cancelled while waiting, it takes nothing.
         """
-        now = self._clock()
-        tenant = self._tenant(tenant_id)
+        permit = self.admit_now(tenant_id)
+        if permit is not None:
+            return permit
+        tenant = self._tenants[tenant_id]
         if self._closed:
             raise self._refuse(tenant, "closed", 1.0)
-        if not tenant.queue and self._may_start(tenant, now):
-            return self._start(tenant, now, waited=0.0)
+        now = self._clock()
         ahead = len(tenant.queue)
         expected = self._start_times(tenant, ahead + 1, now)[-1]
         if ahead >= self._settings.queue_size:
@@ -255,7 +252,6 @@ class Governor:
         self._queued += 1
         self._waiting[tenant_id] = tenant
         heapq.heappush(self._deadlines, (deadline, waiter.seq, waiter, tenant))
-        self._metrics.xero_queued(tenant_id, 1)
         self._schedule(now)
         try:
             return await future
@@ -276,25 +272,33 @@ class Governor:
         finally:
             permit.release()
 
-    def observe(self, tenant_id: str, status: int, headers: Mapping[str, str]) -> RateReport:
+    def admit_now(self, tenant_id: str) -> Permit | None:
+        """``admit`` for a call that need not wait: its permit, or None when it would have to
+        (call ``admit`` then). No coroutine: the common case on the hot path."""
+        tenant = self._tenant(tenant_id)
+        if tenant.queue or self._closed:
+            return None
+        now = self._clock()
+        if not self._may_start(tenant, now):
+            return None
+        return self._start(tenant, now, waited=0.0)
+
+    def observe(self, tenant_id: str, status: int, headers: Mapping[str, str]) -> Block | None:
         """Take in Xero's answer to a call of the tenant: its remaining counts raise the
         governor's (never lower them), and a 429 blocks the tenant, or the app, for its capped
-        ``Retry-After``; waiters the block would keep past their deadline are refused now."""
+        ``Retry-After``; waiters the block would keep past their deadline are refused now.
+        Returns the block, if any."""
         now = self._clock()
         tenant = self._tenant(tenant_id)
-        report = read_report(
-            status, headers, now=now, retry_after_cap=self._settings.retry_after_cap
-        )
+        day, minute, app = remaining_counts(headers)
         tightened = False
-        for window, limit, remaining in (
-            (tenant.minute, self._limits.per_minute, report.minute_remaining),
-            (tenant.day, tenant.per_day, report.day_remaining),
-            (self._app, self._limits.app_per_minute, report.app_minute_remaining),
-        ):
-            used = RateReport.used(limit, remaining)
-            if used is not None and window.raise_to(used, now):
-                tightened = True
-        block = report.block
+        if minute is not None:
+            tightened |= _tighten(tenant.minute, self._limits.per_minute, minute, now)
+        if day is not None:
+            tightened |= _tighten(tenant.day, tenant.per_day, day, now)
+        if app is not None:
+            tightened |= _tighten(self._app, self._limits.app_per_minute, app, now)
+        block = block_of(status, headers, now=now, retry_after_cap=self._settings.retry_after_cap)
         if block is not None:
             self._metrics.xero_rate_limited(tenant_id, block.problem)
             if block.app_wide:
@@ -304,7 +308,7 @@ class Governor:
         if tightened or block is not None:
             self._refuse_late(now)
             self._schedule(now)
-        return report
+        return block
 
     # -- read-outs ---------------------------------------------------------------------------
 
@@ -323,6 +327,10 @@ class Governor:
             queued=len(tenant.queue),
             blocked_until=blocked if blocked > now else None,
         )
+
+    def loads(self) -> list[tuple[str, int, int]]:
+        """(tenant id, calls in flight, calls waiting) of every tenant met, in the order met."""
+        return [(t.tenant_id, t.in_flight, len(t.queue)) for t in self._tenants.values()]
 
     def budgets(self) -> list[Budget]:
         """The budget of every tenant the governor has counted a call for, by tenant id."""
@@ -376,13 +384,11 @@ class Governor:
         tenant.minute.add(now)
         tenant.day.add(now)
         self._app.add(now)
-        self._metrics.xero_started(tenant.tenant_id, 1)
         self._metrics.xero_waited(waited)
         return Permit(self, tenant, waited)
 
     def _finish(self, tenant: _Tenant) -> None:
         tenant.in_flight -= 1
-        self._metrics.xero_started(tenant.tenant_id, -1)
         if self._waiting or self._deadlines:  # else no call waits for the place it leaves
             self._dispatch()
 
@@ -401,7 +407,6 @@ class Governor:
             tenant.queue.remove(waiter)
         waiter.queued = False
         self._queued -= 1
-        self._metrics.xero_queued(tenant.tenant_id, -1)
         if not tenant.queue:
             self._waiting.pop(tenant.tenant_id, None)
 
@@ -482,3 +487,9 @@ class Governor:
         self._timer = None
         self._timer_at = math.inf
         self._dispatch()
+
+
+def _tighten(window: RollingCount, limit: int, remaining: int, now: float) -> bool:
+    """Raise ``window`` to the calls Xero says it counted; whether that added any."""
+    used = used_of(limit, remaining)
+    return used is not None and window.raise_to(used, now) > 0

@@ -1,7 +1,7 @@
 """What Xero's rate headers say: the calls it has counted, and how long a 429 asks us to wait.
 
 Pure readings of a response's status and headers, with time passed in; the governor applies
-them. Xero's own counts only ever tighten the governor's (see ``RateReport.used``).
+them. Xero's own counts only ever tighten the governor's (see ``used_of``).
 """
 
 from __future__ import annotations
@@ -37,22 +37,12 @@ class Block:
     problem: str
 
 
-@dataclass(frozen=True, kw_only=True)
-class RateReport:
-    """What one response says about the limits: the remaining counts Xero sent (None where a
-    header is missing or not a whole number) and, for a 429, the block it asks for."""
-
-    day_remaining: int | None = None
-    minute_remaining: int | None = None
-    app_minute_remaining: int | None = None
-    block: Block | None = None
-
-    @staticmethod
-    def used(limit: int, remaining: int | None) -> int | None:
-        """The calls Xero has counted against ``limit`` when it says ``remaining`` are left."""
-        if remaining is None:
-            return None
-        return max(0, limit - remaining)
+def used_of(limit: int, remaining: int | None) -> int | None:
+    """The calls Xero has counted against ``limit`` when it says ``remaining`` are left (None
+    when it did not say)."""
+    if remaining is None:
+        return None
+    return max(0, limit - remaining)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -93,26 +83,30 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
     return seconds
 
 
-def read_report(
-    status: int, headers: Mapping[str, str], *, now: float, retry_after_cap: float
-) -> RateReport:
-    """Read a response from Xero. A 429 blocks the tenant, or the app when
-    ``X-Rate-Limit-Problem`` names an app-wide limit, for its ``Retry-After`` (when it gives
-    none, a minute, or a second for the 'concurrent' problem), never longer than
-    ``retry_after_cap`` seconds."""
-    block = None
-    if status == 429:
-        problem = (_header(headers, PROBLEM) or "").strip().lower()
-        seconds = retry_after_seconds(_header(headers, RETRY_AFTER), now)
-        if seconds is None:
-            seconds = CONCURRENT_RETRY_AFTER if problem == "concurrent" else DEFAULT_RETRY_AFTER
-        app_wide = "app" in problem
-        if problem not in PROBLEMS:
-            problem = "app" if app_wide else "other"
-        block = Block(app_wide=app_wide, until=now + min(seconds, retry_after_cap), problem=problem)
-    return RateReport(
-        day_remaining=_count(_header(headers, DAY_REMAINING)),
-        minute_remaining=_count(_header(headers, MINUTE_REMAINING)),
-        app_minute_remaining=_count(_header(headers, APP_MINUTE_REMAINING)),
-        block=block,
+def remaining_counts(headers: Mapping[str, str]) -> tuple[int | None, int | None, int | None]:
+    """The calls left this day, this minute and in the app's minute, as a response from Xero
+    says (None where a header is missing or not a whole number)."""
+    return (
+        _count(_header(headers, DAY_REMAINING)),
+        _count(_header(headers, MINUTE_REMAINING)),
+        _count(_header(headers, APP_MINUTE_REMAINING)),
     )
+
+
+def block_of(
+    status: int, headers: Mapping[str, str], *, now: float, retry_after_cap: float
+) -> Block | None:
+    """What a response from Xero asks the caller to wait for: None but for a 429, which blocks
+    the tenant, or the app when ``X-Rate-Limit-Problem`` names an app-wide limit, for its
+    ``Retry-After`` (when it gives none, a minute, or a second for the 'concurrent' problem),
+    never longer than ``retry_after_cap`` seconds."""
+    if status != 429:
+        return None
+    problem = (_header(headers, PROBLEM) or "").strip().lower()
+    seconds = retry_after_seconds(_header(headers, RETRY_AFTER), now)
+    if seconds is None:
+        seconds = CONCURRENT_RETRY_AFTER if problem == "concurrent" else DEFAULT_RETRY_AFTER
+    app_wide = "app" in problem
+    if problem not in PROBLEMS:
+        problem = "app" if app_wide else "other"
+    return Block(app_wide=app_wide, until=now + min(seconds, retry_after_cap), problem=problem)

@@ -211,10 +211,8 @@ class Vault:
         """
         held = await self._read(grant_id, now)
         grant = held.grant
-        if authority.org_id != grant.org_id:
-            raise ForeignGrant("this Xero connection belongs to another organisation")
-        _require_active(grant)
-        if isinstance(authority, VerifiedSession):
+        _require_usable_by(grant, authority)
+        if isinstance(authority, VerifiedSession) and self._use_to_note(grant, now):
             held = await self._note_verified_use(held, now)
         if not held.tokens.needs_refresh(now):
             return held.tokens.access_token  # the warm path: verdict() says USE to anyone
@@ -231,6 +229,26 @@ class Vault:
         if decided is Verdict.MFA_REQUIRED:
             raise MfaRequired(refusal(authority))
         return (await self._refresh_once(grant_id, authority, now)).access_token
+
+    def warm_access_token(self, grant_id: str, authority: Authority, now: float) -> str | None:
+        """``access_token`` when it needs no await: the grant read lately, no use to note and
+        no refresh due. None: call ``access_token``. Raises as ``access_token`` for a grant
+        the caller may not use."""
+        held = self._held.get(grant_id)
+        if held is None or now - held.read_at >= self._cache_seconds:
+            return None
+        grant = held.grant
+        _require_usable_by(grant, authority)
+        if isinstance(authority, VerifiedSession) and self._use_to_note(grant, now):
+            return None
+        if held.tokens.needs_refresh(now):
+            return None
+        return held.tokens.access_token
+
+    def _use_to_note(self, grant: XeroGrant, now: float) -> bool:
+        """Whether a verified use of ``grant`` at ``now`` is to be written (once a minute)."""
+        last = max(grant.verified_use_at or 0.0, self._noted.get(grant.id, 0.0))
+        return not last or now - last >= VERIFIED_USE_INTERVAL
 
     async def _read(self, grant_id: str, now: float) -> _Held:
         held = self._held.get(grant_id)
@@ -257,9 +275,6 @@ class Vault:
 
     async def _note_verified_use(self, held: _Held, now: float) -> _Held:
         grant_id = held.grant.id
-        last = max(held.grant.verified_use_at or 0.0, self._noted.get(grant_id, 0.0))
-        if last and now - last < VERIFIED_USE_INTERVAL:
-            return held
         self._noted[grant_id] = now  # before the write: concurrent callers need not repeat it
         await self._store.xero.record_verified_use(grant_id, now)
         grant = _replace_verified_use(held.grant, now)
@@ -412,6 +427,12 @@ class Vault:
                 continue
             notified.append(user.id)
         return notified
+
+
+def _require_usable_by(grant: XeroGrant, authority: Authority) -> None:
+    if authority.org_id != grant.org_id:
+        raise ForeignGrant("this Xero connection belongs to another organisation")
+    _require_active(grant)
 
 
 def _require_active(grant: XeroGrant) -> None:

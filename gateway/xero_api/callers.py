@@ -12,7 +12,7 @@ from gateway.signin.sessions import (
     SessionManager,
     hash_gateway_token,
 )
-from gateway.store import Store
+from gateway.store import SessionRecord, Store, User
 from gateway.xero.custody import Authority, UnverifiedSession, VerifiedSession
 from gateway.xero.service_keys import authenticate_service_key, looks_like_service_key
 
@@ -57,6 +57,23 @@ class Callers:
         # bookkeeping and the token's hash on every call cost more than a miss now and then.
         # It holds tokens in memory, as the request buffers do anyway; the store sees hashes.
         self._sessions_by_token: dict[str, tuple[str, str]] = {}
+        # By gateway token: the authority last found, and the session record and user it was
+        # found from. The session manager replaces a record whenever its state changes, so
+        # while the cached session still holds these very objects, the authority stands.
+        self._found: dict[str, tuple[SessionRecord, User, Authority]] = {}
+
+    def known(self, authorization: str) -> Authority | None:
+        """The authority behind a gateway token met before whose session is cached, plainly
+        still on and unchanged: the warm path, without an await. None: ask ``authenticate``."""
+        credential = bearer(authorization)
+        found = self._found.get(credential) if credential is not None else None
+        if found is None:
+            return None
+        record, user, authority = found
+        live = self._sessions.warm(record.id_hash, touch=False)
+        if live is None or live.record is not record or live.user is not user:
+            return None
+        return authority
 
     async def authenticate(self, authorization: str) -> Authority | None:
         """The caller's authority, or None (no credential, unknown, ended or revoked)."""
@@ -90,12 +107,19 @@ class Callers:
         )
         if live is None:
             self._sessions_by_token.pop(token, None)
+            self._found.pop(token, None)
             return None
         stored = live.record.gateway_token_hash
         if stored is None or not hmac.compare_digest(stored, token_hash):
             return None
         user = live.user
         ref = live.id_hash[:SESSION_REF_LENGTH]
+        authority: Authority
         if live.mfa_verified:  # a remembered device is recorded as a check by "device"
-            return VerifiedSession(user_id=user.id, org_id=user.org_id, session_ref=ref)
-        return UnverifiedSession(user_id=user.id, org_id=user.org_id, session_ref=ref)
+            authority = VerifiedSession(user_id=user.id, org_id=user.org_id, session_ref=ref)
+        else:
+            authority = UnverifiedSession(user_id=user.id, org_id=user.org_id, session_ref=ref)
+        if len(self._found) >= self._cache_size:
+            self._found.clear()
+        self._found[token] = (live.record, user, authority)
+        return authority

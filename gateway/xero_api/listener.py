@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -153,13 +152,15 @@ class XeroApi:
         self._connections: dict[tuple[str, str], tuple[XeroConnection, float]] = {}
         self._reading: dict[tuple[str, str], asyncio.Future[XeroConnection | None]] = {}
         # The latency histogram's series by status class, looked up once.
-        self._latency = [metrics.xero_api_latency.labels(f"{c}xx") for c in range(1, 6)]
+        self._latency = tuple(metrics.xero_api_latency.series.values())
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         route = route_of(request.raw_path.split("?", 1)[0])
         if route is None:
             return self._refuse(request, _NOT_FOUND, "The Xero listener serves Xero's API paths.")
-        authority = await self._callers.authenticate(request.headers.get("Authorization", ""))
+        authorization = request.headers.get("Authorization", "")
+        callers = self._callers
+        authority = callers.known(authorization) or await callers.authenticate(authorization)
         if authority is None:
             return self._refuse(
                 request,
@@ -200,9 +201,6 @@ class XeroApi:
         once per ``CONNECTION_CACHE_SECONDS`` however many calls find it stale at once."""
         key = (org_id, tenant_id)
         now = self._clock()
-        known = self._connections.get(key)
-        if known is not None and now - known[1] < CONNECTION_CACHE_SECONDS:
-            return known[0]
         reading = self._reading.get(key)
         if reading is None:
             reading = asyncio.ensure_future(self._read_connection(key, now))
@@ -224,7 +222,12 @@ class XeroApi:
         # Exactly one xero-tenant-id: a second one would reach Xero unchecked.
         named = request.headers.getall(TENANT_HEADER, [])
         tenant_id = named[0].strip() if len(named) == 1 else ""
-        connection = await self._connection(authority.org_id, tenant_id) if tenant_id else None
+        org_id = authority.org_id
+        known = self._connections.get((org_id, tenant_id))
+        if known is not None and self._clock() - known[1] < CONNECTION_CACHE_SECONDS:
+            connection: XeroConnection | None = known[0]
+        else:
+            connection = await self._connection(org_id, tenant_id) if tenant_id else None
         if connection is None:
             return self._refuse(
                 request,
@@ -233,9 +236,11 @@ class XeroApi:
                 " GET /connections lists them.",
             )
         try:
-            access_token = await self._vault.access_token(
-                connection.grant_id, authority, self._clock()
-            )
+            grant_id, now = connection.grant_id, self._clock()
+            vault = self._vault
+            access_token = vault.warm_access_token(
+                grant_id, authority, now
+            ) or await vault.access_token(grant_id, authority, now)
         except MfaRequired as exc:
             return self._refuse(request, _MFA, str(exc), verify_url="/_gateway/mfa/verify")
         except NeedsReconnect as exc:
@@ -406,7 +411,7 @@ def create_xero_app(api: XeroApi, metrics: Metrics, *, max_body_size: int) -> we
     the front's), an access log line and the outcome counted, and no traceback ever reaching
     the caller."""
 
-    counters: dict[str, Any] = {}  # the requests counter's series by outcome, looked up once
+    counts = metrics.xero_api_requests.counts  # by outcome
 
     @web.middleware
     async def in_context(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -447,10 +452,7 @@ def create_xero_app(api: XeroApi, metrics: Metrics, *, max_body_size: int) -> we
             )
         finally:
             outcome = request.get(OUTCOME, "error")
-            counter = counters.get(outcome)
-            if counter is None:
-                counter = counters[outcome] = metrics.xero_api_requests.labels(outcome)
-            counter.inc()
+            counts[outcome] += 1
             if log.isEnabledFor(logging.INFO):
                 log.info(
                     "xero request",
