@@ -341,6 +341,25 @@ async def test_other_paths_are_not_found(world: World, path: str) -> None:
     assert problem_type(body) == "not-found"
 
 
+async def test_a_body_sent_after_100_continue_reaches_xero(world: World) -> None:
+    live = await world.session("ava@harbour.example", verified=True)
+    contact = AU_TENANT.contacts[0].contact_id
+    invoice = {"Invoices": [{"Type": "ACCREC", "Contact": {"ContactID": contact}, "LineItems": []}]}
+    status, body, _ = await world.call(
+        live.gateway_token, "/api.xro/2.0/Invoices", method="POST", json=invoice, expect100=True
+    )
+    assert status == 200, body
+    assert body["Invoices"][0]["Contact"]["ContactID"] == contact
+
+
+async def test_a_browser_sees_the_listeners_refusals_as_a_page(world: World) -> None:
+    headers = {"Accept": "text/html,application/xhtml+xml", "Sec-Fetch-Mode": "navigate"}
+    async with world.http.get(str(world.listener) + "/", headers=headers) as answer:
+        assert answer.status == 404
+        assert answer.content_type == "text/html"
+        assert "Not found" in await answer.text()
+
+
 async def test_paths_match_without_regard_to_case(world: World) -> None:
     live = await world.session("ava@harbour.example", verified=True)
     status, body, _ = await world.call(live.gateway_token, "/API.XRO/2.0/organisation")

@@ -3,6 +3,8 @@ handed on as awaitables."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
 CLIENT_ADDR = web.RequestKey("client_addr", str)
@@ -13,6 +15,12 @@ OUTCOME = web.RequestKey("outcome", str)
 # (gateway.web.context) worked it out from the same request (see headers.client_address);
 # the proxy works it out itself when the key is missing (a proxy used without that context).
 CLIENT_SEEN = web.RequestKey[tuple[str, bool]]("client_seen")
+
+# An application whose one catch-all route serves every request (the Xero listener's) names
+# that route's handler, middleware applied, here: its server calls it without routing.
+DIRECT_HANDLER = web.AppKey[Callable[[web.Request], Awaitable[web.StreamResponse]]](
+    "direct_handler"
+)
 
 
 async def settled(response: web.StreamResponse) -> web.StreamResponse:

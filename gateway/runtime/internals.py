@@ -41,6 +41,7 @@ NEEDS: tuple[Need, ...] = (
     Need(owner="Server", name="request_factory", why="responses lose the Server header"),
     Need(owner="Server", name="handler_cancellation", why="the limited server keeps it"),
     Need(owner="StreamWriter", name="_on_headers_sent", why="responses lose the Server header"),
+    Need(owner="Request", name="_match_info", why="a one-handler app's requests skip routing"),
 )
 
 
@@ -59,6 +60,7 @@ def aiohttp_owners(loop: asyncio.AbstractEventLoop) -> dict[str, object]:
         "RequestHandler": web_protocol.RequestHandler,
         "aiohttp.web_protocol": web_protocol,
         "AppRunner": web.AppRunner,
+        "Request": web.Request,
         "Server": web.Server(_never, loop=loop),
         "StreamWriter": StreamWriter(cast(Any, None), loop),
     }

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.web_urldispatcher import UrlMappingMatchInfo
 
+from gateway.http.requests import DIRECT_HANDLER
 from gateway.runtime.collector import tune_gc_for_serving
 from gateway.runtime.internals import require_aiohttp_internals
-from gateway.runtime.limits import ClientLimits, LimitedServer, kept_trailers
+from gateway.runtime.limits import ClientLimits, Handler, LimitedServer, kept_trailers
 from gateway.runtime.quiet import quiet
 from gateway.runtime.targets import origin_form_only
 
@@ -27,13 +30,36 @@ class GatewayAppRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()
+        handler = plain.request_handler
+        if DIRECT_HANDLER in self.app:
+            handler = _direct(self.app, handler)
         return LimitedServer(
-            origin_form_only(kept_trailers(plain.request_handler)),
+            origin_form_only(kept_trailers(handler)),
             request_factory=quiet(plain.request_factory),
             handler_cancellation=plain.handler_cancellation,
             limits=self._limits,
             **plain._kwargs,
         )
+
+
+def _direct(app: web.Application, routed: Handler) -> Handler:
+    """``app``'s requests straight to its ``DIRECT_HANDLER``, as its one catch-all route would
+    route them (the same match for every request) but without resolving a route and building
+    the middleware chain on each. A request with an ``Expect`` header takes the routed path,
+    where the route answers ``100-continue``."""
+    (route,) = app.router.routes()
+    match = UrlMappingMatchInfo({}, route)
+    match.add_app(app)
+    match.freeze()
+    direct = app[DIRECT_HANDLER]
+
+    def handle(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+        if hdrs.EXPECT in request.headers or not isinstance(request, web.Request):
+            return routed(request)
+        request._match_info = match
+        return direct(request)
+
+    return handle
 
 
 async def start_site(

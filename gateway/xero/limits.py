@@ -87,7 +87,7 @@ class RollingCount:
         """Count ``count`` calls started at ``now`` (never earlier than the last one added)."""
         if count < 1:
             return
-        self._prune(now)
+        # No pruning here: every reading prunes first, and each call is added after one.
         entries = self._entries
         if entries and now - entries[-1][2] < self.granularity:
             last = entries[-1]
