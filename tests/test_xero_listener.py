@@ -555,7 +555,9 @@ async def test_the_rate_budget_shows_a_block_xero_asked_for(world: World) -> Non
     )
 
 
-async def test_a_process_without_the_listener_does_not_know_the_budget(world: World) -> None:
+async def test_a_process_without_the_listener_shows_the_budget_the_listener_kept(
+    world: World,
+) -> None:
     # A front served from services without the governor's hook, on the same store: as a
     # gateway process that does not run the Xero listener.
     services = dataclasses.replace(world.gateway.services, xero_rate_budget=None)
@@ -563,9 +565,43 @@ async def test_a_process_without_the_listener_does_not_know_the_budget(world: Wo
     await front.start()
     try:
         text = await _connections_page(URL(front.url), world, "ava@harbour.example")
+        assert _budget_shown(text, AU_TENANT.tenant_id) == "not known in this process"
+        live = await world.session("ava@harbour.example", verified=True)
+        assert (await world.call(live.gateway_token, "/api.xro/2.0/Organisation"))[0] == 200
+        listener = world.gateway.gateway.xero  # type: ignore[union-attr]
+        assert listener is not None
+        await listener.keep_budgets()
+        text = await _connections_page(URL(front.url), world, "ava@harbour.example")
     finally:
         await front.stop()
-    assert _budget_shown(text, AU_TENANT.tenant_id) == "not known in this process"
+    counted = dt.datetime.fromtimestamp(world.clock(), dt.UTC)
+    assert _budget_shown(text, AU_TENANT.tenant_id) == (
+        listener.rate_budget(AU_TENANT.tenant_id)
+        + f" (as counted at {counted:%Y-%m-%d %H:%M:%S} UTC)"
+    )
+
+
+async def test_the_listener_keeps_budgets_that_changed_or_grew_old(world: World) -> None:
+    listener = world.gateway.gateway.xero  # type: ignore[union-attr]
+    assert listener is not None
+    kept = world.gateway.services.store.xero_budgets
+    live = await world.session("ava@harbour.example", verified=True)
+    assert (await world.call(live.gateway_token, "/api.xro/2.0/Organisation"))[0] == 200
+    await listener.keep_budgets()
+    first = (await kept.for_tenants([AU_TENANT.tenant_id]))[AU_TENANT.tenant_id]
+    assert first.counted_at == world.clock()
+    world.clock.set(world.clock() + 100)  # the minute is over: the words change
+    await listener.keep_budgets()
+    second = (await kept.for_tenants([AU_TENANT.tenant_id]))[AU_TENANT.tenant_id]
+    assert second.words != first.words
+    assert second.counted_at == world.clock()
+    world.clock.set(world.clock() + 100)  # nothing changed, and written lately: not again
+    await listener.keep_budgets()
+    assert (await kept.for_tenants([AU_TENANT.tenant_id]))[AU_TENANT.tenant_id] == second
+    world.clock.set(world.clock() + 250)  # unchanged but old: written again, time moved on
+    await listener.keep_budgets()
+    third = (await kept.for_tenants([AU_TENANT.tenant_id]))[AU_TENANT.tenant_id]
+    assert (third.words, third.counted_at) == (second.words, world.clock())
 
 
 # --- service keys -----------------------------------------------------------------------

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from gateway.admin.tokens import ORGS_WRITE, REPORTS_READ, create_admin_token
@@ -91,6 +92,37 @@ async def test_the_cli_shows_and_disconnects_a_connection(
     assert "disconnected" in again.stdout
     events = [e for e in await gateway.services.store.audit.list() if e.kind == "xero.disconnected"]
     assert [e.actor for e in events] == ["cli"]
+
+
+async def test_the_cli_shows_the_budget_the_listener_last_counted(
+    gateway: RunningGateway, xero: XeroEmulator, tmp_path: Path
+) -> None:
+    services = gateway.services
+    user = await services.store.users.find_by_email(PRINCIPAL)
+    assert user is not None
+    _, live = await services.sessions.create(user, client_addr="127.0.0.1")
+    _, live = await services.sessions.mark_verified(live, "totp", gateway.clock())
+    assert gateway.gateway is not None
+    listener = gateway.gateway.xero
+    assert listener is not None
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            listener.url + "/api.xro/2.0/Organisation",
+            headers={
+                "Authorization": f"Bearer {live.gateway_token}",
+                "xero-tenant-id": AU_TENANT.tenant_id,
+            },
+        ) as answer,
+    ):
+        assert answer.status == 200
+    await listener.keep_budgets()
+    status = await _cli(_config(tmp_path, gateway, xero), "xero", "status")
+    assert status.returncode == 0, status.stderr
+    line = next(x for x in status.stdout.splitlines() if AU_TENANT.tenant_id in x)
+    # Xero's own count (the connect read Organisation too) corrects the governor's one call.
+    assert "58 calls left this minute, 4,998 today (standard tier)" in line
+    assert "as counted at" in line
 
 
 async def test_the_admin_api_lists_and_disconnects(

@@ -7,15 +7,19 @@ The runtime serves it beside the front listener when ``[xero] client_id`` is set
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import random
 from dataclasses import dataclass
 
 import aiohttp
 
 from gateway.clock import Clock
+from gateway.errors import StoreError
 from gateway.proxy.client import open_upstream_session
 from gateway.runtime.listeners import HttpListener
 from gateway.services import Services
+from gateway.store import CountedBudget, Store
 from gateway.xero.calls import RetryingCaller
 from gateway.xero.governor import Governor, GovernorSettings, Sleeper
 from gateway.xero.identity import IdentityClient
@@ -24,6 +28,13 @@ from gateway.xero.retries import RetryPolicy
 from gateway.xero.vault import Vault
 from gateway.xero_api.callers import Callers
 from gateway.xero_api.listener import XeroApi, create_xero_app
+
+log = logging.getLogger(__name__)
+
+# How often a listener writes its rate governor's budgets to the store; one unchanged since it
+# was last written is written again after BUDGET_REWRITE_SECONDS, so its time stays current.
+BUDGET_KEEP_SECONDS = 15.0
+BUDGET_REWRITE_SECONDS = 300.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,18 +48,29 @@ class XeroCustody:
 
 
 class XeroListener:
-    """The Xero listener: an HTTP listener that, once stopped, also closes the governor (its
-    waiting callers are refused) and its client sessions to Xero."""
+    """The Xero listener: an HTTP listener that, while it runs, keeps its rate governor's
+    budgets in the store for other processes to show (every ``BUDGET_KEEP_SECONDS``), and
+    once stopped also closes the governor (its waiting callers are refused) and its client
+    sessions to Xero."""
 
     def __init__(
         self,
         http: HttpListener,
         custody: XeroCustody,
         clients: tuple[aiohttp.ClientSession, ...],
+        *,
+        store: Store,
+        clock: Clock,
+        sleep: Sleeper,
     ) -> None:
         self.http = http
         self.custody = custody
         self._clients = clients
+        self._store = store
+        self._clock = clock
+        self._sleep = sleep
+        self._kept: dict[str, CountedBudget] = {}  # by tenant id, as last written
+        self._keeper: asyncio.Task[None] | None = None
 
     @property
     def name(self) -> str:
@@ -68,14 +90,47 @@ class XeroListener:
 
     async def start(self) -> None:
         await self.http.start()
+        self._keeper = asyncio.create_task(self._keep_budgets())
 
     async def stop(self) -> None:
         try:
+            if self._keeper is not None:
+                self._keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._keeper
+                self._keeper = None
             await self.http.stop()
+            await self.keep_budgets()
         finally:
             await self.custody.governor.close()
             for client in self._clients:
                 await client.close()
+
+    async def keep_budgets(self) -> None:
+        """Write the budgets that changed, or were last written ``BUDGET_REWRITE_SECONDS``
+        ago, to the store; a store failure is logged and tried again next time."""
+        now = self._clock()
+        due = []
+        for budget in self.custody.governor.budgets():
+            words = budget_words(budget)
+            kept = self._kept.get(budget.tenant_id)
+            if (
+                kept is None
+                or kept.words != words
+                or now - kept.counted_at >= BUDGET_REWRITE_SECONDS
+            ):
+                due.append(CountedBudget(tenant_id=budget.tenant_id, words=words, counted_at=now))
+        try:
+            await self._store.xero_budgets.save(due)
+        except StoreError as exc:
+            log.warning("could not keep the Xero rate budgets in the store: %s", exc)
+            return
+        self._kept.update((b.tenant_id, b) for b in due)
+
+    async def _keep_budgets(self) -> None:
+        while True:
+            await self._sleep(BUDGET_KEEP_SECONDS)
+            await self.keep_budgets()
 
 
 def xero_listener(
@@ -145,4 +200,6 @@ def xero_listener(
         idle_timeout=server.idle_timeout,
     )
     custody = XeroCustody(vault=vault, governor=rates, caller=caller, api=api)
-    return XeroListener(http, custody, (identity_http, api_http))
+    return XeroListener(
+        http, custody, (identity_http, api_http), store=services.store, clock=clock, sleep=sleep
+    )

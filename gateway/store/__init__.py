@@ -51,6 +51,7 @@ from gateway.store.throttle import ThrottleRepository
 from gateway.store.users import UserRepository
 from gateway.store.xero import XeroGrantRepository
 from gateway.store.xero_authorizations import AuthorizationRecord, AuthorizationRepository
+from gateway.store.xero_budgets import CountedBudget, RateBudgetRepository
 from gateway.store.xero_webhooks import (
     NewWebhookEvent,
     StoredWebhookEvent,
@@ -78,6 +79,7 @@ __all__ = [
     "ChangeMarks",
     "Claim",
     "ClaimKey",
+    "CountedBudget",
     "Database",
     "DismissalLimitError",
     "DismissalRepository",
@@ -95,6 +97,7 @@ __all__ = [
     "PolicyRepository",
     "PolicyVersion",
     "PreconditionFailedError",
+    "RateBudgetRepository",
     "ReminderClaimRepository",
     "ResetLink",
     "RevocationRepository",
@@ -154,6 +157,7 @@ class Store:
         self.xero_authorizations = AuthorizationRepository(db)
         self.passwords = PasswordRepository(db)
         self.reminders = ReminderClaimRepository(db)
+        self.xero_budgets = RateBudgetRepository(db)
 
     async def change_marks(self) -> ChangeMarks:
         """Where every change feed stands, in one statement."""

@@ -437,6 +437,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX reminder_claims_updated_at ON reminder_claims(updated_at);
         """,
     ),
+    Migration(
+        20,
+        "Xero rate budgets: each tenant's budget as a Xero listener last counted it",
+        """
+        CREATE TABLE xero_rate_budgets (
+            tenant_id TEXT PRIMARY KEY,
+            words TEXT NOT NULL,
+            counted_at REAL NOT NULL
+        );
+        """,
+    ),
 )
 
 

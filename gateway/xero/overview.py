@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.store import Store
+from gateway.store import CountedBudget, Store
 from gateway.store.records import Tenant
 from gateway.store.xero import XeroConnection, XeroGrant
 from gateway.xero.governor import Budget
@@ -23,7 +23,16 @@ STATUS_WORDS = {
 RateBudget = Callable[[str], str | None]
 """The rate-budget hook: what is left of a tenant's Xero call budget, in words, by tenant id
 (None: nothing known). A process running the Xero listener fills it from its rate governor
-(``budget_words``); elsewhere it stays empty, since another process's counts are not known."""
+(``budget_words``); elsewhere the budget comes from what a listener last kept in the store,
+with the time it was counted."""
+
+
+def counted_words(counted: CountedBudget | None) -> str | None:
+    """A budget a listener kept in the store, in words with the time it was counted."""
+    if counted is None:
+        return None
+    at = dt.datetime.fromtimestamp(counted.counted_at, dt.UTC)
+    return f"{counted.words} (as counted at {at:%Y-%m-%d %H:%M:%S} UTC)"
 
 
 def budget_words(budget: Budget) -> str:
@@ -121,9 +130,13 @@ def connection_rows(
 async def load_rows(
     store: Store, org_id: str, rate_budget: RateBudget | None = None
 ) -> list[ConnectionRow]:
-    """The organisation's connection rows, read from the store."""
+    """The organisation's connection rows, read from the store; without ``rate_budget`` (a
+    process not running the Xero listener), budgets as a listener last kept them there."""
     grants = await store.xero.for_org(org_id)
     connections = await store.xero.connections_for_org(org_id)
+    if rate_budget is None:
+        kept = await store.xero_budgets.for_tenants(c.tenant_id for c in connections)
+        rate_budget = lambda tenant_id: counted_words(kept.get(tenant_id))  # noqa: E731
     tenants = await store.tenants.for_org(org_id)
     emails = {u.id: u.email for u in await store.users.list(org_id)}
     return connection_rows(grants, connections, tenants, emails, rate_budget)
