@@ -35,7 +35,8 @@ from gateway.sandbox.xero_emulator import AU_TENANT, NZ_TENANT, XeroEmulator
 from gateway.signin.sessions import LiveSession
 from gateway.store.xero import NewConnection, XeroGrant
 from gateway.xero.identity import IdentityClient
-from gateway.xero.service_keys import create_service_key
+from gateway.xero.service_keys import create_service_key, revoke_service_key
+from gateway.xero_api.callers import SERVICE_KEY_RECHECK_SECONDS
 from tests.conftest import START, GatewayFactory, RunningGateway, consent_code
 from tests.manual_time import ManualTime
 from tests.xero_flow import HTML, signed_in, verify
@@ -632,6 +633,31 @@ async def test_a_service_key_refreshes_only_within_the_window(world: World) -> N
     status, body, _ = await world.call(raw, "/api.xro/2.0/Contacts")
     assert status == 403
     assert problem_type(body) == "mfa-required"
+
+
+async def test_a_service_keys_warm_calls_run_no_sql_and_a_revoked_key_stops_soon(
+    world: World,
+) -> None:
+    services = world.gateway.services
+    org = (await services.store.users.find_by_email("ava@harbour.example")).org_id  # type: ignore[union-attr]
+    raw, key = await create_service_key(
+        services.store,
+        services.keys.service_keys,
+        org_id=org,
+        name="sync",
+        now=world.clock(),
+        by="t",
+    )
+    assert (await world.call(raw, "/api.xro/2.0/Organisation"))[0] == 200
+    db = services.store.db
+    before = db.statement_count
+    assert (await world.call(raw, "/api.xro/2.0/Organisation"))[0] == 200
+    assert db.statement_count == before
+    assert await revoke_service_key(services.store, key.id, org_id=org, now=world.clock(), by="t")
+    world.clock.advance(SERVICE_KEY_RECHECK_SECONDS)
+    status, body, _ = await world.call(raw, "/api.xro/2.0/Organisation")
+    assert status == 401
+    assert problem_type(body) == "unauthenticated"
 
 
 # --- xero-python, unmodified ------------------------------------------------------------

@@ -18,6 +18,7 @@ from gateway.xero.service_keys import authenticate_service_key, looks_like_servi
 
 SESSION_REF_LENGTH = 12  # characters of the session's stored hash naming it in the audit trail
 _MAX_CREDENTIAL = 256
+SERVICE_KEY_RECHECK_SECONDS = 5.0  # how long a service key found valid is trusted unasked
 
 
 def bearer(authorization: str) -> str | None:
@@ -36,6 +37,10 @@ class Callers:
     mapping never changes, so it is kept), then the session itself comes from the session
     manager, whose cache follows sign-outs, expiry and revocations in every process; a warm
     call runs no SQL. Using a gateway token does not count as the user's activity.
+
+    A service key found valid is trusted for ``SERVICE_KEY_RECHECK_SECONDS`` before the store
+    is asked again, so a busy job's calls run no SQL either, and a revoked key stops working
+    in every process within that time.
     """
 
     def __init__(
@@ -61,13 +66,20 @@ class Callers:
         # found from. The session manager replaces a record whenever its state changes, so
         # while the cached session still holds these very objects, the authority stands.
         self._found: dict[str, tuple[SessionRecord, User, Authority]] = {}
+        # By service key: its authority and when the store last confirmed it.
+        self._keys: dict[str, tuple[Authority, float]] = {}
 
     def known(self, authorization: str) -> Authority | None:
         """The authority behind a gateway token met before whose session is cached, plainly
         still on and unchanged: the warm path, without an await. None: ask ``authenticate``."""
         credential = bearer(authorization)
-        found = self._found.get(credential) if credential is not None else None
+        if credential is None:
+            return None
+        found = self._found.get(credential)
         if found is None:
+            key = self._keys.get(credential)
+            if key is not None and self._clock() - key[1] < SERVICE_KEY_RECHECK_SECONDS:
+                return key[0]
             return None
         record, user, authority = found
         live = self._sessions.warm(record.id_hash, touch=False)
@@ -83,10 +95,19 @@ class Callers:
         if credential.startswith(GATEWAY_TOKEN_PREFIX):
             return await self._session(credential)
         if looks_like_service_key(credential):
-            return await authenticate_service_key(
-                self._store, self._signer, credential, self._clock()
-            )
+            return await self._service_key(credential)
         return None
+
+    async def _service_key(self, raw: str) -> Authority | None:
+        now = self._clock()
+        authority = await authenticate_service_key(self._store, self._signer, raw, now)
+        if authority is None:
+            self._keys.pop(raw, None)  # only keys found valid are kept: no one can fill it
+            return None
+        if len(self._keys) >= self._cache_size:
+            self._keys.clear()
+        self._keys[raw] = (authority, now)
+        return authority
 
     async def _session(self, token: str) -> Authority | None:
         known = self._sessions_by_token.get(token)
