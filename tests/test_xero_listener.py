@@ -68,6 +68,21 @@ class World:
             _, live = await services.sessions.mark_verified(live, "totp", self.clock())
         return live
 
+    async def service_key(self, name: str) -> tuple[str, str, str]:
+        """A new service key of Ava's organisation: (the raw key, its id, the org id)."""
+        services = self.gateway.services
+        user = await services.store.users.find_by_email("ava@harbour.example")
+        assert user is not None
+        raw, key = await create_service_key(
+            services.store,
+            services.keys.service_keys,
+            org_id=user.org_id,
+            name=name,
+            now=self.clock(),
+            by="test",
+        )
+        return raw, key.id, user.org_id
+
     async def call(
         self, bearer: str, path: str, *, tenant: str | None = AU_TENANT.tenant_id, **kw: Any
     ) -> tuple[int, Any, CIMultiDictProxy[str]]:
@@ -609,16 +624,7 @@ async def test_the_listener_keeps_budgets_that_changed_or_grew_old(world: World)
 
 
 async def test_a_service_key_refreshes_only_within_the_window(world: World) -> None:
-    services = world.gateway.services
-    org = (await services.store.users.find_by_email("ava@harbour.example")).org_id  # type: ignore[union-attr]
-    raw, _ = await create_service_key(
-        services.store,
-        services.keys.service_keys,
-        org_id=org,
-        name="nightly",
-        now=world.clock(),
-        by="test",
-    )
+    raw, _, _ = await world.service_key("nightly")
     assert (await world.call(raw, "/api.xro/2.0/Contacts"))[0] == 200
     await world.expire()
     status, body, _ = await world.call(raw, "/api.xro/2.0/Contacts")
@@ -639,21 +645,13 @@ async def test_a_service_keys_warm_calls_run_no_sql_and_a_revoked_key_stops_soon
     world: World,
 ) -> None:
     services = world.gateway.services
-    org = (await services.store.users.find_by_email("ava@harbour.example")).org_id  # type: ignore[union-attr]
-    raw, key = await create_service_key(
-        services.store,
-        services.keys.service_keys,
-        org_id=org,
-        name="sync",
-        now=world.clock(),
-        by="t",
-    )
+    raw, key_id, org = await world.service_key("sync")
     assert (await world.call(raw, "/api.xro/2.0/Organisation"))[0] == 200
     db = services.store.db
     before = db.statement_count
     assert (await world.call(raw, "/api.xro/2.0/Organisation"))[0] == 200
     assert db.statement_count == before
-    assert await revoke_service_key(services.store, key.id, org_id=org, now=world.clock(), by="t")
+    assert await revoke_service_key(services.store, key_id, org_id=org, now=world.clock(), by="t")
     world.clock.advance(SERVICE_KEY_RECHECK_SECONDS)
     status, body, _ = await world.call(raw, "/api.xro/2.0/Organisation")
     assert status == 401
