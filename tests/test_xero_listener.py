@@ -396,6 +396,24 @@ async def test_an_unverified_session_uses_a_valid_token_but_may_not_refresh(worl
     assert world.xero.counters.token_endpoint_calls == calls
 
 
+async def test_an_unverified_session_is_held_back_once_the_deadline_passes(world: World) -> None:
+    deadline = 1_798_722_000.0  # the shipped policy's: the end of 31 December 2026 in Sydney
+    world.clock.set(deadline - 60)
+    verified = await world.session("ava@harbour.example", verified=True)
+    assert (await world.call(verified.gateway_token, "/api.xro/2.0/Organisation"))[0] == 200
+    member = await world.session("max@harbour.example", verified=False)  # not enrolled
+    assert (await world.call(member.gateway_token, "/api.xro/2.0/Organisation"))[0] == 200
+    world.clock.advance(60)  # the access token is still good; the policy now blocks him
+    status, body, _ = await world.call(member.gateway_token, "/api.xro/2.0/Organisation")
+    assert status == 403
+    assert problem_type(body) == "mfa-required"
+    assert "before it reaches the app" in body["detail"]
+    status, _, _ = await world.call(member.gateway_token, "/connections", tenant=None)
+    assert status == 403
+    # A verified session is not held back by the deadline.
+    assert (await world.call(verified.gateway_token, "/api.xro/2.0/Organisation"))[0] == 200
+
+
 async def test_a_thousand_calls_on_an_expired_token_refresh_it_once(world: World) -> None:
     live = await world.session("ava@harbour.example", verified=True)
     await world.expire()

@@ -179,7 +179,13 @@ def xero_listener(
     )
     api = XeroApi(
         store=services.store,
-        callers=Callers(services.store, services.sessions, services.keys.service_keys, clock),
+        callers=Callers(
+            services.store,
+            services.sessions,
+            services.keys.service_keys,
+            clock,
+            services.decider,
+        ),
         vault=vault,
         caller=caller,
         client=api_http,

@@ -37,7 +37,11 @@ class VerifiedSession(_Session):
 
 @dataclass(frozen=True, kw_only=True)
 class UnverifiedSession(_Session):
-    """A session with no second-factor check behind it."""
+    """A session with no second-factor check behind it. ``held_back``: the policy in force
+    asks it for a second factor now (2FA set up and not passed, or not set up past the
+    deadline), as the front would before letting it reach the app; it may not use Xero."""
+
+    held_back: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,6 +7,8 @@ import hmac
 
 from gateway.clock import Clock
 from gateway.crypto.signing import Signer
+from gateway.enforcement.decisions import Decider
+from gateway.policy.decision import Decision, Outcome
 from gateway.signin.sessions import (
     GATEWAY_TOKEN_PREFIX,
     SessionManager,
@@ -38,6 +40,9 @@ class Callers:
     manager, whose cache follows sign-outs, expiry and revocations in every process; a warm
     call runs no SQL. Using a gateway token does not count as the user's activity.
 
+    An unverified session is held back whenever the policy decision the front would make
+    for it asks for a second factor now (the decider's, remembered on the session).
+
     A service key found valid is trusted for ``SERVICE_KEY_RECHECK_SECONDS`` before the store
     is asked again, so a busy job's calls run no SQL either, and a revoked key stops working
     in every process within that time.
@@ -49,6 +54,7 @@ class Callers:
         sessions: SessionManager,
         service_key_signer: Signer,
         clock: Clock,
+        decider: Decider,
         *,
         cache_size: int = 100_000,
     ) -> None:
@@ -56,6 +62,7 @@ class Callers:
         self._sessions = sessions
         self._signer = service_key_signer
         self._clock = clock
+        self._decider = decider
         self._cache_size = cache_size
         # By gateway token: its hash and the hash of the session it names. A plain dict
         # started afresh when full (the front's cookie table does the same): an LRU's
@@ -85,6 +92,10 @@ class Callers:
         live = self._sessions.warm(record.id_hash, touch=False)
         if live is None or live.record is not record or live.user is not user:
             return None
+        if isinstance(authority, UnverifiedSession):
+            decision = self._decider.remembered(live)
+            if decision is None or _held_back(decision) != authority.held_back:
+                return None
         return authority
 
     async def authenticate(self, authorization: str) -> Authority | None:
@@ -139,8 +150,16 @@ class Callers:
         if live.mfa_verified:  # a remembered device is recorded as a check by "device"
             authority = VerifiedSession(user_id=user.id, org_id=user.org_id, session_ref=ref)
         else:
-            authority = UnverifiedSession(user_id=user.id, org_id=user.org_id, session_ref=ref)
+            held_back = _held_back(await self._decider.decide_for(live))
+            authority = UnverifiedSession(
+                user_id=user.id, org_id=user.org_id, session_ref=ref, held_back=held_back
+            )
         if len(self._found) >= self._cache_size:
             self._found.clear()
         self._found[token] = (live.record, user, authority)
         return authority
+
+
+def _held_back(decision: Decision) -> bool:
+    """Whether the front would ask the session for a second factor before the app."""
+    return decision.outcome in (Outcome.ENROL, Outcome.VERIFY)

@@ -42,6 +42,7 @@ from gateway.xero.custody import (
     ForeignGrant,
     MfaRequired,
     NeedsReconnect,
+    UnverifiedSession,
 )
 from gateway.xero.governor import RateLimitedError
 from gateway.xero.tokens import XeroRejected, XeroUnavailable
@@ -170,6 +171,14 @@ class XeroApi:
                 "Send the user's X-Gateway-Token, or a service key, as the bearer token; this"
                 " one is missing, unknown, or its session has ended.",
                 headers={"WWW-Authenticate": 'Bearer realm="xero-gateway"'},
+            )
+        if isinstance(authority, UnverifiedSession) and authority.held_back:
+            return self._refuse(
+                request,
+                _MFA,
+                "Your organisation's policy asks this session for a second factor before it"
+                " reaches the app, and so before it reaches Xero.",
+                verify_url="/_gateway/mfa/verify",
             )
         if route is Route.CONNECTIONS:
             return await self._connections_of(request, authority)
