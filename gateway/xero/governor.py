@@ -31,6 +31,7 @@ from gateway.xero.limits import (
     DAY,
     DAY_GRANULARITY,
     MINUTE,
+    MINUTE_GRANULARITY,
     Counts,
     Limits,
     RollingCount,
@@ -187,7 +188,7 @@ class _Tenant:
         self.tenant_id = tenant_id
         self.per_day = per_day
         self.in_flight = 0
-        self.minute = RollingCount(MINUTE)
+        self.minute = RollingCount(MINUTE, MINUTE_GRANULARITY)
         self.day = RollingCount(DAY, DAY_GRANULARITY)
         self.blocked_until = 0.0
         self.queue: deque[_Waiter] = deque()

@@ -18,8 +18,10 @@ TIER_DAILY_LIMITS = {"starter": 1000, "standard": 5000}
 TIERS = tuple(TIER_DAILY_LIMITS)
 
 # How closely calls are timed in each window: calls this close together share one entry (at
-# the later time), so a day holds at most DAY / 60 entries and the app's minute MINUTE / 0.01.
+# the later time), so a day holds at most DAY / 60 entries and a tenant's or the app's minute
+# MINUTE / 0.01, however many calls they count (a call counts at most that much longer).
 DAY_GRANULARITY = 60.0
+MINUTE_GRANULARITY = 0.01
 APP_GRANULARITY = 0.01
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from functools import lru_cache
 
 from gateway.http.paths import normalise_path
 
@@ -16,6 +17,7 @@ class Route(Enum):
     API = "api"  # passed to Xero for one tenant
 
 
+@lru_cache(maxsize=4096)  # an app calls the same few paths over and over
 def route_of(raw_path: str) -> Route | None:
     """What a request path (without its query) asks for, or None for anything else.
 
