@@ -437,6 +437,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX reminder_claims_updated_at ON reminder_claims(updated_at);
         """,
     ),
+    Migration(
+        18,
+        "audit trail by subject and by actor: the console's filters and a user's last sign-in",
+        """
+        CREATE INDEX audit_events_subject ON audit_events(subject, kind, at);
+        CREATE INDEX audit_events_actor ON audit_events(actor);
+        """,
+    ),
 )
 
 
