@@ -20,7 +20,7 @@ from gateway.store import TenantChange as StoredChange
 from gateway.store import tenant_document
 
 
-def _tenant(tenant: StoredTenant) -> Tenant:
+def tenant_body(tenant: StoredTenant) -> Tenant:
     # The shape the audit trail records too, checked against the model.
     return Tenant.model_validate(tenant_document(tenant))
 
@@ -29,7 +29,7 @@ async def list_orgs(call: Call) -> web.StreamResponse:
     store = call.services.store
     tenants: dict[str, list[Tenant]] = {}
     for tenant in await store.tenants.all():
-        tenants.setdefault(tenant.org_id, []).append(_tenant(tenant))
+        tenants.setdefault(tenant.org_id, []).append(tenant_body(tenant))
     users = await store.users.count_by_org()
     return json_response(
         OrgList(
@@ -51,7 +51,7 @@ _invalid_tenant = unprocessable("tenant-invalid", "The tenant is invalid", "tena
 
 
 def _change(org_id: str, change: StoredChange) -> TenantChange:
-    return TenantChange(org_id=org_id, changed=change.changed, tenant=_tenant(change.after))
+    return TenantChange(org_id=org_id, changed=change.changed, tenant=tenant_body(change.after))
 
 
 async def link_tenant(call: Call) -> web.StreamResponse:
