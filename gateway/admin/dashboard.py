@@ -4,6 +4,7 @@ deadline, the days left, and a chart of enrolment over time (with the numbers as
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from markupsafe import Markup
@@ -45,7 +46,7 @@ async def dashboard_page(request: web.Request) -> web.StreamResponse:
             {
                 "policy_id": policy.id,
                 "enabled": item.enabled,
-                "deadline": item.deadline.isoformat(),
+                "deadline": f"{item.deadline.astimezone(ZoneInfo(policy.timezone)):%Y-%m-%d %H:%M}",
                 "timezone": policy.timezone,
                 "days_left": days_left(policy.deadline, at, policy.timezone),
                 "in_scope": item.in_scope,
