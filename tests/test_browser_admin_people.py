@@ -54,7 +54,8 @@ async def test_an_admin_finds_a_principal_explains_resets_and_audits(
     chart = policy.locator("svg.chart")
     assert await chart.is_visible()
     box = await chart.bounding_box()
-    assert box is not None and box["width"] > 200
+    assert box is not None
+    assert box["width"] > 200
     assert await chart.get_attribute("role") == "img"
     assert await chart.locator("polyline").count() == 1
 
@@ -89,7 +90,9 @@ async def test_an_admin_finds_a_principal_explains_resets_and_audits(
     row = page.locator(f'tr[data-kind="{MfaReset.kind}"]')
     assert await row.count() == 1
     text = await row.text_content() or ""
-    assert VERIFIED_BY in text and "support-console" in text and EMAIL in text
+    assert VERIFIED_BY in text
+    assert "support-console" in text
+    assert EMAIL in text
     async with page.expect_download() as waiting:
         await page.click("#export-csv")
     download = await waiting.value
