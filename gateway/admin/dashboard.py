@@ -15,7 +15,7 @@ from gateway.admin.console_pages import render_console
 from gateway.admin.http import ApiProblem, int_param
 from gateway.admin.people import DEFAULT_DAYS, enrolment_series
 from gateway.enforcement.reports import readiness_report
-from gateway.policy.progress import MAX_DAYS, DayCount, days_left
+from gateway.policy.progress import MAX_DAYS, days_left
 from gateway.services import SERVICES
 from gateway.web.context import add_get
 
@@ -37,11 +37,13 @@ async def dashboard_page(request: web.Request) -> web.StreamResponse:
         for item in await readiness_report(services.store, at, services.decider.book.in_force())
     }
     policies = []
-    for policy, series in await enrolment_series(services, at, days):
-        item = report[policy.id]
-        points = [
-            DayCount(day=dt.date.fromisoformat(d.date), enrolled=d.enrolled) for d in series.days
-        ]
+    for progress in await enrolment_series(services, at, days):
+        policy = progress.policy
+        item = report.get(policy.id)
+        if item is None:  # stored between the two reads: on the next page load
+            continue
+        # Escaped where it is built: see gateway.admin.chart.
+        chart = Markup(enrolment_chart(progress.days, in_scope=progress.in_scope, name=policy.id))  # noqa: S704
         policies.append(
             {
                 "policy_id": policy.id,
@@ -52,10 +54,9 @@ async def dashboard_page(request: web.Request) -> web.StreamResponse:
                 "in_scope": item.in_scope,
                 "enrolled": item.enrolled,
                 "blocked_at_deadline": item.blocked_at_deadline,
-                # Escaped where it is built: see gateway.admin.chart.
-                "chart": Markup(enrolment_chart(points, in_scope=series.in_scope, name=policy.id)),  # noqa: S704
-                "series": points,
-                "series_in_scope": series.in_scope,
+                "chart": chart,
+                "series": progress.days,
+                "series_in_scope": progress.in_scope,
             }
         )
     return render_console(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -24,7 +25,7 @@ from gateway.audit import LoginSucceeded
 from gateway.enforcement.policy_files import facts_by_org, stored_policies
 from gateway.errors import NotFoundError
 from gateway.policy import Outcome, Policy
-from gateway.policy.progress import MAX_DAYS, enrolment_by_day, in_scope_users
+from gateway.policy.progress import MAX_DAYS, DayCount, enrolment_by_day, in_scope_users
 from gateway.schema.people import (
     EnrolmentDay,
     EnrolmentSeries,
@@ -132,11 +133,21 @@ async def user_by_id(services: Services, user_id: str) -> User:
         raise not_found("user-not-found", f"There is no user {user_id!r}.") from None
 
 
+@dataclass(frozen=True, kw_only=True)
+class PolicyEnrolment:
+    """A policy, how many users it covers, and how many of them had 2FA set up each day."""
+
+    policy: Policy
+    in_scope: int
+    days: list[DayCount]
+
+
 async def enrolment_series(
     services: Services, at: dt.datetime, days: int, policy_id: str | None = None
-) -> list[tuple[Policy, EnrolmentSeries]]:
-    """Per enforced policy (or only ``policy_id``'s): the users it covers and how many of them
-    had 2FA set up at the end of each of the ``days`` days up to ``at``."""
+) -> list[PolicyEnrolment]:
+    """Per enforced policy (or only ``policy_id``'s, a 404 problem if there is none): the
+    users it covers and how many of them had 2FA set up at the end of each of the ``days``
+    days up to ``at`` (in its time zone)."""
     store = services.store
     policies: Sequence[Policy] = await stored_policies(store, services.decider.book.in_force())
     if policy_id is not None:
@@ -155,22 +166,21 @@ async def enrolment_series(
             days=days,
             zone=policy.timezone,
         )
-        result.append(
-            (
-                policy,
-                EnrolmentSeries(
-                    policy_id=policy.id,
-                    timezone=policy.timezone,
-                    deadline=policy.deadline.isoformat(),
-                    in_scope=len(scoped),
-                    days=[
-                        EnrolmentDay(date=point.day.isoformat(), enrolled=point.enrolled)
-                        for point in series
-                    ],
-                ),
-            )
-        )
+        result.append(PolicyEnrolment(policy=policy, in_scope=len(scoped), days=series))
     return result
+
+
+def series_body(found: PolicyEnrolment) -> EnrolmentSeries:
+    return EnrolmentSeries(
+        policy_id=found.policy.id,
+        timezone=found.policy.timezone,
+        deadline=found.policy.deadline.isoformat(),
+        in_scope=found.in_scope,
+        days=[
+            EnrolmentDay(date=point.day.isoformat(), enrolled=point.enrolled)
+            for point in found.days
+        ],
+    )
 
 
 # The handlers
@@ -199,5 +209,5 @@ async def enrolment(call: Call) -> web.StreamResponse:
         raise bad_parameter("policy", "is required: a policy id")
     days = int_param(request, "days", default=DEFAULT_DAYS, minimum=1, maximum=MAX_DAYS)
     at = instant_param(request, "at", call.services.policy_clock())
-    [(_, series)] = await enrolment_series(call.services, at, days, policy_id)
-    return json_response(series)
+    [found] = await enrolment_series(call.services, at, days, policy_id)
+    return json_response(series_body(found))
