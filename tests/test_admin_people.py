@@ -100,6 +100,21 @@ async def test_users_are_searched_by_email_or_name_a_bounded_page_at_a_time(
     assert {u["email"] for u in only["users"]} == {NIA, "leo@kauri.example"}
 
 
+async def test_organisations_are_searched_by_name_a_page_at_a_time(
+    gateway: RunningGateway,
+) -> None:
+    token = await mint(gateway, "reports:read")
+    found = await _get(gateway, token, "/orgs", q="KAURI")
+    assert [o["name"] for o in found["orgs"]] == ["Kauri Design Studio (NZ)"]
+    assert found["orgs"][0]["users"] == 2
+    assert [t["country_code"] for t in found["orgs"][0]["tenants"]] == ["NZ"]
+    first = await _get(gateway, token, "/orgs", limit="1")
+    assert (len(first["orgs"]), first["more"], first["next_offset"]) == (1, True, 1)
+    rest = await _get(gateway, token, "/orgs", offset="1")
+    assert (len(rest["orgs"]), rest["more"]) == (1, False)
+    assert rest["orgs"][0]["id"] != first["orgs"][0]["id"]
+
+
 async def test_one_user_with_tenants_2fa_state_and_last_sign_in(gateway: RunningGateway) -> None:
     token = await mint(gateway, "users:write")
     max_id = await _user_id(gateway, MAX)
@@ -151,6 +166,8 @@ async def test_enrolment_over_time_counts_users_in_scope_by_day(gateway: Running
         ),
         (f"/reports/enrolment?policy={AU_POLICY}&at=yesterday", 400, "invalid-parameter"),
         ("/users?limit=0", 400, "invalid-parameter"),
+        ("/orgs?limit=101", 400, "invalid-parameter"),
+        ("/orgs?q=%00", 400, "invalid-parameter"),
         ("/users?limit=101", 400, "invalid-parameter"),
         ("/users?offset=-1", 400, "invalid-parameter"),
         ("/users?q=" + "x" * 321, 400, "invalid-parameter"),

@@ -18,7 +18,15 @@ from gateway.admin import (
     support,
     xero,
 )
-from gateway.admin.http import ADMIN_PREFIX, AdminHandler, fallback, guard
+from gateway.admin.http import (
+    ADMIN_PREFIX,
+    DEFAULT_PAGE,
+    MAX_OFFSET,
+    MAX_PAGE,
+    AdminHandler,
+    fallback,
+    guard,
+)
 from gateway.admin.openapi import BODY_REPLIES, GUARDED_REPLIES, query, whole
 from gateway.admin.tokens import (
     AUDIT_READ,
@@ -114,6 +122,16 @@ TOGGLE = (
 POLICY_WRITES = {**BODY_REPLIES, "422": "PolicyInvalid"}
 USERS = f"{ADMIN_PREFIX}/users"
 FOUND_OR_NOT = {"400": "BadRequest", "404": "NotFound"}
+PAGE = (
+    whole("limit", "At most this many.", minimum=1, maximum=MAX_PAGE, default=DEFAULT_PAGE),
+    whole(
+        "offset",
+        "Skip this many (next_offset of the page before).",
+        minimum=0,
+        maximum=MAX_OFFSET,
+        default=0,
+    ),
+)
 AUDIT_FILTERS = (
     query("since", "Events at or after this instant.", **DATE_TIME),
     query("until", "Events before this instant.", **DATE_TIME),
@@ -296,9 +314,13 @@ ROUTES: tuple[AdminRoute, ...] = (
         organisations.list_orgs,
         (REPORTS_READ, ORGS_WRITE),
         "listOrgs",
-        "Organisations with their tenants",
+        "Search organisations by name, with their users and tenants, a page at a time",
         "organisations",
-        {"200": _ok(OrgList, "Every organisation.")},
+        {
+            "200": _ok(OrgList, "The matching organisations, in the order they were added."),
+            "400": "BadRequest",
+        },
+        parameters=(query("q", "Text the name contains (any case); all if empty."), *PAGE),
     ),
     _route(
         "POST",
@@ -420,20 +442,7 @@ ROUTES: tuple[AdminRoute, ...] = (
         parameters=(
             query("q", "Text the email or display name contains (any case); all if empty."),
             query("org", "Only this organisation's users (its id)."),
-            whole(
-                "limit",
-                "At most this many users.",
-                minimum=1,
-                maximum=people.MAX_PAGE,
-                default=people.DEFAULT_PAGE,
-            ),
-            whole(
-                "offset",
-                "Skip this many (next_offset of the page before).",
-                minimum=0,
-                maximum=people.MAX_OFFSET,
-                default=0,
-            ),
+            *PAGE,
         ),
     ),
     _route(

@@ -18,6 +18,8 @@ from gateway.admin.http import (
     int_param,
     json_response,
     not_found,
+    page_params,
+    query_text,
 )
 from gateway.admin.organisations import tenant_body
 from gateway.admin.reports import explanation_for
@@ -38,27 +40,8 @@ from gateway.secondfactor.enrolment import enrolment_of
 from gateway.services import Services
 from gateway.store import User
 
-MAX_QUERY = 320
-DEFAULT_PAGE = 25
-MAX_PAGE = 100
-MAX_OFFSET = 1_000_000
 DEFAULT_DAYS = 30
 MAX_POLICY_ID = 64
-
-
-def query_text(request: web.Request, name: str, limit: int = MAX_QUERY) -> str:
-    """A free-text query parameter, trimmed ("" if absent); a 400 problem if too long."""
-    value = request.query.get(name, "").strip()
-    if len(value) > limit or not value.isprintable():
-        raise bad_parameter(name, f"must be at most {limit} printable characters")
-    return value
-
-
-def page_params(request: web.Request) -> tuple[int, int]:
-    """(limit, offset) of a page of results from the query; a 400 problem if out of bounds."""
-    limit = int_param(request, "limit", default=DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
-    offset = int_param(request, "offset", default=0, minimum=0, maximum=MAX_OFFSET)
-    return limit, offset
 
 
 async def search_users(

@@ -17,9 +17,9 @@ from gateway.admin.console_pages import (
     console_actor,
     render_console,
 )
-from gateway.admin.http import ApiProblem
-from gateway.admin.organisations import tenant_body
-from gateway.admin.people import page_params, query_text, search_users, user_by_id, user_detail
+from gateway.admin.http import ApiProblem, page_params, query_text
+from gateway.admin.organisations import search_orgs
+from gateway.admin.people import search_users, user_by_id, user_detail
 from gateway.admin.reports import explanation_for
 from gateway.admin.support import support_reset
 from gateway.secondfactor.resets import MAX_SUPPORT_TEXT
@@ -43,23 +43,12 @@ def _next_page(request: web.Request, offset: int) -> str:
 
 
 async def orgs_page(request: web.Request, session: AdminSession, admin: Admin) -> web.Response:
-    store = request.app[SERVICES].store
     text = query_text(request, "q")
     limit, offset = page_params(request)
-    found = await store.organisations.search(text, limit=limit + 1, offset=offset)
-    users = await store.users.count_by_org()
-    orgs = [
-        {
-            "id": org.id,
-            "name": org.name,
-            "users": users.get(org.id, 0),
-            "tenants": [tenant_body(t) for t in await store.tenants.for_org(org.id)],
-        }
-        for org in found[:limit]
-    ]
-    more = _next_page(request, offset + limit) if len(found) > limit else None
+    found = await search_orgs(request.app[SERVICES], text, limit=limit, offset=offset)
+    more = _next_page(request, found.next_offset) if found.more else None
     return render_console(
-        request, session, admin, "admin_orgs.html", {"q": text, "orgs": orgs, "more": more}
+        request, session, admin, "admin_orgs.html", {"q": text, "orgs": found.orgs, "more": more}
     )
 
 
