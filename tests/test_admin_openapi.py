@@ -189,6 +189,9 @@ async def test_answers_fit_the_schemas_the_document_gives_them(
     jsonschema = pytest.importorskip("jsonschema")
     token = await mint(gateway)
     nz = await org_id(gateway, NZ_ORG)
+    found = await gateway.services.store.users.find_by_email(AU_MEMBER)
+    assert found is not None
+    member = found.id
     link = {"tenant_id": "nz-au-branch", "name": "Kauri Australia Pty Ltd", "country_code": "AU"}
     policy = f"{ADMIN}policies/{{policy_id}}"
     calls = [
@@ -221,6 +224,17 @@ async def test_answers_fit_the_schemas_the_document_gives_them(
         ("post", f"{ADMIN}orgs/{{org_id}}/tenants", f"{ADMIN}orgs/{nz}/tenants", link, {}),
         ("get", f"{ADMIN}orgs", f"{ADMIN}orgs", None, {}),
         ("get", f"{ADMIN}audit", f"{ADMIN}audit", None, {}),
+        ("get", f"{ADMIN}users", f"{ADMIN}users?q=harbour", None, {}),
+        ("get", f"{ADMIN}users/{{user_id}}", f"{ADMIN}users/{member}", None, {}),
+        ("get", f"{ADMIN}users/{{user_id}}", f"{ADMIN}users/usr_nobody", None, {}),
+        (
+            "get",
+            f"{ADMIN}reports/enrolment",
+            f"{ADMIN}reports/enrolment?policy={AU_POLICY}&days=7",
+            None,
+            {},
+        ),
+        ("get", f"{ADMIN}audit/export", f"{ADMIN}audit/export?format=xml", None, {}),
         ("post", f"{ADMIN}orgs/{{org_id}}/tenants", f"{ADMIN}orgs/{nz}/tenants", {"x": 1}, {}),
         ("get", "/_gateway/health", "/_gateway/health", None, {}),
     ]
@@ -230,3 +244,44 @@ async def test_answers_fit_the_schemas_the_document_gives_them(
             answer = await response.json(content_type=None)
             schema = body_schema(document, template, method, response.status)
             jsonschema.validate(answer, schema, cls=jsonschema.Draft202012Validator)
+
+
+# The console's pages, each with the admin API operations that give the same data or action.
+CONSOLE_PAGES = {
+    "/_gateway/admin/": ("readinessReport", "enrolmentSeries"),
+    "/_gateway/admin/orgs": ("listOrgs",),
+    "/_gateway/admin/users": ("searchUsers",),
+    "/_gateway/admin/users/{user_id}": ("getUser", "resetUserMfa"),
+    "/_gateway/admin/users/{user_id}/explain": ("explainDecision",),
+    "/_gateway/admin/audit": ("listAuditEvents", "exportAuditEvents"),
+}
+
+
+def test_every_console_page_is_also_an_admin_api_operation(
+    gateway: RunningGateway, document: dict[str, Any]
+) -> None:
+    ids = {operation["operationId"] for _, _, operation in operations(document)}
+    app = create_front_app(gateway.services)
+    pages = {
+        resource.canonical
+        for resource in app.router.resources()
+        if resource.canonical.startswith("/_gateway/admin/")
+        and not resource.canonical.startswith(ADMIN)
+        and any(route.method == "GET" for route in resource)
+    }
+    assert set(CONSOLE_PAGES) <= pages
+    for page, operation_ids in CONSOLE_PAGES.items():
+        assert set(operation_ids) <= ids, page
+
+
+def test_the_audit_export_is_documented_with_its_formats_and_filters(
+    document: dict[str, Any],
+) -> None:
+    export = document["paths"][f"{ADMIN}audit/export"]["get"]
+    assert "text/csv" in export["responses"]["200"]["content"]
+    params = {p["name"]: p for p in export["parameters"] if "name" in p}
+    assert params["format"]["schema"]["enum"] == ["csv", "jsonl"]
+    listing = document["paths"][f"{ADMIN}audit"]["get"]
+    listed = {p["name"] for p in listing["parameters"] if "name" in p}
+    assert {"kind", "actor", "subject", "org", "since", "until"} <= listed
+    assert {"kind", "actor", "subject", "org", "since", "until", "limit"} <= params.keys()

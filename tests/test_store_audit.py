@@ -10,7 +10,7 @@ import pytest
 from gateway.audit import Event
 from gateway.errors import StoreError
 from gateway.store import AuditEntry, AuditEvent, Store
-from gateway.store.audit import record_change
+from gateway.store.audit import NO_FILTER, AuditFilter, record_change
 
 
 # Kinds of this file's own: the store records any Event, whatever its kind.
@@ -159,3 +159,30 @@ async def test_a_change_event_is_written_in_the_callers_transaction(store: Store
         "203.0.113.7",
     )
     assert event.detail == {"request_id": "r", "value": 1}  # the change's own detail wins
+
+
+async def test_events_are_filtered_by_actor_subject_and_organisation_and_paged_newest_first(
+    store: Store,
+) -> None:
+    ids = [
+        await store.audit.record(Sample(thing=f"usr_{n % 3}", org_id=f"org_{n % 2}"), at=n,
+                                 actor=f"adm_{n % 2}")
+        for n in range(12)
+    ]  # fmt: skip
+    by_subject = await store.audit.list(filters=AuditFilter(subject="usr_1"))
+    assert [e.id for e in by_subject] == ids[1::3]
+    both = AuditFilter(actor="adm_1", org_id="org_1", since=3, until=11)
+    assert [e.at for e in await store.audit.list(filters=both)] == [3, 5, 7, 9]
+    first = await store.audit.newest(NO_FILTER, limit=5)
+    assert [e.id for e in first] == ids[::-1][:5]
+    second = await store.audit.newest(NO_FILTER, before_id=first[-1].id, limit=5)
+    assert [e.id for e in second] == ids[::-1][5:10]
+    assert [e.id for e in await store.audit.newest(AuditFilter(subject="usr_2"))] == ids[2::3][::-1]
+    streamed = [e.id async for e in store.audit.iterate(filters=AuditFilter(kind="test.odd"))]
+    assert streamed == []
+    streamed = [e.id async for e in store.audit.iterate(filters=both, page_size=2)]
+    assert streamed == ids[3:10:2]
+    assert await store.audit.latest_for(subject="usr_1", kind="test.sample") == 10
+    assert await store.audit.latest_for(subject="usr_9", kind="test.sample") is None
+    with pytest.raises(ValueError, match="limit"):
+        await store.audit.newest(NO_FILTER, limit=0)

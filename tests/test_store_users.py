@@ -228,3 +228,28 @@ async def test_users_stored_before_version_4_keep_a_case_blind_email_and_their_o
             await _add(store, await store.organisations.get("org_a"), "AMY@example.com")
         added = await _add(store, await store.organisations.get("org_a"), "new@example.com")
         assert [user.id for user in await store.users.list()] == ["usr_z", "usr_a", added.id]
+
+
+async def test_users_and_organisations_are_searched_by_text_as_typed(
+    store: Store, org: Organisation
+) -> None:
+    other = await store.organisations.add(name="Bolt 100% Co_op", now=2.0)
+    ann = await _add(store, org, "Ann@Acme.example")
+    bob = await _add(store, org, "bob@acme.example")
+    percent = await store.users.add(
+        org_id=other.id, email="c_d@bolt.example", display_name="Cé 100%", role="principal",
+        password_hash="$argon2id$hash", now=11.0,
+    )  # fmt: skip
+    assert await store.users.search("ACME", limit=10) == [ann, bob]
+    assert await store.users.search("ann", limit=10) == [ann]  # the display name
+    assert await store.users.search("%", limit=10) == [percent]
+    assert await store.users.search("_", limit=10) == [percent]
+    assert await store.users.search("", limit=10) == [ann, bob, percent]
+    assert await store.users.search("", limit=2, offset=1) == [bob, percent]
+    assert await store.users.search("", org_id=other.id, limit=10) == [percent]
+    assert await store.users.search("nobody", limit=10) == []
+    assert [o.name for o in await store.organisations.search("co_op", limit=5)] == [other.name]
+    assert await store.organisations.search("%", limit=5) == [other]
+    assert len(await store.organisations.search("", limit=1)) == 1
+    with pytest.raises(ValueError, match="limit"):
+        await store.users.search("", limit=0)

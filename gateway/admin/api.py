@@ -8,8 +8,25 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.admin import openapi, organisations, policies, reports, support, xero
-from gateway.admin.http import ADMIN_PREFIX, AdminHandler, fallback, guard
+from gateway.admin import (
+    audit_trail,
+    openapi,
+    organisations,
+    people,
+    policies,
+    reports,
+    support,
+    xero,
+)
+from gateway.admin.http import (
+    ADMIN_PREFIX,
+    DEFAULT_PAGE,
+    MAX_OFFSET,
+    MAX_PAGE,
+    AdminHandler,
+    fallback,
+    guard,
+)
 from gateway.admin.openapi import BODY_REPLIES, GUARDED_REPLIES, query, whole
 from gateway.admin.tokens import (
     AUDIT_READ,
@@ -19,8 +36,10 @@ from gateway.admin.tokens import (
     REPORTS_READ,
     USERS_WRITE,
 )
+from gateway.policy.progress import MAX_DAYS
 from gateway.schema.openapi import DATE_TIME, Operation, Reply
 from gateway.schema.organisations import OrgList, TenantChange, TenantLink
+from gateway.schema.people import EnrolmentSeries, UserDetail, UserList
 from gateway.schema.policies import (
     PolicyDeleted,
     PolicyDiff,
@@ -101,6 +120,26 @@ TOGGLE = (
     " effect from the next request."
 )
 POLICY_WRITES = {**BODY_REPLIES, "422": "PolicyInvalid"}
+USERS = f"{ADMIN_PREFIX}/users"
+FOUND_OR_NOT = {"400": "BadRequest", "404": "NotFound"}
+PAGE = (
+    whole("limit", "At most this many.", minimum=1, maximum=MAX_PAGE, default=DEFAULT_PAGE),
+    whole(
+        "offset",
+        "Skip this many (next_offset of the page before).",
+        minimum=0,
+        maximum=MAX_OFFSET,
+        default=0,
+    ),
+)
+AUDIT_FILTERS = (
+    query("since", "Events at or after this instant.", **DATE_TIME),
+    query("until", "Events before this instant.", **DATE_TIME),
+    query("kind", "Only this kind, e.g. policy.replaced."),
+    query("actor", "Only events by this actor, as the trail names them."),
+    query("subject", "Only events about this subject: an id, or a user's email."),
+    query("org", "Only events of this organisation (its id)."),
+)
 
 ROUTES: tuple[AdminRoute, ...] = (
     _route(
@@ -275,9 +314,13 @@ ROUTES: tuple[AdminRoute, ...] = (
         organisations.list_orgs,
         (REPORTS_READ, ORGS_WRITE),
         "listOrgs",
-        "Organisations with their tenants",
+        "Search organisations by name, with their users and tenants, a page at a time",
         "organisations",
-        {"200": _ok(OrgList, "Every organisation.")},
+        {
+            "200": _ok(OrgList, "The matching organisations, in the order they were added."),
+            "400": "BadRequest",
+        },
+        parameters=(query("q", "Text the name contains (any case); all if empty."), *PAGE),
     ),
     _route(
         "POST",
@@ -310,7 +353,7 @@ ROUTES: tuple[AdminRoute, ...] = (
     ),
     _route(
         "POST",
-        f"{ADMIN_PREFIX}/users/{{user_id}}/reset-mfa",
+        f"{USERS}/{{user_id}}/reset-mfa",
         support.reset_user_mfa,
         (USERS_WRITE,),
         "resetUserMfa",
@@ -362,23 +405,105 @@ ROUTES: tuple[AdminRoute, ...] = (
     ),
     _route(
         "GET",
+        f"{ADMIN_PREFIX}/reports/enrolment",
+        people.enrolment,
+        (REPORTS_READ,),
+        "enrolmentSeries",
+        "A policy's users in scope with 2FA set up, per day: the dashboard's chart",
+        "reports",
+        {"200": _ok(EnrolmentSeries, "The series, oldest day first."), **FOUND_OR_NOT},
+        parameters=(
+            query("policy", "The policy's id.", required=True),
+            whole(
+                "days",
+                "How many days, ending with the day of at.",
+                minimum=1,
+                maximum=MAX_DAYS,
+                default=people.DEFAULT_DAYS,
+            ),
+            "At",
+        ),
+        description="Counts the users the policy covers at its deadline, by when their"
+        " primary method was confirmed (in the policy's time zone).",
+    ),
+    # Support reads users to reset them, as does whoever reads reports.
+    _route(
+        "GET",
+        USERS,
+        people.list_users,
+        (REPORTS_READ, USERS_WRITE),
+        "searchUsers",
+        "Search users by email or name, a page at a time",
+        "users",
+        {
+            "200": _ok(UserList, "The matching users, in the order they were added."),
+            "400": "BadRequest",
+        },
+        parameters=(
+            query("q", "Text the email or display name contains (any case); all if empty."),
+            query("org", "Only this organisation's users (its id)."),
+            *PAGE,
+        ),
+    ),
+    _route(
+        "GET",
+        f"{USERS}/{{user_id}}",
+        people.get_user,
+        (REPORTS_READ, USERS_WRITE),
+        "getUser",
+        "One user: organisation, linked tenants, 2FA state, last sign-in",
+        "users",
+        {"200": _ok(UserDetail, "The user."), **FOUND_OR_NOT},
+        parameters=("UserId", "At"),
+    ),
+    _route(
+        "GET",
         f"{ADMIN_PREFIX}/audit",
-        reports.audit_events,
+        audit_trail.audit_events,
         (AUDIT_READ,),
         "listAuditEvents",
         "Audit events, oldest first",
         "audit",
         {"200": _ok(AuditPage, "Matching events."), "400": "BadRequest"},
         parameters=(
-            query("since", "Events at or after this instant.", **DATE_TIME),
-            query("until", "Events before this instant.", **DATE_TIME),
-            query("kind", "Only this kind, e.g. policy.replaced."),
+            *AUDIT_FILTERS,
             whole(
                 "limit",
                 "At most this many events.",
                 minimum=1,
-                maximum=reports.MAX_AUDIT_LIMIT,
-                default=reports.DEFAULT_AUDIT_LIMIT,
+                maximum=audit_trail.MAX_AUDIT_LIMIT,
+                default=audit_trail.DEFAULT_AUDIT_LIMIT,
+            ),
+        ),
+    ),
+    _route(
+        "GET",
+        f"{ADMIN_PREFIX}/audit/export",
+        audit_trail.export_audit,
+        (AUDIT_READ,),
+        "exportAuditEvents",
+        "Audit events as a CSV or JSON-lines file, oldest first, streamed",
+        "audit",
+        {
+            "200": Reply(
+                description=(
+                    "The events: CSV (a header line, then one record per event, detail as"
+                    " JSON; cells starting with = + - @ are prefixed with ') or, for"
+                    " format=jsonl, application/jsonl with one event object per line."
+                ),
+                media_type="text/csv",
+            ),
+            "400": "BadRequest",
+        },
+        parameters=(
+            query("format", "csv (the default) or jsonl.", type="string", enum=["csv", "jsonl"]),
+            *AUDIT_FILTERS,
+            whole(
+                "limit",
+                "At most this many events.",
+                minimum=1,
+                maximum=audit_trail.MAX_EXPORT,
+                default=audit_trail.MAX_EXPORT,
             ),
         ),
     ),

@@ -1,5 +1,4 @@
-"""The admin console's door: gateway admins sign in with password and TOTP, see a readiness
-summary, and sign out.
+"""The admin console's door: gateway admins sign in with password and TOTP, and sign out.
 
 Admins have their own accounts, sessions and cookie (SameSite=Strict): an app user's session
 never opens these pages, and an admin session is no app session. Every form carries a CSRF
@@ -10,7 +9,6 @@ refusal shows the same message.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import math
 from collections.abc import Mapping
@@ -19,7 +17,6 @@ from functools import partial
 from aiohttp import web
 
 from gateway.audit import AdminSignedIn, AdminSignedOut, AdminSignInFailed
-from gateway.enforcement.reports import readiness_report
 from gateway.http.csrf import csrf_token, csrf_valid, new_nonce
 from gateway.http.requests import CLIENT_ADDR, OUTCOME
 from gateway.services import SERVICES, Services
@@ -97,13 +94,13 @@ def _clear_cookie(services: Services, response: web.StreamResponse, name: str) -
     )
 
 
-def _cross_site(request: web.Request) -> bool:
+def cross_site(request: web.Request) -> bool:
     """Whether a form post came from another site (its Sec-Fetch-Site or Origin says so)."""
     fetch_site = request.headers.get("Sec-Fetch-Site", "").strip().lower()
     return fetch_site in CROSS_SITE or not from_allowed_origin(request)
 
 
-def _cross_site_refusal(request: web.Request) -> web.Response:
+def cross_site_refusal(request: web.Request) -> web.Response:
     request[OUTCOME] = "rejected"
     return web.Response(
         status=403,
@@ -138,37 +135,15 @@ def _login_form(
     return response
 
 
-async def console_page(request: web.Request) -> web.StreamResponse:
-    """The console's front page: the sign-in form, or (signed in) who you are and readiness."""
+def sign_in_page(request: web.Request) -> web.Response:
+    """The console's front page for a browser with no open admin session: the sign-in form
+    (and the admin cookie cleared, if it named a session that is over or never was)."""
     services = request.app[SERVICES]
-    found = await signed_in_admin(request)
-    if found is None:
-        notice = "You have signed out." if request.query.get("signed_out") == "1" else None
-        response = _login_form(request, notice=notice)
-        if services.cookies.admin_session in request.cookies:  # over, or never valid
-            _clear_cookie(services, response, services.cookies.admin_session)
-        return response
-    session, admin = found
-    at = dt.datetime.fromtimestamp(services.policy_clock(), dt.UTC)
-    report = await readiness_report(services.store, at, services.decider.book.in_force())
-    context = {
-        "name": admin.name,
-        "email": admin.email,
-        "at": at.isoformat(timespec="minutes"),
-        "policies": [
-            {
-                "policy_id": item.policy_id,
-                "enabled": item.enabled,
-                "deadline": item.deadline.isoformat(),
-                "in_scope": item.in_scope,
-                "enrolled": item.enrolled,
-                "blocked_at_deadline": item.blocked_at_deadline,
-            }
-            for item in report
-        ],
-        "csrf": csrf_token(services.keys.csrf, session.csrf_secret, FORM_PURPOSE),
-    }
-    return render_page(request, "admin_home.html", context)
+    notice = "You have signed out." if request.query.get("signed_out") == "1" else None
+    response = _login_form(request, notice=notice)
+    if services.cookies.admin_session in request.cookies:
+        _clear_cookie(services, response, services.cookies.admin_session)
+    return response
 
 
 def _throttles(services: Services, typed: str, client: str) -> tuple[tuple[str, ThrottleRule], ...]:
@@ -181,8 +156,8 @@ def _throttles(services: Services, typed: str, client: str) -> tuple[tuple[str, 
 
 async def login_submit(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
-    if _cross_site(request):
-        return _cross_site_refusal(request)
+    if cross_site(request):
+        return cross_site_refusal(request)
     form = await read_form(request)
     email = form_field(form, "email", MAX_EMAIL).strip().lower()
     password = form_field(form, "password", MAX_PASSWORD)
@@ -240,8 +215,8 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 
 async def logout_submit(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
-    if _cross_site(request):
-        return _cross_site_refusal(request)
+    if cross_site(request):
+        return cross_site_refusal(request)
     form = await read_form(request)
     found = await signed_in_admin(request)
     if found is not None:
@@ -268,8 +243,8 @@ async def to_console(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
-    """The console's pages; register before the /_gateway/ catch-all."""
+    """The console's door (its front page is the dashboard's); register before the
+    /_gateway/ catch-all."""
     add_get(app, "/_gateway/admin", to_console)
-    add_get(app, CONSOLE_PATH, console_page)
     add_route(app, "POST", LOGIN_PATH, login_submit)
     add_route(app, "POST", LOGOUT_PATH, logout_submit)

@@ -28,6 +28,10 @@ from gateway.web.context import body_deadline
 log = logging.getLogger("gateway.admin")
 
 ADMIN_PREFIX = "/_gateway/admin/api"
+MAX_QUERY = 320  # free text to search by: at most an email address
+DEFAULT_PAGE = 25
+MAX_PAGE = 100
+MAX_OFFSET = 1_000_000
 MAX_BODY = 64 * 1024  # a policy document is about 2 KiB; anything near this is a mistake
 REALM = "gateway-admin"
 JSON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
@@ -418,6 +422,21 @@ def int_param(request: web.Request, name: str, *, default: int, minimum: int, ma
     ):
         raise bad_parameter(name, f"must be a whole number from {minimum} to {maximum}")
     return int(text)
+
+
+def query_text(request: web.Request, name: str, limit: int = MAX_QUERY) -> str:
+    """A free-text query parameter, trimmed ("" if absent); a 400 problem if too long."""
+    value = request.query.get(name, "").strip()
+    if len(value) > limit or not value.isprintable():
+        raise bad_parameter(name, f"must be at most {limit} printable characters")
+    return value
+
+
+def page_params(request: web.Request) -> tuple[int, int]:
+    """(limit, offset) of a page of results from the query; a 400 problem if out of bounds."""
+    limit = int_param(request, "limit", default=DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
+    offset = int_param(request, "offset", default=0, minimum=0, maximum=MAX_OFFSET)
+    return limit, offset
 
 
 async def fallback(request: web.Request) -> web.StreamResponse:

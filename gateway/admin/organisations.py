@@ -10,48 +10,58 @@ from gateway.admin.http import (
     instant,
     json_response,
     not_found,
+    page_params,
+    query_text,
     read_body,
     unprocessable,
 )
 from gateway.errors import NotFoundError
 from gateway.schema.organisations import Org, OrgList, Tenant, TenantChange, TenantLink
+from gateway.services import Services
 from gateway.store import Tenant as StoredTenant
 from gateway.store import TenantChange as StoredChange
 from gateway.store import tenant_document
 
 
-def _tenant(tenant: StoredTenant) -> Tenant:
+def tenant_body(tenant: StoredTenant) -> Tenant:
     # The shape the audit trail records too, checked against the model.
     return Tenant.model_validate(tenant_document(tenant))
 
 
-async def list_orgs(call: Call) -> web.StreamResponse:
-    store = call.services.store
-    tenants: dict[str, list[Tenant]] = {}
-    for tenant in await store.tenants.all():
-        tenants.setdefault(tenant.org_id, []).append(_tenant(tenant))
+async def search_orgs(services: Services, text: str, *, limit: int, offset: int) -> OrgList:
+    """One page of the organisations whose name contains ``text``, with their enabled users
+    and tenants."""
+    store = services.store
+    found = await store.organisations.search(text, limit=limit + 1, offset=offset)
+    page = found[:limit]
     users = await store.users.count_by_org()
-    return json_response(
-        OrgList(
-            orgs=[
-                Org(
-                    id=org.id,
-                    name=org.name,
-                    created_at=instant(org.created_at),
-                    users=users.get(org.id, 0),
-                    tenants=tenants.get(org.id, []),
-                )
-                for org in await store.organisations.list()
-            ]
-        )
+    return OrgList(
+        orgs=[
+            Org(
+                id=org.id,
+                name=org.name,
+                created_at=instant(org.created_at),
+                users=users.get(org.id, 0),
+                tenants=[tenant_body(t) for t in await store.tenants.for_org(org.id)],
+            )
+            for org in page
+        ],
+        more=len(found) > limit,
+        next_offset=offset + len(page),
     )
+
+
+async def list_orgs(call: Call) -> web.StreamResponse:
+    limit, offset = page_params(call.request)
+    text = query_text(call.request, "q")
+    return json_response(await search_orgs(call.services, text, limit=limit, offset=offset))
 
 
 _invalid_tenant = unprocessable("tenant-invalid", "The tenant is invalid", "tenant")
 
 
 def _change(org_id: str, change: StoredChange) -> TenantChange:
-    return TenantChange(org_id=org_id, changed=change.changed, tenant=_tenant(change.after))
+    return TenantChange(org_id=org_id, changed=change.changed, tenant=tenant_body(change.after))
 
 
 async def link_tenant(call: Call) -> web.StreamResponse:

@@ -1,51 +1,61 @@
-"""Admin API handlers that read: a decision explained, the readiness report, the audit trail."""
+"""Admin API handlers that read: a decision explained, and the readiness report."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 from aiohttp import web
 
 from gateway.admin.explain import explain, scope_sources
-from gateway.admin.http import (
-    Call,
-    bad_parameter,
-    instant,
-    instant_param,
-    int_param,
-    json_response,
-    not_found,
-    optional_instant_param,
-)
+from gateway.admin.http import Call, bad_parameter, instant_param, json_response, not_found
 from gateway.enforcement.decisions import PROMPT_KEY
 from gateway.enforcement.policy_files import read_stored
 from gateway.enforcement.reports import readiness_report
 from gateway.errors import NotFoundError
-from gateway.schema.reports import (
-    AuditEventBody,
-    AuditPage,
-    OrgReadiness,
-    PolicyReadiness,
-    Readiness,
-)
+from gateway.schema.reports import Explanation, OrgReadiness, PolicyReadiness, Readiness
 from gateway.secondfactor.enrolment import enrolment_of
-from gateway.store import User, event_document
+from gateway.services import Services
+from gateway.store import Store, User
 
-MAX_KIND = 64
-DEFAULT_AUDIT_LIMIT = 100
-MAX_AUDIT_LIMIT = 1000
+
+async def find_user(store: Store, key: str) -> User | None:
+    """The user ``key`` names: an email (with an @) or a user id; None if there is none."""
+    if "@" in key:
+        return await store.users.find_by_email(key)
+    try:
+        return await store.users.get(key)
+    except NotFoundError:
+        return None
 
 
 async def _user(call: Call, key: str) -> User:
-    users = call.services.store.users
-    if "@" in key:
-        found = await users.find_by_email(key)
-        if found is not None:
-            return found
-    else:
-        try:
-            return await users.get(key)
-        except NotFoundError:
-            pass
-    raise not_found("user-not-found", f"There is no user {key!r} (give a user id or an email).")
+    found = await find_user(call.services.store, key)
+    if found is None:
+        raise not_found("user-not-found", f"There is no user {key!r} (give a user id or an email).")
+    return found
+
+
+async def explanation_for(services: Services, user: User, at: dt.datetime) -> Explanation:
+    """Why ``user`` is prompted, blocked or let through at ``at``: what the admin API's
+    explainDecision answers, and the console's Explain shows."""
+    store = services.store
+    # Read as the policy book reads them: a stored document that no longer parses is explained
+    # by the version it keeps in force, since that is what the gateway enforces.
+    candidates = await read_stored(store, services.decider.book.in_force())
+    try:
+        org_name: str | None = (await store.organisations.get(user.org_id)).name
+    except NotFoundError:
+        org_name = None
+    return explain(
+        user=user,
+        org_name=org_name,
+        tenants=await store.tenants.for_org(user.org_id),
+        candidates=candidates,
+        dismissals=await store.dismissals.count(user.id, PROMPT_KEY),
+        enrolment=enrolment_of(await store.factors.kinds(user.id)),
+        at=at,
+        connections=await store.xero.connections_for_org(user.org_id),
+    )
 
 
 async def explain_decision(call: Call) -> web.StreamResponse:
@@ -54,26 +64,7 @@ async def explain_decision(call: Call) -> web.StreamResponse:
         raise bad_parameter("user", "is required: a user id or an email")
     at = instant_param(call.request, "at", call.services.policy_clock())
     user = await _user(call, key)
-    store = call.services.store
-    # Read as the policy book reads them: a stored document that no longer parses is explained
-    # by the version it keeps in force, since that is what the gateway enforces.
-    candidates = await read_stored(store, call.services.decider.book.in_force())
-    try:
-        org_name: str | None = (await store.organisations.get(user.org_id)).name
-    except NotFoundError:
-        org_name = None
-    return json_response(
-        explain(
-            user=user,
-            org_name=org_name,
-            tenants=await store.tenants.for_org(user.org_id),
-            candidates=candidates,
-            dismissals=await store.dismissals.count(user.id, PROMPT_KEY),
-            enrolment=enrolment_of(await store.factors.kinds(user.id)),
-            at=at,
-            connections=await store.xero.connections_for_org(user.org_id),
-        )
-    )
+    return json_response(await explanation_for(call.services, user, at))
 
 
 async def readiness(call: Call) -> web.StreamResponse:
@@ -118,33 +109,5 @@ async def readiness(call: Call) -> web.StreamResponse:
                 )
                 for item in report
             ],
-        )
-    )
-
-
-async def audit_events(call: Call) -> web.StreamResponse:
-    request = call.request
-    since = optional_instant_param(request, "since")
-    until = optional_instant_param(request, "until")
-    kind = request.query.get("kind", "").strip() or None
-    if kind is not None and len(kind) > MAX_KIND:
-        raise bad_parameter("kind", f"must be at most {MAX_KIND} characters")
-    limit = int_param(
-        request, "limit", default=DEFAULT_AUDIT_LIMIT, minimum=1, maximum=MAX_AUDIT_LIMIT
-    )
-    events = await call.services.store.audit.list(
-        since=since.timestamp() if since is not None else None,
-        until=until.timestamp() if until is not None else None,
-        kind=kind,
-        limit=limit + 1,  # one more than asked, to tell whether there are more
-    )
-    return json_response(
-        AuditPage(
-            # The shape the CLI exports too, checked against the model.
-            events=[
-                AuditEventBody.model_validate(event_document(event, when=instant))
-                for event in events[:limit]
-            ],
-            more=len(events) > limit,
         )
     )

@@ -81,7 +81,7 @@ class MfaReset(Event):
     subject_field = "user_id"
     user_id: str
     org_id: str
-    via: str  # "team" (their principal), "support-cli" or "support-api"
+    via: str  # "team" (their principal), "support-cli", "support-api" or "support-console"
     by: str  # who reset: the principal's user id, or the support person's tool and name
     reason: str | None = None  # support: why, as told
     verified_by: str | None = None  # support: who checked the person's identity, and how

@@ -91,4 +91,10 @@ class Org(BaseModel):
 
 
 class OrgList(BaseModel):
+    """One page of organisations, in the order they were added."""
+
     orgs: list[Org]
+    more: bool = Field(
+        default=False, description="More organisations match: ask again with offset = next_offset."
+    )
+    next_offset: int = 0

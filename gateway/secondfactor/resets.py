@@ -113,8 +113,9 @@ def support_problems(verified_by: str, reason: str) -> list[str]:
 
 @dataclass(frozen=True, kw_only=True)
 class ResetHow:
-    """Who asks for a reset, and how: ``via`` is ``team``, ``support-cli`` or
-    ``support-api``; ``by`` names the asker in the audit trail and the email."""
+    """Who asks for a reset, and how: ``via`` is ``team``, ``support-cli``,
+    ``support-api`` or ``support-console``; ``by`` names the asker in the audit trail and the
+    email."""
 
     via: str
     by: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.audit import Event, event_row
@@ -35,8 +36,28 @@ _CLAUSES = {
     "since": "at >= :since",
     "until": "at < :until",
     "kind": "kind = :kind",
+    "actor": "actor = :actor",
+    "subject": "subject = :subject",
+    "org_id": "org_id = :org_id",
     "after_id": "id > :after_id",
+    "before_id": "id < :before_id",
 }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AuditFilter:
+    """Which events to read: each field that is not None narrows the selection (times are
+    Unix seconds, since <= at < until; the others are compared exactly)."""
+
+    since: float | None = None
+    until: float | None = None
+    kind: str | None = None
+    actor: str | None = None
+    subject: str | None = None
+    org_id: str | None = None
+
+
+NO_FILTER = AuditFilter()
 
 
 def _event(row: Row) -> AuditEvent:
@@ -56,10 +77,19 @@ def _event(row: Row) -> AuditEvent:
 
 
 def _where(
-    *, since: float | None, until: float | None, kind: str | None, after_id: int | None = None
+    filters: AuditFilter, *, after_id: int | None = None, before_id: int | None = None
 ) -> tuple[str, dict[str, Any]]:
-    """A WHERE clause built only from the fixed fragments below (never from input), and params."""
-    given = {"since": since, "until": until, "kind": kind, "after_id": after_id}
+    """A WHERE clause built only from the fixed fragments above (never from input), and params."""
+    given = {
+        "since": filters.since,
+        "until": filters.until,
+        "kind": filters.kind,
+        "actor": filters.actor,
+        "subject": filters.subject,
+        "org_id": filters.org_id,
+        "after_id": after_id,
+        "before_id": before_id,
+    }
     params = {name: value for name, value in given.items() if value is not None}
     clauses = [_CLAUSES[name] for name in params]
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
@@ -140,29 +170,52 @@ class AuditRepository:
         until: float | None = None,
         kind: str | None = None,
         limit: int = 1000,
+        filters: AuditFilter | None = None,
     ) -> builtins.list[AuditEvent]:
-        """Events with since <= at < until (either bound optional), oldest id first."""
+        """Events with since <= at < until (either bound optional), oldest id first;
+        ``filters``, when given, replaces the three bounds."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, not {limit}")
-        where, params = _where(since=since, until=until, kind=kind)
+        chosen = filters or AuditFilter(since=since, until=until, kind=kind)
+        where, params = _where(chosen)
         rows = await self._db.fetch_all(
             f"{_SELECT}{where} ORDER BY id LIMIT :limit", {**params, "limit": limit}
         )
         return [_event(row) for row in rows]
 
+    async def newest(
+        self, filters: AuditFilter, *, before_id: int | None = None, limit: int = 50
+    ) -> builtins.list[AuditEvent]:
+        """Up to ``limit`` matching events with an id below ``before_id`` (any id if None),
+        newest first: a page of the trail, the next page starting below its last id."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        where, params = _where(filters, before_id=before_id)
+        rows = await self._db.fetch_all(
+            f"{_SELECT}{where} ORDER BY id DESC LIMIT :limit", {**params, "limit": limit}
+        )
+        return [_event(row) for row in rows]
+
     async def iterate(
-        self, *, since: float | None = None, until: float | None = None, page_size: int = 500
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        page_size: int = 500,
+        filters: AuditFilter | None = None,
     ) -> AsyncIterator[AuditEvent]:
-        """Every matching event, oldest id first, read a page at a time (for export).
+        """Every matching event, oldest id first, read a page at a time (for export);
+        ``filters``, when given, replaces the two bounds.
 
         No lock is held between pages, so the gateway keeps working during a long export;
         events appended meanwhile are included if they match.
         """
         if page_size < 1:
             raise ValueError(f"page_size must be at least 1, not {page_size}")
+        chosen = filters or AuditFilter(since=since, until=until)
         after_id = 0
         while True:
-            where, params = _where(since=since, until=until, kind=None, after_id=after_id)
+            where, params = _where(chosen, after_id=after_id)
             rows = await self._db.fetch_all(
                 f"{_SELECT}{where} ORDER BY id LIMIT :limit", {**params, "limit": page_size}
             )
@@ -181,3 +234,11 @@ class AuditRepository:
             {"org_id": org_id, "kind": kind},
         )
         return {row["subject"]: float(row["at"]) for row in rows}
+
+    async def latest_for(self, *, subject: str, kind: str) -> float | None:
+        """When ``subject`` last had an event of ``kind`` (e.g. a user's last sign-in)."""
+        row = await self._db.fetch_one(
+            "SELECT max(at) AS at FROM audit_events WHERE subject = :subject AND kind = :kind",
+            {"subject": subject, "kind": kind},
+        )
+        return None if row is None or row["at"] is None else float(row["at"])

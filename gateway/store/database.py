@@ -21,6 +21,16 @@ Params = Mapping[str, Any]
 
 NO_PARAMS: Params = MappingProxyType({})
 
+LIKE_ESCAPE = "ESCAPE '\\'"
+"""The escape clause that goes with :func:`contains_pattern` (the same in SQLite and PostgreSQL)."""
+
+
+def contains_pattern(text: str) -> str:
+    """A LIKE pattern matching values that contain ``text`` as typed: its ``%``, ``_`` and
+    backslashes are escaped (use with LIKE_ESCAPE)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
 
 class Transaction(Protocol):
     """One open write transaction; every statement in it commits or rolls back together."""

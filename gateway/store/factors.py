@@ -225,6 +225,20 @@ class FactorRepository:
         rows = await self._db.fetch_all("SELECT user_id FROM mfa_factors WHERE role = 'primary'")
         return {row["user_id"] for row in rows}
 
+    async def enrolled_at(self, user_ids: Sequence[str] | None = None) -> dict[str, float]:
+        """When each user with a primary factor confirmed it (its factor's creation time):
+        every such user, or those of ``user_ids``."""
+        sql = "SELECT user_id, min(created_at) AS at FROM mfa_factors WHERE role = 'primary'"
+        if user_ids is None:
+            rows = await self._db.fetch_all(f"{sql} GROUP BY user_id")
+        else:
+            rows = []
+            for user_id in dict.fromkeys(user_ids):
+                rows += await self._db.fetch_all(
+                    f"{sql} AND user_id = :user_id GROUP BY user_id", {"user_id": user_id}
+                )
+        return {row["user_id"]: float(row["at"]) for row in rows}
+
     async def accept_step(self, factor_id: str, step: int) -> bool:
         """Record ``step`` as the factor's last accepted TOTP step if it is later than the one
         recorded; False (nothing changed) if it is not: a replay, or a racing submission that

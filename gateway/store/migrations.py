@@ -438,6 +438,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(
+        18,
+        "audit trail by subject and by actor: the console's filters and a user's last sign-in",
+        """
+        CREATE INDEX audit_events_subject ON audit_events(subject, kind, at);
+        CREATE INDEX audit_events_actor ON audit_events(actor);
+        """,
+    ),
+    Migration(
         20,
         "Xero rate budgets: each tenant's budget as a Xero listener last counted it",
         """

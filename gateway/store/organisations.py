@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 
 from gateway.errors import ConflictError, NotFoundError
-from gateway.store.database import Database, Row
+from gateway.store.database import LIKE_ESCAPE, Database, Row, contains_pattern
 from gateway.store.records import Organisation, new_id
 
 _SELECT = "SELECT id, name, created_at FROM organisations"
@@ -55,4 +55,18 @@ class OrganisationRepository:
     async def list(self) -> builtins.list[Organisation]:
         """Every organisation, in the order they were added."""
         rows = await self._db.fetch_all(f"{_SELECT} ORDER BY seq")
+        return [_organisation(row) for row in rows]
+
+    async def search(
+        self, text: str, *, limit: int, offset: int = 0
+    ) -> builtins.list[Organisation]:
+        """Organisations whose name contains ``text`` (ASCII case aside; all for an empty
+        text), in the order they were added: at most ``limit``, after skipping ``offset``."""
+        if limit < 1 or offset < 0:
+            raise ValueError(f"limit must be at least 1 and offset not negative: {limit}, {offset}")
+        rows = await self._db.fetch_all(
+            f"{_SELECT} WHERE lower(name) LIKE :pattern {LIKE_ESCAPE}"
+            " ORDER BY seq LIMIT :limit OFFSET :offset",
+            {"pattern": contains_pattern(text.lower()), "limit": limit, "offset": offset},
+        )
         return [_organisation(row) for row in rows]

@@ -6,7 +6,7 @@ import builtins
 from collections.abc import Mapping, Sequence
 
 from gateway.errors import ConflictError, NotFoundError, StoreError
-from gateway.store.database import Database, Row, Transaction
+from gateway.store.database import LIKE_ESCAPE, Database, Row, Transaction, contains_pattern
 from gateway.store.organisations import INSERT_ORGANISATION
 from gateway.store.records import ROLES, NewUser, User, new_id
 from gateway.store.revocations import revoke
@@ -149,6 +149,31 @@ class UserRepository:
             rows = await self._db.fetch_all(
                 f"{_SELECT} WHERE org_id = :org_id ORDER BY seq", {"org_id": org_id}
             )
+        return [_user(row) for row in rows]
+
+    async def search(
+        self, text: str, *, org_id: str | None = None, limit: int, offset: int = 0
+    ) -> builtins.list[User]:
+        """Users whose email or display name contains ``text`` (ASCII case aside; every
+        user for an empty text), of one organisation if ``org_id`` is given, in the order
+        they were added: at most ``limit`` of them, after skipping ``offset``."""
+        if limit < 1 or offset < 0:
+            raise ValueError(f"limit must be at least 1 and offset not negative: {limit}, {offset}")
+        params: dict[str, object] = {
+            "pattern": contains_pattern(email_key(text)),
+            "limit": limit,
+            "offset": offset,
+        }
+        where = (
+            f"(email_key LIKE :pattern {LIKE_ESCAPE}"
+            f" OR lower(display_name) LIKE :pattern {LIKE_ESCAPE})"
+        )
+        if org_id is not None:
+            where += " AND org_id = :org_id"
+            params["org_id"] = org_id
+        rows = await self._db.fetch_all(
+            f"{_SELECT} WHERE {where} ORDER BY seq LIMIT :limit OFFSET :offset", params
+        )
         return [_user(row) for row in rows]
 
     async def set_disabled(self, user_id: str, disabled: bool, *, now: float) -> None:
