@@ -97,13 +97,13 @@ def _clear_cookie(services: Services, response: web.StreamResponse, name: str) -
     )
 
 
-def _cross_site(request: web.Request) -> bool:
+def cross_site(request: web.Request) -> bool:
     """Whether a form post came from another site (its Sec-Fetch-Site or Origin says so)."""
     fetch_site = request.headers.get("Sec-Fetch-Site", "").strip().lower()
     return fetch_site in CROSS_SITE or not from_allowed_origin(request)
 
 
-def _cross_site_refusal(request: web.Request) -> web.Response:
+def cross_site_refusal(request: web.Request) -> web.Response:
     request[OUTCOME] = "rejected"
     return web.Response(
         status=403,
@@ -181,8 +181,8 @@ def _throttles(services: Services, typed: str, client: str) -> tuple[tuple[str, 
 
 async def login_submit(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
-    if _cross_site(request):
-        return _cross_site_refusal(request)
+    if cross_site(request):
+        return cross_site_refusal(request)
     form = await read_form(request)
     email = form_field(form, "email", MAX_EMAIL).strip().lower()
     password = form_field(form, "password", MAX_PASSWORD)
@@ -240,8 +240,8 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 
 async def logout_submit(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
-    if _cross_site(request):
-        return _cross_site_refusal(request)
+    if cross_site(request):
+        return cross_site_refusal(request)
     form = await read_form(request)
     found = await signed_in_admin(request)
     if found is not None:

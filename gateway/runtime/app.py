@@ -13,7 +13,7 @@ from multidict import CIMultiDictProxy
 
 from gateway import admin
 from gateway.accounts.passwords import Passwords
-from gateway.admin import console
+from gateway.admin import console, policy_pages
 from gateway.clock import Clock, system_clock
 from gateway.config import Config
 from gateway.crypto.keys import Keys
@@ -292,6 +292,7 @@ def create_front_app(services: Services) -> web.Application:
     xero_connect.add_routes(app)
     admin.add_routes(app)
     console.add_routes(app)
+    policy_pages.add_routes(app)
     # [\s\S]: a decoded newline in the path is still the gateway's to answer (".*" stops at one).
     add_route(app, "*", "/_gateway/{tail:[\\s\\S]*}", operations.not_found)
     add_route(app, "*", "/{tail:[\\s\\S]*}", gate.gate)
