@@ -54,7 +54,9 @@ async def editor(http: aiohttp.ClientSession, path: str = f"{AU}/edit") -> dict[
     assert csrf
     assert version
     assert text
-    return {"csrf": csrf[1], "version": version[1], "toml": html.unescape(text[1])}
+    # As a browser reads it: the one newline right after <textarea> is not part of the text.
+    toml = html.unescape(text[1]).removeprefix("\n")
+    return {"csrf": csrf[1], "version": version[1], "toml": toml}
 
 
 async def edited(http: aiohttp.ClientSession, old: str, new: str) -> dict[str, str]:
@@ -186,6 +188,21 @@ async def test_a_save_is_audited_and_blocks_a_prompted_user_on_their_next_reques
     (event,) = await policy_events(gateway)
     assert event.kind == "policy.replaced"
     assert EMAIL in (event.actor or "")
+
+
+async def test_the_text_comes_back_as_typed_blank_first_line_included(
+    gateway: RunningGateway,
+) -> None:
+    async with gateway.client() as http:
+        await signed_in(gateway, http)
+        form = await editor(http)
+        typed = "\n\n" + form["toml"].replace(SHIPPED_DEADLINE, PAST_DEADLINE)
+        preview = await http.post(f"{AU}/edit", data={**form, "toml": typed, "action": "x"})
+        page = await preview.text()
+    text = re.search(r"<textarea[^>]*>\n(.*?)</textarea>", page, re.DOTALL)
+    assert text
+    assert html.unescape(text[1]) == typed
+    assert "has passed" in notes_on(page, line_of(typed, "deadline ="))
 
 
 async def test_a_syntax_error_shows_its_line_and_nothing_is_saved(
