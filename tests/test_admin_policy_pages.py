@@ -133,7 +133,7 @@ async def test_the_list_and_one_policy_show_what_it_decides(gateway: RunningGate
         page = html.unescape(await view.text())
     assert view.status == 200
     assert "What it decides" in page
-    assert "member, principal of organisations with an active Xero connection" in page
+    assert "the role member or principal in organisations with an active Xero connection" in page
     assert "(9 days left)" in page
     assert SHIPPED_DEADLINE in page
     assert f'action="{AU}/disable"' in page

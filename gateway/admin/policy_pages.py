@@ -97,8 +97,8 @@ def _deadline(policy: Policy, now: float) -> str:
 def _decides(policy: Policy, now: float) -> list[tuple[str, str]]:
     """What the policy decides, in words: scope, dates, methods, windows."""
     scope = (
-        f"{_names(policy.roles)} of organisations with an active Xero connection to a tenant"
-        f" in {_names(policy.countries)}"
+        f"Users with the role {' or '.join(sorted(policy.roles))} in organisations with an"
+        f" active Xero connection to a tenant in {_names(policy.countries)}"
     )
     if not policy.requires_xero_connection:
         scope += ", and of organisations with no active Xero connection"
