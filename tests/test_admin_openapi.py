@@ -14,7 +14,15 @@ from gateway.admin.api import ROUTES, openapi_document, route_scopes
 from gateway.runtime.app import create_front_app
 from gateway.web.openapi import OPENAPI_PATH
 from tests.conftest import GatewayFactory, RunningGateway
-from tests.test_admin_support import AU_MEMBER, AU_POLICY, NZ_ORG, bearer, mint, org_id
+from tests.test_admin_support import (
+    AU_MEMBER,
+    AU_POLICY,
+    NZ_ORG,
+    bearer,
+    mint,
+    org_id,
+    shipped_document,
+)
 
 ADMIN = "/_gateway/admin/api/"
 SCHEME = "adminToken"
@@ -197,6 +205,8 @@ async def test_answers_fit_the_schemas_the_document_gives_them(
     calls = [
         ("get", f"{ADMIN}policies", f"{ADMIN}policies", None, {}),
         ("get", policy, f"{ADMIN}policies/{AU_POLICY}", None, {}),
+        ("post", f"{policy}/lint", f"{ADMIN}policies/{AU_POLICY}/lint", shipped_document(), {}),
+        ("post", f"{policy}/lint", f"{ADMIN}policies/{AU_POLICY}/lint", {"id": 1}, {}),
         (
             "post",
             f"{policy}/disable",

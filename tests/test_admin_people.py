@@ -385,6 +385,6 @@ async def test_a_disabled_admins_session_is_refused_at_once(gateway: RunningGate
             data={"verified_by": "Sam", "reason": "lost phone", "csrf": csrf},
             headers={"Accept": "application/json"}, allow_redirects=False,
         )  # fmt: skip
-        assert reset.status == 403
-        assert (await problem(reset))["type"].endswith("/admin-session-required")
+        assert reset.status == 401
+        assert (await problem(reset))["type"].endswith("/admin-signed-out")
     assert await gateway.services.store.audit.list(kind=MfaReset.kind) == []

@@ -45,6 +45,7 @@ from gateway.schema.policies import (
     PolicyDiff,
     PolicyDocument,
     PolicyHistory,
+    PolicyLint,
     PolicyList,
     PolicyRecord,
     PolicyVersion,
@@ -236,6 +237,29 @@ ROUTES: tuple[AdminRoute, ...] = (
             ("enable", policies.enable_policy),
             ("disable", policies.disable_policy),
         )
+    ),
+    _route(
+        "POST",
+        f"{POLICY}/lint",
+        policies.lint_policy,
+        READ,
+        "lintPolicy",
+        "Check a document against the stored policy without saving it",
+        "policies",
+        {
+            "200": _ok(
+                PolicyLint,
+                "A replace would be accepted: its lint warnings and the changes it would"
+                " make; the ETag is the version compared with.",
+                "ETag",
+            ),
+            **POLICY_WRITES,
+            "404": "NotFound",
+        },
+        parameters=(PID,),
+        body=PolicyDocument,
+        description="Saves nothing: the preview before a PUT, as the console's editor shows it."
+        " A document a PUT would refuse gets the same 422, listing every problem.",
     ),
     _route(
         "GET",

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from gateway.admin.audit_trail import FILTERS, audit_filter, event_body
-from gateway.admin.console_pages import admin_page, render_console
+from gateway.admin.console_guard import admin_page, render_console
 from gateway.admin.http import ADMIN_PREFIX, int_param
 from gateway.services import SERVICES
 from gateway.store import Admin, AdminSession

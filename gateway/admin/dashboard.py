@@ -11,7 +11,7 @@ from markupsafe import Markup
 
 from gateway.admin.chart import enrolment_chart
 from gateway.admin.console import CONSOLE_PATH, sign_in_page, signed_in_admin
-from gateway.admin.console_pages import render_console
+from gateway.admin.console_guard import render_console
 from gateway.admin.http import ApiProblem, int_param
 from gateway.admin.people import DEFAULT_DAYS, enrolment_series
 from gateway.enforcement.reports import readiness_report

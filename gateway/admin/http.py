@@ -22,7 +22,7 @@ from gateway.http.problems import problem_response
 from gateway.http.requests import CLIENT_ADDR, OUTCOME, REQUEST_ID
 from gateway.schema.bodies import BodyError, validate
 from gateway.services import SERVICES, Services
-from gateway.store import AdminToken, AuditEntry
+from gateway.store import Admin, AdminSession, AdminToken, AuditEntry
 from gateway.web.context import body_deadline
 
 log = logging.getLogger("gateway.admin")
@@ -174,7 +174,12 @@ async def _console_reader(request: web.Request) -> AdminToken | None:
     found = await signed_in_admin(request)
     if found is None:
         return None
-    session, admin = found
+    return session_token(*found)
+
+
+def session_token(session: AdminSession, admin: Admin) -> AdminToken:
+    """A signed-in gateway admin as a token with every scope: how the console's pages act
+    through the same functions as the API, and how the audit trail names them."""
     return AdminToken(
         id=admin.id,
         name=admin.email,

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from gateway.admin.console_pages import (
+from gateway.admin.console_guard import (
     admin_form,
     admin_page,
     client_addr,

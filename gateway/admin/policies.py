@@ -25,22 +25,24 @@ from gateway.admin.http import (
 )
 from gateway.enforcement import policy_files
 from gateway.errors import ConflictError, NotFoundError
-from gateway.policy import Policy, PolicyError, lint, parse_policy
+from gateway.policy import Policy, PolicyError, lint, parse_policy, policy_to_document
 from gateway.schema.policies import (
+    Change,
     HistoryEntry,
     LintWarning,
     PolicyDeleted,
     PolicyDiff,
     PolicyDocument,
     PolicyHistory,
+    PolicyLint,
     PolicyList,
     PolicyRecord,
     PolicySummary,
     PolicyVersion,
     PolicyWritten,
 )
+from gateway.store import PolicyChange, PreconditionFailedError, StoredPolicy, policy_document
 from gateway.store import PolicyVersion as StoredVersion
-from gateway.store import PreconditionFailedError, StoredPolicy, policy_document
 
 POLICIES = f"{ADMIN_PREFIX}/policies"
 # Store versions are SQLite integers; a larger number names no version (and would overflow).
@@ -79,7 +81,7 @@ def _policy_not_found(policy_id: str) -> ApiProblem:
     return not_found("policy-not-found", f"There is no policy {policy_id!r}.")
 
 
-async def _current(call: Call, policy_id: str) -> StoredPolicy:
+async def current_policy(call: Call, policy_id: str) -> StoredPolicy:
     try:
         return await call.services.store.policies.get(policy_id)
     except NotFoundError:
@@ -93,13 +95,34 @@ async def _checked(call: Call, policy_id: str) -> StoredPolicy:
     between still fails there (compare-and-swap), never overwritten.
     """
     versions = if_match(call.request)
-    current = await _current(call, policy_id)
+    current = await current_policy(call, policy_id)
     if current.version not in versions:
         raise precondition_failed(policy_id, current.version)
     return current
 
 
 _invalid = unprocessable("policy-invalid", "The policy document is invalid", "document")
+
+
+def id_problem(url_id: str, given: object) -> str | None:
+    """The problem with a document naming another policy than the one being replaced."""
+    if isinstance(given, str) and given != url_id:
+        return f"id: must be {url_id!r}, the id in the URL, not {given!r}"
+    return None
+
+
+def _judged(data: dict[str, Any], url_id: str | None) -> tuple[Policy | None, list[str]]:
+    """The document as a Policy, or every problem with it (a mismatched id among them)."""
+    errors: list[str] = []
+    policy: Policy | None = None
+    try:
+        policy = parse_policy(data)
+    except PolicyError as exc:
+        errors.extend(exc.problems)
+    mismatch = id_problem(url_id, data.get("id")) if url_id is not None else None
+    if mismatch is not None:
+        errors.append(mismatch)
+    return (None if errors else policy), errors
 
 
 async def _read_policy(call: Call, *, url_id: str | None) -> Policy:
@@ -109,24 +132,30 @@ async def _read_policy(call: Call, *, url_id: str | None) -> Policy:
     fields; the policy parser judges the fields, as it does for files, with the same messages.
     """
     data = (await read_body(call.request, PolicyDocument, _invalid)).root
-    errors: list[str] = []
-    policy: Policy | None = None
-    try:
-        policy = parse_policy(data)
-    except PolicyError as exc:
-        errors.extend(exc.problems)
-    given = data.get("id")
-    if url_id is not None and isinstance(given, str) and given != url_id:
-        errors.append(f"id: must be {url_id!r}, the id in the URL, not {given!r}")
-    if errors or policy is None:
+    policy, errors = _judged(data, url_id)
+    if policy is None:
         raise _invalid(errors)
     return policy
 
 
-def _warnings(call: Call, policy: Policy) -> list[LintWarning]:
-    """Lint warnings: advice returned with the change, never a reason to refuse it."""
-    when = dt.datetime.fromtimestamp(call.now, dt.UTC)
+def lint_warnings(policy: Policy, now: float) -> list[LintWarning]:
+    """Lint warnings at ``now``: advice returned with a change, never a reason to refuse it."""
+    when = dt.datetime.fromtimestamp(now, dt.UTC)
     return [LintWarning(field=w.field, message=w.message) for w in lint(policy, now=when)]
+
+
+def changes_to(current: StoredPolicy, policy: Policy) -> list[dict[str, Any]]:
+    """What replacing the stored policy with ``policy`` would change, by dotted path."""
+    return diff_documents(
+        document_of(current.document, current.enabled), policy_to_document(policy)
+    )
+
+
+def version_changes(older: StoredVersion, newer: StoredVersion) -> list[dict[str, Any]]:
+    """What changed from one version of a policy to another, by dotted path."""
+    return diff_documents(
+        document_of(older.document, older.enabled), document_of(newer.document, newer.enabled)
+    )
 
 
 @contextmanager
@@ -145,20 +174,25 @@ def _stale(exc: PreconditionFailedError) -> ApiProblem:
     return ApiProblem(412, "precondition-failed", "The policy has changed", str(exc))
 
 
+def parse_stored(stored: StoredPolicy) -> tuple[Policy | None, list[str]]:
+    """The stored document as a Policy, or why it no longer parses (after an upgrade, say):
+    then it is enforced as the version in force, or not at all, and shown to be fixed."""
+    try:
+        return parse_policy(document_of(stored.document, stored.enabled)), []
+    except PolicyError as exc:
+        return None, exc.problems
+
+
 async def list_policies(call: Call) -> web.StreamResponse:
     items = []
     for stored in await call.services.store.policies.list():
-        try:
-            parse_policy(document_of(stored.document, stored.enabled))
-            valid = True
-        except PolicyError:
-            valid = False  # enforced as the version in force, or not at: show it to be fixed
+        policy, _ = parse_stored(stored)
         items.append(
             PolicySummary(
                 id=stored.id,
                 version=stored.version,
                 enabled=stored.enabled,
-                valid=valid,
+                valid=policy is not None,
                 description=str(stored.document.get("description", "")),
                 updated_at=instant(stored.updated_at),
                 updated_by=stored.updated_by,
@@ -168,7 +202,7 @@ async def list_policies(call: Call) -> web.StreamResponse:
 
 
 async def get_policy(call: Call) -> web.StreamResponse:
-    stored = await _current(call, call.path("policy_id"))
+    stored = await current_policy(call, call.path("policy_id"))
     return json_response(PolicyRecord(**_record(stored)), version=stored.version)
 
 
@@ -188,7 +222,7 @@ async def create_policy(call: Call) -> web.StreamResponse:
     await call.refresh()
     stored = change.after
     return json_response(
-        PolicyWritten(**_record(stored), warnings=_warnings(call, policy)),
+        PolicyWritten(**_record(stored), warnings=lint_warnings(policy, call.now)),
         status=201,
         version=stored.version,
         headers={"Location": f"{POLICIES}/{policy.id}"},
@@ -199,40 +233,61 @@ async def replace_policy(call: Call) -> web.StreamResponse:
     policy_id = call.path("policy_id")
     versions = if_match(call.request)  # before the body: a missing If-Match is the first error
     policy = await _read_policy(call, url_id=policy_id)
-    before = await _current(call, policy_id)
+    before = await current_policy(call, policy_id)
     if before.version not in versions:
         raise precondition_failed(policy_id, before.version)
-    with _writing(policy_id):
-        change = await policy_files.replace_policy(
-            call.services.store,
-            policy,
-            expected_version=before.version,
-            now=call.now,
-            audit=call.audit,
-        )
-    if change.changed:  # the same document again is no change: no new version, no audit event
-        await call.refresh()
+    change = await save_policy(call, policy, expected_version=before.version)
     stored = change.after
     return json_response(
-        PolicyWritten(**_record(stored), changed=change.changed, warnings=_warnings(call, policy)),
+        PolicyWritten(
+            **_record(stored), changed=change.changed, warnings=lint_warnings(policy, call.now)
+        ),
         version=stored.version,
     )
 
 
-async def _set_enabled(call: Call, enabled: bool) -> web.StreamResponse:
-    policy_id = call.path("policy_id")
-    before = await _checked(call, policy_id)
+async def save_policy(call: Call, policy: Policy, *, expected_version: int) -> PolicyChange:
+    """Replace the stored policy with ``policy`` if it is still at ``expected_version``.
+
+    Audited, and in force from the next request; the same document again changes nothing (no
+    new version, no audit event). 412 if the version is stale, 404 if the policy is gone.
+    """
+    with _writing(policy.id):
+        change = await policy_files.replace_policy(
+            call.services.store,
+            policy,
+            expected_version=expected_version,
+            now=call.now,
+            audit=call.audit,
+        )
+    if change.changed:
+        await call.refresh()
+    return change
+
+
+async def switch_policy(
+    call: Call, policy_id: str, *, enabled: bool, expected_version: int
+) -> PolicyChange:
+    """Enable or disable a policy still at ``expected_version``: audited, in force from the
+    next request; no change if it is so already. 412 if the version is stale, 404 if gone."""
     with _writing(policy_id):
         change = await call.services.store.policies.set_enabled(
             policy_id=policy_id,
             enabled=enabled,
-            expected_version=before.version,
+            expected_version=expected_version,
             now=call.now,
             by=call.actor,
             audit=call.audit,
         )
     if change.changed:
         await call.refresh()
+    return change
+
+
+async def _set_enabled(call: Call, enabled: bool) -> web.StreamResponse:
+    policy_id = call.path("policy_id")
+    before = await _checked(call, policy_id)
+    change = await switch_policy(call, policy_id, enabled=enabled, expected_version=before.version)
     stored = change.after
     return json_response(
         PolicyWritten(**_record(stored), changed=change.changed), version=stored.version
@@ -263,7 +318,7 @@ async def delete_policy(call: Call) -> web.StreamResponse:
     return json_response(PolicyDeleted(id=policy_id, **_history(entry)))
 
 
-async def _versions(call: Call, policy_id: str) -> list[StoredVersion]:
+async def policy_versions(call: Call, policy_id: str) -> list[StoredVersion]:
     history = await call.services.store.policies.history(policy_id)
     if not history:
         raise _policy_not_found(policy_id)
@@ -272,20 +327,20 @@ async def _versions(call: Call, policy_id: str) -> list[StoredVersion]:
 
 async def list_versions(call: Call) -> web.StreamResponse:
     policy_id = call.path("policy_id")
-    history = await _versions(call, policy_id)
+    history = await policy_versions(call, policy_id)
     return json_response(
         PolicyHistory(id=policy_id, versions=[HistoryEntry(**_history(e)) for e in history])
     )
 
 
-def _version_number(text: str, policy_id: str) -> int:
+def version_number(text: str, policy_id: str) -> int:
     number = int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else 0
     if not 1 <= number < _MAX_VERSION:
         raise not_found("version-not-found", f"Policy {policy_id!r} has no version {text}.")
     return number
 
 
-async def _version(call: Call, policy_id: str, number: int) -> StoredVersion:
+async def policy_version(call: Call, policy_id: str, number: int) -> StoredVersion:
     try:
         return await call.services.store.policies.version(policy_id, number)
     except NotFoundError:
@@ -296,7 +351,7 @@ async def _version(call: Call, policy_id: str, number: int) -> StoredVersion:
 
 async def get_version(call: Call) -> web.StreamResponse:
     policy_id = call.path("policy_id")
-    entry = await _version(call, policy_id, _version_number(call.path("version"), policy_id))
+    entry = await policy_version(call, policy_id, version_number(call.path("version"), policy_id))
     return json_response(
         PolicyVersion(
             id=policy_id,
@@ -306,24 +361,43 @@ async def get_version(call: Call) -> web.StreamResponse:
     )
 
 
+async def diff_range(call: Call, policy_id: str) -> tuple[StoredVersion, StoredVersion]:
+    """The versions the query's ``from`` and ``to`` name: by default, the latest change's."""
+    history = await policy_versions(call, policy_id)
+    to = int_param(call.request, "to", default=history[-1].version, minimum=1, maximum=_MAX_VERSION)
+    start = int_param(call.request, "from", default=max(to - 1, 1), minimum=1, maximum=_MAX_VERSION)
+    return await policy_version(call, policy_id, start), await policy_version(call, policy_id, to)
+
+
 async def diff_versions(call: Call) -> web.StreamResponse:
     """Changes from version ``from`` to ``to``: by default, those of the latest change."""
     policy_id = call.path("policy_id")
-    history = await _versions(call, policy_id)
-    to = int_param(call.request, "to", default=history[-1].version, minimum=1, maximum=_MAX_VERSION)
-    start = int_param(call.request, "from", default=max(to - 1, 1), minimum=1, maximum=_MAX_VERSION)
-    older = await _version(call, policy_id, start)
-    newer = await _version(call, policy_id, to)
+    older, newer = await diff_range(call, policy_id)
     return json_response(
         PolicyDiff.model_validate(
             {
                 "id": policy_id,
                 "from": _history(older),
                 "to": _history(newer),
-                "changes": diff_documents(
-                    document_of(older.document, older.enabled),
-                    document_of(newer.document, newer.enabled),
-                ),
+                "changes": version_changes(older, newer),
             }
         )
+    )
+
+
+async def lint_policy(call: Call) -> web.StreamResponse:
+    """What replacing the policy with the body would do, without doing it: 422 with every
+    problem if a replace would be refused (as PUT answers), else the lint warnings it would
+    get and the changes it would make."""
+    policy_id = call.path("policy_id")
+    current = await current_policy(call, policy_id)
+    policy = await _read_policy(call, url_id=policy_id)
+    return json_response(
+        PolicyLint(
+            id=policy_id,
+            version=current.version,
+            warnings=lint_warnings(policy, call.now),
+            changes=[Change(**c) for c in changes_to(current, policy)],
+        ),
+        version=current.version,
     )

@@ -210,7 +210,7 @@ def key_lines(source: str) -> dict[str, int]:
     return found
 
 
-def _line_of(path: str, lines: Mapping[str, int]) -> int | None:
+def line_of(path: str, lines: Mapping[str, int]) -> int | None:
     """The line of ``path``, else of the nearest table holding it (where a missing key goes)."""
     parts = path.split(".")
     while parts:
@@ -244,7 +244,7 @@ def parse_policy_text(text: str, name: str) -> Policy:
     lines = key_lines(text)
     located = []
     for field_path, message in problems:
-        number = _line_of(field_path, lines)
+        number = line_of(field_path, lines)
         where = f"{name}:{number}" if number is not None else name
         located.append(f"{where}: {field_path}: {message}")
     raise PolicyError(located)

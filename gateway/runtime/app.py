@@ -13,7 +13,7 @@ from multidict import CIMultiDictProxy
 
 from gateway import admin
 from gateway.accounts.passwords import Passwords
-from gateway.admin import audit_pages, console, dashboard, people_pages
+from gateway.admin import audit_pages, console, dashboard, people_pages, policy_pages
 from gateway.clock import Clock, system_clock
 from gateway.config import Config
 from gateway.crypto.keys import Keys
@@ -293,6 +293,7 @@ def create_front_app(services: Services) -> web.Application:
     admin.add_routes(app)
     console.add_routes(app)
     dashboard.add_routes(app)
+    policy_pages.add_routes(app)
     people_pages.add_routes(app)
     audit_pages.add_routes(app)
     # [\s\S]: a decoded newline in the path is still the gateway's to answer (".*" stops at one).

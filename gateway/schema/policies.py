@@ -190,3 +190,14 @@ class PolicyDiff(BaseModel):
     from_: HistoryEntry = Field(alias="from")
     to: HistoryEntry
     changes: list[Change]
+
+
+class PolicyLint(BaseModel):
+    """What replacing a policy with a valid document would do; nothing is saved."""
+
+    id: str
+    version: int = Field(
+        description="The stored version compared with: send it as If-Match to save the document."
+    )
+    warnings: list[LintWarning] = Field(description="Lint warnings: advice, never a refusal.")
+    changes: list[Change] = Field(description="What a replace would change, by dotted path.")
