@@ -43,8 +43,7 @@ class FactorChangeRepository:
         params = {"user_id": user_id, "now": now}
         async with self._db.transaction() as tx:
             enrolled = await tx.fetch_one(
-                "SELECT 1 AS found FROM mfa_factors WHERE user_id = :user_id"
-                " AND role = 'primary'",
+                "SELECT 1 AS found FROM mfa_factors WHERE user_id = :user_id AND role = 'primary'",
                 {"user_id": user_id},
             )
             if enrolled is None:
@@ -92,8 +91,7 @@ class FactorChangeRepository:
         params = {"user_id": user_id}
         async with self._db.transaction() as tx:
             enrolled = await tx.fetch_one(
-                "SELECT 1 AS found FROM mfa_factors WHERE user_id = :user_id"
-                " AND role = 'primary'",
+                "SELECT 1 AS found FROM mfa_factors WHERE user_id = :user_id AND role = 'primary'",
                 params,
             )
             if enrolled is None:
