@@ -121,8 +121,9 @@ async def test_devices_are_listed_and_forgotten_after_a_fresh_second_factor(
         status, problem = await _call(max_client, "DELETE", f"mfa/devices/{leo_device['id']}", csrf)
         assert (status, problem["type"].split("/")[-1]) == (404, "device-not-found")
         assert len((await _call(leo_client, "GET", "mfa/devices"))[1]["devices"]) == 1
-        status, problem = await _call(max_client, "DELETE", "mfa/devices/dev_nonsense", csrf)
-        assert status == 404
+        for unknown in ("dev_nonsense", "d%C3%A9v%F0%9F%94%91", "x" * 300):
+            status, problem = await _call(max_client, "DELETE", f"mfa/devices/{unknown}", csrf)
+            assert (status, problem["type"].split("/")[-1]) == (404, "device-not-found")
 
         # Cross-site: refused before anything is looked at.
         status, problem = await _call(
@@ -324,3 +325,16 @@ async def test_a_user_without_2fa_has_nothing_to_change(gateway: RunningGateway)
     async with gateway.client() as client:
         for method, path in (("GET", "mfa/devices"), ("POST", "mfa/recovery-codes")):
             assert (await _call(client, method, path))[0] == 401
+
+
+async def test_an_enrolled_user_looks_only_after_passing_the_second_factor(
+    gateway: RunningGateway,
+) -> None:
+    async with gateway.client() as client:
+        await _enrol(client, gateway, (await _sign_in(client, MAX))["csrf_token"])
+    async with gateway.client() as client:
+        assert (await _sign_in(client, MAX))["next"] == "challenge"
+        for path in ("mfa/devices", "mfa/sign-ins"):
+            status, problem = await _call(client, "GET", path)
+            assert (status, problem["type"].split("/")[-1]) == (403, "step-up-required"), path
+            assert problem["step_up_url"] == "/_gateway/mfa/verify?next=/_gateway/mfa/settings"

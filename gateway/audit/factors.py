@@ -40,7 +40,7 @@ class MfaFailed(Event):
     org_id: str
     method: str
     reason: str
-    stage: str  # "challenge" or "enrolment"
+    stage: str  # "challenge", "enrolment" or "change" (of a method, in the settings)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -284,7 +284,10 @@ class Changes:
         label = None
         hashes: list[str] | None = None
         if device is not None:
-            found = [d for d in stored if hmac.compare_digest(device_id(d.token_hash), device)]
+            asked = device.encode("utf-8", "surrogatepass")  # whatever the path held
+            found = [
+                d for d in stored if hmac.compare_digest(device_id(d.token_hash).encode(), asked)
+            ]
             if not found:
                 raise DeviceUnknown()
             hashes, label = [found[0].token_hash], device_label(found[0].label)
