@@ -413,7 +413,7 @@ SETTINGS_ROUTES = (
         send_backup_code,
         "POST",
         BACKUP_PATH,
-        "sendBackupCode",
+        "sendNewBackupCode",
         "Send a code to a new backup phone number or email address",
         {
             "200": Reply(description="The code is on its way.", model=CodeSent),
@@ -435,7 +435,7 @@ SETTINGS_ROUTES = (
         confirm_backup,
         "POST",
         BACKUP_CONFIRM_PATH,
-        "confirmBackup",
+        "confirmNewBackup",
         "Prove the new backup method with the code sent to it; it replaces the old one",
         {
             "200": Reply(description="Changed.", model=MethodChanged),
