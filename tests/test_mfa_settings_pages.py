@@ -99,6 +99,8 @@ async def test_changes_ask_for_a_fresh_second_factor_and_refuse_forged_forms(
         status, _, body = await _post(client, f"{SETTINGS}/devices/dev_someone_elses/forget", csrf)
         assert status == 404
         assert "None of your remembered devices has that id." in body
+        status, location, _ = await _post(client, f"{SETTINGS}/devices/forget", csrf)
+        assert (status, location) == (303, f"{SETTINGS}?done=devices")
         status, _, body = await _post(client, f"{SETTINGS}/recovery-codes", csrf)
         assert status == 200
         assert body.count("<li><code>") == 10

@@ -66,5 +66,5 @@ class MethodChanged(BaseModel):
     """A primary or backup method changed; the user was emailed about it."""
 
     change: Literal["primary", "backup"]
-    method: Literal["totp", "sms", "email"]
+    method: str = Field(description="The method now in place: totp, sms or email.")
     message: str = Field(description="What changed, destinations masked.")

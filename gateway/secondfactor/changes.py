@@ -31,12 +31,13 @@ from gateway.secondfactor.backup import (
     send_step_code,
 )
 from gateway.secondfactor.challenge import Attempts, Challenges, Sealing
-from gateway.secondfactor.devices import device_label, token_hash
+from gateway.secondfactor.devices import token_hash
 from gateway.secondfactor.enrolment import Enrolments
 from gateway.secondfactor.refusals import BackupRefused, DeviceUnknown, StepMissing
 from gateway.secondfactor.rules import Rules
 from gateway.secondfactor.sms import TextMessages
 from gateway.sending.service import Channel, CodeRequest, CodeSender, masked
+from gateway.signin.browsers import browser_summary
 from gateway.store import Store
 from gateway.store.factor_changes import ChangeRefusedError
 from gateway.store.factors import NewFactor, RememberedDevice, factor_aad
@@ -60,6 +61,7 @@ class Changed:
 
     what: str  # primary, backup, recovery-codes or devices
     summary: str
+    method: str | None = None  # the primary or backup method now in place (totp, sms, email)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,7 +69,8 @@ class DeviceView:
     """A remembered device as its user sees it; ``until`` is when it stops counting."""
 
     id: str
-    label: str
+    label: str  # the User-Agent it was remembered with
+    browser: str  # that, in a few words
     created_at: float
     last_used_at: float | None
     until: float
@@ -141,7 +144,7 @@ class Changes:
             if to is None
             else f"Your sign-in codes now go by text message to {to}."
         )
-        return Changed(what="primary", summary=summary)
+        return Changed(what="primary", summary=summary, method=factor.kind)
 
     def _opened(self, user: User, factor: NewFactor) -> str:
         return self._sealer.open(factor.sealed, factor_aad(user.id, factor.id)).decode("utf-8")
@@ -229,7 +232,8 @@ class Changes:
         await self._attempts.succeeded(user.id)
         what = "phone number" if channel is Channel.SMS else "email address"
         summary = f"Your backup method is now the {what} {to}."
-        return ProvedBackup(kind=channel.value, to=to), Changed(what="backup", summary=summary)
+        changed = Changed(what="backup", summary=summary, method=channel.value)
+        return ProvedBackup(kind=channel.value, to=to), changed
 
     # Recovery codes
 
@@ -266,6 +270,7 @@ class Changes:
             DeviceView(
                 id=device_id(device.token_hash),
                 label=device.label,
+                browser=browser_summary(device.label),
                 created_at=device.created_at,
                 last_used_at=device.last_used_at,
                 until=_until(device, rules),
@@ -290,7 +295,7 @@ class Changes:
             ]
             if not found:
                 raise DeviceUnknown()
-            hashes, label = [found[0].token_hash], device_label(found[0].label)
+            hashes, label = [found[0].token_hash], found[0].label
 
         def event(count: int) -> DevicesForgotten:
             return DevicesForgotten(user_id=user.id, org_id=user.org_id, devices=count, label=label)
@@ -301,7 +306,8 @@ class Changes:
         if device is not None and count == 0:
             raise DeviceUnknown()  # forgotten meanwhile
         summary = (
-            f"The remembered device {label} was forgotten: it asks for a second factor again."
+            f"The remembered device {browser_summary(label)} was forgotten: it asks for a second"
+            " factor again."
             if label is not None
             else f"All your remembered devices ({count}) were forgotten: each asks for a second"
             " factor again."

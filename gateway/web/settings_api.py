@@ -33,7 +33,6 @@ from gateway.secondfactor.changes import Changed
 from gateway.secondfactor.refusals import DeviceUnknown, SecondFactorRefused
 from gateway.secondfactor.resets import STEP_UP_SECONDS
 from gateway.secondfactor.rules import Rules
-from gateway.signin.browsers import browser_summary
 from gateway.signin.sessions import LiveSession
 from gateway.web.api_guard import API, CHALLENGE_PATH, ApiCall, invalid_body
 from gateway.web.api_guard import refused as refused_problem
@@ -93,10 +92,10 @@ async def _allowed(call: ApiCall, *, change: bool) -> tuple[LiveSession, Decisio
     return live, decision
 
 
-def _method_changed(changed: Changed, method: str) -> MethodChanged:
+def _method_changed(changed: Changed) -> MethodChanged:
     return MethodChanged(
         change="primary" if changed.what == "primary" else "backup",
-        method="totp" if method == "totp" else "sms" if method == "sms" else "email",
+        method=changed.method or "",
         message=changed.summary,
     )
 
@@ -113,7 +112,7 @@ async def list_devices(call: ApiCall) -> web.StreamResponse:
                 DeviceInfo(
                     id=d.id,
                     label=d.label,
-                    browser=browser_summary(d.label),
+                    browser=d.browser,
                     created_at=instant(d.created_at),
                     last_used_at=None if d.last_used_at is None else instant(d.last_used_at),
                     expires_at=instant(d.until),
@@ -216,7 +215,7 @@ async def _confirm_primary(call: ApiCall, kind: str) -> web.StreamResponse:
         changed = await switch_primary(call.request, live, decision, kind=kind, code=body.code)
     except SecondFactorRefused as refusal:
         raise refused_problem(call.request, refusal) from None
-    return json_response(_method_changed(changed, kind))
+    return json_response(_method_changed(changed))
 
 
 async def confirm_totp(call: ApiCall) -> web.StreamResponse:
@@ -253,8 +252,7 @@ async def confirm_backup(call: ApiCall) -> web.StreamResponse:
         changed = await change_backup(call.request, live, decision, body.code)
     except SecondFactorRefused as refusal:
         raise refused_problem(call.request, refusal) from None
-    backup = await call.services.second_factors.backups.enrolled(live.user)
-    return json_response(_method_changed(changed, "email" if backup is None else backup.kind))
+    return json_response(_method_changed(changed))
 
 
 # The routes
