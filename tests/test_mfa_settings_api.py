@@ -229,6 +229,11 @@ async def test_recent_sign_ins_say_when_where_which_browser_and_how(
         assert len(listed["sign_ins"]) == KEEP_PER_USER
         assert {s["method"] for s in listed["sign_ins"]} == {"device"}
         assert [s["current"] for s in listed["sign_ins"]][:2] == [True, False]
+        # Passed by the remembered device alone: enough to look, never to change.
+        me = await (await client.get(f"{API}/me")).json()
+        assert me["mfa"]["method"] == "device"
+        status, problem = await _call(client, "POST", "mfa/recovery-codes", me["csrf_token"])
+        assert (status, problem["type"].split("/")[-1]) == (403, "step-up-required")
     async with gateway.client() as other:
         await _sign_in(other, AVA)
         status, own = await _call(other, "GET", "mfa/sign-ins")
