@@ -64,6 +64,18 @@ SAMPLES: dict[str, Event] = {
         devices=1,
         sessions=2,
     ),
+    "mfa.primary_changed": audit.MfaPrimaryChanged(
+        user_id="usr_1", org_id="org_1", method="sms", previous="totp", to="+61 4•• ••• 678"
+    ),
+    "mfa.backup_changed": audit.MfaBackupChanged(
+        user_id="usr_1", org_id="org_1", method="email", to="a•••@h.example", previous="sms"
+    ),
+    "mfa.recovery_codes_regenerated": audit.RecoveryCodesRegenerated(
+        user_id="usr_1", org_id="org_1", codes=10, unused_replaced=9
+    ),
+    "mfa.devices_forgotten": audit.DevicesForgotten(
+        user_id="usr_1", org_id="org_1", devices=1, label="Firefox"
+    ),
     "policy.created": audit.PolicyCreated(policy_id="p", before=None, after=POLICY_DOC, version=1),
     "policy.replaced": audit.PolicyReplaced(
         policy_id="p", before=POLICY_DOC, after=POLICY_DOC, version=2

@@ -86,8 +86,16 @@ def test_every_answer_is_a_same_origin_path(value: str | None) -> None:
     assert "\\" not in out
 
 
-@pytest.mark.parametrize("value", ["/_gateway/mfa/team", "/_gateway/mfa/team?reset=usr_1"])
-def test_the_team_page_is_a_gateway_page_a_step_up_returns_to(value: str) -> None:
+@pytest.mark.parametrize(
+    "value",
+    [
+        "/_gateway/mfa/team",
+        "/_gateway/mfa/team?reset=usr_1",
+        "/_gateway/mfa/settings",
+        "/_gateway/mfa/settings?change=backup",
+    ],
+)
+def test_the_team_and_settings_pages_are_gateway_pages_a_step_up_returns_to(value: str) -> None:
     assert safe_next(value) == value
 
 

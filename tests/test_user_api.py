@@ -427,6 +427,17 @@ def test_every_route_is_in_the_openapi_document_with_its_schemas() -> None:
         ("POST", f"{API}/mfa/challenge"),
         ("GET", f"{API}/team"),
         ("POST", f"{API}/team/{{user_id}}/reset-mfa"),
+        ("GET", f"{API}/mfa/devices"),
+        ("DELETE", f"{API}/mfa/devices"),
+        ("DELETE", f"{API}/mfa/devices/{{device_id}}"),
+        ("POST", f"{API}/mfa/recovery-codes"),
+        ("GET", f"{API}/mfa/sign-ins"),
+        ("POST", f"{API}/mfa/primary/totp"),
+        ("POST", f"{API}/mfa/primary/totp/confirm"),
+        ("POST", f"{API}/mfa/primary/sms"),
+        ("POST", f"{API}/mfa/primary/sms/confirm"),
+        ("POST", f"{API}/mfa/backup"),
+        ("POST", f"{API}/mfa/backup/confirm"),
     }
     me = schemas["Me"]
     assert {"user", "organisation", "role", "mfa", "csrf_token"} <= set(me["required"])

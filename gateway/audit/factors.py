@@ -40,7 +40,7 @@ class MfaFailed(Event):
     org_id: str
     method: str
     reason: str
-    stage: str  # "challenge" or "enrolment"
+    stage: str  # "challenge", "enrolment" or "change" (of a method, in the settings)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,6 +90,59 @@ class MfaReset(Event):
     recovery_codes: int = 0
     devices: int = 0
     sessions: int = 0
+
+
+# A signed-in user's own changes (settings page and JSON API), each after a fresh second factor.
+
+
+@dataclass(frozen=True, kw_only=True)
+class MfaPrimaryChanged(Event):
+    """The user switched their primary method (or set it up again: a new app, a new phone)."""
+
+    kind = "mfa.primary_changed"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+    method: str  # totp or sms
+    previous: str | None  # the method it replaced
+    to: str | None = None  # for sms, the new number, masked
+
+
+@dataclass(frozen=True, kw_only=True)
+class MfaBackupChanged(Event):
+    """The user's backup method was proved by a code and put in place of the old one."""
+
+    kind = "mfa.backup_changed"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+    method: str  # sms or email
+    to: str  # masked
+    previous: str | None  # the kind it replaced, None when there was none
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecoveryCodesRegenerated(Event):
+    """A new set of recovery codes; every earlier one stopped working."""
+
+    kind = "mfa.recovery_codes_regenerated"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+    codes: int
+    unused_replaced: int  # unused codes of the old set that died
+
+
+@dataclass(frozen=True, kw_only=True)
+class DevicesForgotten(Event):
+    """Remembered devices forgotten by their user: one (``label``) or all of them."""
+
+    kind = "mfa.devices_forgotten"
+    subject_field = "user_id"
+    user_id: str
+    org_id: str
+    devices: int
+    label: str | None = None  # the one device's label; None when all were forgotten
 
 
 # Codes sent by SMS and email: never the code, the destination only masked.

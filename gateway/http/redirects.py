@@ -11,7 +11,9 @@ from gateway.http.paths import in_gateway_namespace, normalise_path
 MAX_NEXT_LENGTH = 2048
 # The gateway's own pages a step-up (the verify page) may send the browser back to, as
 # written here: each is a page a signed-in user asked for, never the sign-in page.
-RETURN_PAGES = frozenset({"/_gateway/mfa/team", "/_gateway/password/change", "/_gateway/xero"})
+RETURN_PAGES = frozenset(
+    {"/_gateway/mfa/team", "/_gateway/mfa/settings", "/_gateway/password/change", "/_gateway/xero"}
+)
 
 # RFC 3986 characters only: anything else (space, quotes, "<", "\", controls, non-ASCII)
 # is either an attack or something a browser would have encoded, so it is refused, not fixed.

@@ -40,6 +40,7 @@ from gateway.web import (
     password_api,
     password_pages,
     second_factor,
+    settings_pages,
     team,
     user_routes,
     xero_connect,
@@ -285,6 +286,7 @@ def create_front_app(services: Services) -> web.Application:
     second_factor.add_routes(app)
     challenge_pages.add_routes(app)
     team.add_routes(app)
+    settings_pages.add_routes(app)
     user_routes.add_routes(app)
     password_pages.add_routes(app)
     password_api.add_routes(app)

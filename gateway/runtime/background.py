@@ -33,6 +33,8 @@ WEBHOOK_KEEP_SECONDS = 7 * 24 * 3600.0
 # Reminder claims outlive any use: a point is at most 365 days before its deadline, after
 # which nothing is sent, and a week's summary is over in a week.
 REMINDER_CLAIM_KEEP_SECONDS = 400 * 24 * 3600.0
+# A user's recent sign-ins (their newest 20 at most) are shown for 90 days.
+SIGN_IN_KEEP_SECONDS = 90 * 24 * 3600.0
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +130,8 @@ async def housekeep(services: Services) -> None:
     # Claims are stamped by the time policies are decided at (the demo's --at moves it).
     claims_before = services.policy_clock() - REMINDER_CLAIM_KEEP_SECONDS
     await services.store.reminders.purge(before=claims_before)
-    if purged or counters or devices or codes or steps or links:
+    sign_ins = await services.store.sign_ins.purge(before=now - SIGN_IN_KEEP_SECONDS)
+    if purged or counters or devices or codes or steps or links or sign_ins:
         log.info(
             "housekeeping",
             extra={
@@ -138,6 +141,7 @@ async def housekeep(services: Services) -> None:
                 "codes": codes,
                 "enrolments": steps,
                 "reset_links": links,
+                "sign_ins": sign_ins,
             },
         )
 

@@ -38,7 +38,9 @@ PAGE = """<!doctype html>
 <p>This page is the app behind the gateway. These are the identity headers it received:</p>
 <table id="identity"><tr><th>Header</th><th>Value</th></tr>{rows}</table>
 <p><a href="/xero/invoices">Xero invoices</a> (through the gateway's Xero listener)</p>
-<p><a href="/_gateway/logout">Sign out</a></p>
+<p><a href="/_gateway/mfa/settings">Two-factor settings</a> ·
+<a href="/_gateway/password/change">Change password</a> ·
+<a href="/_gateway/logout">Sign out</a></p>
 </body></html>
 """
 

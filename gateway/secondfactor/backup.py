@@ -64,6 +64,32 @@ async def send_step_code(
     )
 
 
+async def checked_code(
+    attempts: Attempts,
+    sending: CodeSender,
+    user: User,
+    rules: Rules,
+    *,
+    purpose: str,
+    code: str,
+    method: str,
+    stage: str,
+    refusal: type[SecondFactorRefused],
+) -> tuple[Channel, str]:
+    """Count the attempt, then judge ``code`` against the one sent for the step ``purpose``:
+    where the code went (its channel and destination) when it is accepted, else ``refusal``
+    saying why (a failed attempt)."""
+    await attempts.book(user, rules.attempts, method=method, stage=stage)
+    check = await sending.check_code(user_id=user.id, purpose=purpose, typed=code)
+    if check.accepted and check.channel is not None and check.destination is not None:
+        return check.channel, check.destination
+    reason = "no-code" if check.verdict is None else check.verdict.value
+    await attempts.failed(user, method=method, reason=reason, stage=stage)
+    if check.verdict is None:
+        raise refusal(reason, message=NO_CODE)
+    raise refusal(reason, message=VERDICT_MESSAGES.get(check.verdict, GENERIC_FAILURE))
+
+
 @dataclass(frozen=True, kw_only=True)
 class BackupSent:
     """A code is on its way to the backup method (or, for a phone that is the primary
@@ -205,28 +231,29 @@ class Backups:
         """Check the code sent to the backup method; if it is right, keep that method with the
         enrolment under way. BackupRefused (counted as a failed attempt) when it is not."""
         pending = await self._confirmed(user, rules)
-        await self._attempts.book(user, rules.attempts, method="backup", stage="enrolment")
-        check = await self._sending.check_code(user_id=user.id, purpose=BACKUP_PURPOSE, typed=code)
-        if not check.accepted or check.channel is None or check.destination is None:
-            reason = "no-code" if check.verdict is None else check.verdict.value
-            await self._attempts.failed(user, method="backup", reason=reason, stage="enrolment")
-            if check.verdict is None:
-                raise BackupRefused(reason, message=NO_CODE)
-            raise BackupRefused(
-                reason, message=VERDICT_MESSAGES.get(check.verdict, GENERIC_FAILURE)
-            )
-        if check.channel is Channel.SMS and check.destination == self._phone(user, pending):
+        channel, destination = await checked_code(
+            self._attempts,
+            self._sending,
+            user,
+            rules,
+            purpose=BACKUP_PURPOSE,
+            code=code,
+            method="backup",
+            stage="enrolment",
+            refusal=BackupRefused,
+        )
+        if channel is Channel.SMS and destination == self._phone(user, pending):
             # Only a code sent before the primary phone was proved can get here.
             await self._attempts.failed(user, method="backup", reason="primary", stage="enrolment")
             raise BackupRefused("same-as-primary", message=SAME_AS_PRIMARY)
-        sealed = self._sealer.seal(check.destination.encode("utf-8"), pending_backup_aad(user.id))
+        sealed = self._sealer.seal(destination.encode("utf-8"), pending_backup_aad(user.id))
         if not await self._store.factors.set_backup(
             user.id,
             started_at=pending.started_at,
             now=self._clock(),
-            kind=check.channel.value,
+            kind=channel.value,
             sealed=sealed,
         ):
             raise StepMissing("restarted")
         await self._attempts.succeeded(user.id)
-        return ProvedBackup(kind=check.channel.value, to=masked(check.channel, check.destination))
+        return ProvedBackup(kind=channel.value, to=masked(channel, destination))

@@ -21,6 +21,7 @@ from gateway.secondfactor.refusals import (
     AlreadyEnrolled,
     BackupRequired,
     CodeRefused,
+    NotEnrolled,
     StepExpired,
     StepMissing,
 )
@@ -82,12 +83,23 @@ class Enrolments:
         return enrolment_of(await self._store.factors.kinds(user_id))
 
     async def refuse_if_enrolled(self, user: User) -> None:
-        if (await self.enrolment(user.id)).enrolled:
-            raise AlreadyEnrolled()
+        await self.guard(user, changing=False)
 
-    async def start_totp(self, user: User, rules: Rules, *, notice: str | None = None) -> TotpSetup:
-        """Begin (or begin again) setting up an authenticator app, with a new seed."""
-        await self.refuse_if_enrolled(user)
+    async def guard(self, user: User, *, changing: bool) -> None:
+        """A first enrolment is for a user with no second factor (AlreadyEnrolled otherwise);
+        a change of the primary method (``changing``) for one who has it (NotEnrolled)."""
+        enrolled = (await self.enrolment(user.id)).enrolled
+        if enrolled and not changing:
+            raise AlreadyEnrolled()
+        if changing and not enrolled:
+            raise NotEnrolled()
+
+    async def start_totp(
+        self, user: User, rules: Rules, *, notice: str | None = None, changing: bool = False
+    ) -> TotpSetup:
+        """Begin (or begin again) setting up an authenticator app, with a new seed: as the
+        first second factor, or (``changing``) in place of the user's primary method."""
+        await self.guard(user, changing=changing)
         if "totp" not in rules.primary_methods:
             raise StepMissing("method-not-allowed")
         now = self._clock()
@@ -98,10 +110,10 @@ class Enrolments:
         )
         return self._setup(user, secret, pending, notice)
 
-    async def totp_setup(self, user: User, rules: Rules) -> TotpSetup:
+    async def totp_setup(self, user: User, rules: Rules, *, changing: bool = False) -> TotpSetup:
         """The set-up page of the enrolment under way; a step that ran out starts over (and
         says why). StepMissing if no authenticator step was started."""
-        await self.refuse_if_enrolled(user)
+        await self.guard(user, changing=changing)
         pending = await self._store.factors.pending(user.id)
         if pending is None or pending.totp_sealed is None:
             raise StepMissing()
@@ -110,6 +122,7 @@ class Enrolments:
                 user,
                 rules,
                 notice=StepExpired(duration_text(rules.step_lifetime), kind="totp").message,
+                changing=changing,
             )
         return self._setup(user, self._secret(user, pending), pending, None)
 
@@ -140,18 +153,21 @@ class Enrolments:
             raise StepExpired(duration_text(rules.step_lifetime), kind=pending.primary_kind)
         return pending
 
-    async def confirm_totp(self, user: User, code: str, rules: Rules) -> None:
+    async def confirm_totp(
+        self, user: User, code: str, rules: Rules, *, changing: bool = False
+    ) -> None:
         """Check that the app makes the right codes. CodeRefused for a wrong code (counted
         like a failed challenge), StepExpired or StepMissing when the step is not there."""
-        await self.refuse_if_enrolled(user)
+        await self.guard(user, changing=changing)
         pending = await self._current(user, rules, kind="totp")
         if pending.totp_confirmed:
             return
-        await self._attempts.book(user, rules.attempts, method="totp", stage="enrolment")
+        stage = "change" if changing else "enrolment"
+        await self._attempts.book(user, rules.attempts, method="totp", stage=stage)
         now = self._clock()
         step = matched_step(self._secret(user, pending), code, now=now)
         if step is None:
-            await self._attempts.failed(user, method="totp", reason="wrong-code", stage="enrolment")
+            await self._attempts.failed(user, method="totp", reason="wrong-code", stage=stage)
             raise CodeRefused("wrong-code")
         if not await self._store.factors.confirm_totp(
             user.id, started_at=pending.started_at, step=step, now=now
@@ -200,19 +216,26 @@ class Enrolments:
         destination = self._sealer.open(backup.sealed, factor_aad(user.id, backup.id)).decode()
         return masked_phone(destination) if backup.kind == "sms" else masked_email(destination)
 
+    async def confirmed_primary(
+        self, user: User, rules: Rules
+    ) -> tuple[PendingEnrolment, NewFactor]:
+        """The step under way, its primary method proved and in time, and that method as the
+        factor to save (StepMissing, StepExpired if it is not there)."""
+        pending = await self._current(user, rules, kind=None)
+        if not pending.confirmed:
+            raise StepMissing("not-confirmed")
+        return pending, self._primary_factor(user, pending)
+
     async def finish(self, user: User, rules: Rules, entry: AuditEntry) -> tuple[str, ...]:
         """Save the confirmed authenticator app or phone as the user's primary factor, with the
         backup method a code proved (if any) and ten new recovery codes, in one transaction;
         returns the codes, to be shown once. BackupRequired when the user's role needs a
         backup and none was proved."""
         await self.refuse_if_enrolled(user)
-        pending = await self._current(user, rules, kind=None)
-        if not pending.confirmed:
-            raise StepMissing("not-confirmed")
+        pending, factor = await self.confirmed_primary(user, rules)
         backup = self._backup_factor(user, pending)
         if backup is None and rules.backup_required(user.role):
             raise BackupRequired()
-        factor = self._primary_factor(user, pending)
         codes = issue_recovery_codes(key=self._recovery_key, user_id=user.id)
         event = MfaEnrolled(
             user_id=user.id,

@@ -67,6 +67,20 @@ class AlreadyEnrolled(SecondFactorRefused):
     message = "Two-factor authentication is already set up for this account."
 
 
+class NotEnrolled(SecondFactorRefused):
+    """A change asked of a user who has no second factor yet: set one up first."""
+
+    reason = "not-enrolled"
+    message = "Two-factor authentication is not set up for this account yet: set it up first."
+
+
+class DeviceUnknown(SecondFactorRefused):
+    """No remembered device of this user has that id (another user's is not told apart)."""
+
+    reason = "device-not-found"
+    message = "None of your remembered devices has that id."
+
+
 class BackupRefused(SecondFactorRefused):
     """The backup step could not go on: a number or address codes cannot go to, a send a
     limit refused or that failed (nothing spent), or a code that was not accepted."""

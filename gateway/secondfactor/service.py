@@ -1,5 +1,5 @@
 """One object the pages and the JSON API share: enrolment, a phone as the primary method,
-backup methods, the challenge, remembered devices, resets."""
+backup methods, the challenge, remembered devices, resets, a user's own changes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from gateway.clock import Clock
 from gateway.crypto.derivation import derive_key
 from gateway.secondfactor.backup import Backups, BackupSent
 from gateway.secondfactor.challenge import Attempts, Challenges, Sealing
+from gateway.secondfactor.changes import Changes
 from gateway.secondfactor.devices import RememberedDevices
 from gateway.secondfactor.enrolment import Enrolments
 from gateway.secondfactor.resets import Resets
@@ -53,6 +54,18 @@ class SecondFactors:
             store, sealer, clock, self.attempts, sending, self.challenges, self.enrolments
         )
         self.resets = Resets(store, clock, sending.email)
+        self.changes = Changes(
+            store,
+            sealer,
+            recovery_keys[0],
+            clock,
+            self.attempts,
+            sending,
+            self.challenges,
+            self.enrolments,
+            self.text_messages,
+            self.backups,
+        )
 
     async def send_challenge(
         self, user: User, rules: Rules, *, method: str, again: bool, client_addr: str | None

@@ -7,9 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.clock import Clock
-from gateway.mfa.attempts import GENERIC_FAILURE
 from gateway.mfa.destinations import DestinationError, normalise_mobile
-from gateway.secondfactor.backup import NO_CODE, VERDICT_MESSAGES, BackupSent, send_step_code
+from gateway.secondfactor.backup import BackupSent, checked_code, send_step_code
 from gateway.secondfactor.challenge import SMS_CHALLENGE_PURPOSE, Attempts, Challenges, Sealing
 from gateway.secondfactor.enrolment import Enrolments
 from gateway.secondfactor.refusals import SmsRefused, StepExpired, StepMissing
@@ -21,6 +20,10 @@ from gateway.store.records import User
 
 ENROL_SMS_PURPOSE = "enrol-sms"
 NO_PHONE = "No phone is set up for this account. Use your backup method or a recovery code."
+SAME_AS_BACKUP = (
+    "That number is your backup phone: enter another mobile number, or change your backup"
+    " method first."
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,9 +66,12 @@ class TextMessages:
 
     # Enrolment
 
-    async def start(self, user: User, rules: Rules, *, notice: str | None = None) -> PhoneStep:
-        """Begin (or begin again) setting up a phone as the primary method."""
-        await self._enrolments.refuse_if_enrolled(user)
+    async def start(
+        self, user: User, rules: Rules, *, notice: str | None = None, changing: bool = False
+    ) -> PhoneStep:
+        """Begin (or begin again) setting up a phone as the primary method: the first second
+        factor, or (``changing``) in place of the user's primary method."""
+        await self._enrolments.guard(user, changing=changing)
         if not self.offered(rules):
             raise StepMissing("method-not-allowed")
         now = self._clock()
@@ -78,9 +84,9 @@ class TextMessages:
         )
         return PhoneStep(expires_at=pending.expires_at, notice=notice)
 
-    async def _pending(self, user: User, rules: Rules) -> PendingEnrolment:
+    async def _pending(self, user: User, rules: Rules, changing: bool) -> PendingEnrolment:
         """The phone enrolment under way, in time (StepExpired, StepMissing if not)."""
-        await self._enrolments.refuse_if_enrolled(user)
+        await self._enrolments.guard(user, changing=changing)
         pending = await self._store.factors.pending(user.id)
         if pending is None or pending.primary_kind != "sms":
             raise StepMissing()
@@ -88,13 +94,13 @@ class TextMessages:
             raise StepExpired(duration_text(rules.step_lifetime), kind="sms")
         return pending
 
-    async def step(self, user: User, rules: Rules) -> PhoneStep:
+    async def step(self, user: User, rules: Rules, *, changing: bool = False) -> PhoneStep:
         """The phone step under way, for its page; one that ran out starts over (and says
         why). StepMissing if no phone step was started."""
         try:
-            pending = await self._pending(user, rules)
+            pending = await self._pending(user, rules, changing)
         except StepExpired as expired:
-            return await self.start(user, rules, notice=expired.message)
+            return await self.start(user, rules, notice=expired.message, changing=changing)
         if pending.phone_sealed is not None:
             phone = self._sealer.open(pending.phone_sealed, pending_phone_aad(user.id)).decode()
             return PhoneStep(expires_at=pending.expires_at, proved=masked(Channel.SMS, phone))
@@ -127,57 +133,80 @@ class TextMessages:
         )
 
     async def send(
-        self, user: User, rules: Rules, typed: str, *, client_addr: str | None = None
+        self,
+        user: User,
+        rules: Rules,
+        typed: str,
+        *,
+        client_addr: str | None = None,
+        changing: bool = False,
     ) -> BackupSent:
         """Send a code to the mobile number ``typed``; SmsRefused saying why when it is
-        malformed, premium-rate or not a mobile, or the send was refused (nothing spent)."""
-        pending = await self._pending(user, rules)
+        malformed, premium-rate or not a mobile, the user's backup phone, or the send was
+        refused (nothing spent)."""
+        pending = await self._pending(user, rules, changing)
         if pending.phone_sealed is not None:
             raise StepMissing("confirmed-already")
         try:
             phone = normalise_mobile(typed)
         except DestinationError as error:
             raise SmsRefused("bad-destination", message=str(error)) from None
+        await self.refuse_backup_phone(user, phone)
         request = self._request(user, rules, ENROL_SMS_PURPOSE, phone, client_addr)
         return await send_step_code(self._sending, request, SmsRefused)
 
+    async def refuse_backup_phone(self, user: User, phone: str) -> None:
+        """SmsRefused when ``phone`` (E.164) is the user's backup phone: the two must differ."""
+        backup = await self._challenges.backup_factor(user)
+        if backup is not None and backup[0].kind == "sms" and backup[1] == phone:
+            raise SmsRefused("bad-destination", message=SAME_AS_BACKUP)
+
     async def begin(
-        self, user: User, rules: Rules, typed: str, *, client_addr: str | None = None
+        self,
+        user: User,
+        rules: Rules,
+        typed: str,
+        *,
+        client_addr: str | None = None,
+        changing: bool = False,
     ) -> tuple[PhoneStep, BackupSent]:
         """Start (again) setting up the phone ``typed`` and send it a code, in one call (the
         JSON API's): a number codes cannot go to is refused before anything starts."""
         try:
-            normalise_mobile(typed)
+            phone = normalise_mobile(typed)
         except DestinationError as error:
             raise SmsRefused("bad-destination", message=str(error)) from None
-        step = await self.start(user, rules)
-        return step, await self.send(user, rules, typed, client_addr=client_addr)
+        await self.refuse_backup_phone(user, phone)
+        step = await self.start(user, rules, changing=changing)
+        sent = await self.send(user, rules, typed, client_addr=client_addr, changing=changing)
+        return step, sent
 
-    async def confirm(self, user: User, rules: Rules, code: str) -> str:
+    async def confirm(self, user: User, rules: Rules, code: str, *, changing: bool = False) -> str:
         """Check the code sent to the phone; if it is right, keep the number with the
         enrolment under way and return it masked. SmsRefused (counted as a failed attempt)
         when it is not."""
-        pending = await self._pending(user, rules)
+        pending = await self._pending(user, rules, changing)
         if pending.phone_sealed is not None:
             phone = self._sealer.open(pending.phone_sealed, pending_phone_aad(user.id)).decode()
             return masked(Channel.SMS, phone)
-        await self._attempts.book(user, rules.attempts, method="sms", stage="enrolment")
-        check = await self._sending.check_code(
-            user_id=user.id, purpose=ENROL_SMS_PURPOSE, typed=code
+        _, phone = await checked_code(
+            self._attempts,
+            self._sending,
+            user,
+            rules,
+            purpose=ENROL_SMS_PURPOSE,
+            code=code,
+            method="sms",
+            stage="change" if changing else "enrolment",
+            refusal=SmsRefused,
         )
-        if not check.accepted or check.destination is None:
-            reason = "no-code" if check.verdict is None else check.verdict.value
-            await self._attempts.failed(user, method="sms", reason=reason, stage="enrolment")
-            if check.verdict is None:
-                raise SmsRefused(reason, message=NO_CODE)
-            raise SmsRefused(reason, message=VERDICT_MESSAGES.get(check.verdict, GENERIC_FAILURE))
-        sealed = self._sealer.seal(check.destination.encode("utf-8"), pending_phone_aad(user.id))
+        sealed = self._sealer.seal(phone.encode("utf-8"), pending_phone_aad(user.id))
         if not await self._store.factors.confirm_phone(
             user.id, started_at=pending.started_at, now=self._clock(), sealed=sealed
         ):
             raise StepMissing("restarted")
         await self._attempts.succeeded(user.id)
-        return masked(Channel.SMS, check.destination)
+        return masked(Channel.SMS, phone)
 
     # The challenge
 

@@ -12,6 +12,7 @@ from gateway.store.changes import UserChangeRepository
 from gateway.store.codes import OneTimeCodeRecord, OneTimeCodeRepository
 from gateway.store.database import Database, Params, Row, Transaction
 from gateway.store.dismissals import DismissalLimitError, DismissalRepository
+from gateway.store.factor_changes import FactorChangeRepository
 from gateway.store.factors import SEALED_COLUMNS, FactorRepository
 from gateway.store.migrations import LATEST_VERSION, MIGRATIONS, Migration, migrate
 from gateway.store.organisations import OrganisationRepository
@@ -45,6 +46,7 @@ from gateway.store.revocations import ChangeMarks, RevocationRepository, change_
 from gateway.store.sealed import SealedColumn, register_sealed_column, sealed_columns
 from gateway.store.service_keys import ServiceKey, ServiceKeyRepository
 from gateway.store.sessions import SessionRepository
+from gateway.store.sign_ins import SignIn, SignInRepository
 from gateway.store.sqlite import SqliteDatabase
 from gateway.store.tenants import TenantRepository, tenant_document
 from gateway.store.throttle import ThrottleRepository
@@ -83,6 +85,7 @@ __all__ = [
     "Database",
     "DismissalLimitError",
     "DismissalRepository",
+    "FactorChangeRepository",
     "FactorRepository",
     "Migration",
     "NewUser",
@@ -107,6 +110,8 @@ __all__ = [
     "ServiceKeyRepository",
     "SessionRecord",
     "SessionRepository",
+    "SignIn",
+    "SignInRepository",
     "SqliteDatabase",
     "Store",
     "StoredPolicy",
@@ -158,6 +163,8 @@ class Store:
         self.passwords = PasswordRepository(db)
         self.reminders = ReminderClaimRepository(db)
         self.xero_budgets = RateBudgetRepository(db)
+        self.sign_ins = SignInRepository(db)
+        self.factor_changes = FactorChangeRepository(db)
 
     async def change_marks(self) -> ChangeMarks:
         """Where every change feed stands, in one statement."""

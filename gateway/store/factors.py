@@ -186,6 +186,17 @@ class FinishError(ConflictError):
     user already has a factor in that role. Nothing was saved."""
 
 
+def _device(row: Row) -> RememberedDevice:
+    return RememberedDevice(
+        token_hash=row["token_hash"],
+        user_id=row["user_id"],
+        created_at=float(row["created_at"]),
+        expires_at=float(row["expires_at"]),
+        last_used_at=None if row["last_used_at"] is None else float(row["last_used_at"]),
+        label=row["label"],
+    )
+
+
 def _factor(row: Row) -> Factor:
     return Factor(
         id=row["id"],
@@ -526,16 +537,16 @@ class FactorRepository:
             " FROM mfa_devices WHERE token_hash = :token_hash",
             {"token_hash": token_hash},
         )
-        if row is None:
-            return None
-        return RememberedDevice(
-            token_hash=row["token_hash"],
-            user_id=row["user_id"],
-            created_at=float(row["created_at"]),
-            expires_at=float(row["expires_at"]),
-            last_used_at=None if row["last_used_at"] is None else float(row["last_used_at"]),
-            label=row["label"],
+        return None if row is None else _device(row)
+
+    async def user_devices(self, user_id: str) -> list[RememberedDevice]:
+        """The user's remembered devices, the newest first."""
+        rows = await self._db.fetch_all(
+            "SELECT token_hash, user_id, created_at, expires_at, last_used_at, label"
+            " FROM mfa_devices WHERE user_id = :user_id ORDER BY created_at DESC, token_hash",
+            {"user_id": user_id},
         )
+        return [_device(row) for row in rows]
 
     async def touch_device(self, token_hash: str, now: float) -> None:
         async with self._db.transaction() as tx:

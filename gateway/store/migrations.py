@@ -438,6 +438,25 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(
+        17,
+        "recent sign-ins: when, from where, which browser and which second factor, per user",
+        """
+        CREATE TABLE sign_ins (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            at REAL NOT NULL,
+            client_addr TEXT,
+            user_agent TEXT NOT NULL,
+            method TEXT CHECK (method IN ('totp', 'sms', 'email', 'recovery', 'device')),
+            session_hash TEXT
+        );
+        CREATE INDEX sign_ins_user_seq ON sign_ins(user_id, seq);
+        CREATE INDEX sign_ins_at ON sign_ins(at);
+        CREATE INDEX sign_ins_session_hash ON sign_ins(session_hash);
+        """,
+    ),
+    Migration(
         18,
         "audit trail by subject and by actor: the console's filters and a user's last sign-in",
         """

@@ -15,6 +15,7 @@ from gateway.store.database import Database, Row, Transaction
 from gateway.store.records import SessionRecord
 from gateway.store.revocations import revoke
 from gateway.store.sessions import insert_session
+from gateway.store.sign_ins import follow_rotation
 
 _COLUMNS = "token_hash, user_id, created_at, expires_at, used_at, retired_at"
 
@@ -148,6 +149,7 @@ class PasswordRepository:
                 return None
             ended = await _replace(tx, user_id, password_hash, now)
             await insert_session(tx, successor)
+            await follow_rotation(tx, session_hash, successor.id_hash, None)
             return ended
 
     async def purge(self, *, before: float) -> int:

@@ -9,6 +9,7 @@ from gateway.store.changes import note_change
 from gateway.store.database import Database, Row, Transaction
 from gateway.store.records import SecondFactor, SessionRecord
 from gateway.store.revocations import revoke
+from gateway.store.sign_ins import follow_rotation
 
 _SELECT = (
     "SELECT id_hash, user_id, created_at, last_seen_at, expires_at, csrf_secret, client_addr,"
@@ -105,6 +106,7 @@ class SessionRepository:
                 raise NotFoundError("the session has ended; sign in again")
             await revoke(tx, now, session_hash=old_hash)
             await insert_session(tx, record)
+            await follow_rotation(tx, old_hash, record.id_hash, record.second_factor.method)
             await note_change(
                 tx, now, kind="mfa", user_id=record.user_id, session_hash=record.id_hash
             )

@@ -239,6 +239,15 @@ async def sign_in_with_password(request: web.Request, email: str, password: str)
     skipped, forget = await _skip_with_device(request, services, live)
     if skipped is not None:
         raw_id, live = skipped
+    # Kept for the user's list of recent sign-ins; the method follows the session's first check.
+    await services.store.sign_ins.record(
+        user_id=user.id,
+        at=now,
+        client_addr=client,
+        user_agent=request.headers.get("User-Agent", ""),
+        method=None if live.second_factor is None else live.second_factor.method,
+        session_hash=live.id_hash,
+    )
     # From now on this browser has an allowance of its own for this account (see _throttles).
     cookie = device_cookie(services.keys.devices, email, device or new_device_id())
     return SignInOutcome(

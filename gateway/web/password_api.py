@@ -18,8 +18,9 @@ from gateway.schema.passwords import (
     PasswordSet,
     ResetBody,
 )
-from gateway.web.api_guard import API, CHALLENGE_PATH, ApiCall, api, invalid_body
-from gateway.web.context import add_route
+from gateway.web.api_guard import API, CHALLENGE_PATH, ApiCall, invalid_body
+from gateway.web.api_routes import add_user_routes, problem_reply
+from gateway.web.api_routes import user_route as route
 from gateway.web.pages import set_cookie
 from gateway.web.password_flows import (
     FORGOT_ANSWER,
@@ -32,8 +33,6 @@ from gateway.web.password_flows import (
     reset_password,
     step_up_url,
 )
-from gateway.web.user_routes import problem_reply
-from gateway.web.user_routes import user_route as route
 
 FORGOT_API_PATH = f"{API}/password/forgot"
 RESET_API_PATH = f"{API}/password/reset"
@@ -179,10 +178,4 @@ OPERATIONS = tuple(r.operation for r in ROUTES)
 
 def add_routes(app: web.Application) -> None:
     """The password calls; register before the /_gateway/ catch-all."""
-    for r in ROUTES:
-        add_route(
-            app,
-            r.operation.method,
-            r.operation.path,
-            api(r.handler, changes=r.changes, body=r.body),
-        )
+    add_user_routes(app, ROUTES)

@@ -21,15 +21,16 @@ def _problem(call: ApiCall, refusal: ResetRefused) -> ApiProblem:
     return ApiProblem(refusal.status, refusal.slug, refusal.title, refusal.message)
 
 
-def _step_up(call: ApiCall, step_up: StepUpNeeded) -> ApiProblem:
+def step_up_problem(call: ApiCall, step_up: StepUpNeeded) -> ApiProblem:
+    """The refusal of a call that needs a second factor this session has not passed lately."""
     call.request[OUTCOME] = "rejected"
     return ApiProblem(
         403,
         "step-up-required",
         "Confirm your second factor first",
-        f"This needs your second factor checked (for a reset, within the last {STEP_UP_SECONDS}"
-        " seconds): pass POST /_gateway/api/mfa/challenge (or open step_up_url), then try"
-        " again.",
+        "This needs your second factor checked (for a change, within the last"
+        f" {STEP_UP_SECONDS} seconds): pass POST /_gateway/api/mfa/challenge (or open"
+        " step_up_url), then try again.",
         step_up_url=step_up.verify_url,
     )
 
@@ -57,7 +58,7 @@ async def team_call(call: ApiCall) -> web.StreamResponse:
     except ResetRefused as refusal:
         raise _problem(call, refusal) from None
     except StepUpNeeded as step_up:
-        raise _step_up(call, step_up) from None
+        raise step_up_problem(call, step_up) from None
     return json_response(
         Team(
             can_reset=can_reset,
@@ -93,5 +94,5 @@ async def reset_call(call: ApiCall) -> web.StreamResponse:
     except ResetRefused as refusal:
         raise _problem(call, refusal) from None
     except StepUpNeeded as step_up:
-        raise _step_up(call, step_up) from None
+        raise step_up_problem(call, step_up) from None
     return json_response(reset_answer(done))

@@ -38,8 +38,10 @@ from gateway.schema.user_api import (
 )
 from gateway.secondfactor.backup import BackupSent
 from gateway.secondfactor.devices import TOKEN_BYTES, still_valid, token_hash
+from gateway.secondfactor.enrolment import TotpSetup
 from gateway.secondfactor.refusals import SecondFactorRefused
 from gateway.secondfactor.rules import Rules
+from gateway.secondfactor.sms import PhoneStep
 from gateway.sending.service import Channel, masked
 from gateway.services import Services
 from gateway.signin.sessions import LiveSession
@@ -190,10 +192,13 @@ async def enrol_totp(call: ApiCall) -> web.StreamResponse:
         setup = await call.services.second_factors.enrolments.start_totp(live.user, rules)
     except SecondFactorRefused as refused:
         raise refused_problem(call.request, refused) from None
-    body = TotpEnrolment(
+    return json_response(totp_enrolment(setup), status=201)
+
+
+def totp_enrolment(setup: TotpSetup) -> TotpEnrolment:
+    return TotpEnrolment(
         uri=setup.uri, key=setup.key, qr_svg=setup.qr_svg, expires_at=instant(setup.expires_at)
     )
-    return json_response(body, status=201)
 
 
 async def confirm_totp(call: ApiCall) -> web.StreamResponse:
@@ -239,7 +244,7 @@ async def enrol_backup(call: ApiCall) -> web.StreamResponse:
         )
     except SecondFactorRefused as refused:
         raise refused_problem(call.request, refused) from None
-    return json_response(_code_sent(sent))
+    return json_response(code_sent(sent))
 
 
 async def confirm_backup(call: ApiCall) -> web.StreamResponse:
@@ -266,15 +271,16 @@ async def enrol_sms(call: ApiCall) -> web.StreamResponse:
         )
     except SecondFactorRefused as refused:
         raise refused_problem(call.request, refused) from None
-    answer = SmsEnrolment(
-        **_code_sent(sent).model_dump(),
-        expires_at=instant(step.expires_at),
-        next_step=CONFIRM_SMS_PATH,
+    return json_response(sms_enrolment(step, sent, CONFIRM_SMS_PATH), status=201)
+
+
+def sms_enrolment(step: PhoneStep, sent: BackupSent, next_step: str) -> SmsEnrolment:
+    return SmsEnrolment(
+        **code_sent(sent).model_dump(), expires_at=instant(step.expires_at), next_step=next_step
     )
-    return json_response(answer, status=201)
 
 
-def _code_sent(sent: BackupSent) -> CodeSent:
+def code_sent(sent: BackupSent) -> CodeSent:
     return CodeSent(
         kind="sms" if sent.kind == "sms" else "email",
         sent_to=masked(Channel(sent.kind), sent.destination),
@@ -348,7 +354,7 @@ async def send_challenge_code(call: ApiCall) -> web.StreamResponse:
         )
     except SecondFactorRefused as refused:
         raise refused_problem(call.request, refused) from None
-    return json_response(_code_sent(sent))
+    return json_response(code_sent(sent))
 
 
 async def challenge(call: ApiCall) -> web.StreamResponse:
