@@ -85,9 +85,17 @@ async def test_changes_ask_for_a_fresh_second_factor_and_refuse_forged_forms(
         assert location == f"/_gateway/mfa/verify?next={SETTINGS}?change=totp&max_age=300"
         assert await gateway.services.store.audit.list(kind=RecoveryCodesRegenerated.kind) == []
 
-        # A forged form is refused whatever the step-up.
+        # A forged form is refused whatever the step-up, and so is one another site posted.
         status, _, _ = await _post(client, f"{SETTINGS}/recovery-codes", "forged")
         assert status == 403
+        for crossing in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "https://evil.example"}):
+            crossed = await client.post(
+                f"{SETTINGS}/recovery-codes",
+                data={"csrf": csrf},
+                headers={**crossing, "Accept": "text/html"},
+                allow_redirects=False,
+            )
+            assert crossed.status == 403
 
         fresh = await client.post(
             f"{API}/mfa/challenge",

@@ -1,7 +1,2 @@
-"""The admin API: bearer-token JSON endpoints for policies, tenants, reports and the audit trail."""
-
-from __future__ import annotations
-
-from gateway.admin.api import add_routes
-
-__all__ = ["add_routes"]
+"""The gateway admins' surfaces: the admin API (bearer tokens or an admin's console session) and
+the admin console's pages, over the same functions."""

@@ -11,8 +11,8 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDictProxy
 
-from gateway import admin
 from gateway.accounts.passwords import Passwords
+from gateway.admin import api as admin_api
 from gateway.admin import audit_pages, console, dashboard, people_pages, policy_pages
 from gateway.clock import Clock, system_clock
 from gateway.config import Config
@@ -292,7 +292,7 @@ def create_front_app(services: Services) -> web.Application:
     password_api.add_routes(app)
     xero_webhooks.add_routes(app)
     xero_connect.add_routes(app)
-    admin.add_routes(app)
+    admin_api.add_routes(app)
     console.add_routes(app)
     dashboard.add_routes(app)
     policy_pages.add_routes(app)

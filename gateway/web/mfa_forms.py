@@ -13,12 +13,13 @@ from gateway.audit import DeviceRemembered
 from gateway.errors import NotFoundError
 from gateway.http.csrf import csrf_token, csrf_valid
 from gateway.http.redirects import safe_next
-from gateway.http.requests import CLIENT_ADDR
+from gateway.http.requests import CLIENT_ADDR, OUTCOME
 from gateway.policy import Decision
 from gateway.secondfactor.devices import device_label
 from gateway.secondfactor.rules import Rules
 from gateway.services import SERVICES, SESSION, Services
 from gateway.signin.sessions import LiveSession
+from gateway.web.api_guard import cross_site_refusal
 from gateway.web.context import read_form
 from gateway.web.gate import login_url
 from gateway.web.pages import expired_form, form_field, set_cookie
@@ -94,6 +95,24 @@ def posted_form(handler: Callable[[web.Request, Posted], Awaitable[web.StreamRes
         return await handler(request, posted)
 
     return checked
+
+
+def same_site_form(
+    handler: Callable[[web.Request, Posted], Awaitable[web.StreamResponse]],
+) -> Handler:
+    """``posted_form`` for a form that changes a second factor (the user's own or a team
+    member's): refused before it is read when another site posted it, as its JSON twin is."""
+    checked = posted_form(handler)
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        refusal = cross_site_refusal(request)
+        if refusal is not None:
+            request[OUTCOME] = "rejected"
+            return refusal.response(request)
+        return await checked(request)
+
+    return guarded
 
 
 def see_other(target: str) -> web.HTTPException:

@@ -28,8 +28,8 @@ from gateway.web.mfa_forms import (
     SEND_STATUS,
     Posted,
     csrf_for,
-    posted_form,
     rules_for,
+    same_site_form,
     see_other,
     signed_in,
 )
@@ -175,7 +175,7 @@ async def _refused(
 # The primary method
 
 
-@posted_form
+@same_site_form
 async def start_totp(request: web.Request, posted: Posted) -> web.StreamResponse:
     await _allowed(posted, "totp")
     try:
@@ -187,7 +187,7 @@ async def start_totp(request: web.Request, posted: Posted) -> web.StreamResponse
     raise see_other(_back_to("totp"))
 
 
-@posted_form
+@same_site_form
 async def confirm_totp(request: web.Request, posted: Posted) -> web.StreamResponse:
     return await _confirm_primary(request, posted, "totp")
 
@@ -204,7 +204,7 @@ async def _confirm_primary(request: web.Request, posted: Posted, kind: str) -> w
     raise see_other(f"{SETTINGS_PATH}?done=primary")
 
 
-@posted_form
+@same_site_form
 async def send_sms_code(request: web.Request, posted: Posted) -> web.StreamResponse:
     await _allowed(posted, "sms")
     try:
@@ -220,7 +220,7 @@ async def send_sms_code(request: web.Request, posted: Posted) -> web.StreamRespo
     return await _page(request, posted.live, change="sms", sent=sent)
 
 
-@posted_form
+@same_site_form
 async def confirm_sms(request: web.Request, posted: Posted) -> web.StreamResponse:
     return await _confirm_primary(request, posted, "sms")
 
@@ -228,7 +228,7 @@ async def confirm_sms(request: web.Request, posted: Posted) -> web.StreamRespons
 # The backup method
 
 
-@posted_form
+@same_site_form
 async def send_backup_code(request: web.Request, posted: Posted) -> web.StreamResponse:
     await _allowed(posted, "backup")
     try:
@@ -244,7 +244,7 @@ async def send_backup_code(request: web.Request, posted: Posted) -> web.StreamRe
     return await _page(request, posted.live, change="backup", sent=sent)
 
 
-@posted_form
+@same_site_form
 async def confirm_backup(request: web.Request, posted: Posted) -> web.StreamResponse:
     await _allowed(posted, "backup")
     decision, _ = await rules_for(posted.services, posted.live)
@@ -258,7 +258,7 @@ async def confirm_backup(request: web.Request, posted: Posted) -> web.StreamResp
 # Recovery codes and remembered devices
 
 
-@posted_form
+@same_site_form
 async def regenerate_codes(request: web.Request, posted: Posted) -> web.StreamResponse:
     await _allowed(posted, None)
     decision, _ = await rules_for(posted.services, posted.live)
@@ -294,12 +294,12 @@ async def _forget(request: web.Request, posted: Posted, device: str | None) -> w
     raise response
 
 
-@posted_form
+@same_site_form
 async def forget_all(request: web.Request, posted: Posted) -> web.StreamResponse:
     return await _forget(request, posted, None)
 
 
-@posted_form
+@same_site_form
 async def forget_one(request: web.Request, posted: Posted) -> web.StreamResponse:
     return await _forget(request, posted, request.match_info["device_id"][:64])
 

@@ -32,10 +32,9 @@ from gateway.secondfactor.resets import (
 from gateway.services import SERVICES, Services
 from gateway.signin.sessions import LiveSession
 from gateway.store.records import User
-from gateway.web.api_guard import cross_site_refusal
 from gateway.web.context import add_get, add_route
 from gateway.web.gate import VERIFY_PATH
-from gateway.web.mfa_forms import Posted, csrf_for, posted_form, see_other, signed_in
+from gateway.web.mfa_forms import Posted, csrf_for, same_site_form, see_other, signed_in
 from gateway.web.pages import render_page
 
 log = logging.getLogger(__name__)
@@ -211,12 +210,8 @@ def _when(value: float | dt.datetime | None) -> str:
     return value.strftime("%d %b %Y %H:%M %Z").strip()
 
 
-@posted_form
+@same_site_form
 async def reset_submit(request: web.Request, posted: Posted) -> web.StreamResponse:
-    cross_site = cross_site_refusal(request)
-    if cross_site is not None:
-        request[OUTCOME] = "rejected"
-        return cross_site.response(request)
     user_id = request.match_info["user_id"]
     back_to = f"{TEAM_PATH}?reset={quote(user_id, safe='')}"
     try:
