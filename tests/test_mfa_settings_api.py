@@ -343,3 +343,24 @@ async def test_an_enrolled_user_looks_only_after_passing_the_second_factor(
             status, problem = await _call(client, "GET", path)
             assert (status, problem["type"].split("/")[-1]) == (403, "step-up-required"), path
             assert problem["step_up_url"] == "/_gateway/mfa/verify?next=/_gateway/mfa/settings"
+
+
+async def test_forgetting_devices_signs_out_the_sessions_they_let_in(
+    gateway: RunningGateway,
+) -> None:
+    max_client, _, _, csrf = await _remembered(gateway, MAX)
+    async with max_client:
+        cookie = max_client.cookie_jar.filter_cookies(gateway.url)[REMEMBERED]
+        # Another session of the same browser: the remembered device lets it past 2FA.
+        laptop = gateway.client(headers={"User-Agent": FIREFOX})
+        async with laptop:
+            laptop.cookie_jar.update_cookies({REMEMBERED: cookie.value}, gateway.url)
+            await _sign_in(laptop, MAX)
+            me = await (await laptop.get(f"{API}/me")).json()
+            assert (me["mfa"]["verified"], me["mfa"]["method"]) == (True, "device"), me
+            status, done = await _call(max_client, "DELETE", "mfa/devices", csrf)
+            assert (status, done["forgotten"]) == (200, 1), done
+            assert "signed out" in done["message"]
+            assert (await laptop.get(f"{API}/me")).status == 401  # ended, in every process
+        # The session that asked stays signed in.
+        assert (await max_client.get(f"{API}/me")).status == 200

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.audit import MfaEnrolled, MfaReset
+from gateway.audit import MfaEnrolled, MfaPrimaryChanged, MfaReset
 from gateway.store import SEALED_COLUMNS, Store
 from gateway.store.factors import (
     FinishError,
@@ -398,3 +398,22 @@ async def test_a_reset_of_a_disabled_or_unknown_user_changes_nothing(store: Stor
     assert await store.factors.kinds(user.id) == [("totp", "primary")]
     assert await store.changes.latest() == changes
     assert await store.audit.list(kind=MfaReset.kind) == []
+
+
+async def test_a_new_primary_factor_keeps_the_date_the_user_enrolled(store: Store) -> None:
+    user = await _user(store)
+    await _enrol(store, user)
+    assert await store.factors.enrolled_at([user.id]) == {user.id: T0}
+    later = T0 + 60 * 86400
+    await store.factor_changes.replace_factor(
+        user.id,
+        _factor("mfa_2"),
+        now=later,
+        entry=AuditEntry(actor=user.id),
+        event=MfaPrimaryChanged(
+            user_id=user.id, org_id=user.org_id, method="totp", previous="totp", to=None
+        ),
+    )
+    [factor] = [f for f in await store.factors.factors(user.id) if f.role == "primary"]
+    assert factor.id == "mfa_2"  # the new factor is in place ...
+    assert await store.factors.enrolled_at([user.id]) == {user.id: T0}  # ... enrolled since T0

@@ -251,5 +251,11 @@ async def test_users_and_organisations_are_searched_by_text_as_typed(
     assert [o.name for o in await store.organisations.search("co_op", limit=5)] == [other.name]
     assert await store.organisations.search("%", limit=5) == [other]
     assert len(await store.organisations.search("", limit=1)) == 1
+    # Non-ASCII letters are matched as typed (only ASCII case is folded, as SQL's lower does).
+    ecole = await store.organisations.add(name="École Ltd", now=3.0)
+    assert await store.organisations.search("École", limit=5) == [ecole]
+    assert await store.organisations.search("ÉCOLE LTD", limit=5) == [ecole]  # ASCII folded
+    assert await store.organisations.search("école", limit=5) == []  # É is not é
+    assert await store.users.search("Cé", limit=10) == [percent]
     with pytest.raises(ValueError, match="limit"):
         await store.users.search("", limit=0)

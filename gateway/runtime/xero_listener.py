@@ -31,10 +31,8 @@ from gateway.xero_api.listener import XeroApi, create_xero_app
 
 log = logging.getLogger(__name__)
 
-# How often a listener writes its rate governor's budgets to the store; one unchanged since it
-# was last written is written again after BUDGET_REWRITE_SECONDS, so its time stays current.
+# How often a listener writes to the store the rate budgets of the tenants it called since.
 BUDGET_KEEP_SECONDS = 15.0
-BUDGET_REWRITE_SECONDS = 300.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,7 +47,8 @@ class XeroCustody:
 
 class XeroListener:
     """The Xero listener: an HTTP listener that, while it runs, keeps its rate governor's
-    budgets in the store for other processes to show (every ``BUDGET_KEEP_SECONDS``), and
+    budgets in the store for other processes to show (every ``BUDGET_KEEP_SECONDS``, and at
+    shutdown), and
     once stopped also closes the governor (its waiting callers are refused) and its client
     sessions to Xero."""
 
@@ -69,7 +68,7 @@ class XeroListener:
         self._store = store
         self._clock = clock
         self._sleep = sleep
-        self._kept: dict[str, CountedBudget] = {}  # by tenant id, as last written
+        self._kept: dict[str, int] = {}  # by tenant id: its calls started when last written
         self._keeper: asyncio.Task[None] | None = None
 
     @property
@@ -96,7 +95,7 @@ class XeroListener:
         try:
             if self._keeper is not None:
                 self._keeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await self._keeper
                 self._keeper = None
             await self.http.stop()
@@ -107,30 +106,32 @@ class XeroListener:
                 await client.close()
 
     async def keep_budgets(self) -> None:
-        """Write the budgets that changed, or were last written ``BUDGET_REWRITE_SECONDS``
-        ago, to the store; a store failure is logged and tried again next time."""
+        """Write to the store the budgets of the tenants this listener called since it last
+        wrote them (a listener that no longer calls a tenant leaves alone what a busier one
+        wrote); a store failure is logged and tried again next time."""
         now = self._clock()
-        due = []
-        for budget in self.custody.governor.budgets():
-            words = budget_words(budget)
-            kept = self._kept.get(budget.tenant_id)
-            if (
-                kept is None
-                or kept.words != words
-                or now - kept.counted_at >= BUDGET_REWRITE_SECONDS
-            ):
-                due.append(CountedBudget(tenant_id=budget.tenant_id, words=words, counted_at=now))
+        due = [
+            budget
+            for budget in self.custody.governor.budgets()
+            if self._kept.get(budget.tenant_id) != budget.started
+        ]
+        counted = [
+            CountedBudget(tenant_id=b.tenant_id, words=budget_words(b), counted_at=now) for b in due
+        ]
         try:
-            await self._store.xero_budgets.save(due)
+            await self._store.xero_budgets.save(counted)
         except StoreError as exc:
             log.warning("could not keep the Xero rate budgets in the store: %s", exc)
             return
-        self._kept.update((b.tenant_id, b) for b in due)
+        self._kept.update((b.tenant_id, b.started) for b in due)
 
     async def _keep_budgets(self) -> None:
         while True:
             await self._sleep(BUDGET_KEEP_SECONDS)
-            await self.keep_budgets()
+            try:
+                await self.keep_budgets()
+            except Exception:  # never let one surprise end the keeping for good
+                log.exception("keeping the Xero rate budgets failed; trying again later")
 
 
 def xero_listener(

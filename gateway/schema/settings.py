@@ -28,7 +28,8 @@ class DeviceList(BaseModel):
 
 
 class DevicesForgotten(BaseModel):
-    """Remembered devices forgotten: each asks for a second factor at its next sign-in."""
+    """Remembered devices forgotten: each asks for a second factor at its next sign-in, and
+    the sessions they let in (but the asking one) are signed out."""
 
     forgotten: int
     message: str = Field(description="What to tell the user; they were emailed too.")

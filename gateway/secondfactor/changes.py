@@ -281,10 +281,11 @@ class Changes:
         ]
 
     async def forget_devices(
-        self, user: User, entry: AuditEntry, device: str | None = None
+        self, user: User, entry: AuditEntry, device: str | None = None, *, session_hash: str
     ) -> tuple[int, Changed]:
         """Forget the user's remembered device ``device`` (an id from ``devices``), or every
-        one when None; DeviceUnknown when none of theirs has that id. Returns how many went."""
+        one when None; DeviceUnknown when none of theirs has that id. Returns how many went.
+        Sessions a remembered device let in end, but the asking one (``session_hash``)."""
         stored = await self._store.factors.user_devices(user.id)
         label = None
         hashes: list[str] | None = None
@@ -301,7 +302,12 @@ class Changes:
             return DevicesForgotten(user_id=user.id, org_id=user.org_id, devices=count, label=label)
 
         count = await self._store.factor_changes.forget_devices(
-            user.id, hashes, now=self._clock(), entry=entry, event=event
+            user.id,
+            hashes,
+            keep_session=session_hash,
+            now=self._clock(),
+            entry=entry,
+            event=event,
         )
         if device is not None and count == 0:
             raise DeviceUnknown()  # forgotten meanwhile
@@ -311,5 +317,5 @@ class Changes:
             if label is not None
             else f"All your remembered devices ({count}) were forgotten: each asks for a second"
             " factor again."
-        )
+        ) + " Any session a remembered device let in has been signed out."
         return count, Changed(what="devices", summary=summary)

@@ -8,7 +8,7 @@ is a :class:`~gateway.errors.ConflictError`, a lock held too long by another con
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -25,11 +25,27 @@ LIKE_ESCAPE = "ESCAPE '\\'"
 """The escape clause that goes with :func:`contains_pattern` (the same in SQLite and PostgreSQL)."""
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_lower(text: str) -> str:
+    """``text`` with ASCII letters lower-cased and nothing else changed: what SQLite's
+    ``lower`` does, so a pattern made with it matches ``lower(column)`` as typed."""
+    return text.translate(_ASCII_LOWER)
+
+
 def contains_pattern(text: str) -> str:
     """A LIKE pattern matching values that contain ``text`` as typed: its ``%``, ``_`` and
     backslashes are escaped (use with LIKE_ESCAPE)."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def in_list(values: Sequence[str], prefix: str = "v") -> tuple[str, dict[str, str]]:
+    """For ``column IN (...)``: the placeholders (``:v0, :v1, ...``, names only, never
+    values) and their parameters. ``values`` must not be empty."""
+    params = {f"{prefix}{i}": value for i, value in enumerate(values)}
+    return ", ".join(f":{name}" for name in params), params
 
 
 class Transaction(Protocol):

@@ -14,6 +14,7 @@ from gateway.store.changes import note_change
 from gateway.store.database import Database
 from gateway.store.factors import NewFactor
 from gateway.store.records import AuditEntry
+from gateway.store.revocations import revoke
 from gateway.store.sealed import sealed_text
 
 
@@ -57,15 +58,26 @@ class FactorChangeRepository:
                 )
                 if taken != 1:
                     raise ChangeRefusedError("the confirmed step is gone or ran out")
+            # A new primary factor keeps the old one's created_at: the user has been enrolled
+            # since then (the console's enrolment chart and user page read it so).
+            previous = await tx.fetch_one(
+                "SELECT min(created_at) AS at FROM mfa_factors"
+                " WHERE user_id = :user_id AND role = :role",
+                {"user_id": user_id, "role": factor.role},
+            )
+            since = now
+            if factor.role == "primary" and previous is not None and previous["at"] is not None:
+                since = float(previous["at"])
             await tx.execute(
                 "DELETE FROM mfa_factors WHERE user_id = :user_id AND role = :role",
                 {"user_id": user_id, "role": factor.role},
             )
             await tx.execute(
                 "INSERT INTO mfa_factors (id, user_id, kind, role, secret, last_step, created_at)"
-                " VALUES (:id, :user_id, :kind, :role, :secret, :last_step, :now)",
+                " VALUES (:id, :user_id, :kind, :role, :secret, :last_step, :since)",
                 {
                     **params,
+                    "since": since,
                     "id": factor.id,
                     "kind": factor.kind,
                     "role": factor.role,
@@ -114,13 +126,19 @@ class FactorChangeRepository:
         user_id: str,
         token_hashes: Sequence[str] | None,
         *,
+        keep_session: str,
         now: float,
         entry: AuditEntry,
         event: Callable[[int], Event],
     ) -> int:
         """Forget the user's remembered devices with these token hashes (every one of theirs
         when None), audited as ``event(count)``; returns how many went (0: none, nothing
-        audited). Only the user's own devices are ever touched."""
+        audited). Only the user's own devices are ever touched.
+
+        The user's sessions that a remembered device let past the second factor end too (in
+        every process, through the revocation feed), but for ``keep_session`` (the hash of
+        the session asking): a session does not record which device let it in, so a lost
+        device's session cannot be told from another device's, and each asks again."""
         async with self._db.transaction() as tx:
             if token_hashes is None:
                 forgotten = await tx.execute(
@@ -135,5 +153,16 @@ class FactorChangeRepository:
                         {"user_id": user_id, "token_hash": token_hash},
                     )
             if forgotten:
+                rows = await tx.fetch_all(
+                    "SELECT id_hash FROM sessions WHERE user_id = :user_id"
+                    " AND ended_at IS NULL AND mfa_method = 'device' AND id_hash <> :keep",
+                    {"user_id": user_id, "keep": keep_session},
+                )
+                for row in rows:
+                    await tx.execute(
+                        "UPDATE sessions SET ended_at = :now WHERE id_hash = :id_hash",
+                        {"now": now, "id_hash": row["id_hash"]},
+                    )
+                    await revoke(tx, now, session_hash=row["id_hash"])
                 await record_change(tx, entry, event(forgotten), at=now)
         return forgotten

@@ -18,7 +18,7 @@ from gateway.audit import Event
 from gateway.errors import ConflictError, NotFoundError
 from gateway.store.audit import record_change
 from gateway.store.changes import note_change
-from gateway.store.database import Database, Row
+from gateway.store.database import Database, Row, in_list
 from gateway.store.records import AuditEntry
 from gateway.store.revocations import revoke
 from gateway.store.sealed import SealedColumn, register_sealed_column, sealed_bytes, sealed_text
@@ -237,17 +237,19 @@ class FactorRepository:
         return {row["user_id"] for row in rows}
 
     async def enrolled_at(self, user_ids: Sequence[str] | None = None) -> dict[str, float]:
-        """When each user with a primary factor confirmed it (its factor's creation time):
-        every such user, or those of ``user_ids``."""
+        """When each user with a primary factor first confirmed one (a new primary factor
+        keeps the date): every such user, or those of ``user_ids``, in one statement."""
         sql = "SELECT user_id, min(created_at) AS at FROM mfa_factors WHERE role = 'primary'"
         if user_ids is None:
             rows = await self._db.fetch_all(f"{sql} GROUP BY user_id")
         else:
-            rows = []
-            for user_id in dict.fromkeys(user_ids):
-                rows += await self._db.fetch_all(
-                    f"{sql} AND user_id = :user_id GROUP BY user_id", {"user_id": user_id}
-                )
+            wanted = list(dict.fromkeys(user_ids))
+            if not wanted:
+                return {}
+            placeholders, params = in_list(wanted)
+            rows = await self._db.fetch_all(
+                f"{sql} AND user_id IN ({placeholders}) GROUP BY user_id", params
+            )
         return {row["user_id"]: float(row["at"]) for row in rows}
 
     async def accept_step(self, factor_id: str, step: int) -> bool:

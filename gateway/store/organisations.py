@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 
 from gateway.errors import ConflictError, NotFoundError
-from gateway.store.database import LIKE_ESCAPE, Database, Row, contains_pattern
+from gateway.store.database import LIKE_ESCAPE, Database, Row, ascii_lower, contains_pattern
 from gateway.store.records import Organisation, new_id
 
 _SELECT = "SELECT id, name, created_at FROM organisations"
@@ -67,6 +67,6 @@ class OrganisationRepository:
         rows = await self._db.fetch_all(
             f"{_SELECT} WHERE lower(name) LIKE :pattern {LIKE_ESCAPE}"
             " ORDER BY seq LIMIT :limit OFFSET :offset",
-            {"pattern": contains_pattern(text.lower()), "limit": limit, "offset": offset},
+            {"pattern": contains_pattern(ascii_lower(text)), "limit": limit, "offset": offset},
         )
         return [_organisation(row) for row in rows]

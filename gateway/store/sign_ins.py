@@ -80,7 +80,8 @@ class SignInRepository:
             await tx.execute(
                 "INSERT INTO sign_ins (id, user_id, seq, at, client_addr, user_agent, method,"
                 " session_hash) VALUES (:id, :user_id,"
-                " (SELECT coalesce(max(seq), 0) + 1 FROM sign_ins), :at, :client_addr,"
+                " (SELECT coalesce(max(seq), 0) + 1 FROM sign_ins WHERE user_id = :user_id),"
+                " :at, :client_addr,"
                 " :user_agent, :method, :session_hash)",
                 {
                     "id": sign_in.id,
@@ -103,7 +104,7 @@ class SignInRepository:
         """The user's sign-ins, newest first."""
         rows = await self._db.fetch_all(
             "SELECT id, user_id, at, client_addr, user_agent, method, session_hash"
-            " FROM sign_ins WHERE user_id = :user_id ORDER BY seq DESC LIMIT :limit",
+            " FROM sign_ins WHERE user_id = :user_id ORDER BY seq DESC, at DESC, id LIMIT :limit",
             {"user_id": user_id, "limit": limit},
         )
         return [_sign_in(row) for row in rows]

@@ -6,7 +6,14 @@ import builtins
 from collections.abc import Mapping, Sequence
 
 from gateway.errors import ConflictError, NotFoundError, StoreError
-from gateway.store.database import LIKE_ESCAPE, Database, Row, Transaction, contains_pattern
+from gateway.store.database import (
+    LIKE_ESCAPE,
+    Database,
+    Row,
+    Transaction,
+    ascii_lower,
+    contains_pattern,
+)
 from gateway.store.organisations import INSERT_ORGANISATION
 from gateway.store.records import ROLES, NewUser, User, new_id
 from gateway.store.revocations import revoke
@@ -20,13 +27,12 @@ _INSERT = (
     " VALUES (:id, :org_id, :email, :email_key, :display_name, :role, :password_hash, 0, :now,"
     " (SELECT coalesce(max(seq), 0) + 1 FROM users))"
 )
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 def email_key(email: str) -> str:
     """What emails are compared by: the address with ASCII letters lower-cased (as SQL's
     ``lower`` does everywhere), so ``Ava@X.example`` and ``ava@x.example`` are one user."""
-    return email.translate(_ASCII_LOWER)
+    return ascii_lower(email)
 
 
 def _user(row: Row) -> User:

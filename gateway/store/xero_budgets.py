@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from gateway.store.database import Database
+from gateway.store.database import Database, in_list
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,10 +49,9 @@ class RateBudgetRepository:
         wanted = sorted(set(tenant_ids))
         if not wanted:
             return {}
-        names = {f"t{i}": tenant_id for i, tenant_id in enumerate(wanted)}
-        placeholders = ", ".join(f":{name}" for name in names)  # names only, never values
-        query = f"SELECT tenant_id, words, counted_at FROM xero_rate_budgets WHERE tenant_id IN ({placeholders})"  # noqa: S608, E501
-        rows = await self._db.fetch_all(query, names)
+        placeholders, params = in_list(wanted)
+        query = f"SELECT tenant_id, words, counted_at FROM xero_rate_budgets WHERE tenant_id IN ({placeholders})"  # noqa: S608, E501 (placeholders only)
+        rows = await self._db.fetch_all(query, params)
         return {
             str(row["tenant_id"]): CountedBudget(
                 tenant_id=str(row["tenant_id"]),

@@ -29,7 +29,7 @@ from gateway.signin.browsers import browser_summary
 from gateway.signin.sessions import LiveSession
 from gateway.store.records import AuditEntry
 from gateway.web.gate import VERIFY_PATH, with_next
-from gateway.web.team import StepUpNeeded, step_up_url
+from gateway.web.team import StepUpNeeded, forget_here, step_up_url
 
 log = logging.getLogger(__name__)
 
@@ -216,8 +216,9 @@ async def forget_devices(
     when none of the user's has that id."""
     services = request.app[SERVICES]
     count, changed = await services.second_factors.changes.forget_devices(
-        live.user, entry_for(request, live), device
+        live.user, entry_for(request, live), device, session_hash=live.id_hash
     )
     if count:
+        await forget_here(services)  # the sessions the devices let in end here at once
         await after_change(services, live, changed, decision)
     return count, changed

@@ -61,7 +61,8 @@ CHANGES = ("totp", "sms", "backup")
 DONE = {
     "primary": "Your sign-in method was changed.",
     "backup": "Your backup method was changed.",
-    "devices": "Forgotten: those devices ask for a second factor at their next sign-in.",
+    "devices": "Forgotten: those devices ask for a second factor at their next sign-in, and"
+    " the sessions they let in are signed out.",
 }
 
 

@@ -137,6 +137,7 @@ class Budget:
     in_flight: int
     queued: int
     blocked_until: float | None
+    started: int = 0  # calls this governor admitted for the tenant since it began
 
 
 class Permit:
@@ -181,6 +182,7 @@ class _Tenant:
         "minute",
         "per_day",
         "queue",
+        "started",
         "tenant_id",
     )
 
@@ -188,6 +190,7 @@ class _Tenant:
         self.tenant_id = tenant_id
         self.per_day = per_day
         self.in_flight = 0
+        self.started = 0
         self.minute = RollingCount(MINUTE, MINUTE_GRANULARITY)
         self.day = RollingCount(DAY, DAY_GRANULARITY)
         self.blocked_until = 0.0
@@ -327,6 +330,7 @@ class Governor:
             in_flight=tenant.in_flight,
             queued=len(tenant.queue),
             blocked_until=blocked if blocked > now else None,
+            started=tenant.started,
         )
 
     def loads(self) -> list[tuple[str, int, int]]:
@@ -382,6 +386,7 @@ class Governor:
 
     def _start(self, tenant: _Tenant, now: float, *, waited: float) -> Permit:
         tenant.in_flight += 1
+        tenant.started += 1
         tenant.minute.add(now)
         tenant.day.add(now)
         self._app.add(now)
