@@ -350,6 +350,8 @@ def _print_welcome(
     lines += [
         "",
         f"  Public page without sign-in: {url}/public/hello",
+        "  Your own 2FA, once set up (method, backup, recovery codes, devices, sign-ins):",
+        f"    {url}/_gateway/mfa/settings   Principals reset their team's: {url}/_gateway/mfa/team",
         *(
             [f"  Codes sent by SMS and email (demo outbox, no phone needed): {outbox_url}/"]
             if outbox_url
@@ -382,6 +384,11 @@ def _print_welcome(
         f"    {cli} xero status",
         f"    TOKEN=$({cli} admin-token create --name demo --scope admin)",
         f'    curl -H "Authorization: Bearer $TOKEN" "{url}{READINESS_EXAMPLE}"',
+        "",
+        "  The admin console (dashboard, policies, people, audit trail): make an admin, add the",
+        f"  key it prints to an authenticator app, and sign in at {url}/_gateway/admin/",
+        "",
+        f"    {cli} admin add you@example.com --name You",
         "",
         "  Press Ctrl-C to stop.",
         "",
