@@ -11,7 +11,10 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pyotp
 
+from gateway.admin.tokens import create_admin_token
 from gateway.clock import ManualClock
+from gateway.enforcement.policy_files import load_policy_file
+from gateway.policy import policy_to_document
 from gateway.sandbox.demo import (
     DEMO_PASSWORD,
     DEMO_ZONE,
@@ -20,7 +23,7 @@ from gateway.sandbox.demo import (
     seed_demo_xero,
     start_demo_gateway,
 )
-from tests.conftest import START, fast_passwords
+from tests.conftest import SHIPPED_POLICY, START, fast_passwords
 
 API = "/_gateway/api"
 # Past the shipped policy's deadline (31 December 2026, Sydney); START is before it.
@@ -73,5 +76,25 @@ async def test_a_demo_after_the_deadline_blocks_yet_takes_codes_made_at_real_tim
             me = await (await client.get(f"{API}/me")).json()
             # The check is recorded at real time (X-Gateway-Mfa-At), the decision at the date.
             assert dt.datetime.fromisoformat(me["mfa"]["verified_at"]).timestamp() == real()
+
+            # An admin's lint judges at the date too: the deadline has passed, as enforced.
+            raw, _ = await create_admin_token(
+                services.store,
+                name="lint",
+                scopes=["policies:read"],
+                ttl_seconds=600,
+                now=real(),
+                by="test",
+            )
+            document = policy_to_document(load_policy_file(SHIPPED_POLICY))
+            linted = await client.post(
+                f"/_gateway/admin/api/policies/{document['id']}/lint",
+                json=document,
+                headers={"Authorization": f"Bearer {raw}"},
+            )
+            assert linted.status == 200, await linted.text()
+            [warning] = (await linted.json())["warnings"]
+            assert warning["field"] == "schedule.deadline"
+            assert "has passed" in warning["message"]
     finally:
         await gateway.stop()

@@ -112,6 +112,12 @@ class Call:
         return self.request.match_info[name]
 
     @property
+    def policy_now(self) -> float:
+        """The time policies are decided at (the demo's ``--at`` moves it; else ``now``):
+        what lint warnings and days left are judged by, as enforcement judges."""
+        return self.services.policy_clock()
+
+    @property
     def audit(self) -> AuditEntry:
         """Who is asking, for the audit event the store writes with a change this call makes."""
         return AuditEntry(

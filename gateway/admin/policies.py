@@ -222,7 +222,7 @@ async def create_policy(call: Call) -> web.StreamResponse:
     await call.refresh()
     stored = change.after
     return json_response(
-        PolicyWritten(**_record(stored), warnings=lint_warnings(policy, call.now)),
+        PolicyWritten(**_record(stored), warnings=lint_warnings(policy, call.policy_now)),
         status=201,
         version=stored.version,
         headers={"Location": f"{POLICIES}/{policy.id}"},
@@ -240,7 +240,9 @@ async def replace_policy(call: Call) -> web.StreamResponse:
     stored = change.after
     return json_response(
         PolicyWritten(
-            **_record(stored), changed=change.changed, warnings=lint_warnings(policy, call.now)
+            **_record(stored),
+            changed=change.changed,
+            warnings=lint_warnings(policy, call.policy_now),
         ),
         version=stored.version,
     )
@@ -396,7 +398,7 @@ async def lint_policy(call: Call) -> web.StreamResponse:
         PolicyLint(
             id=policy_id,
             version=current.version,
-            warnings=lint_warnings(policy, call.now),
+            warnings=lint_warnings(policy, call.policy_now),
             changes=[Change(**c) for c in changes_to(current, policy)],
         ),
         version=current.version,

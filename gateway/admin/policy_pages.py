@@ -171,9 +171,9 @@ def _view(
         "enabled": stored.enabled,
         "updated_by": stored.updated_by,
         "updated_at": _when(stored.updated_at),
-        "decides": _decides(policy, page.call.now) if policy else [],
+        "decides": _decides(policy, page.call.policy_now) if policy else [],
         "problems": problems,
-        "warnings": lint_warnings(policy, page.call.now) if policy else [],
+        "warnings": lint_warnings(policy, page.call.policy_now) if policy else [],
         "text": write_toml(document_of(stored.document, stored.enabled)),
         "notice": DONE.get(done) if status == 200 else None,
         "error": error,
@@ -252,7 +252,7 @@ async def edit_submit(page: ConsolePage) -> web.StreamResponse:
     started = _started(page.form)
     if started is not None and started > current.version:
         started = None  # names no version there has been: garbled
-    checked = check_text(text, current.id, page.call.now)
+    checked = check_text(text, current.id, page.call.policy_now)
     saving = form_field(page.form, "action", 16) == "save"
     if saving and checked.policy is not None and started == current.version:
         try:
