@@ -253,8 +253,12 @@ async def test_the_audit_trail_filters_and_exports_with_formulas_defused(
         assert len(lines) == len(everything)
         assert [json.loads(line)["id"] for line in lines] == [e.id for e in everything]
 
+        assert response.headers["X-Total-Count"] == str(len(everything))
+
         response = await http.get(f"{API}/audit/export?format=jsonl&limit=2", headers=bearer(token))
         assert len((await response.text()).splitlines()) == 2
+        # Cut at its limit: the headers say so before the body starts.
+        assert int(response.headers["X-Total-Count"]) > int(response.headers["X-Export-Limit"]) == 2
 
 
 async def test_the_console_pages_show_the_dashboard_users_explain_and_audit(

@@ -516,6 +516,7 @@ ROUTES: tuple[AdminRoute, ...] = (
                     " format=jsonl, application/jsonl with one event object per line."
                 ),
                 media_type="text/csv",
+                headers=("X-Total-Count", "X-Export-Limit"),
             ),
             "400": "BadRequest",
         },

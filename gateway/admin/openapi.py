@@ -113,6 +113,14 @@ PARAMETERS = {
 HEADERS: dict[str, dict[str, Any]] = {
     "ETag": {"description": 'The policy\'s store version, quoted: "3".', "schema": dict(STRING)},
     "Location": {"description": "The new policy's URL.", "schema": dict(STRING)},
+    "X-Total-Count": {
+        "description": "Events matching the filters when the export began.",
+        "schema": {"type": "integer"},
+    },
+    "X-Export-Limit": {
+        "description": "The most events the export holds: fewer than X-Total-Count means cut.",
+        "schema": {"type": "integer"},
+    },
     "WWW-Authenticate": {
         "description": 'Bearer realm="gateway-admin", with error= on a bad token or scope.',
         "schema": dict(STRING),

@@ -196,6 +196,15 @@ class AuditRepository:
         )
         return [_event(row) for row in rows]
 
+    async def count(self, filters: AuditFilter) -> int:
+        """How many events match ``filters`` now."""
+        where, params = _where(filters, after_id=0)
+        row = await self._db.fetch_one(
+            f"SELECT count(*) AS n FROM audit_events{where}",  # noqa: S608 (built clauses)
+            params,
+        )
+        return int(row["n"]) if row is not None else 0
+
     async def iterate(
         self,
         *,
