@@ -10,7 +10,7 @@ from gateway.errors import NotFoundError
 from gateway.schema.resets import SupportResetBody
 from gateway.secondfactor.resets import ResetDone, ResetHow, support_problems
 from gateway.services import Services
-from gateway.web.team import forget_here
+from gateway.web.mfa_forms import forget_here
 from gateway.web.team_api import reset_answer
 
 _invalid_reset = unprocessable("reset-invalid", "The reset record is invalid", "body")

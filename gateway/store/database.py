@@ -41,10 +41,10 @@ def contains_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def in_list(values: Sequence[str], prefix: str = "v") -> tuple[str, dict[str, str]]:
+def in_list(values: Sequence[str]) -> tuple[str, dict[str, str]]:
     """For ``column IN (...)``: the placeholders (``:v0, :v1, ...``, names only, never
     values) and their parameters. ``values`` must not be empty."""
-    params = {f"{prefix}{i}": value for i, value in enumerate(values)}
+    params = {f"v{i}": value for i, value in enumerate(values)}
     return ", ".join(f":{name}" for name in params), params
 
 

@@ -4,13 +4,14 @@ against this session's CSRF token, a recorded check, and "don't ask again on thi
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from gateway.audit import DeviceRemembered
-from gateway.errors import NotFoundError
+from gateway.errors import NotFoundError, StoreError
 from gateway.http.csrf import csrf_token, csrf_valid
 from gateway.http.redirects import safe_next
 from gateway.http.requests import CLIENT_ADDR, OUTCOME
@@ -23,6 +24,8 @@ from gateway.web.api_guard import cross_site_refusal
 from gateway.web.context import read_form
 from gateway.web.gate import login_url
 from gateway.web.pages import expired_form, form_field, set_cookie
+
+log = logging.getLogger(__name__)
 
 # A refused send: limited (try later), or failed or not possible here (try again, or another).
 SEND_STATUS = {"send-limited": 429, "send-failed": 503, "send-unavailable": 503}
@@ -113,6 +116,17 @@ def same_site_form(
         return await checked(request)
 
     return guarded
+
+
+async def forget_here(services: Services) -> None:
+    """Follow the revocation and user-state feeds now, so this process drops the sessions a
+    2FA change just ended and the enrolments it changed at once (other processes do within
+    their poll)."""
+    try:
+        await services.sessions.follow_revocations()
+        services.decider.forget_users(await services.sessions.follow_changes())
+    except StoreError:  # the change is stored; the poll every two seconds catches up
+        log.exception("could not follow the change feeds after a 2FA change; the poll will")
 
 
 def see_other(target: str) -> web.HTTPException:

@@ -29,7 +29,8 @@ from gateway.signin.browsers import browser_summary
 from gateway.signin.sessions import LiveSession
 from gateway.store.records import AuditEntry
 from gateway.web.gate import VERIFY_PATH, with_next
-from gateway.web.team import StepUpNeeded, forget_here, step_up_url
+from gateway.web.mfa_forms import forget_here
+from gateway.web.team import StepUpNeeded, step_up_url
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from gateway.admin.http import ApiProblem
 from gateway.audit import LoginSucceeded
-from gateway.errors import NotFoundError, StoreError
+from gateway.errors import NotFoundError
 from gateway.http.requests import CLIENT_ADDR, OUTCOME
 from gateway.policy import Policy, Subject, combine
 from gateway.policy import applicable as policies_for
@@ -34,7 +34,14 @@ from gateway.signin.sessions import LiveSession
 from gateway.store.records import User
 from gateway.web.context import add_get, add_route
 from gateway.web.gate import VERIFY_PATH
-from gateway.web.mfa_forms import Posted, csrf_for, same_site_form, see_other, signed_in
+from gateway.web.mfa_forms import (
+    Posted,
+    csrf_for,
+    forget_here,
+    same_site_form,
+    see_other,
+    signed_in,
+)
 from gateway.web.pages import render_page
 
 log = logging.getLogger(__name__)
@@ -152,16 +159,6 @@ async def reset_member(
         raise no_such_member(user_id) from None
     await forget_here(services)
     return done
-
-
-async def forget_here(services: Services) -> None:
-    """Follow the feeds now, so this process drops the reset user's sessions and cached
-    enrolment at once (other processes do within their poll)."""
-    try:
-        await services.sessions.follow_revocations()
-        services.decider.forget_users(await services.sessions.follow_changes())
-    except StoreError:  # the reset is stored; the poll every two seconds catches up
-        log.exception("could not follow the change feeds after a 2FA reset; the poll will")
 
 
 def refused_page(request: web.Request, refusal: ResetRefused) -> web.Response:

@@ -207,6 +207,14 @@ class XeroApi:
 
     # Calls to Xero
 
+    def _known_connection(self, org_id: str, tenant_id: str) -> XeroConnection | None:
+        """The connection found less than ``CONNECTION_CACHE_SECONDS`` ago, without an await;
+        None: ask ``_connection``."""
+        known = self._connections.get((org_id, tenant_id))
+        if known is not None and self._clock() - known[1] < CONNECTION_CACHE_SECONDS:
+            return known[0]
+        return None
+
     async def _connection(self, org_id: str, tenant_id: str) -> XeroConnection | None:
         """The organisation's active connection to the tenant: read from the store at most
         once per ``CONNECTION_CACHE_SECONDS`` however many calls find it stale at once."""
@@ -234,11 +242,9 @@ class XeroApi:
         named = request.headers.getall(TENANT_HEADER, [])
         tenant_id = named[0].strip() if len(named) == 1 else ""
         org_id = authority.org_id
-        known = self._connections.get((org_id, tenant_id))
-        if known is not None and self._clock() - known[1] < CONNECTION_CACHE_SECONDS:
-            connection: XeroConnection | None = known[0]
-        else:
-            connection = await self._connection(org_id, tenant_id) if tenant_id else None
+        connection = self._known_connection(org_id, tenant_id) or (
+            await self._connection(org_id, tenant_id) if tenant_id else None
+        )
         if connection is None:
             return self._refuse(
                 request,
